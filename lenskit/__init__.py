@@ -1,0 +1,41 @@
+"""
+lenskit: simulate, deblend, model and find strong gravitational lenses.
+
+The public API::
+
+    import lenskit
+    lenskit.available("mass_model")
+    sie = lenskit.get("mass_model", "sie")()
+    sim = lenskit.Simulator(mass_model="sie", source="sersic_clump", instrument="hst_wfc3", seed=1)
+    ds = sim.sample(100)
+    ds.write("train.asdf"); ds = lenskit.read("train.asdf")
+"""
+
+try:
+    from lenskit._version import version as __version__
+except ImportError:  # pragma: no cover - running from a source tree without setuptools_scm
+    __version__ = "0.0.0+unknown"
+
+from lenskit.core import Estimate, LensDataset, Provenance  # noqa: E402
+from lenskit.core.exceptions import (  # noqa: E402
+    LenskitError, LenskitFileError, LenskitPluginError, LenskitPluginWarning)
+from lenskit.io import read, write  # noqa: E402
+from lenskit.plugins import available, get  # noqa: E402
+
+__all__ = [
+    "__version__", "get", "available", "read", "write", "load",
+    "LensDataset", "Estimate", "Provenance", "Simulator",
+    "LenskitError", "LenskitFileError", "LenskitPluginError", "LenskitPluginWarning",
+]
+
+#: Alias of `read`.
+load = read
+
+
+def __getattr__(name):
+    # heavy pieces (torch) load on first use so that `import lenskit` stays fast
+    if name == "Simulator":
+        from lenskit.simulation.simulator import Simulator
+
+        return Simulator
+    raise AttributeError(f"module 'lenskit' has no attribute {name!r}")

@@ -1,0 +1,294 @@
+"""
+The five plugin interfaces of lenskit.
+
+Every implementation declares ``name``, the key it is registered under, and
+documents its parameters.  Third-party packages register their own
+implementations through the ``lenskit.plugins`` entry point (see
+:doc:`/plugins`).
+"""
+
+import abc
+
+import astropy.units as u
+import numpy as np
+
+__all__ = [
+    "MassModel",
+    "Source",
+    "SourceBatch",
+    "Instrument",
+    "Estimator",
+    "Deblender",
+    "INTERFACES",
+]
+
+
+class MassModel(abc.ABC):
+    """
+    A lens mass distribution: deflection, convergence, potential and Hessian.
+
+    Subclasses set `name`, `param_names` and `param_units`, and implement the
+    tensor kernels ``_deflection``, ``_convergence`` and ``_potential`` on
+    `torch.Tensor` inputs in arcsec (parameters already broadcast against the
+    coordinates).  ``_hessian`` defaults to automatic differentiation of
+    ``_deflection``; override it where an analytic form exists.
+
+    The public methods accept NumPy arrays, `torch.Tensor` or
+    `~astropy.units.Quantity` coordinates and return the same kind.  Parameters
+    broadcast against ``x`` and ``y`` with NumPy rules: for a batch of N
+    systems on one (H, W) grid pass parameters shaped (N, 1, 1).
+    """
+
+    #: Registry key of the model.
+    name = None
+    #: Names of the parameters, in order.
+    param_names = ()
+    #: Unit of each parameter (`astropy.units.Unit`).
+    param_units = {}
+
+    # -- kernels (torch, arcsec) -------------------------------------------------
+    @abc.abstractmethod
+    def _deflection(self, x, y, **params):
+        """Return (alpha_x, alpha_y) tensors in arcsec."""
+
+    @abc.abstractmethod
+    def _convergence(self, x, y, **params):
+        """Return the convergence tensor."""
+
+    @abc.abstractmethod
+    def _potential(self, x, y, **params):
+        """Return the lensing potential tensor in arcsec**2."""
+
+    def _hessian(self, x, y, **params):
+        """Return (psi_xx, psi_xy, psi_yy) by automatic differentiation."""
+        import torch
+
+        with torch.enable_grad():
+            xg = x.detach().clone().requires_grad_(True)
+            yg = y.detach().clone().requires_grad_(True)
+            ax, ay = self._deflection(xg, yg, **params)
+            ones = torch.ones_like(ax)
+            axx, axy = torch.autograd.grad(ax, (xg, yg), ones, retain_graph=True)
+            ayx, ayy = torch.autograd.grad(ay, (xg, yg), ones)
+        return axx, 0.5 * (axy + ayx), ayy
+
+    def check_params(self, params):
+        """
+        Validate parameter values (NumPy arrays in their units).
+
+        Raises `ValueError` naming the parameter.  Subclasses extend this.
+        """
+        missing = [p for p in self.param_names if p not in params]
+        if missing:
+            raise ValueError(f"{self.name}: missing parameter(s) {missing}; expected {list(self.param_names)}")
+        unknown = [p for p in params if p not in self.param_names]
+        if unknown:
+            raise ValueError(
+                f"{self.name}: unknown parameter(s) {unknown}; expected {list(self.param_names)}"
+            )
+        for p, v in params.items():
+            if not np.all(np.isfinite(np.asarray(v, dtype=float))):
+                raise ValueError(f"{self.name}: parameter {p} must be finite; got {v}")
+
+    # -- public API ----------------------------------------------------------------
+    def _call(self, kernel, x, y, params, out_unit):
+        from lenskit.lensing.arrays import from_tensor, prepare_call
+
+        xt, yt, pt, kind, like = prepare_call(self, x, y, params)
+        out = kernel(xt, yt, **pt)
+        return from_tensor(out, kind, like, out_unit)
+
+    def deflection(self, x, y, **params):
+        """
+        Deflection angle at image-plane positions.
+
+        Parameters
+        ----------
+        x, y : array-like, `torch.Tensor` or `~astropy.units.Quantity`
+            Image-plane coordinates (arcsec when plain numbers).
+        **params
+            Model parameters, in `param_units` when plain numbers.
+
+        Returns
+        -------
+        alpha_x, alpha_y
+            Same type as ``x``.
+        """
+        return self._call(self._deflection, x, y, params, u.arcsec)
+
+    def convergence(self, x, y, **params):
+        """Dimensionless surface density kappa at the given positions."""
+        return self._call(self._convergence, x, y, params, u.dimensionless_unscaled)
+
+    def potential(self, x, y, **params):
+        """Lensing potential psi (arcsec**2) at the given positions."""
+        return self._call(self._potential, x, y, params, u.arcsec**2)
+
+    def hessian(self, x, y, **params):
+        """Second derivatives (psi_xx, psi_xy, psi_yy) of the potential."""
+        return self._call(self._hessian, x, y, params, u.dimensionless_unscaled)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} '{self.name}' params={list(self.param_names)}>"
+
+
+class SourceBatch(abc.ABC):
+    """
+    N background sources drawn by a `Source`, centred on the origin.
+
+    Attributes
+    ----------
+    params : `~astropy.table.QTable`
+        One row per source with its drawn parameters.
+    flux : ndarray
+        Total (unlensed) flux of each source in the brightness unit.
+    size : ndarray
+        Half-light radius of each source in arcsec.
+    galaxy_id : ndarray or None
+        Identity of the real galaxy behind each source (None for analytic ones).
+    """
+
+    params = None
+    flux = None
+    size = None
+    galaxy_id = None
+
+    def __len__(self):
+        return len(self.flux)
+
+    @abc.abstractmethod
+    def brightness(self, bx, by):
+        """
+        Surface brightness at source-plane positions relative to each centre.
+
+        Parameters
+        ----------
+        bx, by : `torch.Tensor`
+            Source-plane coordinates in arcsec, shaped (N, ...).
+
+        Returns
+        -------
+        `torch.Tensor`
+            Surface brightness (flux per arcsec**2), shaped like ``bx``.
+        """
+
+
+class Source(abc.ABC):
+    """A population of background galaxies that can be sampled."""
+
+    name = None
+
+    @abc.abstractmethod
+    def sample(self, n, rng):
+        """
+        Draw ``n`` sources.
+
+        Parameters
+        ----------
+        n : int
+            Number of sources.
+        rng : `numpy.random.Generator`
+            Random generator; the same state gives the same sources.
+
+        Returns
+        -------
+        `SourceBatch`
+        """
+
+
+class Instrument(abc.ABC):
+    """
+    A telescope and camera: bands, pixels, PSF, noise and artefacts.
+
+    Attributes
+    ----------
+    bands : tuple of str
+    pixel_scale : `~astropy.units.Quantity`
+        Angular size of one pixel.
+    shape : tuple of int
+        Stamp shape (H, W).
+    zero_points : dict
+        AB magnitude giving 1 electron per second, per band.
+    exposure_time : `~astropy.units.Quantity`
+    effects : list
+        Ordered observational effects applied by `observe`.
+    """
+
+    name = None
+    bands = ()
+    pixel_scale = None
+    shape = None
+    zero_points = {}
+
+    @abc.abstractmethod
+    def observe(self, ideal, rng, **truth):
+        """
+        Turn noise-free images into observed ones.
+
+        Parameters
+        ----------
+        ideal : `torch.Tensor`
+            Noise-free, unconvolved images (N, bands, H, W).
+        rng : `numpy.random.Generator`
+        **truth
+            Extra noise-free components (for example ``arcs``) that effects
+            such as masks need.
+
+        Returns
+        -------
+        `lenskit.instruments.effects.Observation`
+        """
+
+
+class Estimator(abc.ABC):
+    """
+    Infers quantities (lens parameters, or ``p_lens`` for a finder) from images.
+
+    Attributes
+    ----------
+    targets : tuple of str
+        Names of the predicted quantities.
+    expects : dict
+        Instrument, bands and stamp shape the estimator was trained for.
+    """
+
+    name = None
+    targets = ()
+    expects = {}
+
+    @abc.abstractmethod
+    def predict(self, images, **kwargs):
+        """Return an `~lenskit.Estimate` for images shaped (N, bands, H, W)."""
+
+    @abc.abstractmethod
+    def fit(self, *args, **kwargs):
+        """Train the estimator."""
+
+    @abc.abstractmethod
+    def save(self, path):
+        """Write the estimator (weights and metadata) to an ASDF file."""
+
+    @classmethod
+    @abc.abstractmethod
+    def load(cls, path):
+        """Read an estimator written by `save`."""
+
+
+class Deblender(abc.ABC):
+    """Separates the lensed arcs from the lens galaxy's light."""
+
+    name = None
+
+    @abc.abstractmethod
+    def separate(self, images, **kwargs):
+        """Return a `~lenskit.core.Deblended` (arcs, lens light, diagnostics)."""
+
+
+#: Interface each plugin kind must implement.
+INTERFACES = {
+    "mass_model": MassModel,
+    "source": Source,
+    "instrument": Instrument,
+    "estimator": Estimator,
+    "deblender": Deblender,
+}

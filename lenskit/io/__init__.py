@@ -1,0 +1,5 @@
+"""Reading and writing lenskit products (ASDF natively, FITS for real data)."""
+
+from lenskit.io.asdf import read, write  # noqa: F401
+
+__all__ = ["read", "write"]

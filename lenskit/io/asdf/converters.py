@@ -1,0 +1,92 @@
+"""asdf converters for lenskit's value types."""
+
+from asdf.extension import Converter
+
+from lenskit.io.asdf.integration import URI_PREFIX
+
+TAG = URI_PREFIX + "tags/{}-1.0.0"
+
+
+class ProvenanceConverter(Converter):
+    tags = [TAG.format("provenance")]
+    types = ["lenskit.core.provenance.Provenance"]
+
+    def to_yaml_tree(self, obj, tag, ctx):
+        return obj.to_dict()
+
+    def from_yaml_tree(self, node, tag, ctx):
+        from lenskit.core.provenance import Provenance
+
+        return Provenance.from_dict(dict(node))
+
+
+class LensDatasetConverter(Converter):
+    tags = [TAG.format("lens_dataset")]
+    types = ["lenskit.core.dataset.LensDataset"]
+
+    def to_yaml_tree(self, obj, tag, ctx):
+        return {
+            "images": obj.images,
+            "params": obj.params,
+            "bands": list(obj.bands),
+            "pixel_scale": obj.pixel_scale,
+            "instrument": obj.instrument,
+            "noise": obj.noise,
+            "masks": obj.masks,
+            "truth": dict(obj.truth),
+            "provenance": obj.provenance,
+        }
+
+    def from_yaml_tree(self, node, tag, ctx):
+        from lenskit.core.dataset import LensDataset
+
+        return LensDataset(
+            node["images"], node["params"], bands=node["bands"], pixel_scale=node["pixel_scale"],
+            instrument=node.get("instrument"), noise=node.get("noise"), masks=node.get("masks"),
+            truth=node.get("truth") or {}, provenance=node["provenance"])
+
+
+class EstimateConverter(Converter):
+    tags = [TAG.format("estimate")]
+    types = ["lenskit.core.estimate.Estimate"]
+
+    def to_yaml_tree(self, obj, tag, ctx):
+        return {"table": obj.table, "covariance": obj.covariance, "provenance": obj.provenance}
+
+    def from_yaml_tree(self, node, tag, ctx):
+        from lenskit.core.estimate import Estimate
+
+        return Estimate(node["table"], covariance=node.get("covariance"), provenance=node["provenance"])
+
+
+class ModelWeightsConverter(Converter):
+    tags = [TAG.format("model_weights")]
+    types = ["lenskit.core.weights.ModelWeights"]
+
+    def to_yaml_tree(self, obj, tag, ctx):
+        return {
+            "architecture": obj.architecture,
+            "arrays": dict(obj.arrays),
+            "checksum": obj.checksum,
+            "config": obj.config,
+            "metrics": obj.metrics,
+            "provenance": obj.provenance,
+        }
+
+    def from_yaml_tree(self, node, tag, ctx):
+        import numpy as np
+
+        from lenskit.core.exceptions import LenskitFileError
+        from lenskit.core.weights import ModelWeights
+
+        arrays = {k: np.asarray(v) for k, v in node["arrays"].items()}
+        obj = ModelWeights(node["architecture"], arrays, config=node["config"], metrics=node["metrics"],
+                           provenance=node["provenance"])
+        if obj.checksum != node["checksum"]:
+            raise LenskitFileError(
+                f"model weights '{obj.architecture}' fail their checksum: stored {node['checksum']}, "
+                f"computed {obj.checksum}; the file is corrupt")
+        return obj
+
+
+CONVERTERS = [ProvenanceConverter(), LensDatasetConverter(), EstimateConverter(), ModelWeightsConverter()]

@@ -1,0 +1,67 @@
+"""Conversion between the public array types (NumPy, Quantity, torch) and kernel tensors."""
+
+import astropy.units as u
+import numpy as np
+import torch
+
+from lenskit.core.validation import to_value
+
+__all__ = ["prepare_call", "from_tensor", "as_tensor"]
+
+
+def as_tensor(value, name, unit=u.arcsec, like=None, dtype=None):
+    """Convert a number, array, Quantity or tensor to a tensor (in ``unit``)."""
+    if isinstance(value, torch.Tensor):
+        t = value
+    else:
+        v = to_value(value, unit, name)
+        arr = np.asarray(v)
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"{name} must be numeric; got {arr.dtype}")
+        if dtype is None:
+            dtype = like.dtype if like is not None else (torch.float32 if arr.dtype == np.float32 else torch.float64)
+        t = torch.as_tensor(arr, dtype=dtype)
+    if like is not None:
+        t = t.to(device=like.device, dtype=like.dtype)
+    return t
+
+
+def prepare_call(model, x, y, params):
+    """
+    Validate and convert the arguments of a public `MassModel` method.
+
+    Returns tensors for ``x``, ``y`` and each parameter, the input kind
+    (``"torch"``, ``"quantity"`` or ``"numpy"``) and the reference tensor.
+    """
+    kind = "torch" if isinstance(x, torch.Tensor) else "quantity" if isinstance(x, u.Quantity) else "numpy"
+    xt = as_tensor(x, "x")
+    if not xt.is_floating_point():
+        xt = xt.to(torch.float64)
+    yt = as_tensor(y, "y", like=xt)
+    try:
+        torch.broadcast_shapes(xt.shape, yt.shape)
+    except RuntimeError as exc:
+        raise ValueError(f"x and y must broadcast together; got shapes {tuple(xt.shape)} and {tuple(yt.shape)}") from exc
+    if not (torch.isfinite(xt).all() and torch.isfinite(yt).all()):
+        raise ValueError("x and y must be finite")
+    numeric = {}
+    for name in params:
+        unit = model.param_units.get(name, u.dimensionless_unscaled)
+        v = params[name]
+        numeric[name] = v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else to_value(v, unit, name)
+    model.check_params(numeric)
+    pt = {name: as_tensor(params[name], name, model.param_units.get(name, u.dimensionless_unscaled), like=xt)
+          for name in model.param_names}
+    return xt, yt, pt, kind, xt
+
+
+def from_tensor(out, kind, like, unit):
+    """Convert kernel output back to the caller's array type."""
+    if isinstance(out, tuple):
+        return tuple(from_tensor(o, kind, like, unit) for o in out)
+    if kind == "torch":
+        return out
+    arr = out.detach().cpu().numpy()
+    if kind == "quantity":
+        return arr * unit
+    return arr

@@ -1,0 +1,44 @@
+"""External shear."""
+
+import astropy.units as u
+import numpy as np
+import torch
+
+from lenskit.core.interfaces import MassModel
+
+__all__ = ["ExternalShear"]
+
+
+class ExternalShear(MassModel):
+    """
+    Constant external shear about the origin.
+
+    ``psi = gamma1 (x**2 - y**2) / 2 + gamma2 x y``, so
+    ``alpha = (gamma1 x + gamma2 y, gamma2 x - gamma1 y)`` and kappa = 0.
+    The shear modulus is ``sqrt(gamma1**2 + gamma2**2)`` and its angle
+    ``atan2(gamma2, gamma1) / 2`` counter-clockwise from +x (lenstronomy's
+    ``SHEAR`` convention).
+    """
+
+    name = "external_shear"
+    param_names = ("gamma1", "gamma2")
+    param_units = {"gamma1": u.dimensionless_unscaled, "gamma2": u.dimensionless_unscaled}
+
+    def check_params(self, params):
+        super().check_params(params)
+        g = np.hypot(np.asarray(params["gamma1"], float), np.asarray(params["gamma2"], float))
+        if np.any(g >= 1):
+            raise ValueError(f"external_shear: shear modulus must be < 1; got {g[g >= 1].ravel()[:5]}")
+
+    def _deflection(self, x, y, gamma1, gamma2):
+        return gamma1 * x + gamma2 * y, gamma2 * x - gamma1 * y
+
+    def _convergence(self, x, y, gamma1, gamma2):
+        return torch.zeros_like(x + y + gamma1)
+
+    def _potential(self, x, y, gamma1, gamma2):
+        return 0.5 * gamma1 * (x * x - y * y) + gamma2 * x * y
+
+    def _hessian(self, x, y, gamma1, gamma2):
+        z = torch.zeros_like(x + y + gamma1)
+        return z + gamma1, z + gamma2, z - gamma1

@@ -1,0 +1,188 @@
+"""
+Singular isothermal ellipsoid (SIE).
+
+Deflection in the Kormann et al. (1994) / Keeton (2001) closed form, with
+lenskit's conventions (see :doc:`/conventions`): ``theta_E`` is the
+intermediate-axis Einstein radius, ``e1, e2`` the spin-2 ellipticity
+``(1-q)/(1+q) (cos 2phi, sin 2phi)`` and ``x0, y0`` the centre.
+
+In the frame rotated by ``phi`` (x' along the major axis), with
+``b = theta_E sqrt(q)``, ``f = sqrt(1 - q**2)`` and
+``psi = sqrt(q**2 x'**2 + y'**2)``::
+
+    alpha'_x = (b / f) arctan(f x' / psi)
+    alpha'_y = (b / f) artanh(f y' / psi)
+    kappa    = theta_E / (2 sqrt(q x'**2 + y'**2 / q))
+    potential = x' alpha'_x + y' alpha'_y
+    Hessian'  = b / (psi r**2) [[y'**2, -x' y'], [-x' y', x'**2]]
+
+The q -> 1 limit (the SIS, alpha = theta_E r_hat) is evaluated with a series
+so there is no 0/0.  The centre itself is a branch point: the deflection
+there is defined as 0 (as lenstronomy does), and the convergence and Hessian
+are capped at the value they take at a radius of ``r_core`` (1e-8 arcsec by
+default) so nothing is ever NaN or infinite and gradients stay finite.
+"""
+
+import astropy.units as u
+import numpy as np
+import torch
+
+from lenskit.core.interfaces import MassModel
+
+__all__ = ["SIE", "sie_frame"]
+
+_SERIES_F = 1e-2  # below this f = sqrt(1 - q^2) the q -> 1 series is used
+
+
+def sie_frame(x, y, e1, e2, x0, y0):
+    """
+    Axis ratio, rotation and rotated coordinates of an elliptical profile.
+
+    Returns
+    -------
+    q, cos_phi, sin_phi, xp, yp : `torch.Tensor`
+    """
+    c = torch.sqrt(e1 * e1 + e2 * e2)
+    q = (1 - c) / (1 + c)
+    # cos(phi), sin(phi) from e without atan2: cos 2phi = e1/c, sin 2phi = e2/c
+    c_safe = torch.where(c > 0, c, torch.ones_like(c))
+    cos2 = torch.where(c > 0, e1 / c_safe, torch.ones_like(c))
+    sin2 = torch.where(c > 0, e2 / c_safe, torch.zeros_like(c))
+    cos_phi = torch.sqrt(torch.clamp((1 + cos2) / 2, min=0))
+    sin_phi = torch.sqrt(torch.clamp((1 - cos2) / 2, min=0)) * torch.where(sin2 < 0, -1.0, 1.0).to(c.dtype)
+    dx = x - x0
+    dy = y - y0
+    xp = cos_phi * dx + sin_phi * dy
+    yp = -sin_phi * dx + cos_phi * dy
+    return q, cos_phi, sin_phi, xp, yp
+
+
+def _atan_over_f(f, t):
+    """arctan(f t) / f, continuous at f = 0."""
+    small = f < _SERIES_F
+    f_safe = torch.where(small, torch.ones_like(f), f)
+    direct = torch.atan(f_safe * t) / f_safe
+    f2t2 = (f * t) ** 2
+    series = t * (1 - f2t2 / 3 + f2t2 * f2t2 / 5)
+    return torch.where(small, series, direct)
+
+
+def _atanh_over_f(f, t):
+    """artanh(f t) / f, continuous at f = 0 (|f t| < 1 always holds for q > 0)."""
+    small = f < _SERIES_F
+    f_safe = torch.where(small, torch.ones_like(f), f)
+    direct = torch.atanh(f_safe * t) / f_safe
+    f2t2 = (f * t) ** 2
+    series = t * (1 + f2t2 / 3 + f2t2 * f2t2 / 5)
+    return torch.where(small, series, direct)
+
+
+class SIE(MassModel):
+    """
+    Singular isothermal ellipsoid.
+
+    Parameters
+    ----------
+    r_core : float
+        Radius (arcsec) inside which the convergence and Hessian are capped
+        (the deflection is exact everywhere).  Default 1e-8.
+
+    Notes
+    -----
+    Parameters of the methods: ``theta_E`` (arcsec, > 0), ``e1``, ``e2``
+    (with ``e1**2 + e2**2 < 1``), ``x0``, ``y0`` (arcsec).
+
+    References
+    ----------
+    Kormann, Schneider & Bartelmann 1994, A&A 284, 285;
+    Keeton 2001, arXiv:astro-ph/0102341.
+    """
+
+    name = "sie"
+    param_names = ("theta_E", "e1", "e2", "x0", "y0")
+    param_units = {"theta_E": u.arcsec, "e1": u.dimensionless_unscaled, "e2": u.dimensionless_unscaled,
+                   "x0": u.arcsec, "y0": u.arcsec}
+
+    def __init__(self, r_core=1e-8):
+        self.r_core = float(r_core)
+
+    def check_params(self, params):
+        super().check_params(params)
+        theta_E = np.asarray(params["theta_E"], dtype=float)
+        if np.any(theta_E <= 0):
+            raise ValueError(f"sie: theta_E must be > 0 arcsec; got {theta_E[theta_E <= 0].ravel()[:5]}")
+        c = np.hypot(np.asarray(params["e1"], float), np.asarray(params["e2"], float))
+        if np.any(c >= 1):
+            raise ValueError(f"sie: sqrt(e1**2 + e2**2) must be < 1 (q in (0, 1]); got {c[c >= 1].ravel()[:5]}")
+
+    def _deflection(self, x, y, theta_E, e1, e2, x0, y0):
+        q, cp, sp, xp, yp = sie_frame(x, y, e1, e2, x0, y0)
+        f = torch.sqrt(torch.clamp(1 - q * q, min=0))
+        psi2 = q * q * xp * xp + yp * yp
+        at_centre = psi2 <= 0
+        psi = torch.sqrt(torch.where(at_centre, torch.ones_like(psi2), psi2))
+        tx = torch.where(at_centre, torch.zeros_like(psi), xp / psi)
+        ty = torch.where(at_centre, torch.zeros_like(psi), yp / psi)
+        b = theta_E * torch.sqrt(q)
+        axp = b * _atan_over_f(f, tx)
+        ayp = b * _atanh_over_f(f, ty)
+        return cp * axp - sp * ayp, sp * axp + cp * ayp
+
+    def _convergence(self, x, y, theta_E, e1, e2, x0, y0):
+        q, cp, sp, xp, yp = sie_frame(x, y, e1, e2, x0, y0)
+        r2 = q * xp * xp + yp * yp / q
+        r2 = torch.clamp(r2, min=self.r_core**2)
+        return theta_E / (2 * torch.sqrt(r2))
+
+    def _potential(self, x, y, theta_E, e1, e2, x0, y0):
+        ax, ay = self._deflection(x, y, theta_E, e1, e2, x0, y0)
+        return (x - x0) * ax + (y - y0) * ay
+
+    def _hessian(self, x, y, theta_E, e1, e2, x0, y0):
+        q, cp, sp, xp, yp = sie_frame(x, y, e1, e2, x0, y0)
+        rc2 = self.r_core**2
+        psi2 = torch.clamp(q * q * xp * xp + yp * yp, min=q * q * rc2)
+        r2 = torch.clamp(xp * xp + yp * yp, min=rc2)
+        pref = theta_E * torch.sqrt(q) / (torch.sqrt(psi2) * r2)
+        hxx_p = pref * yp * yp
+        hyy_p = pref * xp * xp
+        hxy_p = -pref * xp * yp
+        # rotate back: H = R^T H' R with R = [[c, s], [-s, c]]
+        c2, s2, cs = cp * cp, sp * sp, cp * sp
+        hxx = c2 * hxx_p - 2 * cs * hxy_p + s2 * hyy_p
+        hyy = s2 * hxx_p + 2 * cs * hxy_p + c2 * hyy_p
+        hxy = cs * (hxx_p - hyy_p) + (c2 - s2) * hxy_p
+        return hxx, hxy, hyy
+
+    def critical_curve(self, theta_E, e1, e2, x0, y0, n=256):
+        """
+        Analytic tangential critical curve: the ellipse kappa = 1/2.
+
+        Semi-axes ``theta_E / sqrt(q)`` along the major axis and
+        ``theta_E sqrt(q)`` along the minor one (area pi theta_E**2).
+
+        Parameters are floats or tensors shaped (N,); returns tensors
+        shaped (N, n) (or (n,) for scalars) of x and y in arcsec.
+        """
+        params = [torch.as_tensor(p, dtype=torch.float64) for p in (theta_E, e1, e2, x0, y0)]
+        theta_E, e1, e2, x0, y0 = [p[..., None] for p in params]
+        t = torch.linspace(0, 2 * np.pi, n + 1, dtype=theta_E.dtype)[:-1]
+        q, cp, sp, _, _ = sie_frame(torch.zeros(()), torch.zeros(()), e1, e2, x0, y0)
+        xp = theta_E / torch.sqrt(q) * torch.cos(t)
+        yp = theta_E * torch.sqrt(q) * torch.sin(t)
+        return x0 + cp * xp - sp * yp, y0 + sp * xp + cp * yp
+
+    def cut(self, theta_E, e1, e2, x0, y0, n=256):
+        """
+        The SIE's pseudo-caustic ("cut"): the source-plane image of the centre.
+
+        Because the SIE deflection depends only on direction, the cut is
+        ``beta = centre - alpha(direction)``.  Returns source-plane (x, y)
+        tensors shaped like `critical_curve`.
+        """
+        params = [torch.as_tensor(p, dtype=torch.float64) for p in (theta_E, e1, e2, x0, y0)]
+        theta_E, e1, e2, x0, y0 = [p[..., None] for p in params]
+        t = torch.linspace(0, 2 * np.pi, n + 1, dtype=theta_E.dtype)[:-1]
+        eps = 1e-6
+        ax, ay = self._deflection(x0 + eps * torch.cos(t), y0 + eps * torch.sin(t), theta_E, e1, e2, x0, y0)
+        return x0 - ax, y0 - ay

@@ -1,0 +1,28 @@
+"""The implementations that ship with lenskit, registered lazily by "module:Class"."""
+
+from lenskit.plugins.hookspecs import hookimpl
+
+#: What lenskit itself provides.  Strings are imported on first use only.
+BUILTINS = {
+    "mass_model": {
+        "sie": "lenskit.mass_models.sie:SIE",
+        "external_shear": "lenskit.mass_models.shear:ExternalShear",
+    },
+    "source": {
+        "sersic": "lenskit.sources.sersic:SersicSource",
+        "sersic_clump": "lenskit.sources.sersic_clump:SersicClumpSource",
+        "mixture": "lenskit.sources.mixture:MixtureSource",
+    },
+    "instrument": {
+        "hst_wfc3": "lenskit.instruments.hst:HSTWFC3",
+        "lsst": "lenskit.instruments.lsst:LSST",
+        "euclid_vis": "lenskit.instruments.euclid:EuclidVIS",
+    },
+    "estimator": {},
+    "deblender": {},
+}
+
+
+@hookimpl
+def lenskit_register_implementations():
+    return {kind: dict(names) for kind, names in BUILTINS.items()}

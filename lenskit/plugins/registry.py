@@ -1,0 +1,259 @@
+"""
+The plugin registry.
+
+Built lazily at the first `get` / `available` call: lenskit's own
+implementations first, then every plugin advertised under the entry-point
+group ``lenskit.plugins``, in name order.
+
+Environment variables
+---------------------
+``LENSKIT_STRICT_PLUGINS=1``
+    Re-raise the error of a plugin that fails to load instead of warning.
+``LENSKIT_DISABLE_PLUGINS=a,b``
+    Do not load the plugins (entry-point names) ``a`` and ``b``.
+"""
+
+import dataclasses
+import importlib
+import importlib.metadata
+import os
+import threading
+import traceback
+import warnings
+
+import pluggy
+
+from lenskit.core.exceptions import LenskitPluginError, LenskitPluginWarning
+from lenskit.core.interfaces import INTERFACES
+from lenskit.plugins import builtin, hookspecs
+
+__all__ = ["ENTRY_POINT_GROUP", "PluginInfo", "get", "available", "plugins", "plugin_versions", "reset"]
+
+ENTRY_POINT_GROUP = "lenskit.plugins"
+BUILTIN_NAME = "lenskit"
+
+
+@dataclasses.dataclass
+class PluginInfo:
+    """What one plugin is and provides."""
+
+    name: str
+    distribution: str | None
+    version: str | None
+    provides: dict = dataclasses.field(default_factory=dict)
+    status: str = "loaded"  # "loaded", "failed" or "disabled"
+    error: str | None = None
+    traceback: str | None = None
+
+
+@dataclasses.dataclass
+class _Entry:
+    spec: object  # class or "module:Class"
+    plugin: str
+    resolved: type | None = None
+
+
+class _Registry:
+    def __init__(self):
+        self._lock = threading.RLock()
+        self._entries = None
+        self._plugins = {}
+        self._conflict = None
+
+    # -- building ----------------------------------------------------------------
+    def reset(self):
+        with self._lock:
+            self._entries = None
+            self._plugins = {}
+            self._conflict = None
+
+    def _ensure(self):
+        with self._lock:
+            if self._entries is None:
+                self._build()
+            if self._conflict is not None:
+                raise LenskitPluginError(self._conflict)
+
+    def _build(self):
+        strict = os.environ.get("LENSKIT_STRICT_PLUGINS", "").strip().lower() in ("1", "true", "yes")
+        disabled = {s.strip() for s in os.environ.get("LENSKIT_DISABLE_PLUGINS", "").split(",") if s.strip()}
+        pm = pluggy.PluginManager(hookspecs.PROJECT)
+        pm.add_hookspecs(hookspecs)
+        entries = {kind: {} for kind in INTERFACES}
+        plugins = {}
+        conflicts = []
+
+        from lenskit import __version__
+
+        candidates = [(BUILTIN_NAME, "lenskit", __version__, lambda: builtin)]
+        eps = sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
+        seen = set()
+        for ep in eps:
+            if ep.name in seen:  # the same distribution visible twice on sys.path
+                continue
+            seen.add(ep.name)
+            dist = getattr(ep, "dist", None)
+            candidates.append((ep.name, dist.name if dist else None, dist.version if dist else None, ep.load))
+
+        for name, dist, version, loader in candidates:
+            info = PluginInfo(name=name, distribution=dist, version=version)
+            plugins[name] = info
+            if name in disabled:
+                info.status = "disabled"
+                continue
+            try:
+                module = loader()
+                pm.register(module, name=name)
+                impls = [i for i in pm.hook.lenskit_register_implementations.get_hookimpls()
+                         if i.plugin_name == name]
+                provided = {}
+                for impl in impls:
+                    result = impl.function()
+                    provided = _check_result(name, result)
+            except Exception as exc:  # a broken plugin must not break lenskit
+                if strict:
+                    raise
+                info.status = "failed"
+                info.error = f"{type(exc).__name__}: {exc}"
+                warnings.warn(
+                    f"lenskit plugin '{name}' ({dist or 'unknown distribution'}) failed to load and is "
+                    f"skipped: {info.error}. Set LENSKIT_STRICT_PLUGINS=1 to raise, or "
+                    f"LENSKIT_DISABLE_PLUGINS={name} to silence.",
+                    LenskitPluginWarning, stacklevel=4)
+                info.traceback = traceback.format_exc()
+                continue
+            info.provides = {k: sorted(v) for k, v in provided.items() if v}
+            for kind, names in provided.items():
+                for impl_name, spec in names.items():
+                    if impl_name in entries[kind]:
+                        other = entries[kind][impl_name].plugin
+                        conflicts.append(
+                            f"{kind} '{impl_name}' is registered by both plugin '{other}' and plugin "
+                            f"'{name}'; disable one with LENSKIT_DISABLE_PLUGINS")
+                        continue
+                    entries[kind][impl_name] = _Entry(spec=spec, plugin=name)
+        self._entries = entries
+        self._plugins = plugins
+        self._conflict = "; ".join(conflicts) if conflicts else None
+
+    # -- queries -------------------------------------------------------------------
+    def get(self, kind, name):
+        self._check_kind(kind)
+        self._ensure()
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a str; got {type(name).__name__}")
+        table = self._entries[kind]
+        if name not in table:
+            failed = [p.name for p in self._plugins.values() if p.status == "failed"]
+            hint = f" (plugins that failed to load: {failed})" if failed else ""
+            raise LenskitPluginError(
+                f"unknown {kind} '{name}'; available: {sorted(table) or 'none'}{hint}")
+        entry = table[name]
+        if entry.resolved is None:
+            spec = entry.spec
+            if isinstance(spec, str):
+                mod_name, _, attr = spec.partition(":")
+                try:
+                    obj = getattr(importlib.import_module(mod_name), attr)
+                except Exception as exc:
+                    raise LenskitPluginError(
+                        f"{kind} '{name}' from plugin '{entry.plugin}' could not be imported from "
+                        f"'{spec}': {type(exc).__name__}: {exc}") from exc
+            else:
+                obj = spec
+            iface = INTERFACES[kind]
+            if not (isinstance(obj, type) and issubclass(obj, iface)):
+                raise LenskitPluginError(
+                    f"{kind} '{name}' from plugin '{entry.plugin}' is {obj!r}, which does not implement "
+                    f"lenskit.core.{iface.__name__}")
+            entry.resolved = obj
+        return entry.resolved
+
+    def available(self, kind=None):
+        self._ensure()
+        if kind is None:
+            return {k: sorted(v) for k, v in self._entries.items()}
+        self._check_kind(kind)
+        return sorted(self._entries[kind])
+
+    def plugins(self):
+        with self._lock:
+            if self._entries is None:
+                self._build()
+        return list(self._plugins.values())
+
+    def plugin_versions(self):
+        return {p.name: p.version for p in self.plugins() if p.status == "loaded"}
+
+    @staticmethod
+    def _check_kind(kind):
+        if kind not in INTERFACES:
+            raise ValueError(f"kind must be one of {sorted(INTERFACES)}; got {kind!r}")
+
+
+def _check_result(plugin, result):
+    if not isinstance(result, dict):
+        raise TypeError(f"lenskit_register_implementations() of plugin '{plugin}' must return a dict; "
+                        f"got {type(result).__name__}")
+    out = {}
+    for kind, names in result.items():
+        if kind not in INTERFACES:
+            raise ValueError(f"plugin '{plugin}' registers unknown kind {kind!r}; "
+                             f"expected one of {sorted(INTERFACES)}")
+        if not isinstance(names, dict):
+            raise TypeError(f"plugin '{plugin}': {kind} entries must be a dict name -> class")
+        for impl_name, spec in names.items():
+            if not isinstance(impl_name, str) or not impl_name:
+                raise TypeError(f"plugin '{plugin}': {kind} names must be non-empty strings; got {impl_name!r}")
+            if isinstance(spec, str) and ":" not in spec:
+                raise ValueError(f"plugin '{plugin}': {kind} '{impl_name}' must be a class or "
+                                 f"'module:Class'; got {spec!r}")
+        out[kind] = dict(names)
+    return out
+
+
+_REGISTRY = _Registry()
+
+
+def get(kind, name):
+    """
+    Return the class registered as ``name`` for ``kind``.
+
+    Parameters
+    ----------
+    kind : {'mass_model', 'source', 'instrument', 'estimator', 'deblender'}
+    name : str
+
+    Returns
+    -------
+    type
+        A subclass of the kind's interface in `lenskit.core`.
+
+    Raises
+    ------
+    lenskit.core.LenskitPluginError
+        If the name is unknown (the message lists the available names), the
+        implementation cannot be imported, or it does not implement the
+        interface.
+    """
+    return _REGISTRY.get(kind, name)
+
+
+def available(kind=None):
+    """Sorted names registered for ``kind``, or a dict of all kinds when None."""
+    return _REGISTRY.available(kind)
+
+
+def plugins():
+    """`PluginInfo` of every plugin found, including failed and disabled ones."""
+    return _REGISTRY.plugins()
+
+
+def plugin_versions():
+    """Name -> version of every loaded plugin."""
+    return _REGISTRY.plugin_versions()
+
+
+def reset():
+    """Forget the registry so that the next query rebuilds it (for tests and notebooks)."""
+    _REGISTRY.reset()
