@@ -157,6 +157,10 @@ class SourceBatch(abc.ABC):
         return len(self.flux)
 
     @abc.abstractmethod
+    def take(self, index):
+        """Return the sub-batch selected by ``index`` (an integer array or boolean mask)."""
+
+    @abc.abstractmethod
     def brightness(self, bx, by):
         """
         Surface brightness at source-plane positions relative to each centre.

@@ -60,6 +60,8 @@ def sie_frame(x, y, e1, e2, x0, y0):
 def _atan_over_f(f, t):
     """arctan(f t) / f, continuous at f = 0."""
     small = f < _SERIES_F
+    if not bool(small.any()):
+        return torch.atan(f * t) / f
     f_safe = torch.where(small, torch.ones_like(f), f)
     direct = torch.atan(f_safe * t) / f_safe
     f2t2 = (f * t) ** 2
@@ -70,6 +72,8 @@ def _atan_over_f(f, t):
 def _atanh_over_f(f, t):
     """artanh(f t) / f, continuous at f = 0 (|f t| < 1 always holds for q > 0)."""
     small = f < _SERIES_F
+    if not bool(small.any()):
+        return torch.atanh(f * t) / f
     f_safe = torch.where(small, torch.ones_like(f), f)
     direct = torch.atanh(f_safe * t) / f_safe
     f2t2 = (f * t) ** 2

@@ -1,0 +1,204 @@
+"""
+Critical curves, caustics and the multiple-image region.
+
+For the pure SIE the tangential critical curve is the analytic ellipse
+``kappa = 1/2``; for any other model it is traced numerically as the zero
+contour of ``det(I - H)`` on a grid (marching squares via contourpy, with
+each vertex then polished by Newton steps along the gradient).  Caustics are
+the critical curves mapped to the source plane.  For models whose centre is
+singular (isothermal profiles) the boundary of the multiple-image region also
+includes the *cut*, the source-plane image of an infinitesimal circle around
+the centre.
+"""
+
+import astropy.units as u
+import contourpy
+import numpy as np
+import torch
+
+from lenskit.lensing.arrays import as_tensor
+
+__all__ = ["critical_curves", "caustics", "multiple_image_region"]
+
+
+def _scalar_params(mass_model, params):
+    numeric = {}
+    for name in mass_model.param_names:
+        if name not in params:
+            raise ValueError(f"missing parameter {name!r}; expected {list(mass_model.param_names)}")
+        v = params[name]
+        v = v.to_value(mass_model.param_units[name]) if isinstance(v, u.Quantity) else v
+        v = np.asarray(v, dtype=float)
+        if v.size != 1:
+            raise ValueError(f"critical curves are computed for one system at a time; {name} has shape {v.shape}")
+        numeric[name] = float(v)
+    mass_model.check_params(numeric)
+    return numeric
+
+
+def _is_pure_sie(mass_model):
+    from lenskit.mass_models.sie import SIE
+
+    return type(mass_model) is SIE
+
+
+def _extent(mass_model, p):
+    scale = p.get("theta_E", 1.0)
+    q = 1.0
+    if "e1" in p:
+        c = np.hypot(p["e1"], p["e2"])
+        q = (1 - c) / (1 + c)
+    return 1.5 * scale / np.sqrt(q) + 0.5 + abs(p.get("x0", 0)) + abs(p.get("y0", 0))
+
+
+def _numeric_critical(mass_model, p, extent, n):
+    c = np.linspace(-extent, extent, n)
+    X, Y = np.meshgrid(c + p.get("x0", 0.0), c + p.get("y0", 0.0), indexing="xy")
+    xt = torch.as_tensor(X, dtype=torch.float64)
+    yt = torch.as_tensor(Y, dtype=torch.float64)
+    pt = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in p.items()}
+    hxx, hxy, hyy = mass_model._hessian(xt, yt, **pt)
+    det = ((1 - hxx) * (1 - hyy) - hxy * hxy).numpy()
+    gen = contourpy.contour_generator(X, Y, det, line_type=contourpy.LineType.Separate)
+    curves = []
+    for line in gen.lines(0.0):
+        if len(line) < 8:
+            continue
+        curves.append(_polish(mass_model, pt, line))
+    return curves
+
+
+def _polish(mass_model, pt, pts, steps=3):
+    """Newton steps along grad(det) to put contour vertices on det = 0."""
+    x = torch.tensor(pts[:, 0], dtype=torch.float64)
+    y = torch.tensor(pts[:, 1], dtype=torch.float64)
+    for _ in range(steps):
+        xg = x.clone().requires_grad_(True)
+        yg = y.clone().requires_grad_(True)
+        hxx, hxy, hyy = mass_model._hessian(xg, yg, **pt)
+        det = (1 - hxx) * (1 - hyy) - hxy * hxy
+        gx, gy = torch.autograd.grad(det.sum(), (xg, yg))
+        g2 = gx * gx + gy * gy
+        ok = g2 > 0
+        step = torch.where(ok, det.detach() / torch.where(ok, g2, 1.0), 0.0)
+        # never move further than a small fraction of the local scale
+        step = torch.clamp(step, -1e3, 1e3)
+        x = x - step * gx
+        y = y - step * gy
+    return np.stack([x.detach().numpy(), y.detach().numpy()], axis=1)
+
+
+def critical_curves(mass_model, n=256, grid=400, extent=None, **params):
+    """
+    Critical curves of one lens system, as point arrays in arcsec.
+
+    Parameters
+    ----------
+    mass_model : `~lenskit.core.MassModel`
+    n : int
+        Points per curve for analytic curves.
+    grid, extent : int, float
+        Numerical tracing: grid size and half-width (arcsec) around the
+        centre (default: 1.5 theta_E / sqrt(q) plus margins).
+    **params
+        Scalar parameters of the system.
+
+    Returns
+    -------
+    list of `~astropy.units.Quantity`
+        Each an (M, 2) array of (x, y) in arcsec.
+    """
+    p = _scalar_params(mass_model, params)
+    if _is_pure_sie(mass_model):
+        x, y = mass_model.critical_curve(n=n, **p)
+        return [np.stack([x.numpy(), y.numpy()], axis=1) * u.arcsec]
+    extent = extent or _extent(mass_model, p)
+    return [c * u.arcsec for c in _numeric_critical(mass_model, p, extent, grid)]
+
+
+def caustics(mass_model, n=256, grid=400, extent=None, include_cut=True, **params):
+    """
+    Caustics: the critical curves mapped to the source plane.
+
+    Parameters
+    ----------
+    include_cut : bool
+        Also return the cut (pseudo-caustic) of a singular centre, which
+        bounds the multiply-imaged region of isothermal lenses.
+
+    Returns
+    -------
+    list of `~astropy.units.Quantity`
+        Each an (M, 2) array of source-plane (x, y) in arcsec; the cut, when
+        included, comes last.
+    """
+    p = _scalar_params(mass_model, params)
+    pt = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in p.items()}
+    out = []
+    for crit in critical_curves(mass_model, n=n, grid=grid, extent=extent, **p):
+        xy = torch.as_tensor(crit.to_value(u.arcsec))
+        ax, ay = mass_model._deflection(xy[:, 0], xy[:, 1], **pt)
+        out.append(np.stack([(xy[:, 0] - ax).numpy(), (xy[:, 1] - ay).numpy()], axis=1) * u.arcsec)
+    if include_cut:
+        cut = _cut(mass_model, pt, n)
+        if cut is not None:
+            out.append(cut * u.arcsec)
+    return out
+
+
+def _centre(pt):
+    for a, b in (("x0", "y0"), ("0_x0", "0_y0")):
+        if a in pt:
+            return pt[a], pt[b]
+    return torch.zeros((), dtype=torch.float64), torch.zeros((), dtype=torch.float64)
+
+
+def _cut(mass_model, pt, n):
+    """Source-plane image of a tiny circle around the centre, or None if the centre is regular."""
+    x0, y0 = _centre(pt)
+    t = torch.linspace(0, 2 * np.pi, n + 1, dtype=torch.float64)[:-1]
+    pts = []
+    for eps in (1e-7, 1e-5):
+        x = x0 + eps * torch.cos(t)
+        y = y0 + eps * torch.sin(t)
+        ax, ay = mass_model._deflection(x, y, **pt)
+        pts.append(torch.stack([x - ax, y - ay], dim=1))
+    # a singular (isothermal) centre has a finite deflection that does not vanish as eps -> 0
+    size = pts[0].sub(pts[0].mean(0)).norm(dim=1).max()
+    if not torch.isfinite(size) or size < 1e-4:
+        return None
+    return pts[0].numpy()
+
+
+def multiple_image_region(mass_model, n=256, **params):
+    """
+    Polygons bounding the source positions that are multiply imaged.
+
+    Returns the caustics and the cut (see `caustics`) as plain (M, 2) arrays
+    in arcsec; a source inside any of them has at least two images.
+    """
+    return [c.to_value(u.arcsec) for c in caustics(mass_model, n=n, include_cut=True, **params)]
+
+
+def batch_sie_region(sie, theta_E, e1, e2, x0, y0, n=96):
+    """
+    Tangential caustics and cuts of N SIEs at once (torch, float64).
+
+    Returns
+    -------
+    caustic, cut : ndarray
+        Each shaped (N, n, 2), source-plane (x, y) in arcsec.
+    """
+    p = [torch.as_tensor(np.asarray(v, dtype=float)) for v in (theta_E, e1, e2, x0, y0)]
+    cx, cy = sie.critical_curve(*p, n=n)
+    pe = [v[:, None] for v in p]
+    ax, ay = sie._deflection(cx, cy, *pe)
+    caustic = torch.stack([cx - ax, cy - ay], dim=-1)
+    ux, uy = sie.cut(*p, n=n)
+    cut = torch.stack([ux, uy], dim=-1)
+    return caustic.numpy(), cut.numpy()
+
+
+def as_points(value):
+    """(M, 2) float array in arcsec from a Quantity or array."""
+    return np.asarray(as_tensor(value, "points").numpy())
