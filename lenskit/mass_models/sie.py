@@ -89,7 +89,8 @@ class SIE(MassModel):
     ----------
     r_core : float
         Radius (arcsec) inside which the convergence and Hessian are capped
-        (the deflection is exact everywhere).  Default 1e-8.
+        (the deflection is exact everywhere).  Default 1e-8 in float64; in
+        float32 at least 1e-4 so that gradients stay finite.
 
     Notes
     -----
@@ -132,10 +133,14 @@ class SIE(MassModel):
         ayp = b * _atanh_over_f(f, ty)
         return cp * axp - sp * ayp, sp * axp + cp * ayp
 
+    def _core(self, dtype):
+        """Cap radius: ``r_core``, but at least 1e-4" in single precision so derivatives do not overflow."""
+        return self.r_core if dtype == torch.float64 else max(self.r_core, 1e-4)
+
     def _convergence(self, x, y, theta_E, e1, e2, x0, y0):
         q, cp, sp, xp, yp = sie_frame(x, y, e1, e2, x0, y0)
         r2 = q * xp * xp + yp * yp / q
-        r2 = torch.clamp(r2, min=self.r_core**2)
+        r2 = torch.clamp(r2, min=self._core(r2.dtype) ** 2)
         return theta_E / (2 * torch.sqrt(r2))
 
     def _potential(self, x, y, theta_E, e1, e2, x0, y0):
@@ -144,7 +149,7 @@ class SIE(MassModel):
 
     def _hessian(self, x, y, theta_E, e1, e2, x0, y0):
         q, cp, sp, xp, yp = sie_frame(x, y, e1, e2, x0, y0)
-        rc2 = self.r_core**2
+        rc2 = self._core(xp.dtype) ** 2
         psi2 = torch.clamp(q * q * xp * xp + yp * yp, min=q * q * rc2)
         r2 = torch.clamp(xp * xp + yp * yp, min=rc2)
         pref = theta_E * torch.sqrt(q) / (torch.sqrt(psi2) * r2)

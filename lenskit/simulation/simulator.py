@@ -223,7 +223,8 @@ class Simulator:
         inst = self.instrument
         n = len(mag)
         offs = inst.colour_offsets(kind)[None, :] + rng.normal(0, self.priors["colour_scatter"], (n, len(inst.bands)))
-        offs[:, inst.bands.index(inst.reference_band)] = 0.0 if inst.reference_band in inst.bands else offs[:, 0]
+        if inst.reference_band in inst.bands:  # the drawn magnitude is the reference band's own
+            offs[:, inst.bands.index(inst.reference_band)] = 0.0
         mags = mag[:, None] + offs
         return np.stack([inst.flux(mags[:, i], b) for i, b in enumerate(inst.bands)], axis=1), mags
 

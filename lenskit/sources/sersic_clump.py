@@ -5,7 +5,7 @@ The recipe of Hezaveh, Perreault Levasseur & Marshall (2017, Methods):
 1-5 clumps whose positions follow a random correlated Gaussian whose long axis
 is the galaxy radius; each clump a Sérsic profile (n = 1-5, R_eff = 0.1-0.2",
 ellipticity 0-0.4) or a Gaussian; the whole galaxy then rescaled to an
-apparent (unlensed) half-light radius of 0.05-0.8".
+apparent (unlensed) size of 0.05-0.8".
 """
 
 import astropy.units as u
@@ -67,7 +67,8 @@ class SersicClumpSource(Source):
     n_clumps : tuple of int
         Inclusive range of the clump count.  Default (1, 5).
     size : prior
-        Apparent half-light radius of the whole galaxy in arcsec.  Default (0.05, 0.8).
+        Apparent size of the whole galaxy in arcsec (the flux-weighted radius
+        defined above).  Default (0.05, 0.8).
     clump_R_e, clump_n, clump_ellipticity : prior
         Clump half-light radius (arcsec, before rescaling), Sérsic index and
         ``1 - q``.  Defaults (0.1, 0.2), (1, 5), (0, 0.4).
@@ -124,31 +125,13 @@ class SersicClumpSource(Source):
         e1, e2 = c * np.cos(2 * phi), c * np.sin(2 * phi)
         w = rng.uniform(0.2, 1.0, (n, K)) * active
         w = w / w.sum(axis=1, keepdims=True)
-        # centre on the light centroid, then rescale to the target half-light radius
+        # centre on the light centroid, then rescale to the target size
         cx = cx - (w * cx).sum(1, keepdims=True)
         cy = cy - (w * cy).sum(1, keepdims=True)
-        native = SersicClumpBatch(cx, cy, R_e, idx, e1, e2, w, np.ones(n))
-        r_half = half_light_radius(native, extent=np.max(np.hypot(cx, cy) * active, axis=1) + 4 * R_e.max(axis=1))
+        native = np.sqrt((w * (cx**2 + cy**2 + R_e**2)).sum(axis=1))
         size = self.size.sample(rng, n)
         if np.any(size <= 0):
             raise ValueError("size prior produced a non-positive size")
-        s = (size / r_half)[:, None]
+        s = (size / native)[:, None]
         return SersicClumpBatch(cx * s, cy * s, R_e * s, idx, e1, e2, w, size)
 
-
-def half_light_radius(batch, extent, npix=64):
-    """Half-light radius of each source about its centroid, measured on an npix x npix grid."""
-    n = len(batch)
-    ext = torch.as_tensor(np.asarray(extent, float)).reshape(n, 1, 1)
-    g = torch.linspace(-1, 1, npix, dtype=torch.float64)
-    gx = g.reshape(1, 1, npix) * ext
-    gy = g.reshape(1, npix, 1) * ext
-    img = batch.brightness(gx.expand(n, npix, npix), gy.expand(n, npix, npix))
-    w = img.reshape(n, -1)
-    r = torch.sqrt(gx**2 + gy**2).expand(n, npix, npix).reshape(n, -1)
-    order = torch.argsort(r, dim=1)
-    rs = torch.gather(r, 1, order)
-    cum = torch.cumsum(torch.gather(w, 1, order), dim=1)
-    half = cum[:, -1:] * 0.5
-    i = torch.clamp(torch.searchsorted(cum.contiguous(), half.contiguous()), max=r.shape[1] - 1)
-    return torch.clamp(torch.gather(rs, 1, i).squeeze(1), min=1e-4).numpy()

@@ -1,0 +1,187 @@
+"""Statistical tests of each observational effect, with fixed seeds."""
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from lenskit.instruments.effects import (CCDNoise, CircularMasks, CosmicRays, GaussianNoise, GaussianPSF, ImagePSF,
+                                         Normalize, Observation, PoissonNoise)
+from lenskit.simulation.priors import Uniform
+
+
+def obs_of(img, scale=0.04, **truth):
+    t = torch.as_tensor(np.asarray(img, dtype=np.float64))
+    return Observation(images=t.clone(), pixel_scale=scale, bands=("F814W",) * t.shape[1],
+                       truth={k: torch.as_tensor(v, dtype=torch.float64) for k, v in truth.items()})
+
+
+def point_sources(n=4, size=65):
+    img = np.zeros((n, 1, size, size))
+    img[:, :, size // 2, size // 2] = 1.0
+    return img
+
+
+def test_gaussian_psf_width_and_flux():
+    o = GaussianPSF(sigma=0.08)(obs_of(point_sources()), np.random.default_rng(0))
+    im = o.images[0, 0].numpy()
+    assert im.sum() == pytest.approx(1.0, abs=1e-6)
+    c = np.arange(65) - 32
+    var_x = (im.sum(0) * c**2).sum()
+    # pixel-integrated Gaussian: variance = sigma^2 + 1/12 pixel^2
+    assert np.sqrt(var_x) * 0.04 == pytest.approx(np.sqrt(0.08**2 + 0.04**2 / 12), rel=1e-3)
+    np.testing.assert_allclose(o.meta["psf_fwhm"], 0.08 * 2.3548, rtol=1e-3)
+
+
+def test_gaussian_psf_random_width_within_range():
+    o = GaussianPSF(sigma=(0.0, 0.1))(obs_of(point_sources(200)), np.random.default_rng(1))
+    f = o.meta["psf_fwhm"] / 2.3548
+    assert f.min() >= 0 and f.max() <= 0.1 and abs(f.mean() - 0.05) < 0.006
+    assert torch.allclose(o.images.sum((1, 2, 3)), torch.ones(200, dtype=torch.float64))
+
+
+def test_psf_convolves_truth_too():
+    img = point_sources(2)
+    o = GaussianPSF(fwhm=0.2)(obs_of(img, arcs=img * 0.5), np.random.default_rng(0))
+    torch.testing.assert_close(o.truth["arcs"], o.images * 0.5)
+
+
+def test_image_psf_matches_gaussian():
+    x = np.arange(-15, 16)
+    k = np.exp(-0.5 * (x[:, None] ** 2 + x[None, :] ** 2) / 2.0**2)
+    a = ImagePSF(k)(obs_of(point_sources()), np.random.default_rng(0)).images[0, 0].numpy()
+    np.testing.assert_allclose(a[32 - 15:32 + 16, 32 - 15:32 + 16], k / k.sum(), atol=1e-12)
+    with pytest.raises(ValueError, match="2-D"):
+        ImagePSF(np.ones(5))
+    with pytest.raises(ValueError, match="positive sum"):
+        ImagePSF(np.zeros((3, 3)))
+
+
+def test_poisson_variance_tracks_mean():
+    levels = np.array([0.1, 0.3, 1.0])
+    img = np.zeros((40, 1, 60, 60))
+    for i, lv in enumerate(levels):
+        img[:, :, i * 20:(i + 1) * 20] = lv
+    o = PoissonNoise(counts_factor=200.0)(obs_of(img), np.random.default_rng(2))
+    out = o.images.numpy()
+    for i, lv in enumerate(levels):
+        block = out[:, :, i * 20:(i + 1) * 20]
+        assert block.mean() == pytest.approx(lv, rel=0.01)
+        assert block.var() == pytest.approx(lv / 200.0, rel=0.05)
+    np.testing.assert_allclose(o.variance.numpy(), img / 200.0)
+
+
+def test_gaussian_noise_rms_within_range():
+    img = np.zeros((300, 1, 32, 32))
+    img[:, :, 16, 16] = 2.0
+    o = GaussianNoise(rms=(0.01, 0.1))(obs_of(img), np.random.default_rng(3))
+    resid = (o.images.numpy() - img)
+    mask = np.ones((32, 32), bool)
+    mask[16, 16] = False
+    rms = resid[:, 0][:, mask].std(axis=1) / 2.0
+    frac = o.meta["noise_rms"]
+    assert frac.min() >= 0.01 and frac.max() <= 0.1
+    np.testing.assert_allclose(rms, frac, rtol=0.15)
+    assert abs(frac.mean() - 0.055) < 0.005
+
+
+def test_coloured_noise_is_correlated_with_unit_variance():
+    x = np.arange(-10, 11)
+    corr = np.exp(-0.5 * (x[:, None] ** 2 + x[None, :] ** 2) / 1.5**2)
+    img = np.ones((50, 1, 64, 64))
+    eff = GaussianNoise(rms=0.05, correlation=corr, coloured_fraction=1.0)
+    o = eff(obs_of(img), np.random.default_rng(4))
+    n = o.images.numpy()[:, 0] - 1
+    assert n.std() == pytest.approx(0.05, rel=0.05)
+    rho = np.mean(n[:, :, 1:] * n[:, :, :-1]) / n.var()
+    assert rho > 0.5  # neighbours correlated
+    white = GaussianNoise(rms=0.05)(obs_of(img), np.random.default_rng(4)).images.numpy()[:, 0] - 1
+    assert abs(np.mean(white[:, :, 1:] * white[:, :, :-1]) / white.var()) < 0.02
+
+
+def test_cosmic_ray_lengths_and_connectivity():
+    cr = CosmicRays(n_rays=(1, 1), length=(2, 30), hot_pixels=(0, 0))
+    rng = np.random.default_rng(5)
+    lengths = []
+    for _ in range(300):
+        ys, xs, vals, ln = cr.draw_map((96, 96), rng)
+        lengths.append(ln[0])
+        assert len(ys) == ln[0]
+        m = np.zeros((96, 96), bool)
+        m[ys, xs] = True
+        assert ndimage.label(m, structure=np.ones((3, 3)))[1] == 1  # one connected track
+    lengths = np.array(lengths)
+    assert lengths.min() >= 2 and lengths.max() <= 30
+    assert abs(lengths.mean() - 16) < 1.5  # uniform over 2..30
+
+
+def test_hot_pixels_and_application():
+    cr = CosmicRays(n_rays=(0, 0), hot_pixels=(100, 100), hot_amplitude=0.5, bank_size=4)
+    img = np.zeros((3, 1, 64, 64))
+    img[:, :, 0, 0] = 1.0
+    o = cr(obs_of(img), np.random.default_rng(6))
+    added = o.images.numpy() - img
+    assert np.all((added > 0).sum((1, 2, 3)) <= 100) and np.all((added > 0).sum((1, 2, 3)) >= 90)
+    np.testing.assert_allclose(added[added > 0] % 0.5, 0, atol=1e-12)
+
+
+def test_normalize_peak_and_bias():
+    img = np.random.default_rng(7).random((400, 1, 16, 16)) * 7
+    o = Normalize()(obs_of(img), np.random.default_rng(8))
+    out = o.images.numpy()
+    bias = o.meta["bias"]
+    peak = (out - bias[:, None, None, None]).reshape(400, -1).max(1)
+    assert peak.std() == pytest.approx(0.05, rel=0.15) and peak.mean() == pytest.approx(1, abs=0.01)
+    assert bias.std() == pytest.approx(0.05, rel=0.15)
+
+
+@pytest.mark.parametrize("limit", [0.25, 0.02])
+def test_mask_coverage_within_limit(limit):
+    rng = np.random.default_rng(9)
+    arcs = np.zeros((60, 1, 96, 96))
+    yy, xx = np.mgrid[:96, :96]
+    ring = np.exp(-0.5 * ((np.hypot(yy - 48, xx - 48) - 25) / 2.0) ** 2)
+    arcs[:, 0] = ring
+    eff = CircularMasks(radius=0.2, n_masks=(3, 5), max_flux_fraction=limit)
+    o = eff(obs_of(arcs, arcs=arcs), rng)
+    m = o.masks.numpy()[:, 0]
+    covered = (m * ring).sum((1, 2)) / ring.sum()
+    assert np.all(covered <= limit + 1e-9)
+    np.testing.assert_allclose(covered, o.meta["masked_flux_fraction"])
+    assert np.all(o.images.numpy()[o.masks.numpy()] == 0)
+    if limit == 0.25:
+        assert covered.mean() > 0.02  # masks do land on arcs
+    # each mask is a disc of radius 0.2" = 5 px
+    one = CircularMasks(radius=0.2, n_masks=(1, 1), max_flux_fraction=1.0)
+    o1 = one(obs_of(arcs[:1], arcs=arcs[:1]), rng)
+    assert abs(o1.masks.numpy().sum() - np.pi * 25) < 12
+
+
+def test_ccd_noise_statistics():
+    eff = CCDNoise(exposure_time=30.0, n_exposures=2, sky_brightness={"r": 21.2}, zero_points={"r": 28.5},
+                   read_noise=5.0, dark_current=2.0, gain=1.0)
+    img = np.zeros((20, 1, 50, 50))
+    o = Observation(images=torch.as_tensor(img), pixel_scale=0.2, bands=("r",))
+    out = eff(o, np.random.default_rng(10)).images.numpy()
+    sky = eff.sky_rate("r", 0.2)
+    expected_var = ((sky + 2.0) * 30 + 2 * 25 + 1 / 12) / 30**2
+    assert out.mean() == pytest.approx(0, abs=3 * np.sqrt(expected_var / out.size) + 1e-3)
+    assert out.var() == pytest.approx(expected_var, rel=0.03)
+    np.testing.assert_allclose(o.variance.numpy(), expected_var)
+    with pytest.raises(ValueError, match="no sky brightness"):
+        eff(Observation(images=torch.zeros(1, 1, 8, 8), pixel_scale=0.2, bands=("g",)), np.random.default_rng(0))
+
+
+def test_effect_argument_errors():
+    with pytest.raises(ValueError, match="exactly one of sigma"):
+        GaussianPSF()
+    with pytest.raises(ValueError, match="fwhm must be > 0"):
+        GaussianPSF(fwhm=-1)
+    with pytest.raises(ValueError, match="radius must be > 0"):
+        CircularMasks(radius=0)
+    with pytest.raises(ValueError, match="length must be at least 1"):
+        CosmicRays(length=(0, 3))
+    with pytest.raises(ValueError, match="low <= high"):
+        Uniform(2, 1)
+    with pytest.raises(ValueError, match="images must be a torch.Tensor"):
+        Observation(images=np.zeros((1, 1, 4, 4)), pixel_scale=0.1)

@@ -1,0 +1,146 @@
+import astropy.units as u
+import numpy as np
+import pytest
+import torch
+
+import lenskit
+from lenskit.instruments.hst import HSTWFC3
+from lenskit.lensing import image_positions
+from lenskit.simulation.simulator import arc_snr
+
+
+@pytest.fixture(scope="module")
+def hst_small():
+    return lenskit.Simulator(instrument=HSTWFC3(shape=(96, 96)), seed=11).sample(12)
+
+
+def test_dataset_contents(hst_small):
+    ds = hst_small
+    assert ds.images.shape == (12, 1, 96, 96) and ds.images.dtype == np.float32
+    assert ds.instrument == "hst_wfc3" and ds.bands == ("F814W",)
+    assert ds.pixel_scale == 0.04 * u.arcsec
+    t = ds.params
+    for c in ("theta_E", "e1", "e2", "x0", "y0", "magnification", "arc_snr", "source_x", "source_y"):
+        assert c in t.colnames
+    assert t["theta_E"].unit == u.arcsec
+    assert np.all(t["magnification"] >= 2)  # Hezaveh et al. selection
+    assert np.all((t["theta_E"] >= 0.1 * u.arcsec) & (t["theta_E"] <= 3 * u.arcsec))
+    assert np.all(np.abs(t["x0"]) <= 0.25 * u.arcsec)
+    assert ds.noise.shape == ds.images.shape and np.all(ds.noise >= 0)
+    assert ds.masks is not None and "arcs" in ds.truth
+    assert np.all(np.isfinite(ds.images))
+
+
+def test_same_seed_same_dataset():
+    inst = HSTWFC3(shape=(64, 64))
+    a = lenskit.Simulator(instrument=inst, seed=5).sample(6)
+    b = lenskit.Simulator(instrument=HSTWFC3(shape=(64, 64)), seed=5).sample(6)
+    c = lenskit.Simulator(instrument=HSTWFC3(shape=(64, 64)), seed=6).sample(6)
+    assert a.images.tobytes() == b.images.tobytes()
+    assert a == b
+    assert not np.array_equal(a.images, c.images)
+
+
+def test_sources_are_multiply_imaged():
+    sim = lenskit.Simulator(instrument=HSTWFC3(shape=(64, 64), effects=[]), seed=3, selection=None,
+                            caustic_margin=0.0, priors={"ellipticity": (0.0, 0.4), "theta_E": (0.5, 2.0)})
+    ds = sim.sample(10)
+    sie = lenskit.get("mass_model", "sie")()
+    t = ds.params
+    assert np.all(t["multiply_imaged"])
+    for i in range(len(ds)):
+        p = {k: float(getattr(t[k][i], "value", t[k][i])) for k in sie.param_names}
+        imgs, _ = image_positions(sie, t["source_x"][i].value, t["source_y"][i].value, **p)
+        assert len(imgs) >= 2, (i, p)
+
+
+def test_magnification_matches_point_source_images():
+    """A tiny source's total magnification equals the sum of |mu| of its point images."""
+    src = lenskit.get("source", "sersic")(R_e=0.01, n=1.0, ellipticity=0.0)
+    inst = HSTWFC3(shape=(160, 160), effects=[])
+    sim = lenskit.Simulator(source=src, instrument=inst, seed=21, selection=None, supersample=4, dtype=torch.float64,
+                            priors={"ellipticity": (0.0, 0.3), "theta_E": (0.8, 1.5)}, caustic_margin=0.0)
+    ds = sim.sample(4)
+    sie = lenskit.get("mass_model", "sie")()
+    t = ds.params
+    for i in range(len(ds)):
+        p = {k: float(getattr(t[k][i], "value", t[k][i])) for k in sie.param_names}
+        _, mu = image_positions(sie, t["source_x"][i].value, t["source_y"][i].value, **p)
+        assert t["magnification"][i] == pytest.approx(np.abs(mu).sum(), rel=0.03)
+
+
+def test_lsst_and_euclid():
+    ds = lenskit.Simulator(instrument="lsst", seed=1).sample(4)
+    assert ds.images.shape == (4, 3, 57, 57) and ds.bands == ("g", "r", "i")
+    assert np.all(ds.params["arc_snr"] > 20)  # Pearson et al. selection is the survey default
+    assert "lens_light" in ds.truth
+    # colour: the lens is redder than the source (i brighter than g, relative to the source)
+    lens_gi = ds.truth["lens_light"][:, 0].sum((1, 2)) / ds.truth["lens_light"][:, 2].sum((1, 2))
+    arc_gi = ds.truth["arcs"][:, 0].sum((1, 2)) / ds.truth["arcs"][:, 2].sum((1, 2))
+    assert np.all(lens_gi < arc_gi)
+    e = lenskit.Simulator(instrument="euclid_vis", seed=1).sample(2)
+    assert e.images.shape == (2, 1, 57, 57) and e.pixel_scale == 0.1 * u.arcsec
+    finder = lenskit.Simulator(instrument=lenskit.instruments.lsst.LSST.lanusse2018(), seed=2).sample(2)
+    assert finder.images.shape == (2, 1, 45, 45)
+
+
+def test_misalignment_statistics():
+    sim = lenskit.Simulator(instrument=lenskit.instruments.lsst.LSST(bands=("r",), stamp=24), seed=4, selection=None,
+                            priors={"ellipticity": (0.2, 0.4)})
+    p, extra = sim._draw_lens(20000, np.random.default_rng(0))
+    light = sim._draw_light(20000, np.random.default_rng(1), extra["q"], extra["phi"])
+    phi_l = 0.5 * np.arctan2(light["light_e2"], light["light_e1"])
+    d = np.rad2deg((phi_l - extra["phi"] + np.pi / 2) % np.pi - np.pi / 2)
+    assert d.std() == pytest.approx(10.0, rel=0.05)
+    c = np.hypot(light["light_e1"], light["light_e2"])
+    q_l = (1 - c) / (1 + c)
+    assert np.median(extra["q"] / q_l) == pytest.approx(1.02, abs=0.01)
+
+
+def test_stream_yields_training_batches():
+    sim = lenskit.Simulator(instrument=HSTWFC3(shape=(48, 48)), seed=2)
+    it = sim.stream(5, steps=2)
+    batches = list(it)
+    assert len(batches) == 2
+    x, y, m = batches[0]
+    assert x.shape == (5, 1, 48, 48) and y.shape == (5, 5) and m.shape == x.shape
+    assert not torch.equal(batches[0][0], batches[1][0])
+    assert torch.all(y[:, 0] > 0)
+
+
+def test_write_read(tmp_path, hst_small):
+    hst_small.write(tmp_path / "s.asdf")
+    back = lenskit.read(tmp_path / "s.asdf")
+    assert back == hst_small
+    assert back.provenance.config["source"] == "sersic_clump"
+
+
+def test_arc_snr_definition():
+    arcs = torch.zeros(1, 1, 20, 20, dtype=torch.float64)
+    arcs[0, 0, 5:10, 5:10] = 2.0  # 25 pixels of 2 sigma
+    var = torch.ones_like(arcs)
+    assert arc_snr(arcs, var)[0, 0] == pytest.approx(50 / 5)
+
+
+def test_composite_lens_with_shear():
+    sim = lenskit.Simulator(mass_model=["sie", "external_shear"], instrument=HSTWFC3(shape=(64, 64)), seed=8)
+    ds = sim.sample(3)
+    assert "gamma1" in ds.params.colnames and np.all(np.hypot(ds.params["gamma1"], ds.params["gamma2"]) <= 0.1)
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    (dict(instrument="jwst"), lenskit.LenskitPluginError, "unknown instrument 'jwst'"),
+    (dict(priors={"theta_e": (1, 2)}), ValueError, "unknown prior 'theta_e'"),
+    (dict(priors={"theta_E": (-1.0, 0.0)}), ValueError, "theta_E must be > 0"),
+    (dict(supersample=0), ValueError, "supersample"),
+    (dict(selection="strict"), ValueError, "selection must be"),
+    (dict(dtype=torch.int32), ValueError, "dtype"),
+])
+def test_bad_arguments(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        lenskit.Simulator(**kwargs).sample(1)
+
+
+def test_unknown_band():
+    with pytest.raises(ValueError, match=r"unknown band\(s\) \['q'\]"):
+        lenskit.get("instrument", "lsst")(bands=("g", "q"))

@@ -1,0 +1,84 @@
+import numpy as np
+import pytest
+import torch
+
+import lenskit
+from lenskit.lensing.light import sersic_b, sersic_total_flux
+
+
+def grid(n=400, half=4.0, batch=1):
+    g = torch.linspace(-half, half, n, dtype=torch.float64)
+    dx = (g[1] - g[0]).item()
+    return g.reshape(1, 1, n).expand(batch, n, n), g.reshape(1, n, 1).expand(batch, n, n), dx
+
+
+def test_sersic_b_half_light():
+    from scipy.special import gammainc
+
+    n = np.array([0.5, 1, 2.5, 4, 6])
+    assert np.allclose(gammainc(2 * n, sersic_b(n)), 0.5)
+    bt = sersic_b(torch.as_tensor(n)).numpy()
+    np.testing.assert_allclose(bt[n >= 1], sersic_b(n[n >= 1]), rtol=1e-4)
+    np.testing.assert_allclose(bt, sersic_b(n), rtol=3e-3)
+
+
+@pytest.mark.parametrize("name", ["sersic", "sersic_clump", "mixture"])
+def test_sources_have_unit_flux(name):
+    src = lenskit.get("source", name)()
+    b = src.sample(6, np.random.default_rng(0))
+    assert len(b) == 6
+    x, y, dx = grid(batch=6, half=6.0, n=600)
+    img = b.brightness(x, y)
+    flux = img.sum((1, 2)).numpy() * dx * dx
+    # profiles are truncated by the grid: the few per cent beyond 6" of an n = 5 clump are lost
+    np.testing.assert_allclose(flux, b.flux, rtol=0.08)
+    assert torch.isfinite(img).all()
+
+
+def test_sersic_half_light_radius():
+    src = lenskit.get("source", "sersic")(R_e=0.5, n=(1.0, 4.0), ellipticity=0.0)
+    b = src.sample(3, np.random.default_rng(1))
+    x, y, dx = grid(n=800, half=20.0, batch=3)
+    img = b.brightness(x, y)
+    r = torch.sqrt(x**2 + y**2)
+    inside = (img * (r < 0.5)).sum((1, 2)) * dx * dx
+    np.testing.assert_allclose(inside.numpy(), 0.5, atol=0.01)
+
+
+def test_clump_counts_and_sizes():
+    src = lenskit.get("source", "sersic_clump")(size=(0.2, 0.2))
+    b = src.sample(500, np.random.default_rng(2))
+    counts = np.asarray(b.params["source_n_clumps"])
+    assert counts.min() == 1 and counts.max() == 5
+    np.testing.assert_allclose(b.size, 0.2)
+    # the defined size: flux-weighted radius of clump positions and sizes
+    size = np.sqrt((b.weight * (b.cx**2 + b.cy**2 + b.R_e**2)).sum(1))
+    np.testing.assert_allclose(size, 0.2, rtol=1e-10)
+
+
+def test_take_selects_rows():
+    src = lenskit.get("source", "mixture")()
+    b = src.sample(10, np.random.default_rng(3))
+    sub = b.take(np.array([2, 7]))
+    x, y, _ = grid(n=32, half=1.0, batch=10)
+    full = b.brightness(x, y)
+    part = sub.brightness(x[:2], y[:2])
+    torch.testing.assert_close(part, full[[2, 7]])
+
+
+def test_mixture_weights_are_respected():
+    src = lenskit.get("source", "mixture")(sources=["sersic", "sersic_clump"], weights=[3, 1])
+    b = src.sample(4000, np.random.default_rng(4))
+    frac = np.mean(np.asarray(b.params["source_component"]) == "sersic")
+    assert abs(frac - 0.75) < 0.03
+
+
+def test_source_validation():
+    with pytest.raises(ValueError, match="weights must be 2"):
+        lenskit.get("source", "mixture")(sources=["sersic", "sersic_clump"], weights=[1, -1])
+    with pytest.raises(ValueError, match="n_clumps"):
+        lenskit.get("source", "sersic_clump")(n_clumps=(0, 3))
+    with pytest.raises(ValueError, match="n must be a non-negative integer"):
+        lenskit.get("source", "sersic")().sample(-1, np.random.default_rng(0))
+    with pytest.raises(TypeError, match="must be a number"):
+        lenskit.get("source", "sersic")(R_e="big")
