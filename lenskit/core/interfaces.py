@@ -152,6 +152,13 @@ class SourceBatch(abc.ABC):
     flux = None
     size = None
     galaxy_id = None
+    #: Optional fast path: a pure tensor function ``kernel(bx, by, *kernel_args(...))`` equal to
+    #: `brightness`, which the Simulator may compile with `torch.compile`.
+    kernel = None
+
+    def kernel_args(self, shape, dtype, device):
+        """Tensor arguments of `kernel`, each reshaped to ``shape`` for broadcasting."""
+        raise NotImplementedError
 
     def __len__(self):
         return len(self.flux)

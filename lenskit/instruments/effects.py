@@ -112,12 +112,33 @@ def _gaussian_kernels(sigma_pix, dtype, device):
     return k.to(dtype=dtype, device=device)
 
 
+def _toeplitz(kernels, n):
+    """(M, n, n) banded matrices T with T[m, i, a] = k[m, i - a + K//2] (zero outside the band)."""
+    m, k = kernels.shape
+    half = k // 2
+    i = torch.arange(n, device=kernels.device)
+    d = i.reshape(n, 1) - i.reshape(1, n) + half  # (n, n)
+    valid = (d >= 0) & (d < k)
+    idx = d.clamp(0, k - 1).reshape(1, n * n).expand(m, n * n)
+    t = torch.gather(kernels, 1, idx).reshape(m, n, n)
+    return t * valid.to(kernels.dtype)
+
+
 def separable_convolve(stack, kernels):
     """
     Convolve each (H, W) plane of ``stack`` (M, H, W) with its separable kernel (M, K); zero padding.
+
+    For stamps up to 256 pixels the two 1-D passes are done as products with
+    banded Toeplitz matrices (``T_y @ image @ T_x^T``), which BLAS runs several
+    times faster than a grouped convolution on the CPU; larger stamps use
+    ``conv2d``.
     """
     m, h, w = stack.shape
     k = kernels.shape[1]
+    if max(h, w) <= 256:
+        ty = _toeplitz(kernels, h)
+        tx = ty if w == h else _toeplitz(kernels, w)
+        return torch.matmul(torch.matmul(ty, stack), tx.transpose(1, 2))
     x = stack.reshape(1, m, h, w)
     x = F.conv2d(x, kernels.reshape(m, 1, 1, k), padding=(0, k // 2), groups=m)
     x = F.conv2d(x, kernels.reshape(m, 1, k, 1), padding=(k // 2, 0), groups=m)
@@ -125,13 +146,22 @@ def separable_convolve(stack, kernels):
 
 
 def _apply_linear(obs, fn):
-    """Apply a linear map to the images and every truth component (in one batched call)."""
-    parts = [obs.images] + list(obs.truth.values())
-    out = fn(torch.cat(parts, 0))
+    """
+    Apply a linear map to the images and every truth component (in one batched call).
+
+    A truth component that is the very tensor of the images (no lens light:
+    the ideal image is the arcs) is transformed once and shared.
+    """
+    names = [k for k, v in obs.truth.items() if v is not obs.images]
+    aliases = [k for k, v in obs.truth.items() if v is obs.images]
+    parts = [obs.images] + [obs.truth[k] for k in names]
+    out = fn(torch.cat(parts, 0)) if len(parts) > 1 else fn(obs.images)
     n = obs.n
     obs.images = out[:n]
-    for i, k in enumerate(list(obs.truth)):
+    for i, k in enumerate(names):
         obs.truth[k] = out[n * (i + 1): n * (i + 2)]
+    for k in aliases:
+        obs.truth[k] = obs.images
     return obs
 
 
@@ -185,7 +215,7 @@ class GaussianPSF(Effect):
         sig = self.sigmas(obs, rng)
         n, nb, h, w = obs.images.shape
         kern = _gaussian_kernels(sig.reshape(-1) / obs.pixel_scale, obs.images.dtype, obs.images.device)
-        parts = 1 + len(obs.truth)
+        parts = 1 + sum(v is not obs.images for v in obs.truth.values())
 
         def fn(stack):
             flat = stack.reshape(parts * n * nb, h, w)

@@ -14,7 +14,7 @@ import torch
 from scipy.special import gamma as _gamma
 from scipy.special import gammaincinv
 
-__all__ = ["sersic_b", "sersic_total_flux", "elliptical_radius2", "sersic", "gaussian"]
+__all__ = ["sersic_b", "sersic_total_flux", "elliptical_radius2", "sersic", "gaussian", "elliptical_sersic"]
 
 
 def sersic_b(n):
@@ -67,3 +67,12 @@ def sersic(r2, R_e, n, b=None):
 def gaussian(r2, sigma):
     """Unit-flux circular Gaussian in ``r2`` with standard deviation ``sigma``."""
     return torch.exp(-0.5 * r2 / (sigma * sigma)) / (2 * math.pi * sigma * sigma)
+
+
+def elliptical_sersic(x, y, e1, e2, x0, y0, R_e, n, b, I_e):
+    """
+    ``I_e`` times an elliptical Sérsic profile centred on (x0, y0) (torch, broadcasting).
+
+    A pure tensor function, so that it can be compiled with `torch.compile`.
+    """
+    return I_e * sersic(elliptical_radius2(x, y, e1, e2, x0, y0), R_e, n, b)

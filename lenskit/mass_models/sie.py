@@ -60,7 +60,7 @@ def sie_frame(x, y, e1, e2, x0, y0):
 def _atan_over_f(f, t):
     """arctan(f t) / f, continuous at f = 0."""
     small = f < _SERIES_F
-    if not bool(small.any()):
+    if not torch.compiler.is_compiling() and not bool(small.any()):
         return torch.atan(f * t) / f
     f_safe = torch.where(small, torch.ones_like(f), f)
     direct = torch.atan(f_safe * t) / f_safe
@@ -72,7 +72,7 @@ def _atan_over_f(f, t):
 def _atanh_over_f(f, t):
     """artanh(f t) / f, continuous at f = 0 (|f t| < 1 always holds for q > 0)."""
     small = f < _SERIES_F
-    if not bool(small.any()):
+    if not torch.compiler.is_compiling() and not bool(small.any()):
         return torch.atanh(f * t) / f
     f_safe = torch.where(small, torch.ones_like(f), f)
     direct = torch.atanh(f_safe * t) / f_safe
@@ -124,13 +124,12 @@ class SIE(MassModel):
         q, cp, sp, xp, yp = sie_frame(x, y, e1, e2, x0, y0)
         f = torch.sqrt(torch.clamp(1 - q * q, min=0))
         psi2 = q * q * xp * xp + yp * yp
-        at_centre = psi2 <= 0
-        psi = torch.sqrt(torch.where(at_centre, torch.ones_like(psi2), psi2))
-        tx = torch.where(at_centre, torch.zeros_like(psi), xp / psi)
-        ty = torch.where(at_centre, torch.zeros_like(psi), yp / psi)
+        # psi2 == 0 only where x' = y' = 0: adding 1 there keeps sqrt and its gradient finite,
+        # and the ratios below are then 0/1 = 0 (the deflection at the centre is 0)
+        psi = torch.sqrt(psi2 + (psi2 == 0).to(psi2.dtype))
         b = theta_E * torch.sqrt(q)
-        axp = b * _atan_over_f(f, tx)
-        ayp = b * _atanh_over_f(f, ty)
+        axp = b * _atan_over_f(f, xp / psi)
+        ayp = b * _atanh_over_f(f, yp / psi)
         return cp * axp - sp * ayp, sp * axp + cp * ayp
 
     def _core(self, dtype):

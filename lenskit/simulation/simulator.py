@@ -23,7 +23,7 @@ from lenskit.core.interfaces import Instrument, MassModel, Source
 from lenskit.core.provenance import Provenance, array_checksum
 from lenskit.core.validation import as_rng
 from lenskit.lensing.critical import batch_sie_region, multiple_image_region
-from lenskit.lensing.light import elliptical_radius2, sersic, sersic_b, sersic_total_flux
+from lenskit.lensing.light import elliptical_sersic, sersic_b, sersic_total_flux
 from lenskit.simulation.priors import Normal, Uniform, as_prior
 from lenskit.simulation.selection import as_selection
 
@@ -99,13 +99,19 @@ class Simulator:
         Where to render.  Default ``"cpu"``.
     dtype : `torch.dtype`
         ``torch.float32`` (default) or ``torch.float64``.
+    compile : bool
+        Fuse the ray-tracing and light-profile kernels with `torch.compile`
+        (about 4x faster rendering on a CPU; the first batch pays a one-off
+        compilation of 20-40 s and a C++ compiler must be available).
+        Results agree with the eager kernels to float32 rounding.
     max_tries : int
-        Rounds of candidates drawn before giving up on a selection that rejects everything.
+        Consecutive rounds of candidates without a single accepted system
+        before giving up (a selection that rejects everything).
     """
 
     def __init__(self, mass_model="sie", source="sersic_clump", instrument="hst_wfc3", priors=None,
                  selection="default", seed=None, lens_light=None, misalignment=True, caustic_margin=0.1,
-                 supersample=1, chunk_size=8, device="cpu", dtype=torch.float32, max_tries=50):
+                 supersample=1, chunk_size=8, device="cpu", dtype=torch.float32, max_tries=50, compile=False):
         if isinstance(mass_model, (list, tuple)):
             from lenskit.mass_models.composite import CompositeMassModel
 
@@ -146,6 +152,13 @@ class Simulator:
 
         self._pure_sie = type(self.mass_model) is SIE
         self._grid = None
+        self.compile = bool(compile)
+        self._deflect = self.mass_model._deflection
+        self._light = elliptical_sersic
+        self._source_kernels = {}
+        if self.compile:
+            self._deflect = torch.compile(self._deflect)
+            self._light = torch.compile(elliptical_sersic)
 
     # -- configuration --------------------------------------------------------------
     def _build_priors(self, user):
@@ -178,7 +191,7 @@ class Simulator:
             "priors": {k: (v.to_config() if hasattr(v, "to_config") else v) for k, v in self.priors.items()},
             "selection": self.selection.to_config(),
             "lens_light": self.lens_light, "misalignment": self.misalignment,
-            "caustic_margin": self.caustic_margin, "supersample": self.supersample,
+            "caustic_margin": self.caustic_margin, "supersample": self.supersample, "compile": self.compile,
             "dtype": str(self.dtype).replace("torch.", ""),
         }
 
@@ -290,10 +303,10 @@ class Simulator:
         n = beta.shape[0]
         shape = (n, 1, 1)
         pt = {k: self._t(v).reshape(shape) for k, v in p.items()}
-        ax, ay = self.mass_model._deflection(X, Y, **pt)
+        ax, ay = self._deflect(X, Y, **pt)
         bx = X - ax - self._t(beta[:, 0]).reshape(shape)
         by = Y - ay - self._t(beta[:, 1]).reshape(shape)
-        sb = src.brightness(bx, by)  # (n, H*s, W*s), flux per arcsec^2
+        sb = self._source_brightness(src, bx, by)  # (n, H*s, W*s), flux per arcsec^2
         pix = self.instrument.pixel_scale.to_value(u.arcsec)
         s = self.supersample
         sub_area = (pix / s) ** 2
@@ -303,17 +316,25 @@ class Simulator:
         arcs = sb.unsqueeze(1) * (self._t(src_flux) * pix * pix).reshape(n, -1, 1, 1)
         lens = None
         if light is not None:
-            r2 = elliptical_radius2(X, Y, self._t(light["light_e1"]).reshape(shape),
-                                    self._t(light["light_e2"]).reshape(shape), pt[self._centre_keys[0]],
-                                    pt[self._centre_keys[1]])
             R_e, nn = light["light_R_e"], light["light_n"]
-            I_e = 1.0 / sersic_total_flux(R_e, nn)
-            lb = sersic(r2, self._t(R_e).reshape(shape), self._t(nn).reshape(shape),
-                        self._t(sersic_b(nn)).reshape(shape)) * self._t(I_e).reshape(shape)
+            lb = self._light(X, Y, self._t(light["light_e1"]).reshape(shape), self._t(light["light_e2"]).reshape(shape),
+                             pt[self._centre_keys[0]], pt[self._centre_keys[1]], self._t(R_e).reshape(shape),
+                             self._t(nn).reshape(shape), self._t(sersic_b(nn)).reshape(shape),
+                             self._t(1.0 / sersic_total_flux(R_e, nn)).reshape(shape))
             if s > 1:
                 lb = F.avg_pool2d(lb.unsqueeze(1), s).squeeze(1)
             lens = lb.unsqueeze(1) * (self._t(lens_flux) * pix * pix).reshape(n, -1, 1, 1)
         return arcs, lens, mu
+
+    def _source_brightness(self, src, bx, by):
+        kernel = getattr(src, "kernel", None)
+        if kernel is None:
+            return src.brightness(bx, by)
+        key = type(src)
+        if key not in self._source_kernels:
+            self._source_kernels[key] = torch.compile(kernel) if self.compile else kernel
+        shape = (-1,) + (1,) * (bx.dim() - 1)
+        return self._source_kernels[key](bx, by, *src.kernel_args(shape, bx.dtype, bx.device))
 
     @property
     def _centre_keys(self):
@@ -350,13 +371,14 @@ class Simulator:
             raise ValueError(f"n must be a non-negative integer; got {n}")
         n = int(n)
         out_img, out_var, out_mask, out_arcs, out_lens, rows = [], [], [], [], [], []
-        got, tries = 0, 0
+        got, empty_rounds = 0, 0
         while got < n:
-            tries += 1
-            if tries > self.max_tries:
-                raise RuntimeError(f"the selection {self.selection!r} accepted only {got} of the requested {n} "
-                                   f"systems after {self.max_tries} rounds; loosen the priors or the selection")
-            m = min(max(self.chunk_size, n - got), 4 * self.chunk_size)
+            if empty_rounds >= self.max_tries:
+                raise RuntimeError(f"the selection {self.selection!r} accepted none of the last {self.max_tries} "
+                                   f"rounds of candidates ({got} of {n} accepted in all); loosen the priors or "
+                                   f"the selection")
+            before = got
+            m = max(4 * self.chunk_size, 16)
             cand = self._candidates(m, rng)
             for start in range(0, m, self.chunk_size):
                 if got >= n:
@@ -411,6 +433,7 @@ class Simulator:
                 row["_src"] = cand["src"].take(sel)
                 rows.append(row)
                 got += len(post)
+            empty_rounds = empty_rounds + 1 if got == before else 0
         return out_img, out_var, out_mask, out_arcs, out_lens, rows
 
     # -- public --------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import torch
 from astropy.table import QTable
 
 from lenskit.core.interfaces import Source, SourceBatch
-from lenskit.lensing.light import elliptical_radius2, sersic, sersic_b, sersic_total_flux
+from lenskit.lensing.light import elliptical_sersic, sersic_b, sersic_total_flux
 from lenskit.simulation.priors import as_prior
 
 __all__ = ["SersicSource", "SersicBatch"]
@@ -30,12 +30,17 @@ class SersicBatch(SourceBatch):
     def take(self, index):
         return SersicBatch(self.R_e[index], self.n[index], self.e1[index], self.e2[index])
 
+    @staticmethod
+    def kernel(bx, by, e1, e2, R_e, n, b, I_e):
+        return elliptical_sersic(bx, by, e1, e2, 0.0, 0.0, R_e, n, b, I_e)
+
+    def kernel_args(self, shape, dtype, device):
+        return [torch.as_tensor(getattr(self, k), dtype=dtype, device=device).reshape(shape)
+                for k in ("e1", "e2", "R_e", "n", "b", "I_e")]
+
     def brightness(self, bx, by):
         shape = (-1,) + (1,) * (bx.dim() - 1)
-        t = {k: torch.as_tensor(getattr(self, k), dtype=bx.dtype, device=bx.device).reshape(shape)
-             for k in ("R_e", "n", "e1", "e2", "b", "I_e")}
-        r2 = elliptical_radius2(bx, by, t["e1"], t["e2"])
-        return t["I_e"] * sersic(r2, t["R_e"], t["n"], t["b"])
+        return self.kernel(bx, by, *self.kernel_args(shape, bx.dtype, bx.device))
 
 
 class SersicSource(Source):

@@ -14,7 +14,7 @@ import torch
 from astropy.table import QTable
 
 from lenskit.core.interfaces import Source, SourceBatch
-from lenskit.lensing.light import elliptical_radius2, sersic, sersic_b, sersic_total_flux
+from lenskit.lensing.light import elliptical_sersic, sersic_b, sersic_total_flux
 from lenskit.simulation.priors import as_prior
 
 __all__ = ["SersicClumpSource", "SersicClumpBatch"]
@@ -45,17 +45,20 @@ class SersicClumpBatch(SourceBatch):
         f = ("cx", "cy", "R_e", "n", "e1", "e2", "weight")
         return SersicClumpBatch(*(getattr(self, k)[index] for k in f), self.size[index])
 
+    @staticmethod
+    def kernel(bx, by, cx, cy, e1, e2, R_e, n, b, I_e):
+        # clumps along dimension 1: (N, K, 1, ...) against coordinates (N, 1, ...)
+        bx, by = bx.unsqueeze(1), by.unsqueeze(1)
+        return elliptical_sersic(bx, by, e1, e2, cx, cy, R_e, n, b, I_e).sum(1)
+
+    def kernel_args(self, shape, dtype, device):
+        kshape = (shape[0], self.cx.shape[1]) + tuple(shape[1:])
+        return [torch.as_tensor(getattr(self, k), dtype=dtype, device=device).reshape(kshape)
+                for k in ("cx", "cy", "e1", "e2", "R_e", "n", "b", "I_e")]
+
     def brightness(self, bx, by):
         shape = (-1,) + (1,) * (bx.dim() - 1)
-        out = torch.zeros_like(bx)
-        for k in range(self.cx.shape[1]):
-            if not np.any(self.weight[:, k] > 0):
-                continue
-            t = {a: torch.as_tensor(getattr(self, a)[:, k], dtype=bx.dtype, device=bx.device).reshape(shape)
-                 for a in ("cx", "cy", "R_e", "n", "e1", "e2", "b", "I_e")}
-            r2 = elliptical_radius2(bx, by, t["e1"], t["e2"], t["cx"], t["cy"])
-            out = out + t["I_e"] * sersic(r2, t["R_e"], t["n"], t["b"])
-        return out
+        return self.kernel(bx, by, *self.kernel_args(shape, bx.dtype, bx.device))
 
 
 class SersicClumpSource(Source):

@@ -1,0 +1,39 @@
+"""Sphinx configuration for lenskit (sphinx-astropy theme, numpydoc, automodapi, sphinx-gallery)."""
+
+import os
+import sys
+from datetime import date
+
+from sphinx_astropy.conf.v2 import *  # noqa: F401,F403
+
+import lenskit
+
+project = "lenskit"
+author = "The lenskit developers"
+copyright = f"{date.today().year}, {author}"
+version = release = lenskit.__version__
+
+extensions += ["sphinx_gallery.gen_gallery"]  # noqa: F405
+# the build must work offline: no inventories are fetched
+intersphinx_mapping = {}
+exclude_patterns = ["_build", "auto_examples/*.ipynb", "auto_examples/*.py", "auto_examples/*.zip",
+                    "auto_examples/*.json", "auto_examples/*.md5", "sg_execution_times.rst"]
+html_theme_options = {"github_url": "https://github.com/lenskit/lenskit", "use_edit_page_button": False}
+html_title = f"lenskit {release}"
+numpydoc_show_class_members = False
+automodapi_inheritance_diagram = False
+automodsumm_inherited_members = False
+suppress_warnings = ["config.cache"]
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+sphinx_gallery_conf = {
+    "examples_dirs": "../examples",
+    "gallery_dirs": "auto_examples",
+    "filename_pattern": r"/plot_",
+    "ignore_pattern": r"plugin_package",
+    "within_subsection_order": "FileNameSortKey",
+    "download_all_examples": False,
+    "abort_on_example_error": True,
+    "reset_modules": ("matplotlib",),
+}
+sys.path.insert(0, os.path.abspath("."))
