@@ -1,0 +1,74 @@
+"""
+How each observational effect looks
+===================================
+
+Each effect is a small class in :mod:`lenskit.instruments.effects` that can be
+used on its own.  Here the same noise-free lens goes through the HST chain of
+Hezaveh et al. (2017) one effect at a time, and then through LSST's physical
+CCD noise.
+"""
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+import lenskit
+from lenskit.instruments import effects
+from lenskit.instruments.hst import HSTWFC3
+
+# %%
+# A noise-free lens: no effects at all.
+clean = lenskit.Simulator(instrument=HSTWFC3(effects=[]), source="sersic_clump", seed=12).sample(1)
+
+steps = [
+    ("Gaussian PSF, rms 0.08\"", effects.GaussianPSF(sigma=0.08)),
+    ("Poisson, counts factor 300", effects.PoissonNoise(counts_factor=300.0)),
+    ("Gaussian noise, 4% of peak", effects.GaussianNoise(rms=0.04)),
+    ("cosmic rays + hot pixels", effects.CosmicRays(n_rays=(4, 4), hot_pixels=(60, 60), bank_size=8)),
+    ("normalised, zero bias", effects.Normalize()),
+    ("masks (<= 25% of arc flux)", effects.CircularMasks(n_masks=(4, 4))),
+]
+rng = np.random.default_rng(0)
+obs = effects.Observation(images=torch.as_tensor(clean.images), pixel_scale=0.04,
+                          truth={"arcs": torch.as_tensor(clean.truth["arcs"])})
+fig, axes = plt.subplots(1, len(steps) + 1, figsize=(18, 3.2))
+axes[0].imshow(clean.images[0, 0], origin="lower", cmap="magma")
+axes[0].set_title("noise-free", fontsize=9)
+for ax, (title, eff) in zip(axes[1:], steps):
+    obs = eff(obs, rng)
+    ax.imshow(obs.images[0, 0].numpy(), origin="lower", cmap="magma")
+    ax.set_title(title, fontsize=9)
+for ax in axes:
+    ax.set_axis_off()
+# what each effect drew for this image
+print({k: np.asarray(v).tolist() for k, v in obs.meta.items()})
+
+# %%
+# Coloured noise: the blank-field noise of HST images is correlated between
+# pixels.  A correlation function (for example the one GalSim measured for
+# COSMOS ACS F814W) colours the noise.
+x = np.arange(-8, 9)
+corr = np.exp(-0.5 * (x[:, None] ** 2 + x[None, :] ** 2) / 1.2**2)
+white = effects.GaussianNoise(rms=0.05)(effects.Observation(images=torch.ones(1, 1, 96, 96), pixel_scale=0.04), rng)
+col = effects.GaussianNoise(rms=0.05, correlation=corr, coloured_fraction=1.0)(
+    effects.Observation(images=torch.ones(1, 1, 96, 96), pixel_scale=0.04), rng)
+fig, axes = plt.subplots(1, 2, figsize=(7, 3.5))
+axes[0].imshow(white.images[0, 0].numpy(), origin="lower", cmap="gray")
+axes[0].set_title("white noise")
+axes[1].imshow(col.images[0, 0].numpy(), origin="lower", cmap="gray")
+axes[1].set_title("coloured noise")
+
+# %%
+# Survey instruments use the physical model instead: sky and source photons in
+# electrons, read noise for each read, dark current and gain.  The noise map
+# of the dataset is the per-pixel standard deviation that model predicts.
+lsst = lenskit.Simulator(instrument=lenskit.get("instrument", "lsst")(bands=("r",)), seed=2).sample(1)
+fig, axes = plt.subplots(1, 3, figsize=(10, 3.3))
+for ax, (title, im) in zip(axes, [("noise-free arcs + lens", lsst.truth["arcs"][0, 0] + lsst.truth["lens_light"][0, 0]),
+                                  ("observed, one r visit", lsst.images[0, 0]),
+                                  ("noise map [e-/s]", lsst.noise[0, 0])]):
+    m = ax.imshow(im, origin="lower", cmap="magma")
+    ax.set_title(title, fontsize=9)
+    ax.set_axis_off()
+    fig.colorbar(m, ax=ax, shrink=0.8)
+plt.show()
