@@ -44,7 +44,7 @@ def _cmd_simulate(args):
         inst_kwargs["bands"] = tuple(args.bands.split(","))
     if args.test:
         if args.instrument != "hst_wfc3":
-            raise SystemExit("--test applies to the hst_wfc3 instrument only")
+            raise ValueError("--test applies to the hst_wfc3 instrument only")
         inst_kwargs["test"] = True
     instrument = lenskit.get("instrument", args.instrument)(**inst_kwargs)
     mass = ["sie", "external_shear"] if args.shear else [args.mass_model]
@@ -53,7 +53,7 @@ def _cmd_simulate(args):
                             selection=args.selection, lens_light=lens_light, supersample=args.supersample)
     out = Path(args.output)
     if out.exists() and not args.overwrite:
-        raise SystemExit(f"{out} exists; pass --overwrite to replace it")
+        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
     ds = sim.sample(args.n, progress=not args.quiet)
     ds.write(out, overwrite=args.overwrite)
     if not args.quiet:
