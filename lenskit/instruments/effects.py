@@ -500,9 +500,9 @@ class CosmicRays(Effect):
     Each cosmic ray starts at a random pixel and grows by friends-of-friends:
     pixels adjacent to the track are added one at a time, preferring the
     track's direction, until the drawn length (number of pixels) is reached.
-    As in the paper, a bank of artefact maps is generated once (per stamp
-    shape and band count) and maps are drawn from it at random, with random
-    flips, for each image.
+    As in the paper, artefact maps are kept in a bank (per stamp shape) and
+    drawn from it at random, with random flips, for each image; the bank
+    grows by as many maps as images observed until it holds ``bank_size``.
 
     Parameters
     ----------
@@ -517,7 +517,7 @@ class CosmicRays(Effect):
     hot_amplitude : prior
         Hot-pixel value as a fraction of the peak.  Default (0.02, 0.3).
     bank_size : int
-        Maps generated per shape.  Default 512.
+        Largest number of maps kept per shape.  Default 512.
     """
 
     name = "cosmic_rays"
@@ -598,15 +598,19 @@ class CosmicRays(Effect):
         cat = (lambda a, dt: np.concatenate(a).astype(dt) if a else np.zeros(0, dt))
         return cat(ys, np.int64), cat(xs, np.int64), cat(vals, float), np.array(lengths, dtype=np.int64)
 
-    def _bank(self, shape, rng):
+    def _bank(self, shape, rng, needed):
+        """The bank for ``shape``, grown (up to ``bank_size``) to at least ``needed`` maps."""
         if shape not in self._banks:
-            brng = np.random.default_rng(rng.integers(0, 2**63 - 1))
-            self._banks[shape] = [self.draw_map(shape, brng) for _ in range(self.bank_size)]
-        return self._banks[shape]
+            self._banks[shape] = ([], np.random.default_rng(rng.integers(0, 2**63 - 1)))
+        bank, brng = self._banks[shape]
+        while len(bank) < min(needed, self.bank_size):
+            bank.append(self.draw_map(shape, brng))
+        return bank
 
     def __call__(self, obs, rng):
         n, nb, h, w = obs.images.shape
-        bank = self._bank((h, w), rng)
+        # the bank grows with use, so small runs do not pay for maps they never draw
+        bank = self._bank((h, w), rng, len(self._banks.get((h, w), ([],))[0]) + n * nb)
         pick = rng.integers(0, len(bank), (n, nb))
         flips = rng.integers(0, 2, (n, nb, 2))
         peak = _peak(obs.images).cpu().numpy()
