@@ -189,6 +189,16 @@ class Source(abc.ABC):
 
     name = None
 
+    def with_split(self, split):
+        """
+        This source restricted to the galaxies of ``split`` ('train', 'validation', 'test').
+
+        Sources of real galaxies split by galaxy identity, so a test set never
+        holds a galaxy seen in training; analytic sources draw new galaxies
+        every time and return themselves.
+        """
+        return self
+
     @abc.abstractmethod
     def sample(self, n, rng):
         """

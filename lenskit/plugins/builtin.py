@@ -12,6 +12,10 @@ BUILTINS = {
         "sersic": "lenskit.sources.sersic:SersicSource",
         "sersic_clump": "lenskit.sources.sersic_clump:SersicClumpSource",
         "mixture": "lenskit.sources.mixture:MixtureSource",
+        "great3": "lenskit.sources.great3:GREAT3Source",
+        "galaxy_zoo": "lenskit.sources.galaxy_zoo:GalaxyZooSource",
+        "candels": "lenskit.sources.candels:CandelsSource",
+        "image_directory": "lenskit.sources.image_directory:ImageDirectorySource",
     },
     "instrument": {
         "hst_wfc3": "lenskit.instruments.hst:HSTWFC3",

@@ -99,6 +99,9 @@ class Simulator:
         Where to render.  Default ``"cpu"``.
     dtype : `torch.dtype`
         ``torch.float32`` (default) or ``torch.float64``.
+    split : {'train', 'validation', 'test'}, optional
+        Draw real galaxies only from this split (by galaxy identity), so that
+        validation and test sets hold galaxies never used in training.
     compile : bool
         Fuse the ray-tracing and light-profile kernels with `torch.compile`
         (about 4x faster rendering on a CPU; the first batch pays a one-off
@@ -111,7 +114,8 @@ class Simulator:
 
     def __init__(self, mass_model="sie", source="sersic_clump", instrument="hst_wfc3", priors=None,
                  selection="default", seed=None, lens_light=None, misalignment=True, caustic_margin=0.1,
-                 supersample=1, chunk_size=8, device="cpu", dtype=torch.float32, max_tries=50, compile=False):
+                 supersample=1, chunk_size=8, device="cpu", dtype=torch.float32, max_tries=50, compile=False,
+                 split=None):
         if isinstance(mass_model, (list, tuple)):
             from lenskit.mass_models.composite import CompositeMassModel
 
@@ -119,6 +123,9 @@ class Simulator:
             mass_model = comps[0] if len(comps) == 1 else CompositeMassModel(comps)
         self.mass_model = _resolve("mass_model", mass_model, MassModel)
         self.source = _resolve("source", source, Source)
+        if split is not None:
+            self.source = self.source.with_split(split)
+        self.split = split
         self.instrument = _resolve("instrument", instrument, Instrument)
         if isinstance(selection, str) and selection == "default":
             selection = getattr(self.instrument, "default_selection", "hezaveh2017")
@@ -186,7 +193,7 @@ class Simulator:
         return {
             "mass_model": getattr(self.mass_model, "name", type(self.mass_model).__name__),
             "mass_components": [c.name for c in getattr(self.mass_model, "components", [self.mass_model])],
-            "source": self.source.name,
+            "source": self.source.name, "split": self.split,
             "instrument": self.instrument.to_config() if hasattr(self.instrument, "to_config") else self.instrument.name,
             "priors": {k: (v.to_config() if hasattr(v, "to_config") else v) for k, v in self.priors.items()},
             "selection": self.selection.to_config(),

@@ -85,6 +85,13 @@ class MixtureSource(Source):
             raise ValueError(f"weights must be {len(resolved)} non-negative numbers with a positive sum; got {weights}")
         self.weights = w / w.sum()
 
+    def with_split(self, split):
+        import copy
+
+        other = copy.copy(self)
+        other.sources = [s.with_split(split) for s in self.sources]
+        return other
+
     def sample(self, n, rng):
         comp = rng.choice(len(self.sources), size=n, p=self.weights)
         batches = [s.sample(int(np.sum(comp == k)), rng) for k, s in enumerate(self.sources)]

@@ -1,0 +1,92 @@
+"""Download code exercised against a local file:// mirror the test builds."""
+
+import hashlib
+import shutil
+import tarfile
+
+import pytest
+
+import lenskit
+import lenskit.datasets as lds
+from lenskit.core.exceptions import LenskitFileError
+
+
+@pytest.fixture
+def mirror(tmp_path, shared_data):
+    """A tar.gz of the real COSMOS sample in the RealGalaxyCatalog layout, served from file://."""
+    src = tmp_path / "build" / "COSMOS_mini"
+    src.mkdir(parents=True)
+    for f in (shared_data / "sources" / "cosmos_f814w").iterdir():
+        shutil.copy(f, src / f.name)
+    site = tmp_path / "site"
+    site.mkdir()
+    tarball = site / "COSMOS_mini.tar.gz"
+    with tarfile.open(tarball, "w:gz") as tf:
+        tf.add(src, arcname="COSMOS_mini")
+    digest = hashlib.sha256(tarball.read_bytes()).hexdigest()
+    archive = lds.Archive(url=tarball.as_uri(), sha256=digest, catalog="COSMOS_mini/real_galaxy_catalog_23.5.fits")
+    lds.register("test_mini", archive)
+    yield site, digest
+    lds.REGISTRY.pop("test_mini", None)
+    lds.REGISTRY.pop("test_tofu", None)
+
+
+def test_fetch_verify_unpack_and_use(mirror, tmp_path):
+    cache = tmp_path / "cache"
+    assert lds.path("test_mini", cache=cache) is None
+    folder = lds.fetch("test_mini", cache=cache, progress=False)
+    assert (folder / "COSMOS_mini" / "real_galaxy_images_23.5_n1.fits").exists()
+    cat = lds.catalog("test_mini", cache=cache)
+    src = lenskit.get("source", "great3")(cat)
+    assert len(src.stamps) == 10
+    # second call: from the cache, even offline and with the site gone
+    shutil.rmtree(mirror[0])
+    assert lds.fetch("test_mini", cache=cache, offline=True) == folder
+    assert not list(cache.glob(".*"))  # no temporary files left
+
+
+def test_offline_and_missing(mirror, tmp_path, monkeypatch):
+    monkeypatch.setenv("LENSKIT_OFFLINE", "1")
+    with pytest.raises(LenskitFileError, match="not in the cache and lenskit is offline"):
+        lds.fetch("test_mini", cache=tmp_path / "c")
+    with pytest.raises(ValueError, match="unknown archive 'nope'"):
+        lds.fetch("nope")
+
+
+def test_checksum_mismatch_leaves_nothing(mirror, tmp_path):
+    site, digest = mirror
+    lds.register("test_mini", lds.Archive(url=(site / "COSMOS_mini.tar.gz").as_uri(), sha256="0" * 64))
+    cache = tmp_path / "cache"
+    with pytest.raises(LenskitFileError, match="fails its checksum"):
+        lds.fetch("test_mini", cache=cache, progress=False)
+    assert list(cache.iterdir()) == []
+
+
+def test_mirror_and_trust_on_first_use(mirror, tmp_path, monkeypatch):
+    site, digest = mirror
+    lds.register("test_tofu", lds.Archive(url="https://example.invalid/data/COSMOS_mini.tar.gz"))
+    monkeypatch.setenv("LENSKIT_DATA_MIRROR", site.as_uri())
+    cache = tmp_path / "cache"
+    lds.fetch("test_tofu", cache=cache, progress=False)
+    side = cache / "COSMOS_mini.tar.gz.sha256"
+    assert side.read_text().split()[0] == digest
+    # a later corruption of the cached archive is caught
+    (cache / "COSMOS_mini.tar.gz").write_bytes(b"corrupt")
+    shutil.rmtree(cache / "test_tofu")
+    with pytest.raises(LenskitFileError, match="fails its checksum"):
+        lds.fetch("test_tofu", cache=cache, progress=False)
+
+
+def test_unreachable_url(tmp_path):
+    lds.register("test_tofu", lds.Archive(url=(tmp_path / "absent.tar.gz").as_uri()))
+    try:
+        with pytest.raises(LenskitFileError, match="could not download"):
+            lds.fetch("test_tofu", cache=tmp_path / "c", progress=False)
+    finally:
+        lds.REGISTRY.pop("test_tofu", None)
+
+
+def test_registry_lists_public_archives():
+    names = lds.available()
+    assert {"cosmos_23.5", "cosmos_25.2", "candels_goodss_f160w"} <= set(names)
+    assert all(a.url.startswith("https://") for k, a in lds.REGISTRY.items() if not k.startswith("test"))
