@@ -1,0 +1,1 @@
+"""CNN estimators: networks, regression with uncertainties, training, ensemble and metrics."""

@@ -1,0 +1,27 @@
+"""
+Network architectures, one per file; each a `torch.nn.Module` taking
+``(images, mask=None)`` shaped (N, bands, H, W) and returning (N, n_outputs).
+"""
+
+import importlib
+
+__all__ = ["ARCHITECTURES", "build"]
+
+#: Architecture name -> "module:Class".
+ARCHITECTURES = {
+    "lenskit_net": "lenskit.estimators.networks.lenskit_net:LenskitNet",
+    "hezaveh": "lenskit.estimators.networks.hezaveh:HezavehNet",
+    "alexnet": "lenskit.estimators.networks.alexnet:AlexNet",
+    "overfeat": "lenskit.estimators.networks.overfeat:OverFeat",
+    "inception_v4": "lenskit.estimators.networks.inception_v4:InceptionV4",
+    "pearson": "lenskit.estimators.networks.pearson:PearsonNet",
+    "deeplens": "lenskit.estimators.networks.deeplens:DeepLens",
+}
+
+
+def build(name, **kwargs):
+    """Instantiate architecture ``name`` with ``kwargs`` (in_shape, n_outputs, ...)."""
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {name!r}; available: {sorted(ARCHITECTURES)}")
+    mod, _, cls = ARCHITECTURES[name].partition(":")
+    return getattr(importlib.import_module(mod), cls)(**kwargs)

@@ -1,0 +1,67 @@
+"""
+lenskit's own parameter-efficient regression network.
+
+Not from a paper: a compact residual CNN designed to be trained on a CPU and
+shipped small.  Stride-2 stages reduce a 192 x 192 stamp to 6 x 6 (a 57 x 57
+one to 4 x 4); coordinate channels let it read positions; the final feature
+map is flattened (not pooled) so the lens centre stays recoverable.
+"""
+
+import torch.nn as nn
+
+from lenskit.estimators.networks.layers import CoordinateChannels, InputStage
+
+__all__ = ["LenskitNet"]
+
+
+class _Res(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True),
+                                  nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c))
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        return self.act(x + self.body(x))
+
+
+def _down(cin, cout, k=3):
+    return nn.Sequential(nn.Conv2d(cin, cout, k, stride=2, padding=k // 2, bias=False), nn.BatchNorm2d(cout),
+                         nn.ReLU(inplace=True))
+
+
+class LenskitNet(nn.Module):
+    """
+    Parameters
+    ----------
+    in_shape : tuple
+        (bands, H, W) of the input.
+    n_outputs : int
+        Number of outputs (targets times two with uncertainties).
+    width : int
+        Channels of the first stage (doubling every other stage).
+    """
+
+    def __init__(self, in_shape=(1, 192, 192), n_outputs=10, width=16, hidden=256, dropout=0.0):
+        super().__init__()
+        bands, h, w = in_shape
+        self.inp = InputStage()
+        self.coords = CoordinateChannels()
+        chans = [width, 2 * width, 3 * width, 4 * width, 6 * width, 8 * width]
+        layers = [_down(bands + 2, chans[0], 5)]
+        size = (h + 1) // 2
+        c = chans[0]
+        i = 1
+        while size > 7 and i < len(chans):
+            layers.append(_down(c, chans[i]))
+            c = chans[i]
+            size = (size + 1) // 2
+            if size <= 32:  # residual refinement only once the maps are small (cheap on a CPU)
+                layers.append(_Res(c))
+            i += 1
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(c * size * size, hidden),
+                                  nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, n_outputs))
+
+    def forward(self, x, mask=None):
+        return self.head(self.features(self.coords(self.inp(x, mask))))

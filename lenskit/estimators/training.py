@@ -1,0 +1,237 @@
+"""
+Training with on-the-fly simulation, checkpoints and resume.
+
+Every step draws a new batch from the `~lenskit.Simulator` (new lenses,
+sources and observational effects, as in Hezaveh et al. 2017), optionally in
+background worker processes.  A checkpoint (network, optimiser, step, history)
+is written atomically to ASDF every ``checkpoint_every`` steps, and ``fit``
+started again with the same checkpoint path resumes from it, so an
+interruption loses at most the steps since the last checkpoint.
+"""
+
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+
+__all__ = ["train", "SimulatedBatches", "evaluate"]
+
+
+class SimulatedBatches(IterableDataset):
+    """Endless simulated batches; each worker process gets its own seed."""
+
+    def __init__(self, simulator, batch_size, targets, seed):
+        self.simulator = simulator
+        self.batch_size = int(batch_size)
+        self.targets = tuple(targets)
+        self.seed = int(seed)
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        wid = 0 if info is None else info.id
+        if info is not None:
+            torch.set_num_threads(1)
+        self.simulator.rng = np.random.default_rng([self.seed, wid])
+        for images, y, masks in self.simulator.stream(self.batch_size, device="cpu", targets=self.targets):
+            yield images, y, masks if masks is not None else torch.zeros(0)
+
+
+def _state_to_arrays(state):
+    """Optimiser state_dict -> flat dict of arrays + JSON-like meta (no pickle)."""
+    arrays, meta = {}, {"param_groups": state["param_groups"], "keys": {}}
+    for pid, st in state["state"].items():
+        for k, v in st.items():
+            key = f"{pid}.{k}"
+            arrays[key] = v.detach().cpu().numpy() if torch.is_tensor(v) else np.asarray(v)
+            meta["keys"][key] = [int(pid), k, bool(torch.is_tensor(v))]
+    return arrays, meta
+
+
+def _arrays_to_state(arrays, meta):
+    state = {}
+    for key, (pid, k, is_t) in meta["keys"].items():
+        a = np.asarray(arrays[key])
+        state.setdefault(int(pid), {})[k] = torch.as_tensor(a) if is_t else a.item()
+    groups = meta["param_groups"]
+    for g in groups:
+        g["params"] = [int(p) for p in g["params"]]
+        if "betas" in g:
+            g["betas"] = tuple(g["betas"])
+    return {"state": state, "param_groups": groups}
+
+
+def save_checkpoint(path, estimator, optimizer, step, history, config):
+    import asdf
+
+    model = {k: v.detach().cpu().numpy() for k, v in estimator.network.state_dict().items()}
+    opt_arrays, opt_meta = _state_to_arrays(optimizer.state_dict())
+    tree = {"lenskit_checkpoint": {"step": int(step), "model": model, "optimizer": opt_arrays,
+                                   "optimizer_meta": opt_meta, "history": history, "config": config,
+                                   "targets": estimator.spec.to_config()}}
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        asdf.AsdfFile(tree).write_to(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load_checkpoint(path, estimator, optimizer):
+    import asdf
+
+    from lenskit.core.exceptions import LenskitFileError
+    from lenskit.estimators.targets import TargetSpec
+
+    try:
+        with asdf.open(path, lazy_load=False, memmap=False) as af:
+            ck = af.tree["lenskit_checkpoint"]
+            model = {k: torch.as_tensor(np.array(v)) for k, v in ck["model"].items()}
+            opt = _arrays_to_state({k: np.array(v) for k, v in ck["optimizer"].items()}, dict(ck["optimizer_meta"]))
+            step, history = int(ck["step"]), list(ck["history"])
+            spec = TargetSpec.from_config(dict(ck["targets"]))
+    except Exception as exc:
+        raise LenskitFileError(f"checkpoint {path} could not be read: {type(exc).__name__}: {exc}") from exc
+    estimator.network.load_state_dict(model)
+    estimator.spec = spec
+    optimizer.load_state_dict(opt)
+    return step, history
+
+
+@torch.no_grad()
+def evaluate(estimator, dataset, batch_size=128):
+    """Metrics of an estimator on a `~lenskit.LensDataset`: RMS, bias, 68% error and coverage per target."""
+    from lenskit.estimators.metrics import summary
+
+    est = estimator.predict(dataset, batch_size=batch_size)
+    return summary(est, dataset.params)
+
+
+def train(estimator, simulator, steps=1000, batch_size=64, lr=1e-3, min_lr=None, weight_decay=0.0,
+          validation=None, checkpoint=None, checkpoint_every=200, progress=True, workers=0, seed=0,
+          standardize_samples=2048, log=None, channels_last=True, time_limit=None):
+    """
+    Train ``estimator`` on batches drawn from ``simulator``.
+
+    Parameters
+    ----------
+    estimator : `~lenskit.estimators.regression.CNNEstimator`
+    simulator : `~lenskit.Simulator`
+    steps : int
+        Total optimisation steps (including those done before a resume).
+    batch_size : int
+    lr, min_lr : float
+        Adam learning rate, decayed by a cosine to ``min_lr`` (default lr / 30).
+    validation : `~lenskit.LensDataset`, optional
+        Held-out systems (simulate them with ``split="validation"``) evaluated at
+        every checkpoint.
+    checkpoint : path, optional
+        Checkpoint file; when it exists training resumes from it.
+    checkpoint_every : int
+    workers : int
+        Background simulation processes (0: simulate in this process).
+    seed : int
+        Seed of the training stream (worker w of a run resumed at step s uses
+        ``[seed, s, w]``).
+    time_limit : float, optional
+        Stop (after writing a checkpoint) once this many seconds have passed;
+        the learning rate then follows whichever of step and time is further along.
+
+    Returns
+    -------
+    list of dict
+        The history: step, training loss, time and validation metrics.
+    """
+    from lenskit.estimators.targets import TargetSpec, gaussian_nll
+
+    net = estimator.network
+    dev = estimator.device
+    if tuple(simulator.instrument.shape) != estimator.in_shape[1:] or len(simulator.instrument.bands) != estimator.in_shape[0]:
+        raise ValueError(f"the simulator makes ({len(simulator.instrument.bands)}, {simulator.instrument.shape[0]}, "
+                         f"{simulator.instrument.shape[1]}) stamps; the estimator expects {estimator.in_shape}")
+    opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
+    min_lr = lr / 30 if min_lr is None else min_lr
+    step, history = 0, []
+    if checkpoint is not None and Path(checkpoint).exists():
+        step, history = load_checkpoint(checkpoint, estimator, opt)
+    elif np.allclose(estimator.spec.mean, 0) and np.allclose(estimator.spec.std, 1):
+        # standardise targets with the simulator's prior
+        rows = [y for _, y, _ in simulator.stream(min(standardize_samples, 512), targets=estimator.targets,
+                                                  steps=max(1, standardize_samples // 512))]
+        y = torch.cat(rows)
+        spec0 = TargetSpec(estimator.targets, spin=estimator.spec.spin)
+        z = spec0.to_network(y).numpy()
+        estimator.spec = TargetSpec(estimator.targets, spin=estimator.spec.spin, mean=z.mean(0),
+                                    std=np.maximum(z.std(0), 1e-3))
+    if channels_last:
+        net.to(memory_format=torch.channels_last)
+    config = {"steps": int(steps), "batch_size": int(batch_size), "lr": lr, "min_lr": min_lr, "workers": int(workers),
+              "seed": int(seed), "simulator": simulator.config}
+    data = SimulatedBatches(simulator, batch_size, estimator.targets, seed=hash((seed, step)) % (2**31))
+    loader = DataLoader(data, batch_size=None, num_workers=int(workers), persistent_workers=False,
+                        prefetch_factor=2 if workers else None)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, initial=step, desc="training", unit="step")
+    t0 = time.time()
+    seen = 0
+    running = None
+    it = iter(loader)
+    try:
+        while step < steps:
+            images, y, masks = next(it)
+            images = images.to(dev)
+            if channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            mask = masks.to(dev) if masks.numel() else None
+            progress_frac = step / max(steps, 1)
+            if time_limit is not None:  # anneal by wall time too, so a time-limited run ends annealed
+                progress_frac = max(progress_frac, (time.time() - t0) / time_limit)
+            cos = 0.5 * (1 + math.cos(math.pi * min(progress_frac, 1.0)))
+            for g in opt.param_groups:
+                g["lr"] = min_lr + (lr - min_lr) * cos
+            net.train()
+            out = net(images, mask)
+            loss = gaussian_nll(out, estimator.spec.to_network(y.to(dev)), estimator.spec.k, estimator.spec,
+                                estimator.uncertainty)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
+            opt.step()
+            step += 1
+            seen += len(images)
+            lv = float(loss.detach())
+            running = lv if running is None else 0.98 * running + 0.02 * lv
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{running:.3f}")
+            done = step >= steps or (time_limit is not None and time.time() - t0 > time_limit)
+            if step % checkpoint_every == 0 or done:
+                rec = {"step": step, "loss": running, "seconds": time.time() - t0, "images": seen}
+                if validation is not None:
+                    m = evaluate(estimator, validation)
+                    rec["validation"] = m
+                history.append(rec)
+                if log is not None:
+                    log(rec)
+                if checkpoint is not None:
+                    estimator.training = {**config, "completed_steps": step, "images_seen_since_start": seen}
+                    save_checkpoint(checkpoint, estimator, opt, step, history, config)
+            if done:
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+        del it
+    net.to(memory_format=torch.contiguous_format)
+    estimator.training = {**config, "completed_steps": step, "history": history[-5:]}
+    return history
