@@ -100,8 +100,11 @@ def gaussian_nll(out, y, k, spec=None, uncertainty=True):
     """
     Loss of network outputs ``out`` (N, k or 2k) against network-space targets ``y`` (N, k).
 
-    With ``uncertainty`` the outputs are (mean, log sigma) and the loss is the
-    Gaussian negative log-likelihood; otherwise the mean squared error.  With
+    The means are trained by the mean squared error.  With ``uncertainty``
+    the outputs are (mean, log sigma) and the Gaussian negative
+    log-likelihood of the detached residuals is added, which trains sigma to
+    the size of the errors without touching the means (a plain
+    likelihood lets an overconfident sigma blow up or stall the means).  With
     a spin-1 ``spec`` the loss is also computed with the ellipticity
     components negated (in physical units) and the smaller one is kept
     (Hezaveh et al. 2017).
@@ -109,10 +112,16 @@ def gaussian_nll(out, y, k, spec=None, uncertainty=True):
     mu = out[:, :k]
 
     def per_sample(target):
-        if uncertainty:
-            log_s = out[:, k:2 * k].clamp(-7, 5)
-            return (0.5 * ((target - mu) * torch.exp(-log_s)) ** 2 + log_s).mean(1) + 0.5 * math.log(2 * math.pi)
-        return ((target - mu) ** 2).mean(1)
+        mse = ((target - mu) ** 2).mean(1)
+        if not uncertainty:
+            return mse
+        # the means learn from the squared error alone; the standard deviations learn the
+        # Gaussian likelihood of the (detached) residuals, so a poorly calibrated sigma can
+        # never stall or destabilise the means
+        log_s = out[:, k:2 * k].clamp(-7, 5)
+        resid = (target - mu).detach()
+        nll = (0.5 * (resid * torch.exp(-log_s)) ** 2 + log_s).mean(1) + 0.5 * math.log(2 * math.pi)
+        return mse + nll
 
     loss = per_sample(y)
     if spec is not None and spec.spin == 1:
