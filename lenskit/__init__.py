@@ -24,7 +24,7 @@ from lenskit.plugins import available, get  # noqa: E402
 
 __all__ = [
     "__version__", "get", "available", "read", "write", "load",
-    "LensDataset", "Estimate", "Provenance", "Simulator",
+    "LensDataset", "Estimate", "Provenance", "Simulator", "load_estimator",
     "LenskitError", "LenskitFileError", "LenskitPluginError", "LenskitPluginWarning",
 ]
 
@@ -38,4 +38,8 @@ def __getattr__(name):
         from lenskit.simulation.simulator import Simulator
 
         return Simulator
+    if name == "load_estimator":
+        from lenskit.estimators.pretrained import load_estimator
+
+        return load_estimator
     raise AttributeError(f"module 'lenskit' has no attribute {name!r}")

@@ -19,7 +19,7 @@ from lenskit.core.provenance import Provenance, array_checksum
 from lenskit.core.validation import check_images
 from lenskit.core.weights import ModelWeights
 from lenskit.estimators.networks import build
-from lenskit.estimators.targets import UNITS, TargetSpec
+from lenskit.estimators.targets import UNITS, TargetSpec, log_sigma
 
 __all__ = ["CNNEstimator", "DEFAULT_TARGETS"]
 
@@ -112,7 +112,7 @@ class CNNEstimator(Estimator):
         self.network.eval()
         out = self.network(x, mask)
         k = self.spec.k
-        sigma = torch.exp(out[:, k:2 * k].clamp(-7, 5)) if self.uncertainty else None
+        sigma = torch.exp(log_sigma(out[:, k:2 * k])) if self.uncertainty else None
         return self.spec.from_network(out[:, :k], sigma)
 
     def predict(self, images, masks=None, batch_size=64, progress=False):
@@ -236,3 +236,30 @@ class CNNEstimator(Estimator):
     def __repr__(self):
         return (f"<{type(self).__name__} {self.architecture} {self.in_shape} -> {list(self.targets)}"
                 f"{' +std' if self.uncertainty else ''}, {self.n_parameters:,} parameters>")
+
+
+def _named(name_, arch, shape, doc):
+    class Named(CNNEstimator):
+        __doc__ = doc
+        name = name_
+        default_architecture = arch
+
+        def __init__(self, in_shape=shape, targets=DEFAULT_TARGETS, uncertainty=True, spin=2, arch_kwargs=None,
+                     expects=None, device="cpu", architecture=None):
+            super().__init__(architecture=arch, in_shape=in_shape, targets=targets, uncertainty=uncertainty,
+                             spin=spin, arch_kwargs=arch_kwargs, expects=expects, device=device)
+
+    Named.__name__ = Named.__qualname__ = "".join(p.capitalize() for p in name_.split("_")) + "Estimator"
+    return Named
+
+
+LenskitNetEstimator = _named("lenskit_net", "lenskit_net", (1, 192, 192),
+                             "lenskit's parameter-efficient CNN (the shipped default); see `CNNEstimator`.")
+HezavehEstimator = _named("hezaveh", "hezaveh", (1, 192, 192),
+                          "The own network of Hezaveh et al. (2017); see `CNNEstimator`.")
+AlexNetEstimator = _named("alexnet", "alexnet", (1, 192, 192), "AlexNet as in Hezaveh et al. (2017).")
+OverFeatEstimator = _named("overfeat", "overfeat", (1, 192, 192), "OverFeat as in Hezaveh et al. (2017).")
+InceptionV4Estimator = _named("inception_v4", "inception_v4", (1, 192, 192),
+                              "Inception-v4 as in Hezaveh et al. (2017).")
+PearsonEstimator = _named("pearson", "pearson", (3, 57, 57),
+                          "The CNN of Pearson, Li & Dye (2019) for 57 x 57 LSST / Euclid stamps.")

@@ -13,13 +13,18 @@ import math
 import numpy as np
 import torch
 
-__all__ = ["TargetSpec", "gaussian_nll", "UNITS"]
+__all__ = ["TargetSpec", "gaussian_nll", "log_sigma", "UNITS"]
 
 import astropy.units as u
 
 UNITS = {"theta_E": u.arcsec, "x0": u.arcsec, "y0": u.arcsec, "e1": u.dimensionless_unscaled,
          "e2": u.dimensionless_unscaled, "gamma1": u.dimensionless_unscaled, "gamma2": u.dimensionless_unscaled,
          "p_lens": u.dimensionless_unscaled}
+
+
+def log_sigma(raw, bound=6.0):
+    """Smoothly bounded log standard deviation (``bound * tanh(raw / bound)``): never a dead gradient."""
+    return bound * torch.tanh(raw / bound)
 
 
 class TargetSpec:
@@ -118,7 +123,7 @@ def gaussian_nll(out, y, k, spec=None, uncertainty=True):
         # the means learn from the squared error alone; the standard deviations learn the
         # Gaussian likelihood of the (detached) residuals, so a poorly calibrated sigma can
         # never stall or destabilise the means
-        log_s = out[:, k:2 * k].clamp(-7, 5)
+        log_s = log_sigma(out[:, k:2 * k])
         resid = (target - mu).detach()
         nll = (0.5 * (resid * torch.exp(-log_s)) ** 2 + log_s).mean(1) + 0.5 * math.log(2 * math.pi)
         return mse + nll

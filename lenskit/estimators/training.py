@@ -116,7 +116,7 @@ def evaluate(estimator, dataset, batch_size=128):
 
 def train(estimator, simulator, steps=1000, batch_size=64, lr=1e-3, min_lr=None, weight_decay=0.0,
           validation=None, checkpoint=None, checkpoint_every=200, progress=True, workers=0, seed=0,
-          standardize_samples=2048, log=None, channels_last=True, time_limit=None):
+          standardize_samples=2048, log=None, channels_last=True, time_limit=None, warmup=200):
     """
     Train ``estimator`` on batches drawn from ``simulator``.
 
@@ -140,6 +140,8 @@ def train(estimator, simulator, steps=1000, batch_size=64, lr=1e-3, min_lr=None,
     seed : int
         Seed of the training stream (worker w of a run resumed at step s uses
         ``[seed, s, w]``).
+    warmup : int
+        Steps of linear learning-rate warm-up.  Default 200.
     time_limit : float, optional
         Stop (after writing a checkpoint) once this many seconds have passed;
         the learning rate then follows whichever of step and time is further along.
@@ -197,8 +199,10 @@ def train(estimator, simulator, steps=1000, batch_size=64, lr=1e-3, min_lr=None,
             if time_limit is not None:  # anneal by wall time too, so a time-limited run ends annealed
                 progress_frac = max(progress_frac, (time.time() - t0) / time_limit)
             cos = 0.5 * (1 + math.cos(math.pi * min(progress_frac, 1.0)))
+            # linear warm-up: Adam's first full-size steps on wide layers throw the outputs far off
+            warm = min(1.0, (step + 1) / max(warmup, 1))
             for g in opt.param_groups:
-                g["lr"] = min_lr + (lr - min_lr) * cos
+                g["lr"] = (min_lr + (lr - min_lr) * cos) * warm
             net.train()
             out = net(images, mask)
             loss = gaussian_nll(out, estimator.spec.to_network(y.to(dev)), estimator.spec.k, estimator.spec,

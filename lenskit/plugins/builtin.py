@@ -22,7 +22,15 @@ BUILTINS = {
         "lsst": "lenskit.instruments.lsst:LSST",
         "euclid_vis": "lenskit.instruments.euclid:EuclidVIS",
     },
-    "estimator": {},
+    "estimator": {
+        "lenskit_net": "lenskit.estimators.regression:LenskitNetEstimator",
+        "hezaveh": "lenskit.estimators.regression:HezavehEstimator",
+        "alexnet": "lenskit.estimators.regression:AlexNetEstimator",
+        "overfeat": "lenskit.estimators.regression:OverFeatEstimator",
+        "inception_v4": "lenskit.estimators.regression:InceptionV4Estimator",
+        "pearson": "lenskit.estimators.regression:PearsonEstimator",
+        "ensemble": "lenskit.estimators.ensemble:EnsembleEstimator",
+    },
     "deblender": {},
 }
 

@@ -1,0 +1,55 @@
+"""The estimators whose weights ship inside lenskit."""
+
+from pathlib import Path
+
+from lenskit.core.exceptions import LenskitPluginError
+
+__all__ = ["WEIGHTS_DIR", "shipped", "load_estimator"]
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+ALIASES = {"hst": "hst_wfc3", "lsst": "lsst_gri", "euclid": "euclid_vis", "default": "hst_wfc3"}
+
+
+def shipped():
+    """Names of the estimators with shipped weights."""
+    return sorted(p.stem for p in WEIGHTS_DIR.glob("*.asdf"))
+
+
+def load_estimator(name="hst_wfc3", device="cpu"):
+    """
+    Load a pretrained estimator shipped with lenskit, or one saved to a file.
+
+    Parameters
+    ----------
+    name : str or path
+        ``"hst_wfc3"`` (HST WFC3 192 x 192, the setting of Hezaveh et al.),
+        ``"lsst_gri"`` (LSST g, r, i 57 x 57, with lens light),
+        ``"euclid_vis"`` (Euclid VIS 57 x 57, with lens light), or the path of
+        an ``.asdf`` file written by ``Estimator.save``.
+    device : str
+
+    Returns
+    -------
+    `~lenskit.estimators.regression.CNNEstimator`
+        With its training recipe in ``.training`` and measured test metrics
+        in ``.metrics``.
+    """
+    from lenskit.estimators.regression import CNNEstimator
+    from lenskit.io.asdf import read
+
+    p = Path(str(name))
+    if p.suffix == ".asdf" and p.exists():
+        path = p
+    else:
+        key = ALIASES.get(str(name), str(name))
+        path = WEIGHTS_DIR / f"{key}.asdf"
+        if not path.exists():
+            raise LenskitPluginError(
+                f"no pretrained weights ship for {name!r} (shipped: {shipped()}); build an untrained network "
+                f"with lenskit.get('estimator', {str(name)!r})() and train it with .fit(simulator, steps)")
+    weights = read(path)
+    if weights.config.get("estimator") == "ensemble":
+        from lenskit.estimators.ensemble import EnsembleEstimator
+
+        return EnsembleEstimator.from_weights(weights, device=device)
+    return CNNEstimator.from_weights(weights, device=device)
