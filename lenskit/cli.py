@@ -1,7 +1,7 @@
 """
 The ``lenskit`` command line.
 
-``lenskit plugins | demo | simulate``, each with ``--help``.
+``lenskit plugins | demo | simulate | train | estimate``, each with ``--help``.
 """
 
 import argparse
@@ -61,6 +61,86 @@ def _cmd_simulate(args):
     return 0
 
 
+def _load_images(path):
+    """A LensDataset from ASDF, or images (and an optional mask extension) from FITS."""
+    import numpy as np
+
+    import lenskit
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    if path.suffix == ".asdf":
+        return lenskit.read(path)
+    if path.suffix.lower() in (".fits", ".fit", ".fz"):
+        from astropy.io import fits
+
+        with fits.open(path, memmap=False) as hl:
+            hdu = next((h for h in hl if h.data is not None and np.ndim(h.data) >= 2), None)
+            if hdu is None:
+                raise ValueError(f"{path} holds no image")
+            return np.asarray(hdu.data, dtype=np.float32)
+    raise ValueError(f"{path}: expected a .asdf dataset or a .fits image")
+
+
+def _print_metrics(estimate, truth, label):
+    from lenskit.estimators.metrics import error_table, summary
+
+    res = {label: summary(estimate, truth)}
+    for metric, title in (("err68", "68% error interval (Hezaveh et al. Table 1)"), ("rms", "RMS (Pearson et al. Table 1)"),
+                          ("bias", "bias"), ("coverage68", "fraction of truths inside the predicted 68% interval")):
+        t = error_table(res, metric)
+        print(f"\n{title}:")
+        for c in t.colnames[1:]:
+            t[c].info.format = ".4f"
+        print("\n".join(t.pformat()))
+    return res
+
+
+def _cmd_estimate(args):
+    import lenskit
+    from lenskit.core.dataset import LensDataset
+
+    data = _load_images(args.input)
+    est = lenskit.load_estimator(args.estimator)
+    out = Path(args.output)
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    estimate = est.predict(data, batch_size=args.batch_size, progress=not args.quiet)
+    estimate.write(out, overwrite=args.overwrite)
+    print(f"estimated {len(estimate)} system(s) with {args.estimator} -> {out}")
+    print("\n".join(estimate.table[: min(10, len(estimate))].pformat(max_width=-1)))
+    if isinstance(data, LensDataset) and all(t in data.params.colnames for t in est.targets):
+        _print_metrics(estimate, data.params, args.estimator)
+    return 0
+
+
+def _cmd_train(args):
+    import lenskit
+
+    inst_kwargs = {}
+    if args.bands:
+        inst_kwargs["bands"] = tuple(args.bands.split(","))
+    instrument = lenskit.get("instrument", args.instrument)(**inst_kwargs)
+    shape = (len(instrument.bands),) + tuple(instrument.shape)
+    out = Path(args.output)
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    sim = lenskit.Simulator(source=args.source, instrument=instrument, seed=args.seed)
+    val = lenskit.Simulator(source=args.source, instrument=instrument, seed=args.seed + 1,
+                            split="validation").sample(args.validation_size)
+    est = lenskit.get("estimator", args.estimator)(
+        in_shape=shape, expects={"instrument": instrument.name, "bands": list(instrument.bands),
+                                 "pixel_scale": instrument.pixel_scale.value, "shape": list(shape)})
+    est.fit(sim, steps=args.steps, batch_size=args.batch_size, lr=args.lr, validation=val,
+            checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every, workers=args.workers,
+            progress=not args.quiet, time_limit=args.minutes * 60 if args.minutes else None)
+    est.save(out, overwrite=True)
+    print(f"wrote {out}")
+    _print_metrics(est.predict(val), val.params, args.estimator)
+    return 0
+
+
 def _cmd_demo(args):
     import time
 
@@ -77,7 +157,9 @@ def _cmd_demo(args):
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     print(f"lenskit {lenskit.__version__} demo: simulating {args.n} HST WFC3 lenses (Hezaveh et al. 2017 recipe)")
-    sim = lenskit.Simulator(mass_model="sie", source="sersic_clump", instrument="hst_wfc3", seed=args.seed)
+    # a test set: the paper's test-time masks (under 2% of the arc flux)
+    sim = lenskit.Simulator(mass_model="sie", source="sersic_clump",
+                            instrument=lenskit.get("instrument", "hst_wfc3")(test=True), seed=args.seed)
     ds = sim.sample(args.n, progress=not args.quiet)
     t_sim = time.perf_counter() - t0
     path = out / "hst_lenses.asdf"
@@ -94,7 +176,23 @@ def _cmd_demo(args):
                       ("masked arc flux", t["masked_flux_fraction"])):
         col = np.asarray(col, float)
         print(f"{name:<22}{col.min():>9.3f}{np.median(col):>9.3f}{col.max():>9.3f}")
-    print(f"\nwrote {path} (read back bit for bit) and {out / 'hst_gallery.png'}")
+    from lenskit.estimators.pretrained import shipped
+
+    if "hst_wfc3" in shipped():
+        from lenskit.estimators.metrics import plot_predicted_vs_true
+
+        est = lenskit.load_estimator("hst_wfc3")
+        t0 = time.perf_counter()
+        estimate = est.predict(ds, batch_size=64)
+        t_est = time.perf_counter() - t0
+        estimate.write(out / "estimates.asdf", overwrite=True)
+        print(f"\nestimated {len(ds)} systems with the shipped HST estimator in {t_est:.2f} s "
+              f"({len(ds) / t_est:.0f} per second)")
+        _print_metrics(estimate, t, "hst_wfc3")
+        fig = plot_predicted_vs_true(estimate, t)
+        fig.savefig(out / "predicted_vs_true.png", dpi=90)
+        print(f"\nwrote {out / 'estimates.asdf'} and {out / 'predicted_vs_true.png'}")
+    print(f"wrote {path} (read back bit for bit) and {out / 'hst_gallery.png'}")
     return 0
 
 
@@ -109,12 +207,41 @@ def build_parser():
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_cmd_plugins)
 
-    p = sub.add_parser("demo", help="simulate a small HST set, write it to ASDF and draw a gallery")
-    p.add_argument("-n", type=int, default=32, help="number of lenses (default 32)")
+    p = sub.add_parser("demo", help="simulate a small HST test set, estimate it with the shipped estimator, "
+                                    "write ASDF and figures")
+    p.add_argument("-n", type=int, default=200, help="number of lenses (default 200)")
     p.add_argument("-o", "--output", default="lenskit-demo", help="output folder (default ./lenskit-demo)")
     p.add_argument("--seed", type=int, default=2017)
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("estimate", help="estimate lens parameters of a dataset (.asdf) or image (.fits)")
+    p.add_argument("input", help="a LensDataset .asdf or a FITS image / cube")
+    p.add_argument("-o", "--output", required=True, help="output estimates .asdf")
+    p.add_argument("--estimator", default="hst_wfc3", help="shipped estimator name or weights .asdf")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=_cmd_estimate)
+
+    p = sub.add_parser("train", help="train an estimator on lenses simulated on the fly")
+    p.add_argument("--estimator", default="lenskit_net", help="architecture (see `lenskit plugins`)")
+    p.add_argument("--instrument", default="hst_wfc3")
+    p.add_argument("--bands", help="comma-separated bands")
+    p.add_argument("--source", default="sersic_clump")
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--minutes", type=float, default=None, help="stop (annealed) after this wall time")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--workers", type=int, default=0, help="background simulation processes")
+    p.add_argument("--validation-size", type=int, default=256)
+    p.add_argument("--checkpoint", default=None, help="checkpoint file (resumes when it exists)")
+    p.add_argument("--checkpoint-every", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", required=True, help="weights .asdf")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("simulate", help="simulate lenses to an ASDF file")
     p.add_argument("-n", type=int, required=True, help="number of accepted systems")

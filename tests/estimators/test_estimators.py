@@ -1,0 +1,137 @@
+import astropy.units as u
+import numpy as np
+import pytest
+import torch
+from astropy.table import QTable
+
+import lenskit
+from lenskit.core.estimate import Estimate
+from lenskit.estimators.metrics import error_table, summary
+from lenskit.estimators.regression import CNNEstimator
+from lenskit.estimators.targets import TargetSpec, gaussian_nll
+from lenskit.instruments.hst import HSTWFC3
+
+
+@pytest.fixture(scope="module")
+def small():
+    # small stamps: keep the lenses small too, or most candidates fail the magnification selection
+    prior = {"theta_E": (0.2, 0.7)}
+    inst = HSTWFC3(shape=(48, 48))
+    sim = lenskit.Simulator(instrument=inst, source="sersic", seed=1, priors=prior)
+    val = lenskit.Simulator(instrument=HSTWFC3(shape=(48, 48), test=True), source="sersic", seed=2,
+                            priors=prior).sample(48)
+    return sim, val
+
+
+def test_spin1_round_trip_and_parity_loss():
+    rng = np.random.default_rng(0)
+    y = torch.as_tensor(np.c_[rng.uniform(0.5, 2, 50), rng.uniform(-0.4, 0.4, (50, 2)), rng.normal(0, .1, (50, 2))])
+    spec = TargetSpec(("theta_E", "e1", "e2", "x0", "y0"), spin=1, mean=[1, 0, 0, 0, 0], std=[1, .3, .3, .1, .1])
+    z = spec.to_network(y)
+    back, _ = spec.from_network(z)
+    torch.testing.assert_close(back, y)
+    # the parity-minimum loss does not care about the sign of (ex, ey)
+    out = torch.zeros(50, 5, dtype=torch.float64)
+    flipped = z.clone()
+    e_phys = z[:, 1:3] * torch.tensor([.3, .3], dtype=z.dtype)
+    flipped[:, 1:3] = (-e_phys) / torch.tensor([.3, .3], dtype=z.dtype)
+    out[:] = z
+    assert float(gaussian_nll(out, flipped, 5, spec, uncertainty=False)) == pytest.approx(0.0, abs=1e-12)
+    spin2 = TargetSpec(spec.names, spin=2)
+    assert float(gaussian_nll(out, flipped, 5, spin2, uncertainty=False)) > 0.01
+
+
+def test_predict_validates_input(small):
+    sim, val = small
+    est = CNNEstimator(in_shape=(1, 48, 48))
+    with pytest.raises(ValueError, match=r"images must be shaped \(N, 1, 48, 48\)"):
+        est.predict(np.zeros((2, 1, 32, 32)))
+    bad = val.images[:2].copy()
+    bad[0, 0, 3, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        est.predict(bad)
+    mask = np.zeros_like(bad, dtype=bool)
+    mask[0, 0, 3, 3] = True
+    e = est.predict(bad, masks=mask)  # NaNs under masks are fine
+    assert np.all(np.isfinite(e.table["theta_E"].value))
+    assert e.table["theta_E"].unit == u.arcsec and "theta_E_std" in e.table.colnames
+
+
+def test_fit_checkpoint_resume_and_save(small, tmp_path):
+    sim, val = small
+    ck = tmp_path / "ck.asdf"
+    est = CNNEstimator(in_shape=(1, 48, 48))
+    hist = est.fit(sim, steps=6, batch_size=8, checkpoint=ck, checkpoint_every=3, progress=False, warmup=2, standardize_samples=64) or []
+    assert ck.exists() and est.training["completed_steps"] == 6
+    again = CNNEstimator(in_shape=(1, 48, 48))
+    again.fit(sim, steps=9, batch_size=8, checkpoint=ck, checkpoint_every=3, progress=False, warmup=2, standardize_samples=64)
+    assert again.training["completed_steps"] == 9  # resumed at 6, three more steps
+    path = tmp_path / "w.asdf"
+    again.save(path)
+    back = CNNEstimator.load(path)
+    a = again.predict(val).table
+    b = back.predict(val).table
+    np.testing.assert_array_equal(a["theta_E"].value, b["theta_E"].value)
+    again.save(tmp_path / "w16.asdf", dtype=np.float16)
+    assert (tmp_path / "w16.asdf").stat().st_size < 0.6 * path.stat().st_size
+    assert not list(tmp_path.glob(".*"))
+
+
+@pytest.mark.slow
+def test_training_learns_theta_E():
+    """A short training run must beat the prior's spread on theta_E (statistical, fixed seeds)."""
+    torch.manual_seed(0)
+    inst = HSTWFC3(shape=(40, 40), effects=[])
+    prior = {"theta_E": (0.3, 0.7), "ellipticity": (0.0, 0.2)}
+    sim = lenskit.Simulator(instrument=inst, source=lenskit.get("source", "sersic")(R_e=0.1), seed=3, priors=prior)
+    val = lenskit.Simulator(instrument=inst, source=lenskit.get("source", "sersic")(R_e=0.1), seed=4,
+                            priors=prior).sample(64)
+    est = CNNEstimator(in_shape=(1, 40, 40), targets=("theta_E",))
+    est.fit(sim, steps=150, batch_size=32, lr=3e-3, progress=False, warmup=20, standardize_samples=256)
+    m = summary(est.predict(val), val.params)["theta_E"]
+    prior_std = 0.4 / np.sqrt(12)
+    assert m["rms"] < 0.6 * prior_std
+
+
+def test_ensemble_trains_only_its_layer(small):
+    sim, val = small
+    a, b = CNNEstimator(in_shape=(1, 48, 48)), CNNEstimator(in_shape=(1, 48, 48))
+    for m in (a, b):
+        m.fit(sim, steps=2, batch_size=8, progress=False, warmup=1, standardize_samples=64)
+    before = [p.detach().clone() for p in a.network.parameters()]
+    ens = lenskit.get("estimator", "ensemble")([a, b])
+    w0 = ens.network.combine.weight.detach().clone()
+    ens.fit(sim, steps=4, batch_size=8, progress=False, warmup=1)
+    assert all(torch.equal(p, q) for p, q in zip(before, a.network.parameters()))
+    assert not torch.equal(w0, ens.network.combine.weight)
+    e = ens.predict(val)
+    assert {"theta_E_spread", "theta_E_std"} <= set(e.table.colnames)
+    with pytest.raises(ValueError, match="share input shape"):
+        lenskit.get("estimator", "ensemble")([a, CNNEstimator(in_shape=(1, 32, 32))])
+
+
+def test_metrics_on_known_errors():
+    rng = np.random.default_rng(5)
+    true = QTable({"theta_E": rng.uniform(0.5, 2, 20000) * u.arcsec})
+    err = rng.normal(0.01, 0.05, 20000)
+    est = Estimate(QTable({"theta_E": true["theta_E"] + err * u.arcsec,
+                           "theta_E_std": np.full(20000, 0.05) * u.arcsec}))
+    m = summary(est, true)["theta_E"]
+    assert m["err68"] == pytest.approx(0.05, rel=0.03)
+    assert m["rms"] == pytest.approx(np.hypot(0.05, 0.01), rel=0.03)
+    assert m["bias"] == pytest.approx(0.01, abs=0.002)
+    assert m["coverage68"] == pytest.approx(0.6827 - 0.013, abs=0.02)  # the 0.01 bias lowers coverage a little
+    t = error_table({"net": {"theta_E": m}})
+    assert t["theta_E"].unit == u.arcsec and t["estimator"][0] == "net"
+
+
+def test_load_estimator_errors():
+    with pytest.raises(lenskit.LenskitPluginError, match="no pretrained weights ship for 'hezaveh'"):
+        lenskit.load_estimator("hezaveh")
+
+
+def test_registered_estimators():
+    names = lenskit.available("estimator")
+    assert {"hezaveh", "alexnet", "overfeat", "inception_v4", "pearson", "lenskit_net", "ensemble"} <= set(names)
+    p = lenskit.get("estimator", "pearson")()
+    assert p.in_shape == (3, 57, 57)
