@@ -1,0 +1,40 @@
+"""The estimators that ship with lenskit load, carry their recipe and metrics, and run."""
+
+import numpy as np
+import pytest
+
+import lenskit
+from lenskit.estimators.pretrained import WEIGHTS_DIR, shipped
+
+
+@pytest.mark.parametrize("name", shipped())
+def test_shipped_estimator(name):
+    est = lenskit.load_estimator(name)
+    assert est.metrics["test"]["theta_E"]["n"] >= 1000
+    assert "simulator" in est.training and est.training["completed_steps"] > 0
+    assert est.expects["shape"] == list(est.in_shape)
+    w = lenskit.read(WEIGHTS_DIR / f"{name}.asdf")
+    assert all(a.dtype == np.float16 for a in w.arrays.values() if a.dtype.kind == "f")
+    x = np.random.default_rng(0).random((3,) + est.in_shape).astype(np.float32)
+    e = est.predict(x)
+    assert len(e) == 3 and np.all(np.isfinite(e.table["theta_E"].value))
+    assert np.all(e.table["theta_E_std"].value > 0)
+
+
+def test_total_shipped_size():
+    total = sum(p.stat().st_size for p in WEIGHTS_DIR.glob("*.asdf"))
+    assert total < 40e6
+
+
+def test_hst_estimator_beats_the_prior():
+    """On fresh simulated HST lenses the shipped estimator is far better than guessing the prior mean."""
+    if "hst_wfc3" not in shipped():
+        pytest.skip("no HST weights shipped")
+    est = lenskit.load_estimator("hst_wfc3")
+    inst = lenskit.get("instrument", "hst_wfc3")(test=True)
+    ds = lenskit.Simulator(instrument=inst, source="sersic_clump", seed=31).sample(48)
+    from lenskit.estimators.metrics import summary
+
+    m = summary(est.predict(ds), ds.params)
+    assert m["theta_E"]["rms"] < 0.5 * 2.9 / np.sqrt(12)
+    assert m["x0"]["rms"] < 0.8 * 0.5 / np.sqrt(12)
