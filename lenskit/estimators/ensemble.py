@@ -108,19 +108,36 @@ class EnsembleEstimator(CNNEstimator):
 
     def predict(self, images, masks=None, batch_size=64, progress=False):
         """As `CNNEstimator.predict`, plus ``<target>_spread``: the standard deviation of the members' means."""
-        est = super().predict(images, masks=masks, batch_size=batch_size, progress=progress)
+        import astropy.units as u
+        from astropy.table import QTable
+
+        from lenskit.core.provenance import Provenance, array_checksum
+        from lenskit.estimators.targets import UNITS, log_sigma
+
         arr, m = self._inputs(images, masks)
-        spreads = []
-        for i in range(0, len(arr), batch_size):
-            x = torch.as_tensor(arr[i:i + batch_size], device=self.device)
-            mk = None if m is None else torch.as_tensor(np.array(m[i:i + batch_size], bool), device=self.device)
-            _, means = self.network.member_outputs(x, mk)
-            spreads.append(means.std(0, unbiased=False).cpu().numpy())
-        spread = np.concatenate(spreads)
-        t = est.table
+        k = self.spec.k
+        mus, sds, spreads = [], [], []
+        self.network.eval()
+        with torch.no_grad():
+            for i in range(0, len(arr), batch_size):
+                x = torch.as_tensor(arr[i:i + batch_size], device=self.device)
+                mk = None if m is None else torch.as_tensor(np.array(m[i:i + batch_size], bool), device=self.device)
+                feats, means = self.network.member_outputs(x, mk)  # each member runs once
+                out = self.network.combine(feats)
+                mu, sd = self.spec.from_network(out[:, :k], torch.exp(log_sigma(out[:, k:2 * k])))
+                mus.append(mu.cpu().numpy())
+                sds.append(sd.cpu().numpy())
+                spreads.append(means.std(0, unbiased=False).cpu().numpy())
+        mu, sd, spread = (np.concatenate(a) for a in (mus, sds, spreads))
+        t = QTable()
         for j, name in enumerate(self.targets):
-            t[f"{name}_spread"] = spread[:, j] * (t[name].unit if hasattr(t[name], "unit") else 1)
-        return Estimate(t, provenance=est.provenance)
+            unit = UNITS.get(name, u.dimensionless_unscaled)
+            t[name] = mu[:, j] * unit
+            t[f"{name}_std"] = sd[:, j] * unit
+            t[f"{name}_spread"] = spread[:, j] * unit
+        prov = Provenance.current(config={"estimator": self.name, "members": [e.architecture for e in self.members]},
+                                  checksums={"input": array_checksum(arr), "weights": self.weights().checksum})
+        return Estimate(t, provenance=prov)
 
     def config(self):
         c = super().config()
