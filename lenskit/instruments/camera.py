@@ -7,7 +7,24 @@ import torch
 from lenskit.core.interfaces import Instrument
 from lenskit.instruments.effects import Observation
 
-__all__ = ["Camera"]
+__all__ = ["Camera", "survey_priors"]
+
+
+def survey_priors(pixel_scale):
+    """
+    Default simulation priors of the survey instruments (LSST, Euclid).
+
+    Uniform Einstein radii of 0.5-2.5", 1 - q up to 0.5, lens centres
+    scattered by one pixel about the stamp centre (Pearson et al. 2019),
+    lens and source magnitudes in the reference band, and lens-light sizes
+    and indices typical of massive early-type galaxies.
+    """
+    from lenskit.simulation.priors import Normal, Uniform
+
+    centre = Normal(0.0, pixel_scale, -3 * pixel_scale, 3 * pixel_scale)
+    return {"theta_E": Uniform(0.5, 2.5), "ellipticity": Uniform(0.0, 0.5), "x0": centre, "y0": centre,
+            "lens_mag": Uniform(18.5, 21.5), "source_mag": Uniform(20.5, 24.5),
+            "light_R_e": Uniform(0.5, 2.0), "light_n": Uniform(2.5, 5.5)}
 
 
 class Camera(Instrument):

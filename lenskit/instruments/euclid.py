@@ -1,8 +1,7 @@
 """Euclid VIS stamps (Pearson et al. 2019)."""
 
-from lenskit.instruments.camera import Camera
+from lenskit.instruments.camera import Camera, survey_priors
 from lenskit.instruments.effects import CCDNoise, GaussianPSF
-from lenskit.simulation.priors import Normal, Uniform
 
 __all__ = ["EuclidVIS"]
 
@@ -57,10 +56,4 @@ class EuclidVIS(Camera):
             ]
         super().__init__(bands=bands, pixel_scale=pixel_scale, shape=(stamp, stamp), zero_points=self.ZERO_POINTS,
                          sky_brightness=sky, exposure_time=t, effects=effects, photometric=True, psf_fwhm=psf_fwhm)
-        self.default_priors = {
-            "theta_E": Uniform(0.5, 2.5), "ellipticity": Uniform(0.0, 0.5),
-            "x0": Normal(0.0, pixel_scale, -3 * pixel_scale, 3 * pixel_scale),
-            "y0": Normal(0.0, pixel_scale, -3 * pixel_scale, 3 * pixel_scale),
-            "lens_mag": Uniform(18.5, 21.5), "source_mag": Uniform(20.5, 24.5),
-            "light_R_e": Uniform(0.5, 2.0), "light_n": Uniform(2.5, 5.5),
-        }
+        self.default_priors = survey_priors(pixel_scale)

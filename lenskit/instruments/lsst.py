@@ -1,8 +1,7 @@
 """Rubin Observatory LSST stamps (Pearson et al. 2019; Lanusse et al. 2018)."""
 
-from lenskit.instruments.camera import Camera
+from lenskit.instruments.camera import Camera, survey_priors
 from lenskit.instruments.effects import CCDNoise, GaussianPSF
-from lenskit.simulation.priors import Normal, Uniform
 
 __all__ = ["LSST"]
 
@@ -75,14 +74,7 @@ class LSST(Camera):
                          sky_brightness=sky, exposure_time=exposure, effects=effects, photometric=True,
                          psf_fwhm=seeing)
         self.n_visits = int(n_visits)
-        # Pearson et al. (2019): lens centres N(0, 1 pixel) about the stamp centre
-        self.default_priors = {
-            "theta_E": Uniform(0.5, 2.5), "ellipticity": Uniform(0.0, 0.5),
-            "x0": Normal(0.0, pixel_scale, -3 * pixel_scale, 3 * pixel_scale),
-            "y0": Normal(0.0, pixel_scale, -3 * pixel_scale, 3 * pixel_scale),
-            "lens_mag": Uniform(18.5, 21.5), "source_mag": Uniform(20.5, 24.5),
-            "light_R_e": Uniform(0.5, 2.0), "light_n": Uniform(2.5, 5.5),
-        }
+        self.default_priors = survey_priors(pixel_scale)
 
     @classmethod
     def lanusse2018(cls, bands=("g",), **kwargs):

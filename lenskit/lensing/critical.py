@@ -16,7 +16,6 @@ import contourpy
 import numpy as np
 import torch
 
-from lenskit.lensing.arrays import as_tensor
 
 __all__ = ["critical_curves", "caustics", "multiple_image_region"]
 
@@ -198,7 +197,3 @@ def batch_sie_region(sie, theta_E, e1, e2, x0, y0, n=96):
     cut = torch.stack([ux, uy], dim=-1)
     return caustic.numpy(), cut.numpy()
 
-
-def as_points(value):
-    """(M, 2) float array in arcsec from a Quantity or array."""
-    return np.asarray(as_tensor(value, "points").numpy())

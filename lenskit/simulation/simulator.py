@@ -9,7 +9,6 @@ accepts, and passes them through the instrument's observational effects.
 Work is done in small chunks so each step's working set stays in cache.
 """
 
-import math
 
 import astropy.units as u
 import numpy as np

@@ -61,7 +61,7 @@ def test_fit_checkpoint_resume_and_save(small, tmp_path):
     sim, val = small
     ck = tmp_path / "ck.asdf"
     est = CNNEstimator(in_shape=(1, 48, 48))
-    hist = est.fit(sim, steps=6, batch_size=8, checkpoint=ck, checkpoint_every=3, progress=False, warmup=2, standardize_samples=64) or []
+    est.fit(sim, steps=6, batch_size=8, checkpoint=ck, checkpoint_every=3, progress=False, warmup=2, standardize_samples=64)
     assert ck.exists() and est.training["completed_steps"] == 6
     again = CNNEstimator(in_shape=(1, 48, 48))
     again.fit(sim, steps=9, batch_size=8, checkpoint=ck, checkpoint_every=3, progress=False, warmup=2, standardize_samples=64)

@@ -165,7 +165,6 @@ def test_candels_mosaic(tmp_path, shared_data):
     """Stamps cut from a mosaic assembled from real COSMOS galaxies, neighbours removed."""
     from astropy.wcs import WCS
 
-    cat = Table.read(shared_data / "sources" / "cosmos_f814w" / "real_galaxy_catalog_23.5.fits")
     hl = fits.open(shared_data / "sources" / "cosmos_f814w" / "real_galaxy_images_23.5_n1.fits")
     rng = np.random.default_rng(3)
     mosaic = rng.normal(0, 0.003, (700, 700))

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import lenskit
-from lenskit.lensing.light import sersic_b, sersic_total_flux
+from lenskit.lensing.light import sersic_b
 
 
 def grid(n=400, half=4.0, batch=1):

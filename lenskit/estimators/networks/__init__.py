@@ -15,7 +15,6 @@ ARCHITECTURES = {
     "overfeat": "lenskit.estimators.networks.overfeat:OverFeat",
     "inception_v4": "lenskit.estimators.networks.inception_v4:InceptionV4",
     "pearson": "lenskit.estimators.networks.pearson:PearsonNet",
-    "deeplens": "lenskit.estimators.networks.deeplens:DeepLens",
 }
 
 
