@@ -16,7 +16,9 @@ al. (under 2% of the arc flux).  Real lenses are never used.
 
 Usage::
 
-    python benchmarks/train_estimators.py hst_wfc3 --minutes 55
+    python benchmarks/train_estimators.py hst_wfc3 --minutes 45
+    # optionally continued from its checkpoint with a warm restart:
+    python benchmarks/train_estimators.py hst_wfc3 --minutes 24 --lr 1e-3 --checkpoint /tmp/lenskit_hst_wfc3.ckpt.asdf
     python benchmarks/train_estimators.py lsst_gri --minutes 12
     python benchmarks/train_estimators.py euclid_vis --minutes 12
 
@@ -79,7 +81,8 @@ def main(argv=None):
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--test-size", type=int, default=2000)
-    ap.add_argument("--checkpoint", default=None)
+    ap.add_argument("--checkpoint", default=None, help="resume from (and keep writing) this checkpoint")
+    ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     torch.set_num_threads(2 if args.workers == 0 else 1)
@@ -97,7 +100,7 @@ def main(argv=None):
                                 "shape": list(shape), "lens_light": sim.lens_light})
     ck = args.checkpoint or f"/tmp/lenskit_{args.name}.ckpt.asdf"
     t0 = time.time()
-    est.fit(sim, steps=steps, batch_size=args.batch_size, lr=2e-3, validation=val, checkpoint=ck,
+    est.fit(sim, steps=steps, batch_size=args.batch_size, lr=args.lr, validation=val, checkpoint=ck,
             checkpoint_every=200, workers=args.workers, progress=False, time_limit=args.minutes * 60,
             log=lambda r: print(json.dumps({k: v for k, v in r.items() if k != "validation"} |
                                            {"val_rms": {t: round(m["rms"], 4) for t, m in
