@@ -274,8 +274,6 @@ def main(argv=None):
     try:
         return args.func(args)
     except (ValueError, TypeError, FileNotFoundError, FileExistsError) as exc:
-        from lenskit.core.exceptions import LenskitError  # noqa: F401
-
         print(f"lenskit {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
