@@ -7,7 +7,8 @@ from lenskit.core.exceptions import LenskitPluginError
 __all__ = ["WEIGHTS_DIR", "shipped", "load_estimator"]
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-ALIASES = {"hst": "hst_wfc3", "lsst": "lsst_gri", "euclid": "euclid_vis", "default": "hst_wfc3"}
+ALIASES = {"hst": "hst_wfc3", "lsst": "lsst_gri", "euclid": "euclid_vis", "default": "hst_wfc3",
+           "deeplens": "deeplens_lsst_g", "finder": "deeplens_lsst_g"}
 
 
 def shipped():
@@ -25,7 +26,9 @@ def load_estimator(name="hst_wfc3", device="cpu"):
         ``"hst_wfc3"`` (HST WFC3 192 x 192, the setting of Hezaveh et al.),
         ``"lsst_gri"`` (LSST g, r, i 57 x 57, with lens light),
         ``"euclid_vis"`` (Euclid VIS 57 x 57, with lens light), or the path of
-        an ``.asdf`` file written by ``Estimator.save``.
+        ``"deeplens_lsst_g"`` (the lens finder, LSST g 45 x 45 single epochs;
+        alias ``"finder"``), or the path of an ``.asdf`` file written by
+        ``Estimator.save``.
     device : str
 
     Returns
@@ -48,6 +51,10 @@ def load_estimator(name="hst_wfc3", device="cpu"):
                 f"no pretrained weights ship for {name!r} (shipped: {shipped()}); build an untrained network "
                 f"with lenskit.get('estimator', {str(name)!r})() and train it with .fit(simulator, steps)")
     weights = read(path)
+    if weights.config.get("estimator") == "deeplens":
+        from lenskit.estimators.finder import DeepLensFinder
+
+        return DeepLensFinder.from_weights(weights, device=device)
     if weights.config.get("estimator") == "ensemble":
         from lenskit.estimators.ensemble import EnsembleEstimator
 

@@ -1,9 +1,45 @@
 """Rubin Observatory LSST stamps (Pearson et al. 2019; Lanusse et al. 2018)."""
 
+import math
+
+import numpy as np
+
 from lenskit.instruments.camera import Camera, survey_priors
 from lenskit.instruments.effects import CCDNoise, GaussianPSF
+from lenskit.simulation.priors import Prior
 
-__all__ = ["LSST"]
+__all__ = ["LSST", "EpochSeeing"]
+
+FWHM_TO_SIGMA = 1 / (2 * math.sqrt(2 * math.log(2)))
+
+
+class EpochSeeing(Prior):
+    """
+    PSF width of the best or worst of ``n_epochs`` exposures.
+
+    Each exposure's FWHM is log-normal about ``median`` with ``scatter``
+    (natural-log rms); `sample` returns the Gaussian rms width (arcsec) of
+    the best exposure (a single-epoch image) or of the worst one (a stack
+    degraded to its worst seeing), as in Lanusse et al. (2018, Section 4.3).
+    """
+
+    def __init__(self, median=0.81, scatter=0.2, n_epochs=10, which="best"):
+        if not median > 0 or not scatter >= 0:
+            raise ValueError(f"median must be > 0 and scatter >= 0; got {median}, {scatter}")
+        if int(n_epochs) != n_epochs or n_epochs < 1:
+            raise ValueError(f"n_epochs must be a positive integer; got {n_epochs}")
+        if which not in ("best", "worst"):
+            raise ValueError(f"which must be 'best' or 'worst'; got {which!r}")
+        self.median, self.scatter, self.n_epochs, self.which = float(median), float(scatter), int(n_epochs), which
+
+    def sample(self, rng, n):
+        f = self.median * np.exp(self.scatter * rng.standard_normal((n, self.n_epochs)))
+        f = f.min(1) if self.which == "best" else f.max(1)
+        return f * FWHM_TO_SIGMA
+
+    def to_config(self):
+        return {"epoch_seeing": {"median": self.median, "scatter": self.scatter, "n_epochs": self.n_epochs,
+                                 "which": self.which}}
 
 
 class LSST(Camera):
@@ -77,14 +113,41 @@ class LSST(Camera):
         self.default_priors = survey_priors(pixel_scale)
 
     @classmethod
-    def lanusse2018(cls, bands=("g",), **kwargs):
+    def lanusse2018(cls, bands=("g",), mode=None, n_epochs=10, seeing_scatter=0.2, **kwargs):
         """
         The mock LSST observations of Lanusse et al. (2018, Table 1).
 
-        45 x 45 stamps of 0.18", seeing 0.81", g-band sky 21.7 mag/arcsec**2,
-        3000 s in total.
+        45 x 45 stamps of 0.18", median seeing 0.81", g-band sky
+        21.7 mag/arcsec**2 and 3000 s exposures (in 30 s reads).
+
+        Parameters
+        ----------
+        bands : sequence of str
+            ``("g",)`` as in the paper, or for example ``("g", "r", "i")``.
+        mode : {None, "single_epoch", "stack"}
+            None: the fixed median seeing.  ``"single_epoch"``: one 3000 s
+            exposure, with the best seeing of ``n_epochs`` drawn per stamp.
+            ``"stack"``: ``n_epochs`` such exposures co-added after degrading
+            them to the worst seeing among them (deeper, blurrier), per
+            Section 4.3 of the paper.
+        n_epochs : int
+            Exposures drawn per field.  Default 10.
+        seeing_scatter : float
+            Log-normal scatter of the per-exposure FWHM about the median.
         """
-        args = dict(bands=bands, stamp=45, pixel_scale=0.18, seeing=0.81, sky_brightness={"g": 21.7},
+        if mode not in (None, "single_epoch", "stack"):
+            raise ValueError(f"mode must be None, 'single_epoch' or 'stack'; got {mode!r}")
+        sky = {"u": 22.99, "g": 21.7, "r": 21.20, "i": 20.48, "z": 19.60, "y": 18.61}
+        args = dict(bands=bands, stamp=45, pixel_scale=0.18, seeing=0.81, sky_brightness=sky,
                     n_visits=100, exposure_per_visit=30.0)
         args.update(kwargs)
+        if mode is not None:
+            stack = mode == "stack"
+            nv = int(args["n_visits"]) * (int(n_epochs) if stack else 1)
+            seeing = EpochSeeing(float(args["seeing"]), seeing_scatter, n_epochs, "worst" if stack else "best")
+            inst = cls(**{**args, "n_visits": nv})
+            inst.effects[0] = GaussianPSF(sigma=seeing)
+            inst.psf_fwhm = float(args["seeing"])
+            inst.mode = mode
+            return inst
         return cls(**args)

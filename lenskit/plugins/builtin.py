@@ -30,6 +30,7 @@ BUILTINS = {
         "inception_v4": "lenskit.estimators.regression:InceptionV4Estimator",
         "pearson": "lenskit.estimators.regression:PearsonEstimator",
         "ensemble": "lenskit.estimators.ensemble:EnsembleEstimator",
+        "deeplens": "lenskit.estimators.finder:DeepLensFinder",
     },
     "deblender": {},
 }

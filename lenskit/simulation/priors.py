@@ -9,7 +9,7 @@ import numbers
 
 import numpy as np
 
-__all__ = ["Prior", "Fixed", "Uniform", "LogUniform", "Normal", "as_prior"]
+__all__ = ["Prior", "Fixed", "Uniform", "LogUniform", "Normal", "EinsteinRadius", "as_prior"]
 
 
 class Prior:
@@ -94,6 +94,75 @@ class Normal(Prior):
 
     def __repr__(self):
         return f"Normal({self.mean}, {self.sigma}, low={self.low}, high={self.high})"
+
+
+class EinsteinRadius(Prior):
+    """
+    Einstein radii of singular isothermal lenses from a velocity dispersion and redshifts.
+
+    ``theta_E = 4 pi (sigma_v / c)**2 D_ls / D_s`` (arcsec), with the angular
+    diameter distances of ``cosmology``.  This is the lens population of
+    Lanusse et al. (2018): sigma_v uniform in 150-350 km/s, z_l in 0.2-0.7
+    and sources at z_s = 2.
+
+    `sample_aux` also returns the drawn ``sigma_v`` (km/s), ``z_lens`` and
+    ``z_source``; the `~lenskit.Simulator` records them in the parameter table.
+
+    Parameters
+    ----------
+    sigma_v, z_lens, z_source : prior
+        Velocity dispersion (km/s) and redshifts (numbers, ``(low, high)``
+        tuples or `Prior` instances).
+    cosmology : `astropy.cosmology.Cosmology`, optional
+        Default `astropy.cosmology.Planck18`.
+    """
+
+    def __init__(self, sigma_v=(150.0, 350.0), z_lens=(0.2, 0.7), z_source=2.0, cosmology=None):
+        self.sigma_v = as_prior(sigma_v, "sigma_v")
+        self.z_lens = as_prior(z_lens, "z_lens")
+        self.z_source = as_prior(z_source, "z_source")
+        if cosmology is None:
+            from astropy.cosmology import Planck18 as cosmology
+        self.cosmology = cosmology
+        self._table = None
+
+    def _ratio(self, z_l, z_s):
+        """D_ls / D_s, interpolated on a fine redshift grid (exact to < 1e-5)."""
+        if self._table is None:
+            grid = np.linspace(0.0, 10.0, 4001)
+            self._table = (grid, self.cosmology.comoving_transverse_distance(grid).value)
+        grid, dm = self._table
+        if np.any(z_l < 0) or np.any(z_s > grid[-1]) or np.any(z_l >= z_s):
+            raise ValueError("EinsteinRadius needs 0 <= z_lens < z_source <= 10")
+        dm_l, dm_s = np.interp(z_l, grid, dm), np.interp(z_s, grid, dm)
+        # D_ls / D_s = D_M(z_l, z_s) / D_M,s; Hogg (1999, eq. 19) for a curved universe, (D_M,s - D_M,l) when flat
+        ok = float(getattr(self.cosmology, "Ok0", 0.0) or 0.0)
+        if ok:
+            dh = self.cosmology.hubble_distance.value
+            return (dm_s * np.sqrt(1 + ok * (dm_l / dh) ** 2) - dm_l * np.sqrt(1 + ok * (dm_s / dh) ** 2)) / dm_s
+        return (dm_s - dm_l) / dm_s
+
+    def sample_aux(self, rng, n):
+        """Einstein radii (arcsec) and a dict of the drawn ``sigma_v``, ``z_lens``, ``z_source``."""
+        from astropy.constants import c
+
+        sv = self.sigma_v.sample(rng, n)
+        zl = self.z_lens.sample(rng, n)
+        zs = self.z_source.sample(rng, n)
+        if np.any(sv <= 0):
+            raise ValueError("sigma_v prior produced a non-positive velocity dispersion")
+        theta = 4 * np.pi * (sv / c.to_value("km/s")) ** 2 * self._ratio(zl, zs) * (180 / np.pi) * 3600
+        return theta, {"sigma_v": sv, "z_lens": zl, "z_source": zs}
+
+    def sample(self, rng, n):
+        return self.sample_aux(rng, n)[0]
+
+    def to_config(self):
+        return {"einstein_radius": {"sigma_v": self.sigma_v.to_config(), "z_lens": self.z_lens.to_config(),
+                                    "z_source": self.z_source.to_config(), "cosmology": self.cosmology.name}}
+
+    def __repr__(self):
+        return f"EinsteinRadius(sigma_v={self.sigma_v}, z_lens={self.z_lens}, z_source={self.z_source})"
 
 
 def as_prior(value, name="prior"):

@@ -106,6 +106,9 @@ class Simulator:
         (about 4x faster rendering on a CPU; the first batch pays a one-off
         compilation of 20-40 s and a C++ compiler must be available).
         Results agree with the eager kernels to float32 rounding.
+    line_of_sight : `~lenskit.simulation.line_of_sight.LineOfSight` or bool, optional
+        Add unlensed galaxies scattered over each stamp (True: the default
+        `LineOfSight`).  Their number per system is recorded as ``n_line_of_sight``.
     max_tries : int
         Consecutive rounds of candidates without a single accepted system
         before giving up (a selection that rejects everything).
@@ -114,7 +117,7 @@ class Simulator:
     def __init__(self, mass_model="sie", source="sersic_clump", instrument="hst_wfc3", priors=None,
                  selection="default", seed=None, lens_light=None, misalignment=True, caustic_margin=0.1,
                  supersample=1, chunk_size=8, device="cpu", dtype=torch.float32, max_tries=50, compile=False,
-                 split=None):
+                 split=None, line_of_sight=None):
         if isinstance(mass_model, (list, tuple)):
             from lenskit.mass_models.composite import CompositeMassModel
 
@@ -148,6 +151,15 @@ class Simulator:
         self.dtype = dtype
         self.max_tries = int(max_tries)
         self.priors = self._build_priors(priors or {})
+        if line_of_sight is True:
+            from lenskit.simulation.line_of_sight import LineOfSight
+
+            line_of_sight = LineOfSight()
+        elif line_of_sight is False:
+            line_of_sight = None
+        if line_of_sight is not None and not hasattr(line_of_sight, "render"):
+            raise TypeError(f"line_of_sight must be a LineOfSight, True or None; got {line_of_sight!r}")
+        self.line_of_sight = line_of_sight
         self._mass_names = list(self.mass_model.param_names)
         self._plain = {n: n.split("_", 1)[1] if n[:1].isdigit() and "_" in n else n for n in self._mass_names}
         for outer, plain in self._plain.items():
@@ -197,6 +209,7 @@ class Simulator:
             "priors": {k: (v.to_config() if hasattr(v, "to_config") else v) for k, v in self.priors.items()},
             "selection": self.selection.to_config(),
             "lens_light": self.lens_light, "misalignment": self.misalignment,
+            "line_of_sight": None if self.line_of_sight is None else self.line_of_sight.to_config(),
             "caustic_margin": self.caustic_margin, "supersample": self.supersample, "compile": self.compile,
             "dtype": str(self.dtype).replace("torch.", ""),
         }
@@ -205,7 +218,11 @@ class Simulator:
     def _draw_lens(self, n, rng):
         p = {}
         pr = self.priors
-        theta_E = pr["theta_E"].sample(rng, n)
+        aux = {}
+        if hasattr(pr["theta_E"], "sample_aux"):  # e.g. EinsteinRadius: also sigma_v and redshifts
+            theta_E, aux = pr["theta_E"].sample_aux(rng, n)
+        else:
+            theta_E = pr["theta_E"].sample(rng, n)
         eps = np.clip(pr["ellipticity"].sample(rng, n), 0.0, 0.98)
         q = 1 - eps
         phi = rng.uniform(0, np.pi, n)
@@ -223,7 +240,7 @@ class Simulator:
             else:
                 p[outer] = generic[plain]
         self.mass_model.check_params(p)
-        extra = {"q": q, "phi": phi, "theta_E": theta_E, "x0": x0, "y0": y0}
+        extra = {"q": q, "phi": phi, "theta_E": theta_E, "x0": x0, "y0": y0, "aux": aux}
         return p, extra
 
     def _draw_light(self, n, rng, q_mass, phi_mass):
@@ -405,6 +422,10 @@ class Simulator:
                 kt = torch.as_tensor(keep, device=self.device)
                 arcs_k = arcs[kt]
                 ideal = arcs_k if lens is None else arcs_k + lens[kt]
+                n_los = None
+                if self.line_of_sight is not None:
+                    los, n_los = self.line_of_sight.render(len(keep), rng, self)
+                    ideal = ideal + los
                 truth = {"arcs": arcs_k}
                 if lens is not None:
                     truth["lens_light"] = lens[kt]
@@ -425,6 +446,7 @@ class Simulator:
                         out_lens.append(obs.truth["lens_light"][pt])
                 sel = idx[keep[post]]
                 row = {k: v[sel] for k, v in cand["p"].items()}
+                row.update({k: v[sel] for k, v in cand["extra"]["aux"].items()})
                 row.update(q=cand["extra"]["q"][sel], phi=cand["extra"]["phi"][sel],
                            source_x=cand["beta"][sel, 0], source_y=cand["beta"][sel, 1],
                            source_mag=cand["src_mag"][sel], magnification=mu[keep[post]],
@@ -436,6 +458,8 @@ class Simulator:
                     row.update({k: v[sel] for k, v in cand["light"].items()})
                 for k, v in obs.meta.items():
                     row[k] = np.asarray(v)[post]
+                if n_los is not None:
+                    row["n_line_of_sight"] = n_los[post]
                 row["_src"] = cand["src"].take(sel)
                 rows.append(row)
                 got += len(post)
@@ -503,7 +527,7 @@ class Simulator:
         t = QTable()
         units = {"theta_E": u.arcsec, "x0": u.arcsec, "y0": u.arcsec, "source_x": u.arcsec, "source_y": u.arcsec,
                  "light_R_e": u.arcsec, "psf_fwhm": u.arcsec, "phi": u.rad, "source_mag": u.mag,
-                 "lens_mag": u.mag}
+                 "lens_mag": u.mag, "sigma_v": u.km / u.s}
         for k in keys:
             col = np.concatenate([r[k] for r in rows])
             plain = self._plain.get(k, k)

@@ -15,6 +15,7 @@ ARCHITECTURES = {
     "overfeat": "lenskit.estimators.networks.overfeat:OverFeat",
     "inception_v4": "lenskit.estimators.networks.inception_v4:InceptionV4",
     "pearson": "lenskit.estimators.networks.pearson:PearsonNet",
+    "deeplens": "lenskit.estimators.networks.deeplens:DeepLensNet",
 }
 
 

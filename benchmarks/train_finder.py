@@ -1,0 +1,125 @@
+"""
+The recipe of lenskit's shipped lens finder (CMU DeepLens, Lanusse et al. 2018).
+
+Simulates labelled LSST g-band single-epoch cutouts (45 x 45 at 0.18",
+Lanusse et al. Table 1) with `LensFinderSimulator`: half hold a lensed
+source, all hold the lens galaxy and unlensed line-of-sight galaxies.  Trains
+`DeepLensFinder` on a fixed training set with the paper's augmentation, sets
+the detection threshold at 1% false-positive rate on a validation set, then
+measures a test set whose background sources are galaxies never used in
+training (the AEGIS galaxies and the COSMOS test split), and writes
+``lenskit/estimators/weights/deeplens_lsst_g.asdf`` (float16) with the recipe
+and the metrics.
+
+Training sources: clumpy and Sérsic galaxies and the COSMOS / JWST *train*
+splits; line-of-sight galaxies: Sérsic profiles and COSMOS train galaxies.
+
+Usage::
+
+    python benchmarks/train_finder.py --minutes 60 --n-train 40000 --epochs 30
+
+Prints the test metrics as JSON.
+"""
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import lenskit
+from lenskit.estimators.finder import DeepLensFinder
+from lenskit.estimators.finder_metrics import completeness_table, finder_summary
+from lenskit.simulation.finder import LensFinderSimulator
+from lenskit.simulation.line_of_sight import LineOfSight
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("LENSKIT_SHARED", ROOT.parent / "shared")) / "data" / "sources"
+WEIGHTS = ROOT / "lenskit" / "estimators" / "weights"
+
+
+def cosmos(split):
+    return lenskit.get("source", "great3")(SHARED / "cosmos_f814w" / "real_galaxy_catalog_23.5.fits", split=split)
+
+
+def sources(split):
+    if split == "test":
+        aegis = lenskit.get("source", "great3")(SHARED / "aegis_f606w_f814w" / "AEGIS_F814w_catalog.fits")
+        return lenskit.get("source", "mixture")(sources=[aegis, cosmos("test")], weights=[0.7, 0.3])
+    jwst = lenskit.get("source", "image_directory")(SHARED / "jwst", pattern="*/data.fits", pixel_scale=0.06,
+                                                    nan_policy="zero", split=split)
+    return lenskit.get("source", "mixture")(sources=["sersic_clump", "sersic", cosmos(split), jwst],
+                                             weights=[0.35, 0.15, 0.3, 0.2])
+
+
+def line_of_sight(split):
+    split = "test" if split == "test" else split
+    mix = lenskit.get("source", "mixture")(sources=[lenskit.get("source", "sersic")(R_e=(0.1, 1.0)), cosmos(split)],
+                                            weights=[0.5, 0.5])
+    return LineOfSight(source=mix)
+
+
+def simulate(split, n, seed, mode="single_epoch"):
+    sim = LensFinderSimulator(mode=mode, source=sources(split), line_of_sight=line_of_sight(split), seed=seed)
+    return sim, sim.sample(n)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--minutes", type=float, default=60)
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--n-train", type=int, default=40000)
+    ap.add_argument("--n-val", type=int, default=4000)
+    ap.add_argument("--n-test", type=int, default=8000)
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--checkpoint", default="/tmp/lenskit_deeplens.ckpt.asdf")
+    ap.add_argument("--no-bfloat16", action="store_true")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(2)
+    t0 = time.time()
+    sim, train = simulate("train", args.n_train, 2018)
+    _, val = simulate("validation", args.n_val, 7)
+    print(json.dumps({"simulated": len(train) + len(val), "seconds": time.time() - t0}), flush=True)
+    inst = sim.instrument
+    finder = DeepLensFinder(in_shape=train.images.shape[1:],
+                            expects={"instrument": inst.name, "bands": list(inst.bands), "mode": "single_epoch",
+                                     "pixel_scale": inst.pixel_scale.value, "units": "electron / s",
+                                     "shape": list(train.images.shape[1:])})
+    t1 = time.time()
+    finder.fit(train, validation=val, epochs=args.epochs, batch_size=args.batch_size, checkpoint=args.checkpoint,
+               time_limit=args.minutes * 60, progress=False, bfloat16=not args.no_bfloat16,
+               log=lambda r: print(json.dumps(r), flush=True))
+    train_seconds = time.time() - t1
+    finder.training["simulation"] = sim.config
+    results = {}
+    for mode in ("single_epoch", "stack"):
+        _, test = simulate("test", args.n_test, 99, mode=mode)
+        t2 = time.time()
+        est = finder.predict(test, batch_size=512)
+        rate = len(test) / (time.time() - t2)
+        p = est.table["p_lens"].value
+        y = np.asarray(test.params["is_lens"], bool)
+        comp = completeness_table(p, test.params, threshold=finder.threshold)
+        results[mode] = {"summary": finder_summary(p, y), "completeness_at_validation_threshold": [
+            {k: (float(r[k]) if k != "n_lenses" else int(r[k])) for k in comp.colnames} for r in comp],
+            "realised_fpr": comp.meta["fpr_realised"], "cutouts_per_second": rate}
+    finder.metrics = {"test": results, "test_set": {"n": args.n_test, "sources": "AEGIS (all) + COSMOS test split",
+                                                    "line_of_sight": "Sérsic + COSMOS test split"},
+                      "train_seconds": train_seconds, "cpu_threads": torch.get_num_threads()}
+    out = Path(args.out) if args.out else WEIGHTS / "deeplens_lsst_g.asdf"
+    finder.save(out, dtype=np.float16)
+    back = DeepLensFinder.load(out)
+    _, test = simulate("test", args.n_test, 99)
+    p16 = back.predict(test, batch_size=512).table["p_lens"].value
+    print(json.dumps({"finder": "deeplens_lsst_g", "test": results,
+                      "float16_single_epoch": finder_summary(p16, np.asarray(test.params["is_lens"], bool)),
+                      "epochs": finder.training.get("completed_epochs"), "train_seconds": train_seconds,
+                      "threshold": finder.threshold, "weights_bytes": out.stat().st_size}, indent=1), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,225 @@
+"""
+Metrics of lens finders (Lanusse et al. 2018; Metcalf et al. 2019).
+
+* the ROC curve and the area under it (AUROC);
+* the true-positive rate (completeness) at a given false-positive rate, and
+  the detection threshold that gives that rate on a validation set;
+* TPR0 and TPR10 of the strong-lens finding challenge: the completeness
+  reached before the first false positive, and before the tenth;
+* completeness at a fixed FPR for cuts in Einstein radius and arc S/N
+  (Lanusse et al. Figs. 6-7);
+* the class-prior correction of Lanusse et al. eq. 5 (Saerens et al. 2002).
+"""
+
+import numpy as np
+
+__all__ = ["roc_curve", "auroc", "threshold_at_fpr", "tpr_at_fpr", "tpr0", "tpr10", "prior_correction",
+           "completeness_table", "finder_summary", "plot_roc", "plot_gallery"]
+
+
+def _check(scores, labels):
+    s = np.asarray(getattr(scores, "value", scores), dtype=float).ravel()
+    y = np.asarray(labels).ravel()
+    if s.shape != y.shape:
+        raise ValueError(f"scores and labels must have the same length; got {s.shape[0]} and {y.shape[0]}")
+    if not np.all(np.isfinite(s)):
+        raise ValueError("scores must be finite")
+    if y.dtype != bool:
+        if not np.all(np.isin(y, (0, 1))):
+            raise ValueError("labels must be booleans or 0/1")
+        y = y.astype(bool)
+    if y.all() or not y.any():
+        raise ValueError("labels must contain both lenses (True) and non-lenses (False)")
+    return s, y
+
+
+def roc_curve(scores, labels):
+    """
+    False- and true-positive rates for every threshold.
+
+    Returns
+    -------
+    fpr, tpr, thresholds : ndarray
+        A cutout is called a lens when its score is >= the threshold; the
+        first point is (0, 0) at an infinite threshold.  Tied scores are
+        handled as one threshold.
+    """
+    s, y = _check(scores, labels)
+    order = np.argsort(-s, kind="mergesort")
+    s, y = s[order], y[order]
+    distinct = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]
+    tp = np.cumsum(y)[distinct]
+    fp = np.cumsum(~y)[distinct]
+    tpr = np.r_[0.0, tp / y.sum()]
+    fpr = np.r_[0.0, fp / (~y).sum()]
+    return fpr, tpr, np.r_[np.inf, s[distinct]]
+
+
+def auroc(scores, labels):
+    """Area under the ROC curve: the probability that a lens scores above a non-lens (ties count half)."""
+    s, y = _check(scores, labels)
+    from scipy.stats import rankdata
+
+    r = rankdata(s)
+    n1, n0 = y.sum(), (~y).sum()
+    return float((r[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def threshold_at_fpr(scores, labels, fpr=0.01):
+    """
+    The lowest threshold whose false-positive rate does not exceed ``fpr``.
+
+    Choose it on a validation set and apply it to new data (Lanusse et al. 2018, Section 5).
+    """
+    if not 0 <= fpr <= 1:
+        raise ValueError(f"fpr must be within [0, 1]; got {fpr}")
+    f, _, th = roc_curve(scores, labels)
+    ok = np.nonzero(f <= fpr)[0]
+    return float(th[ok[-1]])
+
+
+def tpr_at_fpr(scores, labels, fpr=0.01):
+    """Completeness at the threshold of `threshold_at_fpr`."""
+    f, t, _ = roc_curve(scores, labels)
+    return float(t[np.nonzero(f <= fpr)[0][-1]])
+
+
+def _tpr_before(scores, labels, n_false):
+    s, y = _check(scores, labels)
+    neg = np.sort(s[~y])[::-1]
+    if n_false >= len(neg):
+        return 1.0
+    # a lens counts when it scores strictly above the (n_false+1)-th highest non-lens
+    return float(np.mean(s[y] > neg[n_false]))
+
+
+def tpr0(scores, labels):
+    """Completeness before the first false positive (Metcalf et al. 2019)."""
+    return _tpr_before(scores, labels, 0)
+
+
+def tpr10(scores, labels):
+    """Completeness with fewer than ten false positives (Metcalf et al. 2019)."""
+    return _tpr_before(scores, labels, 9)
+
+
+def prior_correction(p, train_fraction, target_fraction):
+    """
+    Map probabilities from a training set's lens fraction to a survey's (Lanusse et al. 2018, eq. 5).
+
+    ``p' = lambda p / (lambda p + mu (1 - p))`` with ``lambda = pi'/pi`` and
+    ``mu = (1 - pi')/(1 - pi)``.  The map is monotonic, so rankings, the ROC
+    and thresholds chosen by false-positive rate are unchanged.
+    """
+    for name, v in (("train_fraction", train_fraction), ("target_fraction", target_fraction)):
+        if not 0 < v < 1:
+            raise ValueError(f"{name} must be within (0, 1); got {v}")
+    p = np.asarray(getattr(p, "value", p), dtype=float)
+    if np.any((p < 0) | (p > 1)):
+        raise ValueError("p must be probabilities within [0, 1]")
+    lam = target_fraction / train_fraction
+    mu = (1 - target_fraction) / (1 - train_fraction)
+    return lam * p / (lam * p + mu * (1 - p))
+
+
+def completeness_table(scores, params, fpr=0.01, threshold=None, theta_E_cuts=(0.0, 1.0, 1.4, 2.0),
+                       snr_cuts=(0.0, 10.0, 20.0, 40.0)):
+    """
+    Completeness at a fixed false-positive rate for cuts in theta_E and arc S/N.
+
+    All non-lenses are kept; lenses are restricted to ``theta_E > cut`` and
+    ``arc_snr > cut`` (Lanusse et al. 2018, Figs. 6-7).  The threshold is
+    ``threshold`` when given (chosen on a validation set), otherwise the one
+    giving ``fpr`` on these data.
+
+    Returns
+    -------
+    `~astropy.table.Table`
+        Columns theta_E_min, snr_min, n_lenses, completeness, auroc.
+    """
+    from astropy.table import Table
+
+    y = np.asarray(params["is_lens"], bool)
+    theta = np.asarray(getattr(params["theta_E"], "value", params["theta_E"]), float)
+    snr = np.asarray(params["arc_snr"], float)
+    s = np.asarray(getattr(scores, "value", scores), float)
+    if threshold is None:
+        threshold = threshold_at_fpr(s, y, fpr)
+    rows = []
+    for tc in theta_E_cuts:
+        for sc in snr_cuts:
+            sel = (~y) | ((theta > tc) & (snr > sc))
+            lenses = sel & y
+            comp = float(np.mean(s[lenses] >= threshold)) if lenses.any() else np.nan
+            auc = auroc(s[sel], y[sel]) if lenses.any() else np.nan
+            rows.append((tc, sc, int(lenses.sum()), comp, auc))
+    t = Table(rows=rows, names=("theta_E_min", "snr_min", "n_lenses", "completeness", "auroc"))
+    t.meta["threshold"] = float(threshold)
+    t.meta["fpr_realised"] = float(np.mean(s[~y] >= threshold))
+    return t
+
+
+def finder_summary(scores, labels, fpr=0.01):
+    """AUROC, TPR at ``fpr``, TPR0 and TPR10 in one dict."""
+    return {"auroc": auroc(scores, labels), f"tpr_at_fpr_{fpr:g}": tpr_at_fpr(scores, labels, fpr),
+            "tpr0": tpr0(scores, labels), "tpr10": tpr10(scores, labels), "n_lenses": int(np.sum(labels)),
+            "n_non_lenses": int(np.sum(~np.asarray(labels, bool)))}
+
+
+def plot_roc(scores, params, cuts=((0.0, 0.0), (1.4, 0.0), (1.4, 20.0)), fpr=0.01, ax=None):
+    """ROC curves for cuts ``(theta_E_min, snr_min)`` of the lenses (Lanusse et al. Fig. 6), log FPR axis."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 4.5))
+    y = np.asarray(params["is_lens"], bool)
+    theta = np.asarray(getattr(params["theta_E"], "value", params["theta_E"]), float)
+    snr = np.asarray(params["arc_snr"], float)
+    s = np.asarray(getattr(scores, "value", scores), float)
+    for tc, sc in cuts:
+        sel = (~y) | ((theta > tc) & (snr > sc))
+        f, t, _ = roc_curve(s[sel], y[sel])
+        ax.plot(np.maximum(f, 1e-4), t, label=f"θE > {tc:g}\", S/N > {sc:g} (AUROC {auroc(s[sel], y[sel]):.3f})")
+    ax.axvline(fpr, ls="--", c="k", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlim(1e-3, 1)
+    ax.set_ylim(0, 1.01)
+    ax.set_xlabel("false-positive rate")
+    ax.set_ylabel("true-positive rate (completeness)")
+    ax.legend(fontsize=7, loc="lower right")
+    return ax
+
+
+def plot_gallery(images, scores, labels, n=5, fig=None):
+    """
+    The most and least confident true and false positives (Lanusse et al. Fig. 8).
+
+    Rows: lenses scored highest, lenses scored lowest, non-lenses scored
+    highest, non-lenses scored lowest; ``n`` cutouts each (first band).
+    """
+    import matplotlib.pyplot as plt
+
+    s, y = _check(scores, labels)
+    imgs = np.asarray(images)
+    groups = [("lenses, highest p", np.nonzero(y)[0][np.argsort(-s[y])][:n]),
+              ("lenses, lowest p", np.nonzero(y)[0][np.argsort(s[y])][:n]),
+              ("non-lenses, highest p", np.nonzero(~y)[0][np.argsort(-s[~y])][:n]),
+              ("non-lenses, lowest p", np.nonzero(~y)[0][np.argsort(s[~y])][:n])]
+    if fig is None:
+        fig = plt.figure(figsize=(1.6 * n, 1.8 * 4))
+    axes = fig.subplots(4, n, squeeze=False)
+    for r, (title, idx) in enumerate(groups):
+        for c in range(n):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c >= len(idx):
+                ax.set_visible(False)
+                continue
+            im = imgs[idx[c], 0]
+            lo, hi = np.percentile(im, [1, 99.5])
+            ax.imshow(im, origin="lower", cmap="gray", vmin=lo, vmax=hi)
+            ax.set_title(f"p = {s[idx[c]]:.3f}", fontsize=7)
+            if c == 0:
+                ax.set_ylabel(title, fontsize=7)
+    return fig
