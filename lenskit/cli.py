@@ -1,7 +1,7 @@
 """
 The ``lenskit`` command line.
 
-``lenskit plugins | demo | simulate | train | estimate``, each with ``--help``.
+``lenskit plugins | demo | simulate | train | estimate | deblend | find``, each with ``--help``.
 """
 
 import argparse
@@ -141,6 +141,106 @@ def _cmd_train(args):
     return 0
 
 
+def _read_band_fits(paths, pixel_scale=None):
+    """Co-registered single-band FITS images -> (1, bands, H, W), band names, pixel scale (arcsec)."""
+    import numpy as np
+    from astropy.io import fits
+
+    cubes, bands, scales = [], [], []
+    for path in paths:
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"{path} does not exist")
+        try:
+            with fits.open(path, memmap=False) as hl:
+                hdu = next((h for h in hl if h.data is not None and np.ndim(h.data) == 2), None)
+                if hdu is None:
+                    raise ValueError(f"{path} holds no 2-D image")
+                data = np.asarray(hdu.data, dtype=np.float64)
+                hdr = hl[0].header.copy()
+                hdr.update(hdu.header)
+        except OSError as exc:
+            raise ValueError(f"{path} is not a readable FITS file: {exc}") from exc
+        cubes.append(data)
+        bands.append(str(hdr.get("FILTER") or hdr.get("FILTER2") or hdr.get("FILTER1") or path.stem).strip())
+        if hdr.get("PIXSCALE"):
+            scales.append(float(hdr["PIXSCALE"]))
+            continue
+        try:
+            from astropy.wcs import WCS
+            from astropy.wcs.utils import proj_plane_pixel_scales
+
+            w = WCS(hdr).celestial
+            if w.has_celestial:
+                scales.append(float(np.mean(proj_plane_pixel_scales(w)) * 3600))
+        except Exception:
+            pass
+    shapes = {c.shape for c in cubes}
+    if len(shapes) > 1:
+        raise ValueError(f"the band images must share one shape (co-registered); got {sorted(shapes)}")
+    scale = pixel_scale if pixel_scale is not None else (scales[0] if scales else None)
+    return np.stack(cubes)[None], bands, scale
+
+
+def _cmd_deblend(args):
+    import numpy as np
+
+    import lenskit
+
+    out = Path(args.output)
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    deblender = lenskit.get("deblender", args.method)()
+    if len(args.inputs) == 1 and Path(args.inputs[0]).suffix == ".asdf":
+        data = lenskit.read(args.inputs[0])
+        result = deblender.separate(data, progress=not args.quiet)
+    else:
+        cube, bands, scale = _read_band_fits(args.inputs, args.pixel_scale)
+        masks = ~np.isfinite(cube).all(axis=1)
+        result = deblender.separate(cube, masks=masks if masks.any() else None, bands=bands, pixel_scale=scale,
+                                    progress=not args.quiet)
+    result.write(out, overwrite=args.overwrite)
+    print(f"deblended {len(result)} image(s) with {args.method} -> {out}")
+    if len(result.params.colnames):
+        print("\n".join(result.params[: min(10, len(result.params))].pformat(max_width=-1)))
+    return 0
+
+
+def _cmd_find(args):
+    import numpy as np
+
+    import lenskit
+
+    data = _load_images(args.input)
+    if not hasattr(data, "images"):
+        data = np.asarray(data)
+        if data.ndim == 3:  # (N, H, W) single-band cutouts
+            data = data[:, None]
+        elif data.ndim == 2:
+            data = data[None, None]
+    finder = lenskit.load_estimator(args.finder)
+    if getattr(finder, "name", None) != "deeplens":
+        raise ValueError(f"{args.finder!r} is not a lens finder (use a DeepLens weights file)")
+    out = Path(args.output)
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    est = finder.predict(data, batch_size=args.batch_size, lens_fraction=args.lens_fraction, progress=not args.quiet)
+    est.write(out, overwrite=args.overwrite)
+    p = est.table["p_lens"].value
+    order = np.argsort(-p)[: args.top]
+    print(f"scored {len(p)} cutout(s) with {args.finder}; {int(est.table['candidate'].sum())} candidate(s) above "
+          f"p = {est.table.meta['threshold']:.4f} (false-positive rate {est.table.meta['threshold_fpr']} on "
+          f"validation) -> {out}")
+    print(f"{'index':>7} {'p_lens':>9}")
+    for i in order:
+        print(f"{i:>7d} {p[i]:>9.4f}")
+    if hasattr(data, "params") and "is_lens" in data.params.colnames:
+        from lenskit.estimators.finder_metrics import finder_summary
+
+        print(json.dumps(finder_summary(p, np.asarray(data.params["is_lens"], bool)), indent=1))
+    return 0
+
+
 def _cmd_demo(args):
     import time
 
@@ -223,6 +323,27 @@ def build_parser():
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_estimate)
+
+    p = sub.add_parser("deblend", help="remove the lens light: ICA of two or more bands, or a Sérsic fit")
+    p.add_argument("inputs", nargs="+", help="a LensDataset .asdf, or one co-registered FITS image per band")
+    p.add_argument("-o", "--output", required=True, help="output Deblended .asdf")
+    p.add_argument("--method", default="ica", help="deblender: ica (default) or sersic")
+    p.add_argument("--pixel-scale", type=float, default=None, help="arcsec per pixel (default from the WCS)")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=_cmd_deblend)
+
+    p = sub.add_parser("find", help="score survey cutouts with the DeepLens lens finder")
+    p.add_argument("input", help="cutouts: a FITS cube (N, H, W) or (N, bands, H, W), or a LensDataset .asdf")
+    p.add_argument("-o", "--output", required=True, help="output candidates .asdf (p_lens per cutout)")
+    p.add_argument("--finder", default="deeplens_lsst_g", help="shipped finder name or weights .asdf")
+    p.add_argument("--lens-fraction", type=float, default=None,
+                   help="expected lens fraction of the data: maps p_lens with Lanusse et al. eq. 5")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--top", type=int, default=10, help="print this many highest-scoring cutouts")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=_cmd_find)
 
     p = sub.add_parser("train", help="train an estimator on lenses simulated on the fly")
     p.add_argument("--estimator", default="lenskit_net", help="architecture (see `lenskit plugins`)")

@@ -2,6 +2,7 @@
 
 from lenskit.core.conventions import *  # noqa: F401,F403
 from lenskit.core.dataset import LensDataset, PARAM_UNITS  # noqa: F401
+from lenskit.core.deblended import Deblended  # noqa: F401
 from lenskit.core.estimate import Estimate  # noqa: F401
 from lenskit.core.exceptions import *  # noqa: F401,F403
 from lenskit.core.interfaces import (  # noqa: F401
@@ -12,7 +13,7 @@ from lenskit.core.validation import as_rng  # noqa: F401
 
 __all__ = [
     "MassModel", "Source", "SourceBatch", "Instrument", "Estimator", "Deblender", "INTERFACES",
-    "LensDataset", "Estimate", "ModelWeights", "Provenance", "array_checksum", "PARAM_UNITS", "as_rng",
+    "LensDataset", "Estimate", "Deblended", "ModelWeights", "Provenance", "array_checksum", "PARAM_UNITS", "as_rng",
     "LenskitError", "LenskitPluginError", "LenskitPluginWarning", "LenskitFileError",
     "ellipticity_to_q_phi", "q_phi_to_ellipticity", "pearson_to_lenskit_ellipticity",
     "lenskit_to_pearson_ellipticity", "theta_E_to_pyautolens", "pyautolens_to_theta_E",

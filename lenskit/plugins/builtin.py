@@ -32,7 +32,10 @@ BUILTINS = {
         "ensemble": "lenskit.estimators.ensemble:EnsembleEstimator",
         "deeplens": "lenskit.estimators.finder:DeepLensFinder",
     },
-    "deblender": {},
+    "deblender": {
+        "ica": "lenskit.deblenders.ica:ICADeblender",
+        "sersic": "lenskit.deblenders.sersic:SersicDeblender",
+    },
 }
 
 

@@ -2,7 +2,7 @@
 ASDF input and output for lenskit products.
 
 Files hold one lenskit object under a root key named after its kind
-(``lens_dataset``, ``estimate``, ``model_weights``).  Writing is atomic (a
+(``lens_dataset``, ``estimate``, ``deblended``, ``model_weights``).  Writing is atomic (a
 temporary file renamed into place); reading validates the whole tree against
 lenskit's schemas and turns every failure into a
 `~lenskit.core.LenskitFileError` that names the file and the problem.
@@ -21,6 +21,7 @@ ROOT_KEYS = {
     "LensDataset": "lens_dataset",
     "Estimate": "estimate",
     "ModelWeights": "model_weights",
+    "Deblended": "deblended",
 }
 
 
@@ -30,7 +31,7 @@ def write(obj, path, overwrite=False, extra=None):
 
     Parameters
     ----------
-    obj : `~lenskit.LensDataset`, `~lenskit.Estimate` or `~lenskit.core.ModelWeights`
+    obj : `~lenskit.LensDataset`, `~lenskit.Estimate`, `~lenskit.core.Deblended` or `~lenskit.core.ModelWeights`
     path : str or path-like
     overwrite : bool
         Replace an existing file (the old file stays intact if writing fails).
@@ -72,7 +73,7 @@ def read(path):
 
     Returns
     -------
-    `~lenskit.LensDataset`, `~lenskit.Estimate` or `~lenskit.core.ModelWeights`
+    `~lenskit.LensDataset`, `~lenskit.Estimate`, `~lenskit.core.Deblended` or `~lenskit.core.ModelWeights`
     """
     import asdf
     from asdf.exceptions import AsdfConversionWarning, ValidationError

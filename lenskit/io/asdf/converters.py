@@ -59,6 +59,23 @@ class EstimateConverter(Converter):
         return Estimate(node["table"], covariance=node.get("covariance"), provenance=node["provenance"])
 
 
+class DeblendedConverter(Converter):
+    tags = [TAG.format("deblended")]
+    types = ["lenskit.core.deblended.Deblended"]
+
+    def to_yaml_tree(self, obj, tag, ctx):
+        return {"arcs": obj.arcs, "lens_light": obj.lens_light, "bands": list(obj.bands), "method": obj.method,
+                "params": obj.params, "masks": obj.masks, "diagnostics": obj.diagnostics,
+                "provenance": obj.provenance}
+
+    def from_yaml_tree(self, node, tag, ctx):
+        from lenskit.core.deblended import Deblended
+
+        return Deblended(node["arcs"], node["lens_light"], node["bands"], node["method"], params=node["params"],
+                         masks=node.get("masks"), diagnostics=node.get("diagnostics"),
+                         provenance=node["provenance"])
+
+
 class ModelWeightsConverter(Converter):
     tags = [TAG.format("model_weights")]
     types = ["lenskit.core.weights.ModelWeights"]
@@ -89,4 +106,5 @@ class ModelWeightsConverter(Converter):
         return obj
 
 
-CONVERTERS = [ProvenanceConverter(), LensDatasetConverter(), EstimateConverter(), ModelWeightsConverter()]
+CONVERTERS = [ProvenanceConverter(), LensDatasetConverter(), EstimateConverter(), ModelWeightsConverter(),
+              DeblendedConverter()]
