@@ -47,3 +47,32 @@ def test_version(argv, capsys):
     with pytest.raises(SystemExit):
         main(argv)
     assert lenskit.__version__ in capsys.readouterr().out
+
+
+def test_cli_find(tmp_path, capsys):
+    import numpy as np
+    from astropy.io import fits
+
+    from lenskit.cli import main
+    from lenskit.estimators.finder import DeepLensFinder
+    from lenskit.simulation.finder import LensFinderSimulator
+
+    ds = LensFinderSimulator(seed=8, source="sersic").sample(40)
+    finder = DeepLensFinder(arch_kwargs={"units_per_stage": 1})
+    finder.set_statistics(ds)
+    weights = tmp_path / "finder.asdf"
+    finder.save(weights)
+    cube = tmp_path / "cutouts.fits"
+    fits.writeto(cube, ds.images[:, 0])
+    out = tmp_path / "candidates.asdf"
+    assert main(["find", str(cube), "-o", str(out), "--finder", str(weights), "-q", "--top", "3"]) == 0
+    est = lenskit.read(out)
+    assert len(est) == 40 and "p_lens" in est.table.colnames
+    assert "scored 40 cutout(s)" in capsys.readouterr().out
+    # a dataset with labels also prints the metrics
+    ds.write(tmp_path / "cut.asdf")
+    assert main(["find", str(tmp_path / "cut.asdf"), "-o", str(tmp_path / "c2.asdf"), "--finder", str(weights),
+                 "-q", "--lens-fraction", "0.01"]) == 0
+    assert '"auroc"' in capsys.readouterr().out
+    assert main(["find", str(cube), "-o", str(out), "--finder", str(weights), "-q"]) == 2  # exists
+    assert main(["find", str(cube), "-o", str(tmp_path / "x.asdf"), "--finder", "hst_wfc3", "-q"]) == 2

