@@ -50,7 +50,6 @@ def test_version(argv, capsys):
 
 
 def test_cli_find(tmp_path, capsys):
-    import numpy as np
     from astropy.io import fits
 
     from lenskit.cli import main
