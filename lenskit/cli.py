@@ -101,13 +101,26 @@ def _cmd_estimate(args):
     import lenskit
     from lenskit.core.dataset import LensDataset
 
-    data = _load_images(args.input)
     est = lenskit.load_estimator(args.estimator)
     out = Path(args.output)
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    data = _load_images(args.input)
+    if not isinstance(data, LensDataset) and data.ndim == 2 and "pixel_scale" in est.expects:
+        # a real cutout: centre on the lens light and resample onto the estimator's grid (flux conserved)
+        from lenskit.io.fits import read_cutout
+
+        cut = read_cutout(args.input, pixel_scale=args.pixel_scale)
+        data = cut.resample(est.expects["pixel_scale"], est.in_shape[1:]).to_dataset()
+        print(f"resampled {args.input} ({cut.pixel_scale:.3f}\"/px) onto {est.in_shape[1]}x{est.in_shape[2]} "
+              f"pixels of {est.expects['pixel_scale']}\" centred on the lens light")
     estimate = est.predict(data, batch_size=args.batch_size, progress=not args.quiet)
-    estimate.write(out, overwrite=args.overwrite)
+    if out.suffix.lower() in (".fits", ".fit"):
+        from lenskit.io.fits import write_estimate_fits
+
+        write_estimate_fits(estimate, out, overwrite=args.overwrite)
+    else:
+        estimate.write(out, overwrite=args.overwrite)
     print(f"estimated {len(estimate)} system(s) with {args.estimator} -> {out}")
     print("\n".join(estimate.table[: min(10, len(estimate))].pformat(max_width=-1)))
     if isinstance(data, LensDataset) and all(t in data.params.colnames for t in est.targets):
@@ -317,8 +330,10 @@ def build_parser():
 
     p = sub.add_parser("estimate", help="estimate lens parameters of a dataset (.asdf) or image (.fits)")
     p.add_argument("input", help="a LensDataset .asdf or a FITS image / cube")
-    p.add_argument("-o", "--output", required=True, help="output estimates .asdf")
+    p.add_argument("-o", "--output", required=True, help="output estimates: .asdf, or .fits for a FITS table")
     p.add_argument("--estimator", default="hst_wfc3", help="shipped estimator name or weights .asdf")
+    p.add_argument("--pixel-scale", type=float, default=None,
+                   help="arcsec per pixel of a FITS cutout without WCS or PIXSCALE")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")

@@ -1,0 +1,346 @@
+"""
+Real cutouts from FITS, prepared for lenskit's estimators, and estimates written to FITS.
+
+`read_cutout` reads an image (any HDU; electrons per second or counts), an
+optional noise map and PSF, and the WCS when there is one, into a `Cutout`.
+A `Cutout` finds the lens-light centre, resamples onto an estimator's pixel
+grid centred there (conserving flux), converts position angles east of north
+to lenskit's ``phi`` through its WCS, and becomes a `~lenskit.LensDataset`.
+
+Resampling method
+-----------------
+Both grids are axis-aligned, so the resampling is separable and exact for
+flux: each output pixel receives, from each input pixel, the fraction of the
+input pixel's area that it overlaps (``out = W_y @ image @ W_x.T`` with 1-D
+overlap matrices whose columns sum to 1 wherever the output covers the
+input).  Total flux is conserved to rounding; surface brightness is conserved
+when the scales differ.  Variances propagate with the squared weights
+(correlations that resampling introduces are not tracked).  Rotation is not
+resampled: lenskit's angles are measured on the image's own axes, and
+`Cutout.phi_from_position_angle` converts sky angles to them.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from lenskit.core.exceptions import LenskitFileError
+
+__all__ = ["Cutout", "read_cutout", "overlap_matrix", "write_estimate_fits", "read_estimate_fits"]
+
+COUNT_UNITS = ("COUNTS", "ELECTRONS", "ELECTRON", "E-", "DN", "ADU")
+RATE_UNITS = ("ELECTRONS/S", "ELECTRON/S", "E-/S", "E/S", "COUNTS/S", "CPS", "DN/S")
+
+
+def overlap_matrix(n_in, scale_in, n_out, scale_out, shift=0.0):
+    """
+    Fraction of each input pixel falling in each output pixel, (n_out, n_in).
+
+    Pixel centres sit at ``(i - (n - 1) / 2) * scale`` (arcsec); the output
+    grid is displaced by ``shift`` arcsec (its centre lands on the input
+    coordinate ``shift``).
+    """
+    e_in = (np.arange(n_in + 1) - n_in / 2) * scale_in
+    e_out = (np.arange(n_out + 1) - n_out / 2) * scale_out + shift
+    lo = np.maximum(e_out[:-1, None], e_in[None, :-1])
+    hi = np.minimum(e_out[1:, None], e_in[None, 1:])
+    return np.clip(hi - lo, 0, None) / scale_in
+
+
+def _hdu_data(hdul, hdu, path, what):
+    if hdu is None:
+        found = next((h for h in hdul if h.data is not None and np.ndim(h.data) == 2), None)
+        if found is None:
+            raise LenskitFileError(f"{path} holds no 2-D image HDU for the {what}")
+        return found
+    try:
+        found = hdul[hdu]
+    except (KeyError, IndexError) as exc:
+        names = [h.name for h in hdul]
+        raise ValueError(f"{path} has no HDU {hdu!r} for the {what}; it has {names}") from exc
+    if found.data is None or np.ndim(found.data) != 2:
+        raise LenskitFileError(f"{path}[{hdu!r}] is not a 2-D image (the {what})")
+    return found
+
+
+def _open(path):
+    from astropy.io import fits
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    if path.stat().st_size == 0:
+        raise LenskitFileError(f"{path} is empty")
+    try:
+        return fits.open(path, memmap=False)
+    except OSError as exc:
+        raise LenskitFileError(f"{path} is not a readable FITS file: {exc}") from exc
+
+
+class Cutout:
+    """
+    A real image of a lens with its noise map, PSF and WCS.
+
+    Attributes
+    ----------
+    image : ndarray
+        (H, W) in electrons per second.
+    noise : ndarray or None
+        (H, W) 1-sigma noise in the same unit (non-finite or huge values mark masked pixels).
+    psf : ndarray or None
+        Normalised PSF kernel.
+    pixel_scale : float
+        Arcsec per pixel.
+    wcs : `astropy.wcs.WCS` or None
+    header : `astropy.io.fits.Header`
+    path : str
+    """
+
+    def __init__(self, image, pixel_scale, noise=None, psf=None, wcs=None, header=None, path=None, mask=None):
+        img = np.asarray(image, dtype=np.float64)
+        if img.ndim != 2 or min(img.shape) < 4:
+            raise ValueError(f"image must be a 2-D array of at least 4 x 4 pixels; got shape {img.shape}")
+        if not pixel_scale or not np.isfinite(pixel_scale) or pixel_scale <= 0:
+            raise ValueError(f"pixel_scale must be a positive number of arcsec; got {pixel_scale}")
+        self.mask = np.zeros(img.shape, bool) if mask is None else np.asarray(mask, bool).copy()
+        if self.mask.shape != img.shape:
+            raise ValueError(f"mask must be shaped like the image {img.shape}; got {self.mask.shape}")
+        self.mask |= ~np.isfinite(img)
+        if noise is not None:
+            noise = np.asarray(noise, dtype=np.float64)
+            if noise.shape != img.shape:
+                raise ValueError(f"noise must be shaped like the image {img.shape}; got {noise.shape}")
+            bad = ~np.isfinite(noise) | (noise <= 0) | (noise >= 1e6 * np.nanmedian(np.where(noise > 0, noise, np.nan)))
+            self.mask |= bad
+        if self.mask.all():
+            raise ValueError("every pixel of the cutout is masked or not finite")
+        if psf is not None:
+            psf = np.asarray(psf, dtype=np.float64)
+            if psf.ndim != 2 or not np.all(np.isfinite(psf)) or psf.sum() <= 0:
+                raise ValueError(f"psf must be a finite 2-D kernel with positive sum; got shape {psf.shape}")
+            psf = psf / psf.sum()
+        self.image = np.where(self.mask, 0.0, img)
+        self.noise = noise
+        self.psf = psf
+        self.pixel_scale = float(pixel_scale)
+        self.wcs = wcs
+        self.header = header
+        self.path = None if path is None else str(path)
+
+    @property
+    def shape(self):
+        return self.image.shape
+
+    def light_centre(self, box=None, smooth=1.5):
+        """
+        (x, y) pixel of the lens-light centre (0-based).
+
+        The peak of the smoothed image within the central ``box`` pixels
+        (default half the cutout), refined to sub-pixel precision by a
+        quadratic fitted to the 5 x 5 pixels about it.
+        """
+        from scipy import ndimage
+
+        h, w = self.shape
+        box = int(box or max(h, w) // 2)
+        sm = ndimage.gaussian_filter(np.where(self.mask, 0.0, self.image), smooth)
+        win = np.full(sm.shape, -np.inf)
+        y0, x0 = (h - box) // 2, (w - box) // 2
+        win[y0:y0 + box, x0:x0 + box] = sm[y0:y0 + box, x0:x0 + box]
+        py, px = np.unravel_index(np.argmax(win), win.shape)
+        from photutils.centroids import centroid_quadratic
+
+        y0, x0 = max(py - 4, 0), max(px - 4, 0)
+        sub = sm[y0:py + 5, x0:px + 5]
+        try:  # a quadratic fitted to the 5 x 5 pixels about the peak: sub-pixel and unbiased by the window
+            x, y = centroid_quadratic(sub, fit_boxsize=5)
+            x, y = x + x0, y + y0
+        except Exception:
+            x, y = np.nan, np.nan
+        if not (np.isfinite(x) and np.isfinite(y) and abs(x - px) < 1.5 and abs(y - py) < 1.5):
+            return float(px), float(py)
+        return float(x), float(y)
+
+    def resample(self, pixel_scale, shape, centre=None):
+        """
+        Flux-conserving resampling onto a grid of ``shape`` pixels of ``pixel_scale`` arcsec.
+
+        The new grid is centred on ``centre`` (x, y in input pixels; default
+        `light_centre`).  Pixels outside the input are 0 and masked.
+
+        Returns
+        -------
+        `Cutout`
+        """
+        if not pixel_scale > 0:
+            raise ValueError(f"pixel_scale must be > 0 arcsec; got {pixel_scale}")
+        hn, wn = (int(s) for s in shape)
+        if hn < 4 or wn < 4:
+            raise ValueError(f"shape must be at least 4 x 4; got {shape}")
+        cx, cy = self.light_centre() if centre is None else (float(centre[0]), float(centre[1]))
+        h, w = self.shape
+        s_in = self.pixel_scale
+        wx = overlap_matrix(w, s_in, wn, pixel_scale, shift=(cx - (w - 1) / 2) * s_in)
+        wy = overlap_matrix(h, s_in, hn, pixel_scale, shift=(cy - (h - 1) / 2) * s_in)
+        img = wy @ self.image @ wx.T
+        cover = wy @ (~self.mask).astype(float) @ wx.T
+        full = np.outer(wy.sum(1), wx.sum(1))
+        mask = cover < 0.5 * np.maximum(full, 1e-12)
+        mask |= full < 1e-6
+        noise = None
+        if self.noise is not None:
+            var = np.where(self.mask, 0.0, self.noise ** 2)
+            noise = np.sqrt((wy ** 2) @ var @ (wx ** 2).T)
+            noise = np.where(mask, np.inf, np.maximum(noise, 1e-30))
+        psf = self.psf
+        if psf is not None and not np.isclose(pixel_scale, s_in, rtol=1e-3):
+            from scipy import ndimage
+
+            k = ndimage.zoom(psf, s_in / pixel_scale, order=1)
+            psf = k / k.sum() if k.sum() > 0 else None
+        return Cutout(np.where(mask, 0.0, img), pixel_scale, noise=noise, psf=psf, wcs=None, header=self.header,
+                      path=self.path, mask=mask)
+
+    def phi_from_position_angle(self, pa_deg):
+        """lenskit ``phi`` (radians, from the image's +x axis) of a position angle east of north."""
+        from lenskit.core.conventions import position_angle_to_phi
+
+        if self.wcs is None:
+            raise ValueError(f"{self.path or 'this cutout'} has no WCS: its orientation is unknown, so a position "
+                             f"angle east of north cannot be converted")
+        return position_angle_to_phi(pa_deg, self.wcs)
+
+    def to_dataset(self, band="F814W", instrument=None):
+        """A one-image `~lenskit.LensDataset` (masks and noise included) for estimators and deblenders."""
+        from astropy.table import QTable
+
+        from lenskit.core.dataset import LensDataset
+
+        noise = None if self.noise is None else np.where(self.mask, 1e30, self.noise)[None, None].astype(np.float32)
+        return LensDataset(self.image[None, None].astype(np.float32), QTable({"source_file": [self.path or ""]}),
+                           bands=[band], pixel_scale=self.pixel_scale, instrument=instrument, noise=noise,
+                           masks=self.mask[None, None])
+
+    def __repr__(self):
+        return (f"<Cutout {self.shape[0]}x{self.shape[1]} at {self.pixel_scale:g}\"/px"
+                f"{' +noise' if self.noise is not None else ''}{' +psf' if self.psf is not None else ''}"
+                f"{' +wcs' if self.wcs is not None else ''}>")
+
+
+def read_cutout(path, hdu=None, noise=None, noise_hdu=None, psf=None, psf_hdu=None, pixel_scale=None,
+                exposure_time=None, unit=None):
+    """
+    Read a real cutout from FITS.
+
+    Parameters
+    ----------
+    path : path
+        The image file.
+    hdu : int or str, optional
+        HDU of the image (default: the first 2-D image).
+    noise, psf : path, optional
+        Separate files holding the noise map and the PSF (or HDUs of
+        ``path`` given by ``noise_hdu`` / ``psf_hdu``).
+    pixel_scale : float, optional
+        Arcsec per pixel; default from the WCS or a ``PIXSCALE`` keyword.
+    exposure_time : float, optional
+        Seconds, to convert counts to counts per second (default ``EXPTIME``).
+    unit : {"rate", "counts"}, optional
+        Default from ``BUNIT`` (rates unless it names counts or electrons).
+
+    Returns
+    -------
+    `Cutout`
+    """
+    from astropy.wcs import WCS
+    from astropy.wcs.utils import proj_plane_pixel_scales
+
+    with _open(path) as hdul:
+        h = _hdu_data(hdul, hdu, path, "image")
+        image = np.array(h.data, dtype=np.float64)
+        header = hdul[0].header.copy()
+        header.update(h.header)
+        nmap = None if noise_hdu is None else np.array(_hdu_data(hdul, noise_hdu, path, "noise map").data, float)
+        kern = None if psf_hdu is None else np.array(_hdu_data(hdul, psf_hdu, path, "PSF").data, float)
+    wcs = None
+    try:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            w = WCS(header).celestial
+        if w.has_celestial and w.naxis == 2:
+            wcs = w
+    except Exception:
+        wcs = None
+    if pixel_scale is None:
+        if wcs is not None:
+            pixel_scale = float(np.mean(proj_plane_pixel_scales(wcs)) * 3600)
+        elif header.get("PIXSCALE"):
+            pixel_scale = float(header["PIXSCALE"])
+        else:
+            raise ValueError(f"{path} has no WCS and no PIXSCALE keyword: pass pixel_scale= (arcsec per pixel)")
+    if noise is not None:
+        with _open(noise) as hn:
+            nmap = np.array(_hdu_data(hn, None, noise, "noise map").data, float)
+    if psf is not None:
+        with _open(psf) as hp:
+            kern = np.array(_hdu_data(hp, None, psf, "PSF").data, float)
+    bunit = str(header.get("BUNIT", "")).strip().upper()
+    if unit is None:
+        unit = "counts" if bunit in COUNT_UNITS else "rate"
+    if unit not in ("rate", "counts"):
+        raise ValueError(f"unit must be 'rate' or 'counts'; got {unit!r}")
+    if unit == "counts":
+        t = exposure_time if exposure_time is not None else header.get("EXPTIME")
+        if not t or float(t) <= 0:
+            raise ValueError(f"{path} is in counts ({bunit or 'unit given'}) but has no EXPTIME: pass exposure_time=")
+        image = image / float(t)
+        if nmap is not None:
+            nmap = nmap / float(t)
+    return Cutout(image, pixel_scale, noise=nmap, psf=kern, wcs=wcs, header=header, path=path)
+
+
+def write_estimate_fits(estimate, path, overwrite=False):
+    """
+    Write an `~lenskit.Estimate` as a FITS binary table (units in TUNITn, provenance as JSON in the header).
+
+    Written to a temporary file and renamed, so a failure leaves no partial file.
+    """
+    import os
+    import tempfile
+
+    from astropy.table import Table
+
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    t = Table(estimate.table)
+    for key in list(t.meta):
+        if not isinstance(t.meta[key], (str, int, float, bool)) or t.meta[key] is None:
+            del t.meta[key]
+    t.meta["LKPROV"] = json.dumps(estimate.provenance.to_dict(), default=str)[:60000]
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        t.write(tmp, format="fits", overwrite=True)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def read_estimate_fits(path):
+    """Read a table written by `write_estimate_fits` back into an `~lenskit.Estimate`."""
+    from astropy.table import QTable
+
+    from lenskit.core.estimate import Estimate
+    from lenskit.core.provenance import Provenance
+
+    with _open(path):
+        pass
+    t = QTable.read(path, format="fits")
+    prov = t.meta.pop("LKPROV", None)
+    provenance = Provenance.from_dict(json.loads(prov)) if prov else None
+    return Estimate(t, provenance=provenance)

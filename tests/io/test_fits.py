@@ -1,0 +1,112 @@
+import astropy.units as u
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.table import QTable
+
+from lenskit.core.estimate import Estimate
+from lenskit.core.exceptions import LenskitFileError
+from lenskit.io.fits import Cutout, overlap_matrix, read_cutout, read_estimate_fits, write_estimate_fits
+
+
+def test_overlap_matrix_conserves_flux():
+    W = overlap_matrix(40, 0.05, 30, 0.04, shift=0.013)
+    covered = (np.abs((np.arange(40) - 19.5) * 0.05 - 0.013) < 0.6 - 0.05)
+    np.testing.assert_allclose(W.sum(0)[covered], 1.0, rtol=1e-12)
+    np.testing.assert_allclose(overlap_matrix(8, 0.1, 8, 0.1), np.eye(8), atol=1e-12)
+    # an aligned 2x coarser grid sums pairs of pixels
+    W2 = overlap_matrix(8, 0.1, 4, 0.2)
+    np.testing.assert_allclose(W2, np.kron(np.eye(4), [[1, 1]]), atol=1e-12)
+
+
+def test_resample_recentres_and_conserves_flux():
+    h = w = 101
+    yy, xx = np.indices((h, w))
+    img = 50 * np.exp(-0.5 * ((xx - 47.3) ** 2 + (yy - 55.8) ** 2) / 3.0 ** 2)
+    c = Cutout(img, 0.05)
+    cx, cy = c.light_centre()
+    assert cx == pytest.approx(47.3, abs=0.1) and cy == pytest.approx(55.8, abs=0.1)
+    r = c.resample(0.04, (96, 96))
+    assert r.image.sum() == pytest.approx(img.sum(), rel=1e-6)
+    y2, x2 = np.indices(r.shape)
+    assert (r.image * x2).sum() / r.image.sum() == pytest.approx(47.5, abs=0.05)  # centred on the new grid
+    assert (r.image * y2).sum() / r.image.sum() == pytest.approx(47.5, abs=0.05)
+    # surface brightness is conserved: the peak per arcsec^2 stays the same
+    assert r.image.max() / 0.04 ** 2 == pytest.approx(img.max() / 0.05 ** 2, rel=0.05)
+    with pytest.raises(ValueError, match="pixel_scale"):
+        c.resample(0.0, (10, 10))
+
+
+def test_resample_propagates_noise():
+    rng = np.random.default_rng(4)
+    sigma = 0.3
+    noise_img = rng.normal(0, sigma, (200, 200))
+    c = Cutout(noise_img, 0.05, noise=np.full((200, 200), sigma))
+    r = c.resample(0.1, (100, 100), centre=(99.5, 99.5))  # aligned 2x2 binning
+    np.testing.assert_allclose(r.noise, 2 * sigma, rtol=1e-9)
+    assert np.std(r.image) == pytest.approx(2 * sigma, rel=0.03)
+    # outside the input: masked, infinite noise
+    r2 = c.resample(0.1, (150, 150), centre=(99.5, 99.5))
+    assert r2.mask[0, 0] and np.isinf(r2.noise[0, 0]) and not r2.mask[75, 75]
+
+
+def test_read_slacs_cutout_with_wcs(shared_data):
+    path = shared_data / "real_lenses" / "slacs_acs_f814w" / "SDSSJ0029-0055.fits"
+    c = read_cutout(path)
+    assert c.pixel_scale == pytest.approx(0.05, rel=1e-6)
+    assert c.wcs is not None
+    x, y = c.light_centre()
+    assert x == pytest.approx(49.5, abs=1.0) and y == pytest.approx(49.6, abs=1.0)  # the published centroid
+    # north-up, east to the left: PA 0 points along +y, PA 90 (east) along -x
+    assert np.degrees(c.phi_from_position_angle(0.0)) == pytest.approx(90.0, abs=0.01)
+    assert np.degrees(c.phi_from_position_angle(90.0)) == pytest.approx(0.0, abs=0.01)
+    ds = c.resample(0.04, (192, 192)).to_dataset()
+    assert ds.images.shape == (1, 1, 192, 192) and ds.masks.any()
+
+
+def test_read_cutout_noise_psf_and_no_wcs(shared_data):
+    d = shared_data / "real_lenses" / "slacs_acs_f814w" / "slacs1430+4105"
+    with pytest.raises(ValueError, match="pixel_scale"):
+        read_cutout(d / "image.fits")
+    c = read_cutout(d / "image.fits", noise=d / "noise_map.fits", psf=d / "psf.fits", pixel_scale=0.05)
+    assert c.psf.sum() == pytest.approx(1.0) and c.noise is not None
+    with pytest.raises(ValueError, match="no WCS"):
+        c.phi_from_position_angle(10.0)
+
+
+def test_counts_and_bad_files(tmp_path):
+    img = np.ones((20, 20)) * 400.0
+    hdr = fits.Header({"BUNIT": "COUNTS", "EXPTIME": 100.0, "PIXSCALE": 0.1})
+    fits.writeto(tmp_path / "c.fits", img, hdr)
+    c = read_cutout(tmp_path / "c.fits")
+    np.testing.assert_allclose(c.image, 4.0)
+    fits.writeto(tmp_path / "c2.fits", img, fits.Header({"BUNIT": "COUNTS", "PIXSCALE": 0.1}))
+    with pytest.raises(ValueError, match="EXPTIME"):
+        read_cutout(tmp_path / "c2.fits")
+    (tmp_path / "empty.fits").write_bytes(b"")
+    with pytest.raises(LenskitFileError, match="empty"):
+        read_cutout(tmp_path / "empty.fits")
+    (tmp_path / "junk.fits").write_bytes(b"not a fits file at all" * 10)
+    with pytest.raises(LenskitFileError):
+        read_cutout(tmp_path / "junk.fits")
+    with pytest.raises(ValueError, match="no HDU 'SCI'"):
+        read_cutout(tmp_path / "c.fits", hdu="SCI")
+    with pytest.raises(FileNotFoundError):
+        read_cutout(tmp_path / "missing.fits")
+    nan = img.copy()
+    nan[:] = np.nan
+    with pytest.raises(ValueError, match="masked"):
+        Cutout(nan, 0.1)
+
+
+def test_estimate_fits_round_trip(tmp_path):
+    t = QTable({"theta_E": [1.0, 1.2] * u.arcsec, "theta_E_std": [0.1, 0.2] * u.arcsec, "e1": [0.1, -0.05]})
+    est = Estimate(t)
+    path = tmp_path / "est.fits"
+    write_estimate_fits(est, path)
+    back = read_estimate_fits(path)
+    assert back.table["theta_E"].unit == u.arcsec
+    np.testing.assert_allclose(back.table["theta_E_std"].value, [0.1, 0.2])
+    assert back.provenance.to_dict()["lenskit_version"] == est.provenance.to_dict()["lenskit_version"]
+    with pytest.raises(FileExistsError):
+        write_estimate_fits(est, path)
