@@ -16,7 +16,9 @@ splits; line-of-sight galaxies: Sérsic profiles and COSMOS train galaxies.
 
 Usage::
 
-    python benchmarks/train_finder.py --minutes 60 --n-train 40000 --epochs 30
+    python benchmarks/train_finder.py --minutes 62 --n-train 40000 --epochs 30
+    # continued from its checkpoint (a warm restart at lr 1e-3, drops at epochs 17 and 23):
+    python benchmarks/train_finder.py --minutes 60 --epochs 26 --lr-drops 17,23
 
 Prints the test metrics as JSON.
 """
@@ -77,6 +79,7 @@ def main(argv=None):
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--checkpoint", default="/tmp/lenskit_deeplens.ckpt.asdf")
     ap.add_argument("--no-bfloat16", action="store_true")
+    ap.add_argument("--lr-drops", default=None, help="comma-separated epochs at which the learning rate drops 10x")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
@@ -92,6 +95,7 @@ def main(argv=None):
     t1 = time.time()
     finder.fit(train, validation=val, epochs=args.epochs, batch_size=args.batch_size, checkpoint=args.checkpoint,
                time_limit=args.minutes * 60, progress=False, bfloat16=not args.no_bfloat16,
+               lr_drops=None if args.lr_drops is None else [float(v) for v in args.lr_drops.split(",")],
                log=lambda r: print(json.dumps(r), flush=True))
     train_seconds = time.time() - t1
     finder.training["simulation"] = sim.config
