@@ -24,7 +24,7 @@ from lenskit.plugins import available, get  # noqa: E402
 
 __all__ = [
     "__version__", "get", "available", "read", "write", "load",
-    "LensDataset", "Estimate", "Provenance", "Simulator", "load_estimator",
+    "LensDataset", "Estimate", "Provenance", "Simulator", "load_estimator", "fit",
     "LenskitError", "LenskitFileError", "LenskitPluginError", "LenskitPluginWarning",
 ]
 
@@ -38,6 +38,10 @@ def __getattr__(name):
         from lenskit.simulation.simulator import Simulator
 
         return Simulator
+    if name == "fit":
+        from lenskit.fitting import fit
+
+        return fit
     if name == "load_estimator":
         from lenskit.estimators.pretrained import load_estimator
 
