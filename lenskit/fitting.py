@@ -13,7 +13,8 @@ likelihood of the data with its noise map:
 * non-linear parameters live in unbounded coordinates (logarithms for radii
   and the Sérsic index, bounded maps for ellipticities), optimised by Adam and
   then L-BFGS from several starts (a CNN estimate, or the image's own light
-  centre), keeping the best;
+  centre), keeping the best; the source starts where the lens equation of the
+  starting mass maps the bright arc pixels;
 * uncertainties come from the Laplace approximation: the inverse Hessian of
   the negative log-likelihood (by autograd) at the optimum, mapped to the
   physical parameters with the Jacobian of the transform.
@@ -150,10 +151,44 @@ def _start_values(init, light_centre, pixel_scale, shape):
          "gamma2": 0.0, "src_R_e": 0.2, "src_n": 1.0, "src_e1": 0.0, "src_e2": 0.0, "src_x": light_centre[0],
          "src_y": light_centre[1], "light_R_e": 0.8, "light_n": 4.0, "light_e1": 0.0, "light_e2": 0.0}
     if init is not None:
-        for k, val in dict(init).items():
+        init = dict(init)
+        for k, val in init.items():
             if k in v:
                 v[k] = float(getattr(val, "value", val))
     return v
+
+
+def _source_start(v, img, sig, mask, pixel_scale, lens_light):
+    """Start the source where the lens equation maps the bright arc pixels (flux-weighted median)."""
+    from scipy import ndimage
+
+    from lenskit.mass_models.sie import SIE
+
+    h, w = img.shape
+    yy, xx = np.indices((h, w))
+    x = (xx - (w - 1) / 2) * pixel_scale
+    y = (yy - (h - 1) / 2) * pixel_scale
+    snr = ndimage.gaussian_filter(np.where(mask, 0.0, img / np.where(mask, 1.0, sig)), 1.0)
+    bright = (snr > 5) & ~mask
+    if lens_light:  # the lens core is not arc light
+        bright &= np.hypot(x - v["x0"], y - v["y0"]) > 0.5 * v["theta_E"]
+    if bright.sum() < 5:
+        return
+    t = {k: torch.tensor(v[k], dtype=torch.float64) for k in MASS}
+    ax, ay = SIE()._deflection(torch.as_tensor(x[bright]), torch.as_tensor(y[bright]), **t)
+    bx, by = x[bright] - ax.numpy(), y[bright] - ay.numpy()
+    wts = np.clip(img[bright], 0, None)
+    if wts.sum() <= 0:
+        return
+
+    def wmedian(a):
+        o = np.argsort(a)
+        c = np.cumsum(wts[o])
+        return float(a[o][np.searchsorted(c, 0.5 * c[-1])])
+
+    v["src_x"], v["src_y"] = wmedian(bx), wmedian(by)
+    spread = np.hypot(bx - v["src_x"], by - v["src_y"])
+    v["src_R_e"] = float(np.clip(wmedian(spread), 0.03, 1.0))
 
 
 def fit(image, noise, pixel_scale, psf=None, mask=None, init=None, shear=True, lens_light=True, n_starts=4,
@@ -224,6 +259,8 @@ def fit(image, noise, pixel_scale, psf=None, mask=None, init=None, shear=True, l
     centre = ((cx - (w - 1) / 2) * pixel_scale, (cy - (h - 1) / 2) * pixel_scale)
     names = list(MASS) + (list(SHEAR) if shear else []) + list(SOURCE) + (list(LIGHT) if lens_light else [])
     base = _start_values(init, centre, pixel_scale, img.shape)
+    if init is None or "src_x" not in dict(init):
+        _source_start(base, img, sig, m, pixel_scale, lens_light)
     rng = np.random.default_rng(seed)
 
     def values_of(z):
