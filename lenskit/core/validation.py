@@ -122,3 +122,39 @@ def check_images(images, name="images", ndim=4, allow_nan=False):
     if not allow_nan:
         check_finite(name, arr)
     return arr
+
+
+def network_inputs(images, masks, in_shape, what="estimator", expects=None):
+    """
+    Images (and masks) for a network expecting ``in_shape`` = (bands, H, W).
+
+    Accepts arrays or a `~lenskit.LensDataset` (whose masks are used when
+    ``masks`` is None).  Masks may be (N, H, W) or (N, bands, H, W); NaNs are
+    allowed only under them and masked pixels are set to 0.
+
+    Returns
+    -------
+    images : ndarray (float32), masks : ndarray of bool or None
+    """
+    from lenskit.core.dataset import LensDataset
+
+    if isinstance(images, LensDataset):
+        if masks is None:
+            masks = images.masks
+        images = images.images
+    arr = check_images(images, "images", allow_nan=masks is not None)
+    if tuple(arr.shape[1:]) != tuple(in_shape):
+        raise ValueError(f"images must be shaped (N, {', '.join(map(str, in_shape))}) for this {what} "
+                         f"(trained for {expects or {}}); got {arr.shape}. Resample real cutouts onto its grid "
+                         f"first (lenskit.io.fits).")
+    m = None
+    if masks is not None:
+        m = np.asarray(masks, bool)
+        if m.ndim == 3:
+            m = m[:, None]
+        m = np.broadcast_to(m, arr.shape)
+        bad = ~np.isfinite(arr) & ~m
+        if bad.any():
+            raise ValueError(f"images contain {int(bad.sum())} NaN or infinite pixel(s) outside the masks")
+        arr = np.where(m, 0.0, arr).astype(np.float32)
+    return arr, m

@@ -11,8 +11,6 @@ eq. 5, and ASDF weights.
 """
 
 import math
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,7 +23,7 @@ from astropy.table import QTable
 from lenskit.core.estimate import Estimate
 from lenskit.core.interfaces import Estimator
 from lenskit.core.provenance import Provenance, array_checksum
-from lenskit.core.validation import check_images
+from lenskit.core.validation import network_inputs
 from lenskit.core.weights import ModelWeights
 from lenskit.estimators.networks import build
 
@@ -103,25 +101,7 @@ class DeepLensFinder(Estimator):
 
     # -- inference ---------------------------------------------------------------------
     def _inputs(self, images, masks):
-        from lenskit.core.dataset import LensDataset
-
-        if isinstance(images, LensDataset):
-            if masks is None:
-                masks = images.masks
-            images = images.images
-        arr = check_images(images, "images", allow_nan=masks is not None)
-        if tuple(arr.shape[1:]) != self.in_shape:
-            raise ValueError(f"images must be shaped (N, {', '.join(map(str, self.in_shape))}) for this finder "
-                             f"(trained for {self.expects}); got {arr.shape}")
-        m = None
-        if masks is not None:
-            m = np.broadcast_to(np.asarray(masks, bool)[:, None] if np.ndim(masks) == 3 else np.asarray(masks, bool),
-                                arr.shape)
-            bad = ~np.isfinite(arr) & ~m
-            if bad.any():
-                raise ValueError(f"images contain {int(bad.sum())} NaN or infinite pixel(s) outside the masks")
-            arr = np.where(m, 0.0, arr).astype(np.float32)
-        return arr, m
+        return network_inputs(images, masks, self.in_shape, "finder", self.expects)
 
     @torch.no_grad()
     def logits(self, images, masks=None, batch_size=256, progress=False, bfloat16=False):
@@ -332,24 +312,10 @@ class DeepLensFinder(Estimator):
         return y
 
     def _save_checkpoint(self, path, opt, epoch, history):
-        import asdf
+        from lenskit.estimators.training import write_checkpoint
 
-        from lenskit.estimators.training import _state_to_arrays
-
-        model = {k: v.detach().cpu().numpy() for k, v in self.network.state_dict().items()}
-        oa, om = _state_to_arrays(opt.state_dict())
-        tree = {"lenskit_finder_checkpoint": {"epoch": int(epoch), "model": model, "optimizer": oa,
-                                              "optimizer_meta": om, "history": history,
-                                              "train_fraction": self.train_fraction}}
-        path = Path(path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
-            asdf.AsdfFile(tree).write_to(tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        write_checkpoint(path, "lenskit_finder_checkpoint", self.network, opt,
+                         {"epoch": int(epoch), "history": history, "train_fraction": self.train_fraction})
 
     def _load_checkpoint(self, path, opt):
         import asdf

@@ -16,7 +16,7 @@ from astropy.table import QTable
 from lenskit.core.estimate import Estimate
 from lenskit.core.interfaces import Estimator
 from lenskit.core.provenance import Provenance, array_checksum
-from lenskit.core.validation import check_images
+from lenskit.core.validation import network_inputs
 from lenskit.core.weights import ModelWeights
 from lenskit.estimators.networks import build
 from lenskit.estimators.targets import UNITS, TargetSpec, log_sigma
@@ -83,28 +83,7 @@ class CNNEstimator(Estimator):
 
     # -- inference ---------------------------------------------------------------------
     def _inputs(self, images, masks):
-        from lenskit.core.dataset import LensDataset
-
-        if isinstance(images, LensDataset):
-            if masks is None:
-                masks = images.masks
-            images = images.images
-        arr = check_images(images, "images", allow_nan=masks is not None)
-        if tuple(arr.shape[1:]) != self.in_shape:
-            raise ValueError(f"images must be shaped (N, {', '.join(map(str, self.in_shape))}) for this estimator "
-                             f"(trained for {self.expects}); got {arr.shape}. Resample real cutouts onto the "
-                             f"estimator's grid first (lenskit.io.fits).")
-        m = None
-        if masks is not None:
-            m = np.asarray(masks, bool)
-            if m.ndim == 3:
-                m = m[:, None]
-            m = np.broadcast_to(m, arr.shape)
-            bad = ~np.isfinite(arr) & ~m
-            if bad.any():
-                raise ValueError(f"images contain {int(bad.sum())} NaN or infinite pixel(s) outside the masks")
-            arr = np.where(m, 0.0, arr).astype(np.float32)
-        return arr, m
+        return network_inputs(images, masks, self.in_shape, "estimator", self.expects)
 
     @torch.no_grad()
     def predict_tensors(self, x, mask=None):

@@ -65,14 +65,13 @@ def _arrays_to_state(arrays, meta):
     return {"state": state, "param_groups": groups}
 
 
-def save_checkpoint(path, estimator, optimizer, step, history, config):
+def write_checkpoint(path, key, network, optimizer, extra):
+    """Write a network's and optimiser's state (plain arrays, no pickle) plus ``extra`` to ASDF, atomically."""
     import asdf
 
-    model = {k: v.detach().cpu().numpy() for k, v in estimator.network.state_dict().items()}
+    model = {k: v.detach().cpu().numpy() for k, v in network.state_dict().items()}
     opt_arrays, opt_meta = _state_to_arrays(optimizer.state_dict())
-    tree = {"lenskit_checkpoint": {"step": int(step), "model": model, "optimizer": opt_arrays,
-                                   "optimizer_meta": opt_meta, "history": history, "config": config,
-                                   "targets": estimator.spec.to_config()}}
+    tree = {key: {"model": model, "optimizer": opt_arrays, "optimizer_meta": opt_meta, **extra}}
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -82,6 +81,12 @@ def save_checkpoint(path, estimator, optimizer, step, history, config):
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def save_checkpoint(path, estimator, optimizer, step, history, config):
+    write_checkpoint(path, "lenskit_checkpoint", estimator.network, optimizer,
+                     {"step": int(step), "history": history, "config": config,
+                      "targets": estimator.spec.to_config()})
 
 
 def load_checkpoint(path, estimator, optimizer):
