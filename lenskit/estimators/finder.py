@@ -110,6 +110,8 @@ class DeepLensFinder(Estimator):
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1; got {batch_size}")
         net = self.network.eval()
+        if self.device.type == "cpu":  # channels-last convolutions are about 1.5x faster on CPUs
+            net = net.to(memory_format=torch.channels_last)
         out = []
         it = range(0, len(arr), int(batch_size))
         if progress:
@@ -119,6 +121,8 @@ class DeepLensFinder(Estimator):
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bool(bfloat16)):
             for i in it:
                 x = torch.as_tensor(arr[i:i + batch_size], device=self.device)
+                if self.device.type == "cpu":
+                    x = x.contiguous(memory_format=torch.channels_last)
                 mk = None if m is None else torch.as_tensor(np.array(m[i:i + batch_size]), device=self.device)
                 out.append(net(x, mk).float().reshape(-1).cpu().numpy())
         return np.concatenate(out) if out else np.zeros(0)
