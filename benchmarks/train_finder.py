@@ -19,6 +19,8 @@ Usage::
     python benchmarks/train_finder.py --minutes 62 --n-train 40000 --epochs 30
     # continued from its checkpoint (a warm restart at lr 1e-3, drops at epochs 17 and 23):
     python benchmarks/train_finder.py --minutes 60 --epochs 26 --lr-drops 17,23
+    # worst-seeing stacks need their own network (not shipped yet):
+    python benchmarks/train_finder.py --mode stack --out deeplens_lsst_g_stack.asdf
 
 Prints the test metrics as JSON.
 """
@@ -79,17 +81,19 @@ def main(argv=None):
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--checkpoint", default="/tmp/lenskit_deeplens.ckpt.asdf")
     ap.add_argument("--no-bfloat16", action="store_true")
+    ap.add_argument("--mode", choices=("single_epoch", "stack"), default="single_epoch",
+                    help="train for best-seeing single epochs (shipped) or worst-seeing stacks")
     ap.add_argument("--lr-drops", default=None, help="comma-separated epochs at which the learning rate drops 10x")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
     t0 = time.time()
-    sim, train = simulate("train", args.n_train, 2018)
-    _, val = simulate("validation", args.n_val, 7)
+    sim, train = simulate("train", args.n_train, 2018, mode=args.mode)
+    _, val = simulate("validation", args.n_val, 7, mode=args.mode)
     print(json.dumps({"simulated": len(train) + len(val), "seconds": time.time() - t0}), flush=True)
     inst = sim.instrument
     finder = DeepLensFinder(in_shape=train.images.shape[1:],
-                            expects={"instrument": inst.name, "bands": list(inst.bands), "mode": "single_epoch",
+                            expects={"instrument": inst.name, "bands": list(inst.bands), "mode": args.mode,
                                      "pixel_scale": inst.pixel_scale.value, "units": "electron / s",
                                      "shape": list(train.images.shape[1:])})
     t1 = time.time()
@@ -114,13 +118,14 @@ def main(argv=None):
     finder.metrics = {"test": results, "test_set": {"n": args.n_test, "sources": "AEGIS (all) + COSMOS test split",
                                                     "line_of_sight": "Sérsic + COSMOS test split"},
                       "train_seconds": train_seconds, "cpu_threads": torch.get_num_threads()}
-    out = Path(args.out) if args.out else WEIGHTS / "deeplens_lsst_g.asdf"
+    default = "deeplens_lsst_g.asdf" if args.mode == "single_epoch" else "deeplens_lsst_g_stack.asdf"
+    out = Path(args.out) if args.out else WEIGHTS / default
     finder.save(out, dtype=np.float16)
     back = DeepLensFinder.load(out)
-    _, test = simulate("test", args.n_test, 99)
+    _, test = simulate("test", args.n_test, 99, mode=args.mode)
     p16 = back.predict(test, batch_size=512).table["p_lens"].value
     print(json.dumps({"finder": "deeplens_lsst_g", "test": results,
-                      "float16_single_epoch": finder_summary(p16, np.asarray(test.params["is_lens"], bool)),
+                      f"float16_{args.mode}": finder_summary(p16, np.asarray(test.params["is_lens"], bool)),
                       "epochs": finder.training.get("completed_epochs"), "train_seconds": train_seconds,
                       "threshold": finder.threshold, "weights_bytes": out.stat().st_size}, indent=1), flush=True)
 
