@@ -11,7 +11,7 @@ def as_cube(images, masks=None, bands=None, name="images"):
 
     Accepts a `~lenskit.LensDataset`, an array (N, bands, H, W), (bands, H, W)
     or, for one band, (H, W).  NaN or infinite pixels are allowed only under
-    masks.  Returns ``(cube, masks, bands, pixel_scale, squeeze)``.
+    masks.  Returns ``(cube, masks, bands, pixel_scale)``.
     """
     from lenskit.core.dataset import LensDataset
 
@@ -23,11 +23,10 @@ def as_cube(images, masks=None, bands=None, name="images"):
         pixel_scale = float(images.pixel_scale.value)
         images = images.images
     arr = np.asarray(images, dtype=np.float64)
-    squeeze = 0
     if arr.ndim == 2:
-        arr, squeeze = arr[None, None], 2
+        arr = arr[None, None]
     elif arr.ndim == 3:
-        arr, squeeze = arr[None], 1
+        arr = arr[None]
     if arr.ndim != 4:
         raise ValueError(f"{name} must be shaped (N, bands, H, W), (bands, H, W) or (H, W); got {np.shape(images)}")
     n, nb, h, w = arr.shape
@@ -58,7 +57,7 @@ def as_cube(images, masks=None, bands=None, name="images"):
     bands = [str(b) for b in bands]
     if len(bands) != nb:
         raise ValueError(f"bands must name the {nb} band(s) of {name}; got {bands}")
-    return arr, m, bands, pixel_scale, squeeze
+    return arr, m, bands, pixel_scale
 
 
 def circular_mask(shape, centres, radius_pix):

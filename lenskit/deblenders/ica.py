@@ -79,17 +79,13 @@ def match_psfs(cube, psfs, pixel_scale=None):
             continue
         from scipy.signal import fftconvolve
 
-        try:  # photutils >= 3
-            from photutils.psf_matching import TopHatWindow
-            from photutils.psf_matching import make_kernel as create_matching_kernel
-        except ImportError:  # pragma: no cover - photutils < 3
-            from photutils.psf.matching import TopHatWindow, create_matching_kernel
+        from photutils.psf_matching import TopHatWindow, make_kernel
 
         src, tgt = [np.asarray(q, float) if not np.isscalar(q) else _gaussian_image(q, pixel_scale, 25)
                     for q in (p, psfs[target])]
         size = max(src.shape[0], tgt.shape[0]) | 1
         src, tgt = _pad_to(src, size), _pad_to(tgt, size)
-        kern = create_matching_kernel(src / src.sum(), tgt / tgt.sum(), window=TopHatWindow(0.35))
+        kern = make_kernel(src / src.sum(), tgt / tgt.sum(), window=TopHatWindow(0.35))
         for i in range(cube.shape[0]):
             out[i, b] = fftconvolve(cube[i, b], kern, mode="same")
     return out, target
@@ -206,7 +202,7 @@ class ICADeblender(Deblender):
 
         if noise is None and isinstance(images, LensDataset):
             noise = images.noise
-        cube, m, bands, ps, squeeze = as_cube(images, masks, bands)
+        cube, m, bands, ps = as_cube(images, masks, bands)
         pixel_scale = ps if pixel_scale is None else float(pixel_scale)
         n, nb, h, w = cube.shape
         if noise is not None:

@@ -185,7 +185,7 @@ class SersicDeblender(Deblender):
 
         if noise is None and isinstance(images, LensDataset):
             noise = images.noise
-        cube, m, bands, ps, squeeze = as_cube(images, masks, bands)
+        cube, m, bands, ps = as_cube(images, masks, bands)
         pixel_scale = ps if pixel_scale is None else float(pixel_scale)
         n, nb, h, w = cube.shape
         if noise is not None:
@@ -268,7 +268,6 @@ class SersicDeblender(Deblender):
         sig = np.full((h, w), sigma0) if noise is None else np.asarray(noise, float)
         arc = np.zeros((h, w), bool)
         fitter = TRFLSQFitter()
-        protect = None
         iterations, converged = 0, True
         for iterations in range(1, self.max_iter + 1):
             excl = user_mask | arc
