@@ -52,6 +52,14 @@ def _cmd_simulate(args):
     sim = lenskit.Simulator(mass_model=mass, source=args.source, instrument=instrument, seed=args.seed,
                             selection=args.selection, lens_light=lens_light, supersample=args.supersample)
     out = Path(args.output)
+    if args.workers or args.scheduler:
+        from lenskit.distributed import simulate
+
+        seed = 0 if args.seed is None else args.seed
+        index = simulate(sim, args.n, out, shard_size=args.shard_size, seed=seed, scheduler=args.scheduler,
+                         workers=args.workers, overwrite=args.overwrite, progress=not args.quiet)
+        print(f"wrote {index.n} systems in {len(index)} shard(s) to {out}/ (seed {seed}; index {out / 'index.json'})")
+        return 0
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
     ds = sim.sample(args.n, progress=not args.quiet)
@@ -62,25 +70,10 @@ def _cmd_simulate(args):
 
 
 def _load_images(path):
-    """A LensDataset from ASDF, or images (and an optional mask extension) from FITS."""
-    import numpy as np
+    """A LensDataset from ASDF, or the image / cube of a FITS file as stored."""
+    from lenskit.io import read_images
 
-    import lenskit
-
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist")
-    if path.suffix == ".asdf":
-        return lenskit.read(path)
-    if path.suffix.lower() in (".fits", ".fit", ".fz"):
-        from astropy.io import fits
-
-        with fits.open(path, memmap=False) as hl:
-            hdu = next((h for h in hl if h.data is not None and np.ndim(h.data) >= 2), None)
-            if hdu is None:
-                raise ValueError(f"{path} holds no image")
-            return np.asarray(hdu.data, dtype=np.float32)
-    raise ValueError(f"{path}: expected a .asdf dataset or a .fits image")
+    return read_images(path, as_cube=False)
 
 
 def _print_metrics(estimate, truth, label):
@@ -97,10 +90,47 @@ def _print_metrics(estimate, truth, label):
     return res
 
 
+def _shard_output(output):
+    """``-o`` of a distributed run: (shard directory, combined file or None)."""
+    out = Path(output)
+    if out.suffix.lower() in (".asdf", ".fits", ".fit"):
+        return out.with_name(out.name + ".shards"), out
+    return out, None
+
+
+def _run_distributed(args, estimator, lens_fraction=None):
+    """`lenskit estimate` / `lenskit find` with --scheduler or --workers: shards on Dask, then one file."""
+    from lenskit.distributed import estimate
+
+    shard_dir, combined = _shard_output(args.output)
+    if combined is not None and combined.exists() and not args.overwrite:
+        raise FileExistsError(f"{combined} exists; pass --overwrite to replace it")
+    index = estimate(estimator, args.input, shard_dir, scheduler=args.scheduler, workers=args.workers,
+                     files_per_task=args.files_per_task, batch_size=args.batch_size, lens_fraction=lens_fraction,
+                     overwrite=args.overwrite, progress=not args.quiet)
+    result = index.concatenate()
+    if combined is not None:
+        if combined.suffix.lower() in (".fits", ".fit"):
+            from lenskit.io.fits import write_estimate_fits
+
+            write_estimate_fits(result, combined, overwrite=args.overwrite)
+        else:
+            result.write(combined, overwrite=args.overwrite)
+    where = f"{combined} (shards in {shard_dir})" if combined is not None else f"{shard_dir}"
+    print(f"{len(result)} row(s) from {len(args.input)} input(s) in {len(index)} shard(s) with {estimator} -> {where}")
+    return result
+
+
 def _cmd_estimate(args):
     import lenskit
     from lenskit.core.dataset import LensDataset
 
+    if args.scheduler or args.workers:
+        _run_distributed(args, args.estimator)
+        return 0
+    if len(args.input) != 1:
+        raise ValueError("several inputs need --scheduler or --workers (a Dask run); pass one input otherwise")
+    args.input = args.input[0]
     est = lenskit.load_estimator(args.estimator)
     out = Path(args.output)
     if out.exists() and not args.overwrite:
@@ -128,29 +158,73 @@ def _cmd_estimate(args):
     return 0
 
 
+def _init_ddp(backend):
+    """Join the torchrun process group; returns (rank, world size, device)."""
+    import os
+
+    import torch
+    import torch.distributed as dist
+
+    need = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+    if any(k not in os.environ for k in need):
+        raise ValueError("--ddp needs the environment torchrun sets (RANK, WORLD_SIZE, ...): launch with "
+                         "`torchrun --nproc_per_node N -m lenskit train --ddp ...`")
+    cuda = torch.cuda.is_available()
+    backend = backend or ("nccl" if cuda else "gloo")
+    if backend not in ("gloo", "nccl", "mpi"):
+        raise ValueError(f"--backend must be gloo, nccl or mpi; got {backend!r}")
+    local = int(os.environ["LOCAL_RANK"])
+    device = f"cuda:{local}" if cuda and backend == "nccl" else "cpu"
+    if device != "cpu":
+        torch.cuda.set_device(local)
+    else:
+        # share the cores between the ranks on this node
+        per_node = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"]))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // per_node))
+    dist.init_process_group(backend=backend)
+    return dist.get_rank(), dist.get_world_size(), device
+
+
 def _cmd_train(args):
     import lenskit
 
-    inst_kwargs = {}
-    if args.bands:
-        inst_kwargs["bands"] = tuple(args.bands.split(","))
-    instrument = lenskit.get("instrument", args.instrument)(**inst_kwargs)
-    shape = (len(instrument.bands),) + tuple(instrument.shape)
-    out = Path(args.output)
-    if out.exists() and not args.overwrite:
-        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
-    sim = lenskit.Simulator(source=args.source, instrument=instrument, seed=args.seed)
-    val = lenskit.Simulator(source=args.source, instrument=instrument, seed=args.seed + 1,
-                            split="validation").sample(args.validation_size)
-    est = lenskit.get("estimator", args.estimator)(
-        in_shape=shape, expects={"instrument": instrument.name, "bands": list(instrument.bands),
-                                 "pixel_scale": instrument.pixel_scale.value, "shape": list(shape)})
-    est.fit(sim, steps=args.steps, batch_size=args.batch_size, lr=args.lr, validation=val,
-            checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every, workers=args.workers,
-            progress=not args.quiet, time_limit=args.minutes * 60 if args.minutes else None)
-    est.save(out, overwrite=True)
-    print(f"wrote {out}")
-    _print_metrics(est.predict(val), val.params, args.estimator)
+    rank, world, device = 0, 1, "cpu"
+    if args.ddp:
+        rank, world, device = _init_ddp(args.backend)
+    elif args.backend:
+        raise ValueError("--backend applies with --ddp only")
+    try:
+        inst_kwargs = {}
+        if args.bands:
+            inst_kwargs["bands"] = tuple(args.bands.split(","))
+        instrument = lenskit.get("instrument", args.instrument)(**inst_kwargs)
+        shape = (len(instrument.bands),) + tuple(instrument.shape)
+        out = Path(args.output)
+        if out.exists() and not args.overwrite:
+            raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+        sim = lenskit.Simulator(source=args.source, instrument=instrument, seed=args.seed)
+        val = None
+        if rank == 0:
+            val = lenskit.Simulator(source=args.source, instrument=instrument, seed=args.seed + 1,
+                                    split="validation").sample(args.validation_size)
+        est = lenskit.get("estimator", args.estimator)(
+            in_shape=shape, device=device,
+            expects={"instrument": instrument.name, "bands": list(instrument.bands),
+                     "pixel_scale": instrument.pixel_scale.value, "shape": list(shape)})
+        est.fit(sim, steps=args.steps, batch_size=args.batch_size, lr=args.lr, validation=val,
+                checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every, workers=args.workers,
+                progress=not args.quiet, time_limit=args.minutes * 60 if args.minutes else None, ddp=args.ddp,
+                seed=args.seed)
+        if rank == 0:
+            est.save(out, overwrite=True)
+            extra = f" ({world} data-parallel ranks, global batch {args.batch_size * world})" if args.ddp else ""
+            print(f"wrote {out}{extra}")
+            _print_metrics(est.predict(val), val.params, args.estimator)
+    finally:
+        if args.ddp:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
     return 0
 
 
@@ -224,6 +298,20 @@ def _cmd_find(args):
 
     import lenskit
 
+    if args.scheduler or args.workers:
+        est = _run_distributed(args, args.finder, lens_fraction=args.lens_fraction)
+        p = est.table["p_lens"].value
+        rows = est.table.meta["inputs"]
+        starts = np.array([r["first_row"] for r in rows])
+        print(f"{int(est.table['candidate'].sum())} candidate(s) above p = {est.table.meta['threshold']:.4f}")
+        print(f"{'p_lens':>9}  {'row':>6}  file")
+        for i in np.argsort(-p)[: args.top]:
+            k = int(np.searchsorted(starts, i, side="right") - 1)
+            print(f"{p[i]:>9.4f}  {i - starts[k]:>6d}  {rows[k]['file']}")
+        return 0
+    if len(args.input) != 1:
+        raise ValueError("several inputs need --scheduler or --workers (a Dask run); pass one input otherwise")
+    args.input = args.input[0]
     data = _load_images(args.input)
     if not hasattr(data, "images"):
         data = np.asarray(data)
@@ -309,6 +397,15 @@ def _cmd_demo(args):
     return 0
 
 
+def _dask_arguments(p):
+    p.add_argument("--scheduler", default=None,
+                   help="run on Dask: a scheduler address (tcp://host:8786), a scheduler .json file, 'local' "
+                        "(a LocalCluster) or 'serial'; -o is then a directory of shards, or a .asdf/.fits file "
+                        "(shards beside it in <output>.shards/)")
+    p.add_argument("--workers", type=int, default=None, help="run on a Dask LocalCluster of N worker processes")
+    p.add_argument("--files-per-task", type=int, default=1, help="input files per Dask task (default 1)")
+
+
 def build_parser():
     from lenskit import __version__
 
@@ -329,7 +426,9 @@ def build_parser():
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("estimate", help="estimate lens parameters of a dataset (.asdf) or image (.fits)")
-    p.add_argument("input", help="a LensDataset .asdf or a FITS image / cube")
+    p.add_argument("input", nargs="+", help="a LensDataset .asdf or a FITS image / cube (several, a shard directory "
+                                            "or a glob pattern with --scheduler / --workers)")
+    _dask_arguments(p)
     p.add_argument("-o", "--output", required=True, help="output estimates: .asdf, or .fits for a FITS table")
     p.add_argument("--estimator", default="hst_wfc3", help="shipped estimator name or weights .asdf")
     p.add_argument("--pixel-scale", type=float, default=None,
@@ -349,7 +448,9 @@ def build_parser():
     p.set_defaults(func=_cmd_deblend)
 
     p = sub.add_parser("find", help="score survey cutouts with the DeepLens lens finder")
-    p.add_argument("input", help="cutouts: a FITS cube (N, H, W) or (N, bands, H, W), or a LensDataset .asdf")
+    p.add_argument("input", nargs="+", help="cutouts: a FITS cube (N, H, W) or (N, bands, H, W), or a LensDataset "
+                                            ".asdf (several, a shard directory or a glob with --scheduler / --workers)")
+    _dask_arguments(p)
     p.add_argument("-o", "--output", required=True, help="output candidates .asdf (p_lens per cutout)")
     p.add_argument("--finder", default="deeplens_lsst_g", help="shipped finder name or weights .asdf")
     p.add_argument("--lens-fraction", type=float, default=None,
@@ -374,6 +475,11 @@ def build_parser():
     p.add_argument("--checkpoint", default=None, help="checkpoint file (resumes when it exists)")
     p.add_argument("--checkpoint-every", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ddp", action="store_true",
+                   help="data-parallel training over the ranks of `torchrun --nproc_per_node N -m lenskit train "
+                        "--ddp ...` (--batch-size is per rank)")
+    p.add_argument("--backend", default=None, help="torch.distributed backend with --ddp (default nccl on GPUs, "
+                                                   "gloo on CPUs)")
     p.add_argument("-o", "--output", required=True, help="weights .asdf")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
@@ -393,6 +499,11 @@ def build_parser():
     p.add_argument("--supersample", type=int, default=1)
     p.add_argument("--test", action="store_true", help="HST test-set masks (< 2%% of the arc flux)")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--workers", type=int, default=None,
+                   help="simulate shards in parallel on a Dask LocalCluster of N workers; -o is then a directory")
+    p.add_argument("--scheduler", default=None,
+                   help="simulate shards on this Dask scheduler (address, scheduler .json, 'local' or 'serial')")
+    p.add_argument("--shard-size", type=int, default=1000, help="systems per shard (default 1000)")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_simulate)

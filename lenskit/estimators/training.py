@@ -23,20 +23,25 @@ __all__ = ["train", "SimulatedBatches", "evaluate"]
 
 
 class SimulatedBatches(IterableDataset):
-    """Endless simulated batches; each worker process gets its own seed."""
+    """Endless simulated batches; each worker process (and each data-parallel rank) gets its own seed."""
 
-    def __init__(self, simulator, batch_size, targets, seed):
+    def __init__(self, simulator, batch_size, targets, seed, rank=0):
         self.simulator = simulator
         self.batch_size = int(batch_size)
         self.targets = tuple(targets)
         self.seed = int(seed)
+        self.rank = int(rank)
+
+    def seed_key(self, worker=0):
+        """The NumPy seed of loader worker ``worker`` on this rank (rank 0 keeps the single-process stream)."""
+        return [self.seed, worker] if self.rank == 0 else [self.seed, worker, self.rank]
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         wid = 0 if info is None else info.id
         if info is not None:
             torch.set_num_threads(1)
-        self.simulator.rng = np.random.default_rng([self.seed, wid])
+        self.simulator.rng = np.random.default_rng(self.seed_key(wid))
         for images, y, masks in self.simulator.stream(self.batch_size, device="cpu", targets=self.targets):
             yield images, y, masks if masks is not None else torch.zeros(0)
 
@@ -121,7 +126,7 @@ def evaluate(estimator, dataset, batch_size=128):
 
 def train(estimator, simulator, steps=1000, batch_size=64, lr=1e-3, min_lr=None, weight_decay=0.0,
           validation=None, checkpoint=None, checkpoint_every=200, progress=True, workers=0, seed=0,
-          standardize_samples=2048, log=None, channels_last=True, time_limit=None, warmup=200):
+          standardize_samples=2048, log=None, channels_last=True, time_limit=None, warmup=200, ddp=None):
     """
     Train ``estimator`` on batches drawn from ``simulator``.
 
@@ -150,6 +155,14 @@ def train(estimator, simulator, steps=1000, batch_size=64, lr=1e-3, min_lr=None,
     time_limit : float, optional
         Stop (after writing a checkpoint) once this many seconds have passed;
         the learning rate then follows whichever of step and time is further along.
+    ddp : bool, optional
+        Data-parallel training with `torch.nn.parallel.DistributedDataParallel`
+        over the ranks of the initialised default process group (launch with
+        ``torchrun``; see ``lenskit train --ddp``).  Default: whenever a process
+        group is initialised.  ``batch_size`` is per rank; every rank simulates
+        its own batches (seed ``[seed, worker, rank]``); rank 0 alone
+        standardises the targets (broadcast to the others), evaluates the
+        validation set, logs and writes checkpoints; all ranks stop together.
 
     Returns
     -------
@@ -158,8 +171,17 @@ def train(estimator, simulator, steps=1000, batch_size=64, lr=1e-3, min_lr=None,
     """
     from lenskit.estimators.targets import TargetSpec, gaussian_nll
 
+    import torch.distributed as dist
+
     net = estimator.network
     dev = estimator.device
+    if ddp is None:
+        ddp = dist.is_available() and dist.is_initialized()
+    if ddp and not (dist.is_available() and dist.is_initialized()):
+        raise RuntimeError("ddp=True needs an initialised torch.distributed process group (launch with torchrun "
+                           "and call torch.distributed.init_process_group first, as `lenskit train --ddp` does)")
+    rank, world = (dist.get_rank(), dist.get_world_size()) if ddp else (0, 1)
+    main = rank == 0
     if tuple(simulator.instrument.shape) != estimator.in_shape[1:] or len(simulator.instrument.bands) != estimator.in_shape[0]:
         raise ValueError(f"the simulator makes ({len(simulator.instrument.bands)}, {simulator.instrument.shape[0]}, "
                          f"{simulator.instrument.shape[1]}) stamps; the estimator expects {estimator.in_shape}")
@@ -169,23 +191,39 @@ def train(estimator, simulator, steps=1000, batch_size=64, lr=1e-3, min_lr=None,
     if checkpoint is not None and Path(checkpoint).exists():
         step, history = load_checkpoint(checkpoint, estimator, opt)
     elif np.allclose(estimator.spec.mean, 0) and np.allclose(estimator.spec.std, 1):
-        # standardise targets with the simulator's prior
-        rows = [y for _, y, _ in simulator.stream(min(standardize_samples, 512), targets=estimator.targets,
-                                                  steps=max(1, standardize_samples // 512))]
-        y = torch.cat(rows)
-        spec0 = TargetSpec(estimator.targets, spin=estimator.spec.spin)
-        z = spec0.to_network(y).numpy()
-        estimator.spec = TargetSpec(estimator.targets, spin=estimator.spec.spin, mean=z.mean(0),
-                                    std=np.maximum(z.std(0), 1e-3))
+        # standardise targets with the simulator's prior (on rank 0, broadcast to the others)
+        stats = torch.zeros(2, estimator.spec.k, dtype=torch.float64)
+        if main:
+            rows = [y for _, y, _ in simulator.stream(min(standardize_samples, 512), targets=estimator.targets,
+                                                      steps=max(1, standardize_samples // 512))]
+            y = torch.cat(rows)
+            spec0 = TargetSpec(estimator.targets, spin=estimator.spec.spin)
+            z = spec0.to_network(y).numpy()
+            stats = torch.as_tensor(np.stack([z.mean(0), np.maximum(z.std(0), 1e-3)]), dtype=torch.float64)
+        if ddp:
+            stats = stats.to(dev)
+            dist.broadcast(stats, 0)
+            stats = stats.cpu()
+        estimator.spec = TargetSpec(estimator.targets, spin=estimator.spec.spin, mean=stats[0].numpy(),
+                                    std=stats[1].numpy())
     if channels_last:
         net.to(memory_format=torch.channels_last)
     config = {"steps": int(steps), "batch_size": int(batch_size), "lr": lr, "min_lr": min_lr, "workers": int(workers),
               "seed": int(seed), "simulator": simulator.config}
-    data = SimulatedBatches(simulator, batch_size, estimator.targets, seed=hash((seed, step)) % (2**31))
+    data = SimulatedBatches(simulator, batch_size, estimator.targets, seed=hash((seed, step)) % (2**31), rank=rank)
+    model = net
+    if ddp:
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(net, device_ids=[dev.index] if dev.type == "cuda" else None)
+        keys = [None] * world
+        dist.all_gather_object(keys, data.seed_key(0))
+        config["ddp"] = {"world_size": world, "backend": dist.get_backend(), "batch_size_per_rank": int(batch_size),
+                         "global_batch_size": int(batch_size) * world, "rank_seed_keys": keys}
     loader = DataLoader(data, batch_size=None, num_workers=int(workers), persistent_workers=False,
                         prefetch_factor=2 if workers else None)
     bar = None
-    if progress:
+    if progress and main:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=steps, initial=step, desc="training", unit="step")
@@ -200,16 +238,21 @@ def train(estimator, simulator, steps=1000, batch_size=64, lr=1e-3, min_lr=None,
             if channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             mask = masks.to(dev) if masks.numel() else None
+            elapsed = time.time() - t0
+            if ddp and time_limit is not None:  # rank 0's clock, so all ranks anneal and stop together
+                clock = torch.tensor([elapsed], dtype=torch.float64, device=dev)
+                dist.broadcast(clock, 0)
+                elapsed = float(clock)
             progress_frac = step / max(steps, 1)
             if time_limit is not None:  # anneal by wall time too, so a time-limited run ends annealed
-                progress_frac = max(progress_frac, (time.time() - t0) / time_limit)
+                progress_frac = max(progress_frac, elapsed / time_limit)
             cos = 0.5 * (1 + math.cos(math.pi * min(progress_frac, 1.0)))
             # linear warm-up: Adam's first full-size steps on wide layers throw the outputs far off
             warm = min(1.0, (step + 1) / max(warmup, 1))
             for g in opt.param_groups:
                 g["lr"] = (min_lr + (lr - min_lr) * cos) * warm
             net.train()
-            out = net(images, mask)
+            out = model(images, mask)
             loss = gaussian_nll(out, estimator.spec.to_network(y.to(dev)), estimator.spec.k, estimator.spec,
                                 estimator.uncertainty)
             opt.zero_grad(set_to_none=True)
@@ -223,9 +266,9 @@ def train(estimator, simulator, steps=1000, batch_size=64, lr=1e-3, min_lr=None,
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{running:.3f}")
-            done = step >= steps or (time_limit is not None and time.time() - t0 > time_limit)
-            if step % checkpoint_every == 0 or done:
-                rec = {"step": step, "loss": running, "seconds": time.time() - t0, "images": seen}
+            done = step >= steps or (time_limit is not None and elapsed > time_limit)
+            if (step % checkpoint_every == 0 or done) and main:
+                rec = {"step": step, "loss": running, "seconds": time.time() - t0, "images": seen * world}
                 if validation is not None:
                     m = evaluate(estimator, validation)
                     rec["validation"] = m
@@ -233,7 +276,7 @@ def train(estimator, simulator, steps=1000, batch_size=64, lr=1e-3, min_lr=None,
                 if log is not None:
                     log(rec)
                 if checkpoint is not None:
-                    estimator.training = {**config, "completed_steps": step, "images_seen_since_start": seen}
+                    estimator.training = {**config, "completed_steps": step, "images_seen_since_start": seen * world}
                     save_checkpoint(checkpoint, estimator, opt, step, history, config)
             if done:
                 break
@@ -242,5 +285,16 @@ def train(estimator, simulator, steps=1000, batch_size=64, lr=1e-3, min_lr=None,
             bar.close()
         del it
     net.to(memory_format=torch.contiguous_format)
+    if ddp:
+        # the ranks must hold the same weights: compare checksums of the parameters (batch-norm running
+        # statistics are rank 0's, broadcast at every forward pass; the saved model is rank 0's)
+        flat = torch.cat([t.detach().double().reshape(-1) for t in net.parameters()])
+        weights = (torch.arange(len(flat), device=flat.device) % 7 + 1).double()
+        sums = torch.stack([flat.sum(), (flat * weights).sum()])
+        gathered = [torch.zeros_like(sums) for _ in range(world)]
+        dist.all_gather(gathered, sums)
+        config["ddp"]["weights_identical_on_all_ranks"] = bool(all(torch.equal(g, gathered[0]) for g in gathered))
+        if not config["ddp"]["weights_identical_on_all_ranks"]:
+            raise RuntimeError("data-parallel ranks ended with different weights")
     estimator.training = {**config, "completed_steps": step, "history": history[-5:]}
     return history
