@@ -500,9 +500,12 @@ class CosmicRays(Effect):
     Each cosmic ray starts at a random pixel and grows by friends-of-friends:
     pixels adjacent to the track are added one at a time, preferring the
     track's direction, until the drawn length (number of pixels) is reached.
-    As in the paper, artefact maps are kept in a bank (per stamp shape) and
-    drawn from it at random, with random flips, for each image; the bank
-    grows by as many maps as images observed until it holds ``bank_size``.
+    As in the paper, artefact maps come from a bank (per stamp shape) and are
+    picked at random, with random flips, for each image.  Map ``k`` of the
+    bank is drawn from its own seed ``[bank_seed, H, W, k]`` the first time it
+    is picked and kept, so an observation depends only on the generator passed
+    in, never on what was simulated before (shards simulated by different
+    processes, in any order, are reproducible).
 
     Parameters
     ----------
@@ -517,14 +520,16 @@ class CosmicRays(Effect):
     hot_amplitude : prior
         Hot-pixel value as a fraction of the peak.  Default (0.02, 0.3).
     bank_size : int
-        Largest number of maps kept per shape.  Default 512.
+        Number of maps in the bank per shape.  Default 512.
+    bank_seed : int
+        Seed of the bank's maps.  Default 0.
     """
 
     name = "cosmic_rays"
     _steps = ((0, 1), (1, 0), (0, -1), (-1, 0), (1, 1), (1, -1), (-1, 1), (-1, -1))
 
     def __init__(self, n_rays=(0, 6), length=(2, 30), amplitude=(0.05, 0.5), hot_pixels=(0, 100),
-                 hot_amplitude=(0.02, 0.3), bank_size=512):
+                 hot_amplitude=(0.02, 0.3), bank_size=512, bank_seed=0):
         for nm, v in (("n_rays", n_rays), ("length", length), ("hot_pixels", hot_pixels)):
             if len(v) != 2 or not 0 <= v[0] <= v[1]:
                 raise ValueError(f"{nm} must be an inclusive (low, high) range of integers >= 0; got {v}")
@@ -538,7 +543,10 @@ class CosmicRays(Effect):
         if int(bank_size) < 1:
             raise ValueError(f"bank_size must be >= 1; got {bank_size}")
         self.bank_size = int(bank_size)
-        self._banks = {}
+        if int(bank_seed) != bank_seed or bank_seed < 0:
+            raise ValueError(f"bank_seed must be a non-negative integer; got {bank_seed!r}")
+        self.bank_seed = int(bank_seed)
+        self._bank = {}
 
     def ray(self, shape, length, rng):
         """Pixels (y, x) of one cosmic ray of ``length`` pixels grown by friends-of-friends."""
@@ -598,26 +606,22 @@ class CosmicRays(Effect):
         cat = (lambda a, dt: np.concatenate(a).astype(dt) if a else np.zeros(0, dt))
         return cat(ys, np.int64), cat(xs, np.int64), cat(vals, float), np.array(lengths, dtype=np.int64)
 
-    def _bank(self, shape, rng, needed):
-        """The bank for ``shape``, grown (up to ``bank_size``) to at least ``needed`` maps."""
-        if shape not in self._banks:
-            self._banks[shape] = ([], np.random.default_rng(rng.integers(0, 2**63 - 1)))
-        bank, brng = self._banks[shape]
-        while len(bank) < min(needed, self.bank_size):
-            bank.append(self.draw_map(shape, brng))
-        return bank
+    def bank_map(self, shape, k):
+        """Map ``k`` of the bank for ``shape`` (drawn from seed ``[bank_seed, H, W, k]`` on first use)."""
+        key = (int(shape[0]), int(shape[1]), int(k))
+        if key not in self._bank:
+            self._bank[key] = self.draw_map(shape, np.random.default_rng([self.bank_seed, *key]))
+        return self._bank[key]
 
     def __call__(self, obs, rng):
         n, nb, h, w = obs.images.shape
-        # the bank grows with use, so small runs do not pay for maps they never draw
-        bank = self._bank((h, w), rng, len(self._banks.get((h, w), ([],))[0]) + n * nb)
-        pick = rng.integers(0, len(bank), (n, nb))
+        pick = rng.integers(0, self.bank_size, (n, nb))
         flips = rng.integers(0, 2, (n, nb, 2))
         peak = _peak(obs.images).cpu().numpy()
         flat_idx, flat_val, n_rays = [], [], np.zeros(n, dtype=int)
         for i in range(n):
             for b in range(nb):
-                ys, xs, vals, lengths = bank[pick[i, b]]
+                ys, xs, vals, lengths = self.bank_map((h, w), pick[i, b])
                 if flips[i, b, 0]:
                     ys = h - 1 - ys
                 if flips[i, b, 1]:
@@ -636,7 +640,8 @@ class CosmicRays(Effect):
     def to_config(self):
         return {"effect": self.name, "n_rays": list(self.n_rays), "length": list(self.length),
                 "amplitude": _prior_config(self.amplitude), "hot_pixels": list(self.hot_pixels),
-                "hot_amplitude": _prior_config(self.hot_amplitude), "bank_size": self.bank_size}
+                "hot_amplitude": _prior_config(self.hot_amplitude), "bank_size": self.bank_size,
+                "bank_seed": self.bank_seed}
 
 
 class Normalize(Effect):
