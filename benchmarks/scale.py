@@ -8,6 +8,9 @@ processes started before the clock runs (so start-up is not counted):
 * ``estimate``: the shipped HST estimator over those shards;
 * ``find``: the shipped DeepLens finder over FITS cubes of LSST g-band cutouts;
 
+(clusters from `lenskit.distributed.local_cluster`, which leaves Dask's
+``MALLOC_TRIM_THRESHOLD_`` unset: with it, workers ran 2-3x slower)
+
 and, with ``--ddp``, training images per second of ``lenskit train --ddp``
 (torchrun, gloo) with 1 and 2 ranks.  The scaling efficiency is
 ``rate(2 workers) / (2 * rate(1 worker))``; the serial in-process run is the
@@ -40,6 +43,13 @@ def _free_port():
         return s.getsockname()[1]
 
 
+def _warm():
+    from lenskit.distributed import _estimator
+
+    _estimator("hst_wfc3")
+    _estimator("deeplens_lsst_g")
+
+
 def ddp_rate(ranks, steps, batch, workdir):
     """Training images per second of `lenskit train --ddp` with ``ranks`` processes (after the first 2 steps)."""
     out = Path(workdir) / f"ddp{ranks}"
@@ -69,15 +79,15 @@ def main(argv=None):
     ap.add_argument("--shard-size", type=int, default=32)
     ap.add_argument("--n-find", type=int, default=4096, help="cutouts scored by the finder")
     ap.add_argument("--ddp", action="store_true", help="also time DDP training with 1 and 2 ranks")
-    ap.add_argument("--ddp-steps", type=int, default=20)
+    ap.add_argument("--ddp-steps", type=int, default=40)
     args = ap.parse_args(argv)
 
     import torch
     from astropy.io import fits
-    from dask.distributed import Client, LocalCluster
+    from dask.distributed import Client
 
     import lenskit
-    from lenskit.distributed import estimate, find, simulate
+    from lenskit.distributed import estimate, find, local_cluster, simulate
     from lenskit.simulation.finder import LensFinderSimulator
 
     tmp = Path(tempfile.mkdtemp(prefix="lenskit-scale-"))
@@ -116,9 +126,9 @@ def main(argv=None):
     for kind in ("simulate", "estimate", "find"):
         res = {"serial": run("serial", kind, scheduler="serial")}
         for w in (1, 2):
-            with LocalCluster(n_workers=w, threads_per_worker=1, processes=True, dashboard_address=None) as cl, \
-                    Client(cl) as client:
-                client.run(lambda: None)  # workers up before the clock
+            with local_cluster(w) as cl, Client(cl) as client:
+                # workers up, torch and lenskit imported and the estimators loaded before the clock
+                client.run(_warm)
                 res[f"workers_{w}"] = run(f"w{w}", kind, client=client)
         res["scaling_efficiency"] = res["workers_2"]["per_second"] / (2 * res["workers_1"]["per_second"])
         results["runs"][kind] = res

@@ -60,7 +60,7 @@ def main(argv=None):
     for i in range(len(ds)):
         init = {t: float(cnn.table[t][i].value if hasattr(cnn.table[t][i], "value") else cnn.table[t][i])
                 for t in TARGETS}
-        r = lenskit.fit(ds.images[i, 0], ds.noise[i, 0], 0.04, psf=psf, init=init, lens_light=False, n_starts=2,
+        r = lenskit.fit(ds.images[i, 0], ds.noise[i, 0], 0.04, psf=psf, init=init, lens_light=False,
                         supersample=1, laplace=False)
         secs.append(r.seconds)
         rows.append({t: float(getattr(r.params[t][0], "value", r.params[t][0])) for t in TARGETS})

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
-from dask.distributed import Client, LocalCluster
+from dask.distributed import Client
 
-from lenskit.distributed import ShardIndex, find, simulate
+from lenskit.distributed import ShardIndex, find, local_cluster, simulate
 from lenskit.estimators.finder_metrics import finder_summary
 from lenskit.simulation.finder import LensFinderSimulator
 
@@ -34,7 +34,7 @@ work = Path(tempfile.mkdtemp(prefix="lenskit-survey-"))
 # -------------------------------------------------
 # On an HPC system, replace these two lines by a dask-jobqueue cluster, e.g.
 # ``SLURMCluster(cores=8, memory="32GB").scale(jobs=20)``; nothing else changes.
-cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+cluster = local_cluster(2)  # a LocalCluster of single-threaded worker processes
 client = Client(cluster)
 
 # %%

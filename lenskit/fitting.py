@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from astropy.table import QTable
 
-__all__ = ["fit", "FitResult", "render_model"]
+__all__ = ["fit", "FitResult", "render_model", "fft_convolve", "ring_radius", "outlier_mask"]
 
 MASS = ("theta_E", "e1", "e2", "x0", "y0")
 SHEAR = ("gamma1", "gamma2")
@@ -42,7 +42,11 @@ UNITS = {"theta_E": "arcsec", "x0": "arcsec", "y0": "arcsec", "src_R_e": "arcsec
 E_MAX = 0.8  # |e| bound of the ellipticity maps (q >= 0.11)
 
 
-def _to_free(name, v):
+def _to_free(name, v, bounds=None):
+    if bounds and name in bounds:  # a logistic map onto (lo, hi)
+        lo, hi = bounds[name]
+        f = min(max((v - lo) / (hi - lo), 1e-4), 1 - 1e-4)
+        return math.log(f) - math.log(1 - f)
     if name in ("theta_E", "src_R_e", "light_R_e"):
         return math.log(max(v, 1e-3))
     if name in ("src_n", "light_n"):
@@ -54,7 +58,10 @@ def _to_free(name, v):
     return float(v)
 
 
-def _to_phys(name, z):
+def _to_phys(name, z, bounds=None):
+    if bounds and name in bounds:
+        lo, hi = bounds[name]
+        return lo + (hi - lo) * torch.sigmoid(z)
     if name in ("theta_E", "src_R_e", "light_R_e"):
         return torch.exp(z)
     if name in ("src_n", "light_n"):
@@ -80,7 +87,7 @@ class FitResult:
     seconds : float
         Wall time of the fit.
     starts : list of float
-        Final chi-square of each start.
+        Final chi-square of each start of the search (NaN for those not refined).
     """
 
     def __init__(self, params, model, residual, lens_light, chi2, dof, seconds, starts, covariance, names):
@@ -139,11 +146,26 @@ def render_model(values, shape, pixel_scale, psf=None, supersample=2, shear=True
     stack = torch.stack(imgs)[:, None]
     if s > 1:
         stack = F.avg_pool2d(stack, s)
-    if psf is not None:
-        k = psf.shape[-1]
-        stack = F.conv2d(F.pad(stack, (k // 2, k // 2, k // 2, k // 2)), psf.flip(-1, -2)[None, None])
     out = stack[:, 0]
+    if psf is not None:
+        out = fft_convolve(out, psf)
     return out[0], (out[1] if lens_light else None)
+
+
+def fft_convolve(images, kernel):
+    """
+    Convolve (..., H, W) images with an odd-sized kernel, zero padding, output the same size ('same').
+
+    By FFT: exact to rounding, and in float64 tens of times faster than
+    ``conv2d`` on the CPU (which has no fast float64 path); differentiable.
+    """
+    h, w = images.shape[-2:]
+    kh, kw = kernel.shape[-2:]
+    ph, pw = h + kh - 1, w + kw - 1
+    fi = torch.fft.rfft2(images, s=(ph, pw))
+    fk = torch.fft.rfft2(kernel.to(images.dtype), s=(ph, pw))
+    full = torch.fft.irfft2(fi * fk, s=(ph, pw))
+    return full[..., kh // 2:kh // 2 + h, kw // 2:kw // 2 + w]
 
 
 def _start_values(init, light_centre, pixel_scale, shape):
@@ -191,10 +213,96 @@ def _source_start(v, img, sig, mask, pixel_scale, lens_light):
     v["src_R_e"] = float(np.clip(wmedian(spread), 0.03, 1.0))
 
 
-def fit(image, noise, pixel_scale, psf=None, mask=None, init=None, shear=True, lens_light=True, n_starts=4,
-        adam_steps=150, lbfgs_steps=60, supersample=2, seed=0, laplace=True):
+def ring_radius(image, noise, pixel_scale, centre=(0.0, 0.0), mask=None, inner=0.3, outer=4.0, snr=5.0):
+    """
+    Flux-weighted median radius (arcsec) of the significant light of an arcs image about ``centre``.
+
+    A model-free starting value for the Einstein radius: lensed arcs straddle
+    the critical curve.  Pixels count where the image smoothed by a
+    1.5-pixel Gaussian exceeds ``snr`` times its noise, between ``inner`` and
+    ``outer`` arcsec.  Returns NaN when fewer than 10 pixels qualify.
+    """
+    from scipy import ndimage
+
+    img = np.asarray(image, float)
+    sig = np.broadcast_to(np.asarray(noise, float), img.shape)
+    m = np.zeros(img.shape, bool) if mask is None else np.asarray(mask, bool)
+    m = m | ~np.isfinite(img) | ~np.isfinite(sig) | (sig <= 0)
+    h, w = img.shape
+    yy, xx = np.indices(img.shape)
+    r = np.hypot((xx - (w - 1) / 2) * pixel_scale - centre[0], (yy - (h - 1) / 2) * pixel_scale - centre[1])
+    s = 1.5
+    sm = ndimage.gaussian_filter(np.where(m, 0.0, img), s)
+    sm_noise = np.sqrt(ndimage.gaussian_filter(np.where(m, 0.0, sig ** 2), s)) / (2 * np.sqrt(np.pi) * s)
+    sel = ~m & (r > inner) & (r < outer) & (sm > snr * np.maximum(sm_noise, 1e-30))
+    if sel.sum() < 10:
+        return float("nan")
+    wts, rr = sm[sel], r[sel]
+    o = np.argsort(rr)
+    c = np.cumsum(wts[o])
+    return float(rr[o][np.searchsorted(c, 0.5 * c[-1])])
+
+
+def outlier_mask(image, noise, threshold=5.0, objlim=3.0, iterations=3, grow=1):
+    """
+    Cosmic rays, hot pixels and other artefacts sharper than the PSF (True), in one exposure or band.
+
+    The Laplacian edge detection of L.A.Cosmic (van Dokkum 2001): the image
+    is block-replicated 2 x 2, convolved with a Laplacian kernel (negative
+    values set to 0) and block-averaged back; in units of the noise and with
+    its 5 x 5 median removed, pixels above ``threshold`` are candidates.  A
+    candidate is kept when the Laplacian exceeds ``objlim`` times the image's
+    fine structure (3 x 3 median minus the 7 x 7 median of that), which is
+    large for PSF-limited stars and galaxy cores and small for artefacts,
+    elongated cosmic-ray tracks included.  Repeated ``iterations`` times, each
+    time on the image with the found pixels replaced by their 5 x 5 median;
+    flagged pixels are grown by ``grow`` pixels.
+    """
+    from scipy import ndimage
+
+    img = np.asarray(image, float)
+    sig = np.broadcast_to(np.asarray(noise, float), img.shape)
+    if img.ndim != 2:
+        raise ValueError(f"image must be 2-D; got shape {img.shape}")
+    if not threshold > 0 or not objlim > 0:
+        raise ValueError(f"threshold and objlim must be > 0; got {threshold}, {objlim}")
+    good = np.isfinite(img) & np.isfinite(sig) & (sig > 0)
+    s = np.where(good, sig, np.inf)
+    x = np.where(good, img, 0.0)
+    lap = np.array([[0.0, -1.0, 0.0], [-1.0, 4.0, -1.0], [0.0, -1.0, 0.0]])
+    flag = np.zeros(img.shape, bool)
+    for _ in range(int(iterations)):
+        sub = np.kron(x, np.ones((2, 2)))
+        L = np.clip(ndimage.convolve(sub, lap, mode="nearest"), 0, None)
+        L = L.reshape(img.shape[0], 2, img.shape[1], 2).mean(axis=(1, 3))
+        S = L / (2 * s)
+        S = S - ndimage.median_filter(S, size=5)
+        m3 = ndimage.median_filter(x, size=3)
+        fine = np.maximum(m3 - ndimage.median_filter(m3, size=7), 0.01 * s.min() if np.isfinite(s.min()) else 1e-30)
+        new = good & ~flag & (S > threshold) & (L / fine > objlim)
+        if not new.any():
+            break
+        flag |= new
+        x = np.where(flag, ndimage.median_filter(x, size=5), x)
+    if grow and flag.any():
+        flag = ndimage.binary_dilation(flag, iterations=int(grow))
+    return flag
+
+
+def fit(image, noise, pixel_scale, psf=None, mask=None, init=None, shear=True, lens_light=True, n_starts=12,
+        search_steps=60, n_refine=2, adam_steps=150, lbfgs_steps=60, supersample=2, seed=0, laplace=True,
+        theta_E_range=None):
     """
     Maximum-likelihood SIE (+ shear) fit with a Sérsic source and Sérsic lens light.
+
+    The search runs in two stages: ``n_starts`` starts are each optimised for
+    ``search_steps`` Adam steps without supersampling (cheap); the
+    ``n_refine`` best are then optimised at full resolution (Adam, then L-BFGS)
+    and the best of those is kept.  Starts: ``init`` (e.g. a CNN estimate),
+    the radius of the arcs' light (`ring_radius`) with ``init``'s ellipticity,
+    a third of ``n_starts`` on a logarithmic grid of Einstein radii across the
+    image, and draws scattered about the first two; every start places the
+    source where its own lens equation maps the bright arc pixels.
 
     Parameters
     ----------
@@ -212,19 +320,33 @@ def fit(image, noise, pixel_scale, psf=None, mask=None, init=None, shear=True, l
     shear, lens_light : bool
         Model an external shear and the lens light.
     n_starts : int
-        Starts (the first is ``init`` itself).
+        Starts of the search stage (the first is ``init`` itself).
+    search_steps : int
+        Adam steps per start in the search stage.
+    n_refine : int
+        Best starts refined at full resolution.
     adam_steps, lbfgs_steps : int
-        Optimiser budget per start.
+        Optimiser budget per refined start.
     supersample : int
-        Sub-pixels per side for ray tracing.
+        Sub-pixels per side for ray tracing (refinement stage).
     laplace : bool
         Compute the inverse-Hessian uncertainties.
+    theta_E_range : (float, float), optional
+        Bounds (arcsec) on the Einstein radius, e.g. the masked core and the
+        fitted region: a prior that keeps the fit from explaining the arcs
+        with an unlensed, elongated source.  Default: unbounded (> 0).
 
     Returns
     -------
     `FitResult`
     """
     t0 = time.perf_counter()
+    bounds = None
+    if theta_E_range is not None:
+        lo, hi = (float(v) for v in theta_E_range)
+        if not 0 <= lo < hi:
+            raise ValueError(f"theta_E_range must be (low, high) with 0 <= low < high arcsec; got {theta_E_range}")
+        bounds = {"theta_E": (lo, hi)}
     img = np.asarray(image, dtype=np.float64)
     sig = np.asarray(noise, dtype=np.float64)
     if img.ndim != 2 or min(img.shape) < 8:
@@ -239,8 +361,10 @@ def fit(image, noise, pixel_scale, psf=None, mask=None, init=None, shear=True, l
     m = m | ~np.isfinite(img) | ~np.isfinite(sig) | (sig <= 0)
     if m.all():
         raise ValueError("every pixel is masked or has a non-finite value or noise")
-    if int(n_starts) < 1:
-        raise ValueError(f"n_starts must be >= 1; got {n_starts}")
+    for name, v, low in (("n_starts", n_starts, 1), ("n_refine", n_refine, 1), ("search_steps", search_steps, 0),
+                         ("adam_steps", adam_steps, 0), ("lbfgs_steps", lbfgs_steps, 0), ("supersample", supersample, 1)):
+        if int(v) != v or v < low:
+            raise ValueError(f"{name} must be an integer >= {low}; got {v!r}")
     kern = None
     if psf is not None:
         k = np.asarray(psf, dtype=np.float64)
@@ -259,15 +383,16 @@ def fit(image, noise, pixel_scale, psf=None, mask=None, init=None, shear=True, l
     centre = ((cx - (w - 1) / 2) * pixel_scale, (cy - (h - 1) / 2) * pixel_scale)
     names = list(MASS) + (list(SHEAR) if shear else []) + list(SOURCE) + (list(LIGHT) if lens_light else [])
     base = _start_values(init, centre, pixel_scale, img.shape)
-    if init is None or "src_x" not in dict(init):
-        _source_start(base, img, sig, m, pixel_scale, lens_light)
+    user_source = init is not None and "src_x" in dict(init)
+    ring = ring_radius(img, sig, pixel_scale, (base["x0"], base["y0"]), m,
+                       inner=0.3 if not lens_light else 0.5 * base["theta_E"])
     rng = np.random.default_rng(seed)
 
     def values_of(z):
-        return {n: _to_phys(n, z[i]) for i, n in enumerate(names)}
+        return {n: _to_phys(n, z[i], bounds) for i, n in enumerate(names)}
 
-    def solve(vals):
-        src, lens = render_model(vals, (h, w), pixel_scale, kern, supersample, shear, lens_light, dt)
+    def solve(vals, ss=supersample):
+        src, lens = render_model(vals, (h, w), pixel_scale, kern, ss, shear, lens_light, dt)
         comps = [src.reshape(-1)] + ([lens.reshape(-1)] if lens_light else [])
         A = torch.stack(comps, 1) * wts.reshape(-1, 1)
         b = (data * wts).reshape(-1)
@@ -277,42 +402,84 @@ def fit(image, noise, pixel_scale, psf=None, mask=None, init=None, shear=True, l
         model = sum(a * c for a, c in zip(amp, comps)).reshape(h, w)
         return model, amp, lens
 
-    def nll(z):
-        model, _, _ = solve(values_of(z))
+    def nll(z, ss=supersample):
+        model, _, _ = solve(values_of(z), ss)
         return 0.5 * (((data - model) * wts) ** 2).sum()
 
-    finals = []
-    best = None
-    for k in range(int(n_starts)):
-        start = dict(base)
-        if k > 0:  # scatter the further starts about the first
-            start["theta_E"] = base["theta_E"] * float(np.exp(rng.normal(0, 0.25)))
-            for key in ("e1", "e2", "src_e1", "src_e2"):
-                start[key] = float(np.clip(base[key] + rng.normal(0, 0.15), -0.6, 0.6))
-            for key in ("src_x", "src_y"):
-                start[key] = base[key] + float(rng.normal(0, 0.3 * start["theta_E"]))
-        z = torch.tensor([_to_free(n, start[n]) for n in names], dtype=dt, requires_grad=True)
-        opt = torch.optim.Adam([z], lr=0.05)
-        for _ in range(int(adam_steps)):
+    # -- starting points ----------------------------------------------------------------------------------
+    starts = [dict(base)]
+    if np.isfinite(ring) and abs(ring - base["theta_E"]) > 0.05 * base["theta_E"]:
+        starts.append({**base, "theta_E": ring})
+    # a third of the starts on a logarithmic grid of Einstein radii across the image, in case both guesses
+    # are wrong (a CNN outside its training set, a ring radius biased by other objects)
+    n_grid = int(n_starts) // 3 if int(n_starts) > 2 else 0
+    half = 0.5 * min(h, w) * pixel_scale
+    g_lo, g_hi = max(3 * pixel_scale, 0.15), 0.8 * half
+    if bounds:
+        g_lo, g_hi = max(g_lo, bounds["theta_E"][0] * 1.05), min(g_hi, bounds["theta_E"][1] * 0.95)
+    grid = list(np.geomspace(g_lo, max(g_hi, g_lo), n_grid)) if n_grid else []
+    while len(starts) < int(n_starts):
+        k = len(starts)
+        st = dict(base)
+        if grid:
+            st["theta_E"] = float(grid.pop(0))
+        else:
+            centre_theta = ring if (np.isfinite(ring) and k % 2) else base["theta_E"]
+            st["theta_E"] = centre_theta * float(np.exp(rng.normal(0, 0.2)))
+        for key, sd in (("e1", 0.15), ("e2", 0.15), ("src_e1", 0.2), ("src_e2", 0.2)):
+            st[key] = float(np.clip(base[key] + rng.normal(0, sd), -0.6, 0.6))
+        if shear:
+            st["gamma1"], st["gamma2"] = (float(v) for v in rng.normal(0, 0.03, 2))
+        starts.append(st)
+    for st in starts:
+        if not user_source:
+            _source_start(st, img, sig, m, pixel_scale, lens_light)
+
+    def adam(z, steps, ss, lr=0.05):
+        z = z.clone().requires_grad_(True)
+        opt = torch.optim.Adam([z], lr=lr)
+        for _ in range(int(steps)):
             opt.zero_grad()
-            loss = nll(z)
+            loss = nll(z, ss)
+            if not torch.isfinite(loss):
+                break
             loss.backward()
             opt.step()
-        lb = torch.optim.LBFGS([z], lr=1.0, max_iter=int(lbfgs_steps), line_search_fn="strong_wolfe")
+        return z.detach()
 
-        def closure():
-            lb.zero_grad()
-            loss = nll(z)
-            loss.backward()
-            return loss
+    # -- search: every start, cheaply ------------------------------------------------------------------------
+    scored = []
+    for st in starts:
+        z = torch.tensor([_to_free(n, st[n], bounds) for n in names], dtype=dt)
+        if search_steps:
+            z = adam(z, search_steps, 1)
+        with torch.no_grad():
+            val = float(nll(z, 1))
+        scored.append((val if np.isfinite(val) else np.inf, z))
+    order = sorted(range(len(scored)), key=lambda i: scored[i][0])
+    # -- refinement of the best few at full resolution --------------------------------------------------------
+    finals = [float("nan")] * len(scored)
+    best = None
+    for i in order[: int(n_refine)]:
+        if not np.isfinite(scored[i][0]):
+            continue
+        z = adam(scored[i][1], adam_steps, supersample, lr=0.02).requires_grad_(True)
+        if lbfgs_steps:
+            lb = torch.optim.LBFGS([z], lr=1.0, max_iter=int(lbfgs_steps), line_search_fn="strong_wolfe")
 
-        try:
-            lb.step(closure)
-        except RuntimeError:  # a failed line search keeps the Adam result
-            pass
+            def closure():
+                lb.zero_grad()
+                loss = nll(z)
+                loss.backward()
+                return loss
+
+            try:
+                lb.step(closure)
+            except RuntimeError:  # a failed line search keeps the Adam result
+                pass
         with torch.no_grad():
             val = float(nll(z))
-        finals.append(2 * val)
+        finals[i] = 2 * val
         if np.isfinite(val) and (best is None or val < best[0]):
             best = (val, z.detach().clone())
     if best is None:
@@ -325,7 +492,7 @@ def fit(image, noise, pixel_scale, psf=None, mask=None, init=None, shear=True, l
     stds = {n: np.nan for n in names}
     if laplace:
         H = torch.autograd.functional.hessian(nll, z)
-        J = torch.autograd.functional.jacobian(lambda q: torch.stack([_to_phys(n, q[i]) for i, n in enumerate(names)]),
+        J = torch.autograd.functional.jacobian(lambda q: torch.stack([_to_phys(n, q[i], bounds) for i, n in enumerate(names)]),
                                                z)
         try:
             cov_free = torch.linalg.inv(H)

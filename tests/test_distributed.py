@@ -24,9 +24,11 @@ def _lsst(seed=0):
 
 @pytest.fixture(scope="module")
 def client():
-    from dask.distributed import Client, LocalCluster
+    from dask.distributed import Client
 
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    from lenskit.distributed import local_cluster
+
+    cluster = local_cluster(2)
     c = Client(cluster)
     yield c
     c.close()
