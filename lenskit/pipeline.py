@@ -97,7 +97,7 @@ def _pa(cutout, phi):
 
 
 def model_lens(cutout, estimator="hst_wfc3", deblend=True, refine=True, psf=None, core_radius=0.35, box=3.0,
-               mask_outliers=True, fit_kwargs=None):
+               mask_outliers=True, centre=None, fit_kwargs=None):
     """
     SIE parameters of a real lens in one band: deblend, estimate with a CNN, refine by maximum likelihood.
 
@@ -121,6 +121,11 @@ def model_lens(cutout, estimator="hst_wfc3", deblend=True, refine=True, psf=None
         Half-size (arcsec) of the square about the lens that is fitted.
     mask_outliers : bool
         Mask cosmic rays and hot pixels (`~lenskit.fitting.outlier_mask`).
+    centre : (float, float), optional
+        Pixel (x, y, 0-based) of the lens centre.  Default: the lens light's
+        peak (`~lenskit.io.fits.Cutout.light_centre`), or the middle of the
+        cutout when ``deblend`` is False (a lens-subtracted image has no
+        light centre).
     fit_kwargs : dict, optional
         Passed to `lenskit.fit` (``n_starts``, ``adam_steps``, ...).
 
@@ -157,7 +162,14 @@ def model_lens(cutout, estimator="hst_wfc3", deblend=True, refine=True, psf=None
     noise = np.where(mask, np.inf, noise)
     if mask_outliers:
         mask |= outlier_mask(cutout.image, noise)
-    cx, cy = cutout.light_centre()
+    if centre is not None:
+        cx, cy = (float(v) for v in centre)
+        if not (0 <= cx < cutout.shape[1] and 0 <= cy < cutout.shape[0]):
+            raise ValueError(f"centre must be a pixel (x, y) inside the {cutout.shape} cutout; got {centre}")
+    elif deblend:
+        cx, cy = cutout.light_centre()
+    else:
+        cx, cy = (cutout.shape[1] - 1) / 2, (cutout.shape[0] - 1) / 2
     # -- lens light ----------------------------------------------------------------------------------------
     t0 = time.perf_counter()
     lens_light = None

@@ -240,8 +240,10 @@ def read_cutout(path, hdu=None, noise=None, noise_hdu=None, psf=None, psf_hdu=No
     hdu : int or str, optional
         HDU of the image (default: the first 2-D image).
     noise, psf : path, optional
-        Separate files holding the noise map and the PSF (or HDUs of
-        ``path`` given by ``noise_hdu`` / ``psf_hdu``).
+        Separate files holding the noise map and the PSF.
+    noise_hdu, psf_hdu : int or str, optional
+        Their HDUs: in the ``noise`` / ``psf`` file when one is given (default
+        its first image), otherwise in ``path``.
     pixel_scale : float, optional
         Arcsec per pixel; default from the WCS or a ``PIXSCALE`` keyword.
     exposure_time : float, optional
@@ -261,8 +263,12 @@ def read_cutout(path, hdu=None, noise=None, noise_hdu=None, psf=None, psf_hdu=No
         image = np.array(h.data, dtype=np.float64)
         header = hdul[0].header.copy()
         header.update(h.header)
-        nmap = None if noise_hdu is None else np.array(_hdu_data(hdul, noise_hdu, path, "noise map").data, float)
-        kern = None if psf_hdu is None else np.array(_hdu_data(hdul, psf_hdu, path, "PSF").data, float)
+        nmap = None
+        if noise_hdu is not None and noise is None:
+            nmap = np.array(_hdu_data(hdul, noise_hdu, path, "noise map").data, float)
+        kern = None
+        if psf_hdu is not None and psf is None:
+            kern = np.array(_hdu_data(hdul, psf_hdu, path, "PSF").data, float)
     wcs = None
     try:
         import warnings
@@ -283,10 +289,10 @@ def read_cutout(path, hdu=None, noise=None, noise_hdu=None, psf=None, psf_hdu=No
             raise ValueError(f"{path} has no WCS and no PIXSCALE keyword: pass pixel_scale= (arcsec per pixel)")
     if noise is not None:
         with _open(noise) as hn:
-            nmap = np.array(_hdu_data(hn, None, noise, "noise map").data, float)
+            nmap = np.array(_hdu_data(hn, noise_hdu, noise, "noise map").data, float)
     if psf is not None:
         with _open(psf) as hp:
-            kern = np.array(_hdu_data(hp, None, psf, "PSF").data, float)
+            kern = np.array(_hdu_data(hp, psf_hdu, psf, "PSF").data, float)
     bunit = str(header.get("BUNIT", "")).strip().upper()
     if unit is None:
         unit = "counts" if bunit in COUNT_UNITS else "rate"

@@ -58,3 +58,61 @@ def test_fit_options_and_errors(lens_image):
     with pytest.raises(ValueError, match="every pixel"):
         fit(img, sigma, 0.05, mask=np.ones(img.shape, bool))
     assert lenskit.fit is fit
+
+
+def test_fft_convolve_equals_direct_convolution():
+    import torch.nn.functional as F
+
+    from lenskit.fitting import fft_convolve
+
+    rng = np.random.default_rng(0)
+    img = torch.as_tensor(rng.normal(size=(2, 30, 37)))
+    k = torch.as_tensor(rng.random((7, 7)))
+    direct = F.conv2d(F.pad(img[:, None], (3, 3, 3, 3)), k.flip(-1, -2)[None, None])[:, 0]
+    np.testing.assert_allclose(fft_convolve(img, k).numpy(), direct.numpy(), atol=1e-12)
+
+
+def test_ring_radius_of_an_einstein_ring():
+    from lenskit.fitting import ring_radius
+
+    vals = {k: torch.tensor(v, dtype=torch.float64) for k, v in TRUTH.items()}
+    vals.update(src_x=torch.tensor(0.0), src_y=torch.tensor(0.0), e1=torch.tensor(0.0), e2=torch.tensor(0.0),
+                gamma1=torch.tensor(0.0), gamma2=torch.tensor(0.0), x0=torch.tensor(0.0), y0=torch.tensor(0.0),
+                src_R_e=torch.tensor(0.05))
+    src, _ = render_model(vals, (64, 64), 0.05, None, 2, True, False)
+    img = src.numpy() / src.numpy().max()
+    assert ring_radius(img, 0.01, 0.05) == pytest.approx(TRUTH["theta_E"], rel=0.05)
+    assert np.isnan(ring_radius(np.zeros((32, 32)), 1.0, 0.05))
+
+
+def test_outlier_mask_finds_cosmic_rays_not_psf_limited_stars():
+    from lenskit.fitting import outlier_mask
+
+    rng = np.random.default_rng(3)
+    img = rng.normal(0, 1.0, (80, 80))
+    yy, xx = np.indices(img.shape)
+    for (x, y) in ((20, 20), (60, 30), (40, 65)):  # stars: Gaussian PSF of FWHM 2.5 px, peak 200 sigma
+        img += 200 * np.exp(-0.5 * ((xx - x) ** 2 + (yy - y) ** 2) / (2.5 / 2.3548) ** 2)
+    cr = np.zeros(img.shape, bool)
+    cr[50, 10:18] = True  # a track
+    cr[10, 70] = True  # a hot pixel
+    cr[70, 50:52] = True
+    img[cr] += 80.0
+    m = outlier_mask(img, 1.0, grow=0)
+    assert m[cr].mean() > 0.9
+    stars = np.zeros(img.shape, bool)
+    for (x, y) in ((20, 20), (60, 30), (40, 65)):
+        stars |= np.hypot(xx - x, yy - y) < 3
+    assert m[stars].sum() == 0
+    assert m[~cr].mean() < 0.002
+
+
+def test_theta_E_bounds_are_respected(lens_image):
+    img, sigma = lens_image
+    r = fit(img, sigma, 0.05, psf=_psf(), init={"theta_E": 0.4}, lens_light=True, n_starts=3, search_steps=10,
+            adam_steps=10, lbfgs_steps=3, laplace=False, theta_E_range=(0.2, 0.6))
+    assert 0.2 < r["theta_E"].value < 0.6
+    with pytest.raises(ValueError, match="theta_E_range"):
+        fit(img, sigma, 0.05, theta_E_range=(0.6, 0.2))
+    with pytest.raises(ValueError, match="n_refine"):
+        fit(img, sigma, 0.05, n_refine=0)

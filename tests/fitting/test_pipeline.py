@@ -1,0 +1,91 @@
+"""lenskit.pipeline.model_lens: deblend, CNN, refine, on a simulated cutout with a WCS, and the SLACS sample."""
+
+import numpy as np
+import pytest
+import torch
+from astropy.io import fits
+from astropy.wcs import WCS
+
+from lenskit.core.conventions import position_angle_to_phi, q_phi_to_ellipticity
+from lenskit.fitting import render_model
+from lenskit.io.fits import read_cutout
+from lenskit.pipeline import _pa, model_lens, slacs_sample
+
+
+def _wcs(n, scale=0.05, rot_deg=30.0):
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    w.wcs.crval = [150.0, 2.0]
+    w.wcs.crpix = [(n + 1) / 2, (n + 1) / 2]
+    c, s = np.cos(np.radians(rot_deg)), np.sin(np.radians(rot_deg))
+    w.wcs.cd = np.array([[-c, s], [s, c]]) * scale / 3600
+    return w
+
+
+@pytest.fixture(scope="module")
+def simulated_cutout(tmp_path_factory):
+    n, ps = 121, 0.05
+    w = _wcs(n)
+    phi = float(position_angle_to_phi(60.0, w))
+    e1, e2 = (float(v) for v in q_phi_to_ellipticity(0.75, phi))
+    truth = {"theta_E": 1.1, "e1": e1, "e2": e2, "x0": 0.0, "y0": 0.0, "gamma1": 0.0, "gamma2": 0.0,
+             "src_R_e": 0.15, "src_n": 1.0, "src_e1": 0.1, "src_e2": 0.0, "src_x": 0.08, "src_y": 0.05,
+             "light_R_e": 0.4, "light_n": 4.0, "light_e1": 0.05, "light_e2": 0.02}
+    vals = {k: torch.tensor(v, dtype=torch.float64) for k, v in truth.items()}
+    yy, xx = np.indices((15, 15)) - 7.0
+    psf = np.exp(-0.5 * (xx ** 2 + yy ** 2) / (0.1 / 2.3548 / ps) ** 2)
+    psf /= psf.sum()
+    src, lens = render_model(vals, (n, n), ps, torch.as_tensor(psf), 2, True, True)
+    clean = 3.0 * src.numpy() / src.numpy().max() + 20.0 * lens.numpy() / lens.numpy().max()
+    rng = np.random.default_rng(5)
+    noise = np.full(clean.shape, 0.05)
+    img = clean + rng.normal(0, noise)
+    img[40, 20:26] += 5.0  # a cosmic ray
+    path = tmp_path_factory.mktemp("cut") / "lens.fits"
+    fits.HDUList([fits.PrimaryHDU(img, header=w.to_header()), fits.ImageHDU(noise, name="NOISE"),
+                  fits.ImageHDU(psf, name="PSF")]).writeto(path)
+    return path, truth
+
+
+def test_model_lens_recovers_a_simulated_lens(simulated_cutout):
+    path, truth = simulated_cutout
+    cut = read_cutout(path, noise=path, noise_hdu="NOISE", psf=path, psf_hdu="PSF")
+    res = model_lens(cut, "hst_wfc3", fit_kwargs={"n_starts": 6, "laplace": False}, box=2.5)
+    assert res["theta_E"].value == pytest.approx(truth["theta_E"], abs=0.05)
+    assert res["q"] == pytest.approx(0.75, abs=0.08)
+    d = abs(res["pa"].value - 60.0) % 180
+    assert min(d, 180 - d) < 8
+    assert abs(res["x0"].value) < 0.05 and abs(res["y0"].value) < 0.05
+    assert 0.05 < res["cnn_theta_E"].value < 3.0 and np.isfinite(res["cnn_pa"].value)
+    assert res.mask[40, 20:26].all()  # the cosmic ray is not fitted
+    assert res.lens_light is not None and res.fit.model.shape == res.arcs[res.box].shape
+    assert "LensModel" in repr(res)
+
+
+def test_pa_is_the_inverse_of_position_angle_to_phi(simulated_cutout):
+    path, _ = simulated_cutout
+    cut = read_cutout(path)
+    for pa in (0.0, 25.0, 100.0, 170.0):
+        assert _pa(cut, float(position_angle_to_phi(pa, cut.wcs))) == pytest.approx(pa, abs=1e-6)
+
+
+def test_model_lens_bad_arguments(simulated_cutout):
+    path, _ = simulated_cutout
+    cut = read_cutout(path)
+    with pytest.raises(ValueError, match="box must exceed core_radius"):
+        model_lens(cut, box=0.2, core_radius=0.35)
+    with pytest.raises(ValueError, match="psf"):
+        model_lens(cut, psf=np.full((5, 5), np.nan))
+    with pytest.raises(FileNotFoundError):
+        slacs_sample(path.parent)
+
+
+def test_slacs_sample(shared_data):
+    lenses = slacs_sample(shared_data / "real_lenses")
+    assert len(lenses) == 8
+    first = lenses[0]
+    assert first["name"] == "SDSSJ0029-0055" and first["theta_E"] == 0.96 and first["cutout"].wcs is not None
+    assert first["psf"] is not None
+    sub = [lens["name"] for lens in lenses if lens["lens_subtracted"]]
+    assert sub == ["SDSSJ2303+1422"]
+    assert all(lens["cutout"].pixel_scale == 0.05 for lens in lenses)
