@@ -176,6 +176,7 @@ def test_stack_mode_is_deeper_and_blurrier():
 # -- the estimator ---------------------------------------------------------------------------
 def test_finder_fit_resume_save_predict(finder_data, tmp_path):
     _, ds = finder_data
+    torch.manual_seed(0)  # the initial weights: a tiny net trained for 2 epochs can saturate on some draws
     f = DeepLensFinder(arch_kwargs={"units_per_stage": 1})
     ck = tmp_path / "ck.asdf"
     f.fit(ds, validation=ds, epochs=1, batch_size=32, checkpoint=ck, progress=False)
@@ -183,7 +184,7 @@ def test_finder_fit_resume_save_predict(finder_data, tmp_path):
     g = DeepLensFinder(arch_kwargs={"units_per_stage": 1})
     g.fit(ds, validation=ds, epochs=2, batch_size=32, checkpoint=ck, progress=False)
     assert [h["epoch"] for h in g.training["history"]] == [1, 2]  # resumed, not restarted
-    assert 0 < g.threshold < 1 and g.threshold_fpr == 0.01
+    assert 0 < g.threshold <= 1 and g.threshold_fpr == 0.01
     # the preprocessing statistics were set from the data and travel with the weights
     assert float(g.network.pre.sigma[0]) == pytest.approx(float(np.median(ds.noise)), rel=1e-3)
     path = tmp_path / "finder.asdf"
