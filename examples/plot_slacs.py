@@ -1,6 +1,6 @@
 """
 Real lenses end to end: eight SLACS lenses against Bolton et al. (2008)
-======================================================================
+=======================================================================
 
 Hezaveh et al. (2017) checked their networks on real lenses against published
 models.  Here lenskit does the same on the HST ACS F814W images of eight SLACS
