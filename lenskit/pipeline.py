@@ -85,15 +85,9 @@ def _background_noise(image, mask):
 
 def _pa(cutout, phi):
     """Position angle east of north (deg, 0-180) of the image-frame angle ``phi``, or NaN without a WCS."""
-    if cutout.wcs is None:
-        return np.nan
-    from lenskit.core.conventions import position_angle_to_phi
+    from lenskit.core.conventions import phi_to_position_angle
 
-    # position_angle_to_phi is linear with unit slope or its mirror: invert it from two points
-    p0 = float(position_angle_to_phi(0.0, cutout.wcs))
-    p45 = float(position_angle_to_phi(45.0, cutout.wcs))
-    sense = np.sign(np.angle(np.exp(1j * 2 * (p45 - p0)))) or 1.0
-    return float(np.degrees(sense * (phi - p0)) % 180.0)
+    return np.nan if cutout.wcs is None else float(phi_to_position_angle(phi, cutout.wcs))
 
 
 def model_lens(cutout, estimator="hst_wfc3", deblend=True, refine=True, psf=None, core_radius=0.35, box=3.0,

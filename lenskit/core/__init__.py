@@ -17,5 +17,5 @@ __all__ = [
     "LenskitError", "LenskitPluginError", "LenskitPluginWarning", "LenskitFileError",
     "ellipticity_to_q_phi", "q_phi_to_ellipticity", "pearson_to_lenskit_ellipticity",
     "lenskit_to_pearson_ellipticity", "theta_E_to_pyautolens", "pyautolens_to_theta_E",
-    "position_angle_to_phi",
+    "position_angle_to_phi", "phi_to_position_angle",
 ]

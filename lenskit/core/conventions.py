@@ -26,6 +26,7 @@ __all__ = [
     "theta_E_to_pyautolens",
     "pyautolens_to_theta_E",
     "position_angle_to_phi",
+    "phi_to_position_angle",
 ]
 
 
@@ -153,3 +154,31 @@ def position_angle_to_phi(pa_deg, wcs=None):
     phi = np.where(phi > np.pi / 2, phi - np.pi, phi)
     phi = np.where(phi <= -np.pi / 2, phi + np.pi, phi)
     return phi
+
+
+def phi_to_position_angle(phi, wcs=None):
+    """
+    Convert lenskit's ``phi`` to a position angle east of north through a WCS: the inverse of `position_angle_to_phi`.
+
+    Parameters
+    ----------
+    phi : float or array-like
+        Major-axis angle in radians, counter-clockwise from the image's +x axis.
+    wcs : `astropy.wcs.WCS`, optional
+        Celestial WCS of the image (default: north-up, x growing to the west).
+
+    Returns
+    -------
+    pa : ndarray
+        Position angle in degrees east of north, in [0, 180).
+    """
+    phi = np.asarray(phi, dtype=float)
+    dx, dy = np.cos(phi), np.sin(phi)
+    if wcs is None:
+        east, north = -dx, dy
+    else:
+        cd = wcs.celestial.pixel_scale_matrix
+        east = cd[0, 0] * dx + cd[0, 1] * dy
+        north = cd[1, 0] * dx + cd[1, 1] * dy
+    pa = np.rad2deg(np.arctan2(east, north)) % 180.0
+    return np.where(pa > 180.0 - 1e-9, 0.0, pa)  # rounding just below 180 is the same line as 0

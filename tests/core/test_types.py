@@ -84,3 +84,19 @@ def test_position_angle_north_up():
     # rotate the sky by 90 degrees on the detector: PA 0 now lies along +x (or -x)
     w.wcs.pc = [[0, -1], [1, 0]]
     assert abs(np.cos(position_angle_to_phi(0.0, w))) == pytest.approx(1.0)
+
+
+def test_phi_to_position_angle_inverts_position_angle_to_phi():
+    from astropy.wcs import WCS
+
+    from lenskit.core import phi_to_position_angle
+
+    assert phi_to_position_angle(np.pi / 2) == pytest.approx(0.0)  # north-up: +y is north
+    assert phi_to_position_angle(0.0) == pytest.approx(90.0)  # +x is west, i.e. PA 90 (a line)
+    pas = np.array([0.0, 25.0, 100.0, 170.0])
+    for cd in ([[-1.0, 0.0], [0.0, 1.0]], [[-0.8, 0.6], [0.6, 0.8]], [[0.0, -1.0], [-1.0, 0.0]]):  # incl. a mirror
+        w = WCS(naxis=2)
+        w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+        w.wcs.cd = np.array(cd) * 0.05 / 3600
+        back = phi_to_position_angle(position_angle_to_phi(pas, w), w)
+        np.testing.assert_allclose(back, pas, atol=1e-9)
