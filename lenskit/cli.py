@@ -312,13 +312,9 @@ def _cmd_find(args):
     if len(args.input) != 1:
         raise ValueError("several inputs need --scheduler or --workers (a Dask run); pass one input otherwise")
     args.input = args.input[0]
-    data = _load_images(args.input)
-    if not hasattr(data, "images"):
-        data = np.asarray(data)
-        if data.ndim == 3:  # (N, H, W) single-band cutouts
-            data = data[:, None]
-        elif data.ndim == 2:
-            data = data[None, None]
+    from lenskit.io import read_images
+
+    data = read_images(args.input)  # a LensDataset, or FITS cutouts as (N, bands, H, W)
     finder = lenskit.load_estimator(args.finder)
     if getattr(finder, "name", None) != "deeplens":
         raise ValueError(f"{args.finder!r} is not a lens finder (use a DeepLens weights file)")

@@ -180,6 +180,13 @@ def _start_values(init, light_centre, pixel_scale, shape):
     return v
 
 
+def _weighted_median(values, weights):
+    """The value below which half the (non-negative) weight lies."""
+    o = np.argsort(values)
+    c = np.cumsum(weights[o])
+    return float(values[o][np.searchsorted(c, 0.5 * c[-1])])
+
+
 def _source_start(v, img, sig, mask, pixel_scale, lens_light):
     """Start the source where the lens equation maps the bright arc pixels (flux-weighted median)."""
     from scipy import ndimage
@@ -202,15 +209,9 @@ def _source_start(v, img, sig, mask, pixel_scale, lens_light):
     wts = np.clip(img[bright], 0, None)
     if wts.sum() <= 0:
         return
-
-    def wmedian(a):
-        o = np.argsort(a)
-        c = np.cumsum(wts[o])
-        return float(a[o][np.searchsorted(c, 0.5 * c[-1])])
-
-    v["src_x"], v["src_y"] = wmedian(bx), wmedian(by)
+    v["src_x"], v["src_y"] = _weighted_median(bx, wts), _weighted_median(by, wts)
     spread = np.hypot(bx - v["src_x"], by - v["src_y"])
-    v["src_R_e"] = float(np.clip(wmedian(spread), 0.03, 1.0))
+    v["src_R_e"] = float(np.clip(_weighted_median(spread, wts), 0.03, 1.0))
 
 
 def ring_radius(image, noise, pixel_scale, centre=(0.0, 0.0), mask=None, inner=0.3, outer=4.0, snr=5.0):
@@ -237,10 +238,7 @@ def ring_radius(image, noise, pixel_scale, centre=(0.0, 0.0), mask=None, inner=0
     sel = ~m & (r > inner) & (r < outer) & (sm > snr * np.maximum(sm_noise, 1e-30))
     if sel.sum() < 10:
         return float("nan")
-    wts, rr = sm[sel], r[sel]
-    o = np.argsort(rr)
-    c = np.cumsum(wts[o])
-    return float(rr[o][np.searchsorted(c, 0.5 * c[-1])])
+    return _weighted_median(r[sel], sm[sel])
 
 
 def outlier_mask(image, noise, threshold=5.0, objlim=3.0, iterations=3, grow=1):
