@@ -21,6 +21,8 @@ Usage::
     python benchmarks/train_estimators.py hst_wfc3 --minutes 24 --lr 1e-3 --checkpoint /tmp/lenskit_hst_wfc3.ckpt.asdf
     python benchmarks/train_estimators.py lsst_gri --minutes 12
     python benchmarks/train_estimators.py euclid_vis --minutes 12
+    # re-measure shipped weights (e.g. after adding a test protocol) without training:
+    python benchmarks/train_estimators.py lsst_gri --evaluate lenskit/estimators/weights/lsst_gri.asdf
 
 Each prints its test metrics as JSON.
 """
@@ -73,6 +75,21 @@ def instrument(name, test=False):
     raise ValueError(f"unknown estimator {name!r}")
 
 
+def pearson_priors(name, pixel_scale):
+    """
+    The test distribution of Pearson et al. (2019), for their protocol: Einstein radii as their Fig. 1
+    (LSST mean 1.22", width 0.40"; Euclid 0.97", 0.45"), truncated to the training range 0.5-2.5"; axis
+    ratios q ~ N(0.78, 0.12) (Koopmans et al. 2006), here 1 - q in the training range 0-0.5; lens centres
+    N(0, 1 pixel).  Their selection (arc S/N > 20, magnification > 3) is the instruments' default.
+    """
+    from lenskit.simulation.priors import Normal
+
+    mean, width = {"lsst_gri": (1.22, 0.40), "euclid_vis": (0.97, 0.45)}[name]
+    centre = Normal(0.0, pixel_scale, -3 * pixel_scale, 3 * pixel_scale)
+    return {"theta_E": Normal(mean, width, 0.5, 2.5), "ellipticity": Normal(0.22, 0.12, 0.0, 0.5),
+            "x0": centre, "y0": centre}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("name", choices=["hst_wfc3", "lsst_gri", "euclid_vis"])
@@ -84,6 +101,12 @@ def main(argv=None):
     ap.add_argument("--checkpoint", default=None, help="resume from (and keep writing) this checkpoint")
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--evaluate", default=None, metavar="WEIGHTS",
+                    help="skip training: re-measure these weights and write the metrics back (or to --out)")
+    ap.add_argument("--stretch", choices=["linear", "asinh"], default="asinh",
+                    help="input normalisation of lenskit_net (default asinh: noise units, arcsinh stretch)")
+    ap.add_argument("--first-stride", type=int, choices=[1, 2], default=None,
+                    help="stride of lenskit_net's first convolution (default: 1 for stamps under 96 pixels, else 2)")
     args = ap.parse_args(argv)
     torch.set_num_threads(2 if args.workers == 0 else 1)
     inst = instrument(args.name)
@@ -94,35 +117,47 @@ def main(argv=None):
     sim = lenskit.Simulator(source=src, instrument=inst, seed=2017)
     val = lenskit.Simulator(source=test_source(), instrument=instrument(args.name, test=True), seed=7,
                             split=None).sample(256)
-    steps = args.steps or 10**6  # time-limited: the schedule anneals by wall time
-    est = CNNEstimator("lenskit_net", in_shape=shape,
-                       expects={"instrument": inst.name, "bands": list(inst.bands), "pixel_scale": inst.pixel_scale.value,
-                                "shape": list(shape), "lens_light": sim.lens_light})
-    ck = args.checkpoint or f"/tmp/lenskit_{args.name}.ckpt.asdf"
-    t0 = time.time()
-    est.fit(sim, steps=steps, batch_size=args.batch_size, lr=args.lr, validation=val, checkpoint=ck,
-            checkpoint_every=200, workers=args.workers, progress=False, time_limit=args.minutes * 60,
-            log=lambda r: print(json.dumps({k: v for k, v in r.items() if k != "validation"} |
-                                           {"val_rms": {t: round(m["rms"], 4) for t, m in
-                                                        r.get("validation", {}).items()}}), flush=True))
-    train_seconds = time.time() - t0
+    if args.evaluate:  # re-measure saved weights (written back to --out, default the same file)
+        est = CNNEstimator.load(args.evaluate)
+        train_seconds = est.metrics.get("train_seconds")
+    else:
+        steps = args.steps or 10**6  # time-limited: the schedule anneals by wall time
+        first_stride = args.first_stride or (1 if max(inst.shape) < 96 else 2)
+        est = CNNEstimator("lenskit_net", in_shape=shape,
+                           arch_kwargs={"stretch": args.stretch, "first_stride": first_stride},
+                           expects={"instrument": inst.name, "bands": list(inst.bands),
+                                    "pixel_scale": inst.pixel_scale.value, "shape": list(shape),
+                                    "lens_light": sim.lens_light})
+        ck = args.checkpoint or f"/tmp/lenskit_{args.name}.ckpt.asdf"
+        t0 = time.time()
+        est.fit(sim, steps=steps, batch_size=args.batch_size, lr=args.lr, validation=val, checkpoint=ck,
+                checkpoint_every=200, workers=args.workers, progress=False, time_limit=args.minutes * 60,
+                log=lambda r: print(json.dumps({k: v for k, v in r.items() if k != "validation"} |
+                                               {"val_rms": {t: round(m["rms"], 4) for t, m in
+                                                            r.get("validation", {}).items()}}), flush=True))
+        train_seconds = time.time() - t0
     test = lenskit.Simulator(source=test_source(), instrument=instrument(args.name, test=True), seed=99).sample(
         args.test_size)
     t1 = time.time()
     estimate = est.predict(test, batch_size=128)
     infer = len(test) / (time.time() - t1)
     metrics = summary(estimate, test.params)
+    protocol = {}
+    if args.name in ("lsst_gri", "euclid_vis"):  # also on Pearson et al.'s test distribution
+        pt = lenskit.Simulator(source=test_source(), instrument=instrument(args.name, test=True), seed=98,
+                               priors=pearson_priors(args.name, inst.pixel_scale.value)).sample(args.test_size)
+        protocol = {"test_pearson2019": summary(est.predict(pt, batch_size=128), pt.params)}
     est.metrics = {"test": metrics, "test_set": {"n": len(test), "sources": "AEGIS F814W (all) + COSMOS test split",
                                                  "masks": "test (< 2% of arc flux)" if args.name == "hst_wfc3"
                                                  else "none", "lens_light": sim.lens_light},
-                   "inference_per_second_cpu": infer, "train_seconds": train_seconds,
+                   **protocol, "inference_per_second_cpu": infer, "train_seconds": train_seconds,
                    "cpu_threads": torch.get_num_threads()}
-    out = Path(args.out) if args.out else WEIGHTS / f"{args.name}.asdf"
+    out = Path(args.out) if args.out else Path(args.evaluate) if args.evaluate else WEIGHTS / f"{args.name}.asdf"
     est.save(out, dtype=np.float16)
     # check float16 costs no accuracy
     back = CNNEstimator.load(out)
     m16 = summary(back.predict(test, batch_size=128), test.params)
-    print(json.dumps({"estimator": args.name, "test": metrics, "float16_test": m16, "inference_per_second": infer,
+    print(json.dumps({"estimator": args.name, "test": metrics, "float16_test": m16, **protocol, "inference_per_second": infer,
                       "steps": est.training.get("completed_steps"), "train_seconds": train_seconds,
                       "weights_bytes": out.stat().st_size}, indent=1), flush=True)
 

@@ -185,6 +185,22 @@ def _init_ddp(backend):
     return dist.get_rank(), dist.get_world_size(), device
 
 
+def _parse_arch(items):
+    """``["stretch=asinh", "first_stride=1"]`` -> ``{"stretch": "asinh", "first_stride": 1}`` (JSON values)."""
+    import json
+
+    out = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise ValueError(f"--arch expects KEY=VALUE (e.g. stretch=asinh); got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
 def _cmd_train(args):
     import lenskit
 
@@ -202,15 +218,19 @@ def _cmd_train(args):
         out = Path(args.output)
         if out.exists() and not args.overwrite:
             raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+        arch_kwargs = _parse_arch(args.arch)
         sim = lenskit.Simulator(source=args.source, instrument=instrument, seed=args.seed)
+        try:
+            est = lenskit.get("estimator", args.estimator)(
+                in_shape=shape, device=device, arch_kwargs=arch_kwargs,
+                expects={"instrument": instrument.name, "bands": list(instrument.bands),
+                         "pixel_scale": instrument.pixel_scale.value, "shape": list(shape)})
+        except TypeError as err:
+            raise ValueError(f"--arch: {args.estimator} does not take these options ({err})") from None
         val = None
         if rank == 0:
             val = lenskit.Simulator(source=args.source, instrument=instrument, seed=args.seed + 1,
                                     split="validation").sample(args.validation_size)
-        est = lenskit.get("estimator", args.estimator)(
-            in_shape=shape, device=device,
-            expects={"instrument": instrument.name, "bands": list(instrument.bands),
-                     "pixel_scale": instrument.pixel_scale.value, "shape": list(shape)})
         est.fit(sim, steps=args.steps, batch_size=args.batch_size, lr=args.lr, validation=val,
                 checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every, workers=args.workers,
                 progress=not args.quiet, time_limit=args.minutes * 60 if args.minutes else None, ddp=args.ddp,
@@ -462,6 +482,8 @@ def build_parser():
     p.add_argument("--instrument", default="hst_wfc3")
     p.add_argument("--bands", help="comma-separated bands")
     p.add_argument("--source", default="sersic_clump")
+    p.add_argument("--arch", action="append", metavar="KEY=VALUE",
+                   help="architecture option, repeatable, e.g. --arch stretch=asinh --arch first_stride=1")
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--minutes", type=float, default=None, help="stop (annealed) after this wall time")
     p.add_argument("--batch-size", type=int, default=64)

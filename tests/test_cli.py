@@ -75,3 +75,18 @@ def test_cli_find(tmp_path, capsys):
     assert '"auroc"' in capsys.readouterr().out
     assert main(["find", str(cube), "-o", str(out), "--finder", str(weights), "-q"]) == 2  # exists
     assert main(["find", str(cube), "-o", str(tmp_path / "x.asdf"), "--finder", "hst_wfc3", "-q"]) == 2
+
+
+def test_train_with_architecture_options(tmp_path, capsys):
+    out = tmp_path / "net.asdf"
+    assert main(["train", "--instrument", "lsst", "--bands", "r", "--steps", "2", "--batch-size", "4",
+                 "--validation-size", "8", "--arch", "stretch=asinh", "--arch", "first_stride=1", "-o", str(out),
+                 "-q"]) == 0
+    est = lenskit.load_estimator(out)
+    assert est.arch_kwargs == {"stretch": "asinh", "first_stride": 1}
+    assert est.network.inp.stretch == "asinh" and est.network.features[0].stride == (1, 1)
+    assert main(["train", "--arch", "stretch", "-o", str(tmp_path / "a.asdf")]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
+    assert main(["train", "--arch", "depth=3", "-o", str(tmp_path / "b.asdf")]) == 2
+    assert "--arch" in capsys.readouterr().err
+    assert not (tmp_path / "a.asdf").exists() and not (tmp_path / "b.asdf").exists()

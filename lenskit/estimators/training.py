@@ -126,7 +126,7 @@ def evaluate(estimator, dataset, batch_size=128):
 
 def train(estimator, simulator, steps=1000, batch_size=64, lr=1e-3, min_lr=None, weight_decay=0.0,
           validation=None, checkpoint=None, checkpoint_every=200, progress=True, workers=0, seed=0,
-          standardize_samples=2048, log=None, channels_last=True, time_limit=None, warmup=200, ddp=None):
+          standardize_samples=None, log=None, channels_last=True, time_limit=None, warmup=200, ddp=None):
     """
     Train ``estimator`` on batches drawn from ``simulator``.
 
@@ -152,6 +152,10 @@ def train(estimator, simulator, steps=1000, batch_size=64, lr=1e-3, min_lr=None,
         ``[seed, s, w]``).
     warmup : int
         Steps of linear learning-rate warm-up.  Default 200.
+    standardize_samples : int, optional
+        Systems simulated to standardise the targets before a fresh start
+        (their means and spreads under the simulator's prior and selection).
+        Default ``min(2048, max(256, steps * batch_size))``.
     time_limit : float, optional
         Stop (after writing a checkpoint) once this many seconds have passed;
         the learning rate then follows whichever of step and time is further along.
@@ -194,6 +198,8 @@ def train(estimator, simulator, steps=1000, batch_size=64, lr=1e-3, min_lr=None,
         # standardise targets with the simulator's prior (on rank 0, broadcast to the others)
         stats = torch.zeros(2, estimator.spec.k, dtype=torch.float64)
         if main:
+            if standardize_samples is None:  # enough for the prior's moments; no more than a short run sees
+                standardize_samples = min(2048, max(256, int(steps) * int(batch_size)))
             rows = [y for _, y, _ in simulator.stream(min(standardize_samples, 512), targets=estimator.targets,
                                                       steps=max(1, standardize_samples // 512))]
             y = torch.cat(rows)

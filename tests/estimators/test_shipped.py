@@ -44,6 +44,26 @@ def test_hst_estimator_beats_the_prior():
     assert m["x0"]["rms"] < 0.8 * 0.5 / np.sqrt(12)
 
 
+@pytest.mark.parametrize("name, instrument", [("lsst_gri", "lsst"), ("euclid_vis", "euclid_vis")])
+def test_survey_estimators_see_through_lens_light(name, instrument):
+    """With the lens galaxy's light in the stamp, the survey estimators still beat the prior by far."""
+    if name not in shipped():
+        pytest.skip(f"no {name} weights shipped")
+    from lenskit.estimators.metrics import summary
+
+    est = lenskit.load_estimator(name)
+    kwargs = {"bands": ("g", "r", "i")} if instrument == "lsst" else {}
+    sim = lenskit.Simulator(instrument=lenskit.get("instrument", instrument)(**kwargs), source="sersic", seed=32)
+    assert sim.lens_light
+    ds = sim.sample(200)
+    m = summary(est.predict(ds), ds.params)
+    prior_rms = 2.0 / np.sqrt(12)  # theta_E uniform in 0.5-2.5"
+    assert m["theta_E"]["rms"] < 0.35 * prior_rms
+    spread = np.std(ds.params["e1"])  # ~0.13
+    assert m["e1"]["rms"] < 0.7 * spread and m["e2"]["rms"] < 0.7 * spread
+    assert 0.55 < m["theta_E"]["coverage68"] < 0.85
+
+
 @pytest.mark.parametrize("name", FINDERS)
 def test_shipped_finder(name):
     from lenskit.estimators.finder import DeepLensFinder

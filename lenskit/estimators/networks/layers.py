@@ -4,7 +4,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["MinSubtraction", "ScaleNormalization", "CoordinateChannels", "InputStage"]
+__all__ = ["MinSubtraction", "ScaleNormalization", "NoiseStretch", "CoordinateChannels", "InputStage"]
 
 
 class MinSubtraction(nn.Module):
@@ -55,6 +55,53 @@ class ScaleNormalization(nn.Module):
         return x / scale.reshape(n, 1, 1, 1)
 
 
+class NoiseStretch(nn.Module):
+    """
+    Divide each band by its noise and compress with an arcsinh stretch.
+
+    The noise ``sigma`` of a band is estimated from the image itself, robustly:
+    the median absolute difference of horizontally adjacent pixels in the
+    outer frame of the stamp (beyond a quarter of its size from the centre,
+    away from a centred lens galaxy's steep core), divided by
+    ``0.6745 * sqrt(2)``: insensitive to the sky level and to smooth or sparse
+    sources where the noise is white.  The output is ``asinh(x / (softening * sigma))``: a
+    faint arc keeps its signal-to-noise scale (about linear below
+    ``softening`` sigma) while the bright core of a lens galaxy is compressed
+    logarithmically, so arcs are not crushed under the lens light as they are
+    by a division by the maximum.  Masked pixels (``mask`` True) are left out
+    of the noise estimate and set to 0.
+    """
+
+    def __init__(self, softening=3.0):
+        super().__init__()
+        if not softening > 0:
+            raise ValueError(f"softening must be > 0; got {softening}")
+        self.softening = float(softening)
+
+    def forward(self, x, mask=None):
+        n, b, h, w = x.shape
+        d = (x[..., :, 1:] - x[..., :, :-1]).abs()
+        # only the outer frame of the stamp (beyond a quarter of its size from the centre): a centred,
+        # bright lens galaxy's gradients would otherwise inflate the estimate
+        yy = torch.arange(h, device=x.device).reshape(h, 1) - (h - 1) / 2
+        xx = torch.arange(w - 1, device=x.device).reshape(1, w - 1) - (w - 2) / 2
+        bad = (yy.abs() < h / 4) & (xx.abs() < (w - 1) / 4)
+        if mask is not None:
+            mask = mask.to(torch.bool)
+            bad = bad | mask[..., :, 1:] | mask[..., :, :-1]
+        d = d.masked_fill(bad, float("nan"))
+        mad = torch.nanmedian(d.reshape(n, b, -1), dim=2).values
+        sigma = mad / (0.6745 * 2**0.5)
+        # a noiseless or constant band: fall back to a fraction of its peak
+        peak = x.reshape(n, b, -1).abs().amax(2)
+        sigma = torch.where(torch.isfinite(sigma) & (sigma > 1e-6 * peak), sigma, 1e-3 * peak)
+        sigma = sigma.clamp(min=1e-30).reshape(n, b, 1, 1)
+        out = torch.asinh(x / (self.softening * sigma))
+        if mask is not None:
+            out = out.masked_fill(mask, 0.0)
+        return out
+
+
 class CoordinateChannels(nn.Module):
     """Append x and y coordinate maps in [-1, 1] (CoordConv), so positions can be read off."""
 
@@ -66,12 +113,22 @@ class CoordinateChannels(nn.Module):
 
 
 class InputStage(nn.Module):
-    """Min subtraction (Hezaveh et al.) then scale normalisation; masked pixels become 0."""
+    """
+    Min subtraction (Hezaveh et al.) then a normalisation; masked pixels become 0.
 
-    def __init__(self, min_filter=4):
+    ``stretch="linear"`` divides by the smoothed maximum (`ScaleNormalization`);
+    ``stretch="asinh"`` divides each band by its noise and compresses bright
+    cores (`NoiseStretch`), which suits stamps with lens light.
+    """
+
+    def __init__(self, min_filter=4, stretch="linear"):
         super().__init__()
+        if stretch not in ("linear", "asinh"):
+            raise ValueError(f"stretch must be 'linear' or 'asinh'; got {stretch!r}")
+        self.stretch = stretch
         self.min = MinSubtraction(min_filter)
-        self.scale = ScaleNormalization()
+        self.scale = ScaleNormalization() if stretch == "linear" else NoiseStretch()
 
     def forward(self, x, mask=None):
-        return self.scale(self.min(x, mask))
+        x = self.min(x, mask)
+        return self.scale(x) if self.stretch == "linear" else self.scale(x, mask)

@@ -40,16 +40,31 @@ class LenskitNet(nn.Module):
         Number of outputs (targets times two with uncertainties).
     width : int
         Channels of the first stage (doubling every other stage).
+    stretch : {"linear", "asinh"}
+        Input normalisation (see `~lenskit.estimators.networks.layers.InputStage`):
+        division by the maximum, or by the noise with an arcsinh stretch
+        (better where lens light outshines the arcs).
+    first_stride : {2, 1}
+        Stride of the first 5 x 5 convolution; 1 keeps full resolution in the
+        first stage, which pays on small stamps with few pixels per arc.
     """
 
-    def __init__(self, in_shape=(1, 192, 192), n_outputs=10, width=16, hidden=256, dropout=0.0):
+    def __init__(self, in_shape=(1, 192, 192), n_outputs=10, width=16, hidden=256, dropout=0.0, stretch="linear",
+                 first_stride=2):
         super().__init__()
         bands, h, w = in_shape
-        self.inp = InputStage()
+        if first_stride not in (1, 2):
+            raise ValueError(f"first_stride must be 1 or 2; got {first_stride!r}")
+        self.inp = InputStage(stretch=stretch)
         self.coords = CoordinateChannels()
         chans = [width, 2 * width, 3 * width, 4 * width, 6 * width, 8 * width]
-        layers = [_down(bands + 2, chans[0], 5)]
-        size = (h + 1) // 2
+        if first_stride == 1:
+            layers = [nn.Conv2d(bands + 2, chans[0], 5, padding=2, bias=False), nn.BatchNorm2d(chans[0]),
+                      nn.ReLU(inplace=True)]
+            size = h
+        else:
+            layers = [_down(bands + 2, chans[0], 5)]
+            size = (h + 1) // 2
         c = chans[0]
         i = 1
         while size > 7 and i < len(chans):
