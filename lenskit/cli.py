@@ -240,6 +240,10 @@ def _cmd_train(args):
             extra = f" ({world} data-parallel ranks, global batch {args.batch_size * world})" if args.ddp else ""
             print(f"wrote {out}{extra}")
             _print_metrics(est.predict(val), val.params, args.estimator)
+        if args.ddp:  # the ranks leave together: a rank that exits while rank 0 still writes can abort gloo
+            import torch.distributed as dist
+
+            dist.barrier()
     finally:
         if args.ddp:
             import torch.distributed as dist
