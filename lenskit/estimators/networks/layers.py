@@ -48,7 +48,7 @@ class ScaleNormalization(nn.Module):
     do not set it; flux units then do not matter to the network.
     """
 
-    def forward(self, x):
+    def forward(self, x, mask=None):  # masked pixels are already 0 (MinSubtraction): nothing to exclude
         n = x.shape[0]
         sm = F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
         scale = sm.reshape(n, -1).amax(1).clamp(min=1e-12)
@@ -130,5 +130,4 @@ class InputStage(nn.Module):
         self.scale = ScaleNormalization() if stretch == "linear" else NoiseStretch()
 
     def forward(self, x, mask=None):
-        x = self.min(x, mask)
-        return self.scale(x) if self.stretch == "linear" else self.scale(x, mask)
+        return self.scale(self.min(x, mask), mask)
