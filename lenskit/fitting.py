@@ -434,16 +434,21 @@ def fit(image, noise, pixel_scale, psf=None, mask=None, init=None, shear=True, l
             _source_start(st, img, sig, m, pixel_scale, lens_light)
 
     def adam(z, steps, ss, lr=0.05):
+        """Adam from z; returns the last point with a finite likelihood (an overflowing step is not kept)."""
         z = z.clone().requires_grad_(True)
         opt = torch.optim.Adam([z], lr=lr)
+        good = z.detach().clone()
         for _ in range(int(steps)):
             opt.zero_grad()
             loss = nll(z, ss)
             if not torch.isfinite(loss):
                 break
+            good = z.detach().clone()
             loss.backward()
+            if not torch.isfinite(z.grad).all():
+                break
             opt.step()
-        return z.detach()
+        return good
 
     # -- search: every start, cheaply ------------------------------------------------------------------------
     scored = []
@@ -471,10 +476,14 @@ def fit(image, noise, pixel_scale, psf=None, mask=None, init=None, shear=True, l
                 loss.backward()
                 return loss
 
+            before = z.detach().clone()
             try:
                 lb.step(closure)
             except RuntimeError:  # a failed line search keeps the Adam result
                 pass
+            with torch.no_grad():
+                if not torch.isfinite(nll(z)):  # L-BFGS stepped into an overflow: keep the Adam result
+                    z.copy_(before)
         with torch.no_grad():
             val = float(nll(z))
         finals[i] = 2 * val
