@@ -132,22 +132,33 @@ def main(argv=None):
                        help="skip training: re-measure these weights and write the metrics back (or to --out)")
     ap.add_argument("--stretch", choices=["linear", "asinh"], default="asinh",
                     help="input normalisation of lenskit_net (default asinh: noise units, arcsinh stretch)")
+    ap.add_argument("--no-lens-light", action="store_true",
+                    help="LSST / Euclid: train and test on images without the lens galaxy's light (Pearson et al.'s "
+                         "other column); writes <name>_no_lens_light.asdf")
     ap.add_argument("--first-stride", type=int, choices=[1, 2], default=None,
                     help="stride of lenskit_net's first convolution (default: 1 for stamps under 96 pixels, else 2)")
     args = ap.parse_args(argv)
+    if args.no_lens_light and args.name == "hst_wfc3":
+        ap.error("--no-lens-light: the HST estimator is already trained without lens light (as Hezaveh et al.)")
+    light = {"lens_light": False} if args.no_lens_light else {}
+    label = f"{args.name}_no_lens_light" if args.no_lens_light else args.name
     torch.set_num_threads(2 if args.workers == 0 else 1)
     inst = instrument(args.name)
     shape = (len(inst.bands),) + inst.shape
     if args.evaluate:  # re-measure saved weights (written back to --out, default the same file)
         est = CNNEstimator.load(args.evaluate)
+        if args.out is None and est.expects.get("lens_light", True) == bool(args.no_lens_light):
+            ap.error("--evaluate: these weights were trained with lens_light="
+                     f"{est.expects.get('lens_light', True)}; measuring them on other images needs --out, so that "
+                     "their own metrics are not overwritten")
         train_seconds = est.metrics.get("train_seconds")
     else:
         src = training_source()
         for s in src.sources:  # prepare real stamps once, before worker processes fork
             getattr(s, "stamps", None)
-        sim = lenskit.Simulator(source=src, instrument=inst, seed=2017)
+        sim = lenskit.Simulator(source=src, instrument=inst, seed=2017, **light)
         val = lenskit.Simulator(source=test_source(), instrument=instrument(args.name, test=True), seed=7,
-                                split=None).sample(256)
+                                split=None, **light).sample(256)
         steps = args.steps or 10**6  # time-limited: the schedule anneals by wall time
         first_stride = args.first_stride or (1 if max(inst.shape) < 96 else 2)
         if args.init:  # fine-tune saved weights with a fresh optimiser and schedule
@@ -155,13 +166,14 @@ def main(argv=None):
             before = {"file": Path(args.init).name, "completed_steps": est.training.get("completed_steps"),
                       "train_seconds": est.metrics.get("train_seconds"),
                       "initialised_from": est.training.get("initialised_from")}
+            est.expects["lens_light"] = sim.lens_light
         else:
             est = CNNEstimator("lenskit_net", in_shape=shape,
                                arch_kwargs={"stretch": args.stretch, "first_stride": first_stride},
                                expects={"instrument": inst.name, "bands": list(inst.bands),
                                         "pixel_scale": inst.pixel_scale.value, "shape": list(shape),
                                         "lens_light": sim.lens_light})
-        ck = args.checkpoint or f"/tmp/lenskit_{args.name}.ckpt.asdf"
+        ck = args.checkpoint or f"/tmp/lenskit_{label}.ckpt.asdf"
         t0 = time.time()
         est.fit(sim, steps=steps, batch_size=args.batch_size, lr=args.lr, validation=val, checkpoint=ck,
                 checkpoint_every=200, workers=args.workers, progress=False, time_limit=args.minutes * 60,
@@ -172,7 +184,7 @@ def main(argv=None):
         if args.init:
             est.training["initialised_from"] = before
             train_seconds += before["train_seconds"] or 0.0
-    tsim = lenskit.Simulator(source=test_source(), instrument=instrument(args.name, test=True), seed=99)
+    tsim = lenskit.Simulator(source=test_source(), instrument=instrument(args.name, test=True), seed=99, **light)
     test = tsim.sample(args.test_size)
     t1 = time.time()
     estimate = est.predict(test, batch_size=128)
@@ -182,7 +194,7 @@ def main(argv=None):
     protocol = {}
     if args.name in ("lsst_gri", "euclid_vis"):  # also on Pearson et al.'s test distribution
         pt = lenskit.Simulator(source=test_source(), instrument=instrument(args.name, test=True), seed=98,
-                               priors=pearson_priors(args.name, inst.pixel_scale.value)).sample(args.test_size)
+                               priors=pearson_priors(args.name, inst.pixel_scale.value), **light).sample(args.test_size)
         pe = est.predict(pt, batch_size=128)
         protocol = {"test_pearson2019": summary(pe, pt.params),
                     "pearson_ellipticity_convention": {"test": pearson_convention(estimate, test.params),
@@ -192,12 +204,12 @@ def main(argv=None):
                                                  else "none", "lens_light": tsim.lens_light},
                    **protocol, "inference_per_second_cpu": infer, "train_seconds": train_seconds,
                    "cpu_threads": torch.get_num_threads()}
-    out = Path(args.out) if args.out else Path(args.evaluate) if args.evaluate else WEIGHTS / f"{args.name}.asdf"
+    out = Path(args.out) if args.out else Path(args.evaluate) if args.evaluate else WEIGHTS / f"{label}.asdf"
     est.save(out, dtype=np.float16)
     # check float16 costs no accuracy
     back = CNNEstimator.load(out)
     m16 = summary(back.predict(test, batch_size=128), test.params)
-    print(json.dumps({"estimator": args.name, "test": metrics, "float16_test": m16, **protocol,
+    print(json.dumps({"estimator": label, "test": metrics, "float16_test": m16, **protocol,
                       "test_theta_E_rms_by_arc_snr": by_snr, "inference_per_second": infer,
                       "steps": est.training.get("completed_steps"), "train_seconds": train_seconds,
                       "weights_bytes": out.stat().st_size}, indent=1), flush=True)
