@@ -26,8 +26,8 @@ def load_estimator(name="hst_wfc3", device="cpu"):
         ``"hst_wfc3"`` (HST WFC3 192 x 192, the setting of Hezaveh et al.),
         ``"lsst_gri"`` (LSST g, r, i 57 x 57, with lens light),
         ``"euclid_vis"`` (Euclid VIS 57 x 57, with lens light),
-        ``"lsst_gri_no_lens_light"`` (LSST g, r, i without lens light: for
-        arcs after lens-light subtraction),
+        ``"lsst_gri_no_lens_light"`` and ``"euclid_vis_no_lens_light"`` (the
+        same without lens light: for arcs after lens-light subtraction),
         ``"deeplens_lsst_g"`` (the lens finder, LSST g 45 x 45 single epochs;
         alias ``"finder"``), or the path of an ``.asdf`` file written by
         ``Estimator.save``.  `shipped` lists the names.

@@ -45,10 +45,11 @@ def test_hst_estimator_beats_the_prior():
 
 
 @pytest.mark.parametrize("name, instrument", [("lsst_gri", "lsst"), ("euclid_vis", "euclid_vis"),
-                                              ("lsst_gri_no_lens_light", "lsst")])
+                                              ("lsst_gri_no_lens_light", "lsst"),
+                                              ("euclid_vis_no_lens_light", "euclid_vis")])
 def test_survey_estimators(name, instrument):
     """
-    With the lens galaxy's light in the stamp (or without it, for the ``_no_lens_light`` estimator, as after a
+    With the lens galaxy's light in the stamp (or without it, for the ``_no_lens_light`` estimators, as after a
     perfect subtraction), the survey estimators beat the prior by far and their 68% intervals are calibrated.
     """
     if name not in shipped():
