@@ -130,8 +130,9 @@ def main(argv=None):
                        help="start from these weights (fresh optimiser and schedule) instead of random initialisation")
     start.add_argument("--evaluate", default=None, metavar="WEIGHTS",
                        help="skip training: re-measure these weights and write the metrics back (or to --out)")
-    ap.add_argument("--stretch", choices=["linear", "asinh"], default="asinh",
-                    help="input normalisation of lenskit_net (default asinh: noise units, arcsinh stretch)")
+    ap.add_argument("--stretch", choices=["linear", "asinh"], default=None,
+                    help="input normalisation of lenskit_net (default asinh: noise units, arcsinh stretch; with "
+                         "--init, the weights' own)")
     ap.add_argument("--no-lens-light", action="store_true",
                     help="LSST / Euclid: train and test on images without the lens galaxy's light (Pearson et al.'s "
                          "other column); writes <name>_no_lens_light.asdf")
@@ -153,6 +154,17 @@ def main(argv=None):
                      "their own metrics are not overwritten")
         train_seconds = est.metrics.get("train_seconds")
     else:
+        if args.init:  # fine-tune saved weights with a fresh optimiser and schedule; checked before simulating
+            est = CNNEstimator.load(args.init)
+            have = {"stretch": est.arch_kwargs.get("stretch", "linear"),
+                    "first_stride": est.arch_kwargs.get("first_stride", 2)}
+            for key, asked in (("stretch", args.stretch), ("first_stride", args.first_stride)):
+                if asked is not None and asked != have[key]:
+                    ap.error(f"--{key.replace('_', '-')} {asked}: the --init weights were trained with "
+                             f"{key}={have[key]!r}, which fine-tuning cannot change")
+            before = {"file": Path(args.init).name, "completed_steps": est.training.get("completed_steps"),
+                      "train_seconds": est.metrics.get("train_seconds"),
+                      "initialised_from": est.training.get("initialised_from")}
         src = training_source()
         for s in src.sources:  # prepare real stamps once, before worker processes fork
             getattr(s, "stamps", None)
@@ -161,15 +173,11 @@ def main(argv=None):
                                 split=None, **light).sample(256)
         steps = args.steps or 10**6  # time-limited: the schedule anneals by wall time
         first_stride = args.first_stride or (1 if max(inst.shape) < 96 else 2)
-        if args.init:  # fine-tune saved weights with a fresh optimiser and schedule
-            est = CNNEstimator.load(args.init)
-            before = {"file": Path(args.init).name, "completed_steps": est.training.get("completed_steps"),
-                      "train_seconds": est.metrics.get("train_seconds"),
-                      "initialised_from": est.training.get("initialised_from")}
+        if args.init:
             est.expects["lens_light"] = sim.lens_light
         else:
             est = CNNEstimator("lenskit_net", in_shape=shape,
-                               arch_kwargs={"stretch": args.stretch, "first_stride": first_stride},
+                               arch_kwargs={"stretch": args.stretch or "asinh", "first_stride": first_stride},
                                expects={"instrument": inst.name, "bands": list(inst.bands),
                                         "pixel_scale": inst.pixel_scale.value, "shape": list(shape),
                                         "lens_light": sim.lens_light})

@@ -442,13 +442,13 @@ def fit(image, noise, pixel_scale, psf=None, mask=None, init=None, shear=True, l
             opt.zero_grad()
             loss = nll(z, ss)
             if not torch.isfinite(loss):
-                break
+                return good
             good = z.detach().clone()
             loss.backward()
             if not torch.isfinite(z.grad).all():
-                break
+                return good
             opt.step()
-        return good
+        return z.detach()
 
     # -- search: every start, cheaply ------------------------------------------------------------------------
     scored = []
