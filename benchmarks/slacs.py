@@ -38,13 +38,16 @@ def pa_diff(a, b):
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--shear", action=argparse.BooleanOptionalAction, default=False,
+                    help="fit an external shear with the SIE (default: SIE alone, like Bolton et al.'s models)")
     ap.add_argument("--rst", default=None, help="write the comparison table (reStructuredText) here")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     est = lenskit.load_estimator("hst_wfc3")
     rows = []
     for lens in slacs_sample(DATA):
-        r = model_lens(lens["cutout"], est, deblend=not lens["lens_subtracted"], psf=lens["psf"])
+        r = model_lens(lens["cutout"], est, deblend=not lens["lens_subtracted"], psf=lens["psf"],
+                       fit_kwargs={"shear": args.shear})
         v = {k: float(getattr(r[k], "value", r[k])) for k in r.table.colnames}
         row = {"lens": lens["name"], "published": {k: lens[k] for k in ("theta_E", "q", "pa")}}
         for who, pre in (("cnn", "cnn_"), ("fit", "")):
@@ -63,7 +66,7 @@ def main(argv=None):
                         "median_abs_d_pa_deg": float(np.median(dpa)) if dpa else None, "n_pa": len(dpa)}
     summary["seconds_per_lens"] = {k: float(np.mean([r["seconds"][k] for r in rows]))
                                    for k in ("deblend", "cnn", "fit")}
-    out = {"n_lenses": len(rows), "threads": torch.get_num_threads(), "summary": summary}
+    out = {"n_lenses": len(rows), "threads": torch.get_num_threads(), "shear": args.shear, "summary": summary}
     print(json.dumps(out, indent=1))
     if args.rst:
         head = ("lens", "theta_E pub", "CNN", "fit", "q pub", "CNN", "fit", "PA pub", "CNN", "fit", "chi2_red")
