@@ -19,6 +19,9 @@ Usage::
     python benchmarks/train_finder.py --minutes 62 --n-train 40000 --epochs 30
     # continued from its checkpoint (a warm restart at lr 1e-3, drops at epochs 17 and 23):
     python benchmarks/train_finder.py --minutes 60 --epochs 26 --lr-drops 17,23
+    # fine-tuned from the shipped weights on arcs near the caustics (min_magnification 5, the default since 0.6):
+    python benchmarks/train_finder.py --init lenskit/estimators/weights/deeplens_lsst_g.asdf --minutes 60 \
+        --n-train 100000 --epochs 8 --lr 3e-4 --lr-drops 5,7
     # worst-seeing stacks need their own network (not shipped yet):
     python benchmarks/train_finder.py --mode stack --out deeplens_lsst_g_stack.asdf
 
@@ -66,8 +69,9 @@ def line_of_sight(split):
     return LineOfSight(source=mix)
 
 
-def simulate(split, n, seed, mode="single_epoch"):
-    sim = LensFinderSimulator(mode=mode, source=sources(split), line_of_sight=line_of_sight(split), seed=seed)
+def simulate(split, n, seed, mode="single_epoch", min_magnification=5.0):
+    sim = LensFinderSimulator(mode=mode, source=sources(split), line_of_sight=line_of_sight(split), seed=seed,
+                              min_magnification=min_magnification)
     return sim, sim.sample(n)
 
 
@@ -84,28 +88,44 @@ def main(argv=None):
     ap.add_argument("--mode", choices=("single_epoch", "stack"), default="single_epoch",
                     help="train for best-seeing single epochs (shipped) or worst-seeing stacks")
     ap.add_argument("--lr-drops", default=None, help="comma-separated epochs at which the learning rate drops 10x")
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--min-magnification", type=float, default=5.0,
+                    help="lensed sources' minimum total magnification (5: arcs near the caustics)")
+    ap.add_argument("--init", default=None, help="start from these finder weights (keeps their preprocessing)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
+    if args.init is not None:
+        init = DeepLensFinder.load(args.init)  # fails here, before simulating, on a bad file
+        if init.expects.get("mode", args.mode) != args.mode:
+            ap.error(f"--init {args.init} was trained for mode {init.expects.get('mode')!r}, not {args.mode!r}")
     torch.set_num_threads(2)
     t0 = time.time()
-    sim, train = simulate("train", args.n_train, 2018, mode=args.mode)
-    _, val = simulate("validation", args.n_val, 7, mode=args.mode)
+    mu = args.min_magnification
+    sim, train = simulate("train", args.n_train, 2018 if args.init is None else 2019, mode=args.mode,
+                          min_magnification=mu)
+    _, val = simulate("validation", args.n_val, 7, mode=args.mode, min_magnification=mu)
     print(json.dumps({"simulated": len(train) + len(val), "seconds": time.time() - t0}), flush=True)
     inst = sim.instrument
-    finder = DeepLensFinder(in_shape=train.images.shape[1:],
-                            expects={"instrument": inst.name, "bands": list(inst.bands), "mode": args.mode,
-                                     "pixel_scale": inst.pixel_scale.value, "units": "electron / s",
-                                     "shape": list(train.images.shape[1:])})
+    if args.init is None:
+        finder = DeepLensFinder(in_shape=train.images.shape[1:],
+                                expects={"instrument": inst.name, "bands": list(inst.bands), "mode": args.mode,
+                                         "pixel_scale": inst.pixel_scale.value, "units": "electron / s",
+                                         "shape": list(train.images.shape[1:])})
+        previous = None
+    else:
+        finder, previous = init, {"weights": str(args.init), "training": init.training, "metrics": init.metrics}
     t1 = time.time()
     finder.fit(train, validation=val, epochs=args.epochs, batch_size=args.batch_size, checkpoint=args.checkpoint,
                time_limit=args.minutes * 60, progress=False, bfloat16=not args.no_bfloat16,
                lr_drops=None if args.lr_drops is None else [float(v) for v in args.lr_drops.split(",")],
-               log=lambda r: print(json.dumps(r), flush=True))
+               log=lambda r: print(json.dumps(r), flush=True), lr=args.lr, statistics=args.init is None)
     train_seconds = time.time() - t1
     finder.training["simulation"] = sim.config
+    if previous is not None:
+        finder.training["initialised_from"] = previous
     results = {}
     for mode in ("single_epoch", "stack"):
-        _, test = simulate("test", args.n_test, 99, mode=mode)
+        _, test = simulate("test", args.n_test, 99, mode=mode, min_magnification=mu)
         t2 = time.time()
         est = finder.predict(test, batch_size=512)
         rate = len(test) / (time.time() - t2)
@@ -115,14 +135,23 @@ def main(argv=None):
         results[mode] = {"summary": finder_summary(p, y), "completeness_at_validation_threshold": [
             {k: (float(r[k]) if k != "n_lenses" else int(r[k])) for k in comp.colnames} for r in comp],
             "realised_fpr": comp.meta["fpr_realised"], "cutouts_per_second": rate}
+    # the harder population of earlier versions (doubles of compact sources far from the caustics)
+    _, hard = simulate("test", args.n_test, 99, mode=args.mode, min_magnification=2.0)
+    p2 = finder.predict(hard, batch_size=512).table["p_lens"].value
+    comp2 = completeness_table(p2, hard.params, threshold=finder.threshold)
+    results[f"{args.mode}_min_magnification_2"] = {
+        "summary": finder_summary(p2, np.asarray(hard.params["is_lens"], bool)),
+        "completeness_at_validation_threshold": [
+            {k: (float(r[k]) if k != "n_lenses" else int(r[k])) for k in comp2.colnames} for r in comp2]}
     finder.metrics = {"test": results, "test_set": {"n": args.n_test, "sources": "AEGIS (all) + COSMOS test split",
-                                                    "line_of_sight": "Sérsic + COSMOS test split"},
+                                                    "line_of_sight": "Sérsic + COSMOS test split",
+                                                    "min_magnification": mu},
                       "train_seconds": train_seconds, "cpu_threads": torch.get_num_threads()}
     default = "deeplens_lsst_g.asdf" if args.mode == "single_epoch" else "deeplens_lsst_g_stack.asdf"
     out = Path(args.out) if args.out else WEIGHTS / default
     finder.save(out, dtype=np.float16)
     back = DeepLensFinder.load(out)
-    _, test = simulate("test", args.n_test, 99, mode=args.mode)
+    _, test = simulate("test", args.n_test, 99, mode=args.mode, min_magnification=mu)
     p16 = back.predict(test, batch_size=512).table["p_lens"].value
     print(json.dumps({"finder": "deeplens_lsst_g", "test": results,
                       f"float16_{args.mode}": finder_summary(p16, np.asarray(test.params["is_lens"], bool)),

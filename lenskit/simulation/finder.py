@@ -45,10 +45,15 @@ class LensFinderSimulator:
     source_mag : prior
         Unlensed source magnitude in the reference band (r); the default
         23.5-27.5 gives arc S/N (eq. 10) from a few to a few hundred, median
-        about 35, on the single-epoch g-band cutouts.
+        about 60 (with the default magnification cut), on the single-epoch g-band
+        cutouts.
     min_magnification : float
         Lensed sources must be multiply imaged with at least this total
-        magnification (they are placed inside the caustics).
+        magnification.  The default 5 keeps sources near the caustics, where
+        they form arcs and rings, as Lanusse et al. (2018, Section 4.2) place
+        theirs "so as to produce lensed arcs".  With 2 (the estimators'
+        setting) most lensed sources are widely separated doubles of compact
+        galaxies, which at 0.18" look like the line-of-sight galaxies.
     line_of_sight : `~lenskit.simulation.line_of_sight.LineOfSight` or bool
         Unlensed field galaxies in every cutout (default True).
     priors : dict, optional
@@ -67,7 +72,7 @@ class LensFinderSimulator:
 
     def __init__(self, instrument=None, mode="single_epoch", bands=("g",), lens_fraction=0.5, source="sersic_clump",
                  sigma_v=(150.0, 350.0), z_lens=(0.2, 0.7), z_source=2.0, axis_ratio=(0.5, 1.0), source_mag=(23.5, 27.5),
-                 min_magnification=2.0, line_of_sight=True, priors=None, seed=None, split=None, **kwargs):
+                 min_magnification=5.0, line_of_sight=True, priors=None, seed=None, split=None, **kwargs):
         if not 0 <= lens_fraction <= 1:
             raise ValueError(f"lens_fraction must be within [0, 1]; got {lens_fraction}")
         lo, hi = axis_ratio

@@ -1,3 +1,5 @@
+import shutil
+
 import astropy.units as u
 import numpy as np
 import pytest
@@ -149,6 +151,8 @@ def test_finder_simulator(finder_data):
     assert ds.images.shape == (160, 1, 45, 45)
     assert 50 < y.sum() < 110  # binomial(160, 0.5)
     assert np.all(ds.params["arc_snr"][~y] == 0) and np.median(ds.params["arc_snr"][y]) > 5
+    # sources near the caustics (arcs), as Lanusse et al. place theirs
+    assert np.all(np.asarray(ds.params["magnification"])[y] >= 5.0)
     arc_flux = ds.truth["arcs"].sum((1, 2, 3))
     assert np.all(arc_flux[~y] < 1e-6 * arc_flux[y].min())
     assert {"sigma_v", "z_lens", "n_line_of_sight", "theta_E"} <= set(ds.params.colnames)
@@ -198,6 +202,33 @@ def test_finder_fit_resume_save_predict(finder_data, tmp_path):
     assert np.all(np.argsort(rare.table["p_lens"].value, kind="stable")
                   == np.argsort(e1.table["p_lens"].value, kind="stable"))
     np.testing.assert_array_equal(rare.table["candidate"], e1.table["candidate"])
+
+
+def test_finder_fine_tune_keeps_statistics(finder_data):
+    _, ds = finder_data
+    f = DeepLensFinder(arch_kwargs={"units_per_stage": 1})
+    mean = np.full((1, 45, 45), 0.25, np.float32)
+    f.network.pre.set_statistics(mean, np.array([0.5], np.float32))
+    f.fit(ds, epochs=1, batch_size=64, progress=False, statistics=False)
+    np.testing.assert_array_equal(f.network.pre.mean_image.numpy(), mean)
+    assert float(f.network.pre.sigma[0]) == 0.5 and f.training["statistics_from_train"] is False
+    f.fit(ds, epochs=1, batch_size=64, progress=False)  # the default takes them from the training set
+    assert float(f.network.pre.sigma[0]) == pytest.approx(float(np.median(ds.noise)), rel=1e-3)
+
+
+@pytest.mark.skipif(not (shutil.which("g++") or shutil.which("c++")), reason="torch.compile needs a C++ compiler")
+def test_finder_compiled_predict_matches_eager(finder_data):
+    _, ds = finder_data
+    torch.manual_seed(1)
+    f = DeepLensFinder(arch_kwargs={"units_per_stage": 1})
+    f.set_statistics(ds)
+    eager = f.predict(ds.images[:70], batch_size=32).table["p_lens"].value
+    fast = f.predict(ds.images[:70], batch_size=32, compile=True).table["p_lens"].value  # includes a short batch
+    np.testing.assert_allclose(fast, eager, atol=1e-5)
+    # training invalidates the compiled graph, whose weights are frozen in
+    f.fit(ds, epochs=1, batch_size=64, progress=False)
+    np.testing.assert_allclose(f.predict(ds.images[:8], compile=True).table["p_lens"].value,
+                               f.predict(ds.images[:8]).table["p_lens"].value, atol=1e-5)
 
 
 def test_finder_input_errors(finder_data):
