@@ -136,9 +136,17 @@ def main(argv=None):
     ap.add_argument("--no-lens-light", action="store_true",
                     help="LSST / Euclid: train and test on images without the lens galaxy's light (Pearson et al.'s "
                          "other column); writes <name>_no_lens_light.asdf")
+    ap.add_argument("--tta", default="8", help="also measure with test-time augmentation over these numbers of grid "
+                                              "symmetries (comma-separated from 2, 4, 8; 'none' to skip)")
     ap.add_argument("--first-stride", type=int, choices=[1, 2], default=None,
                     help="stride of lenskit_net's first convolution (default: 1 for stamps under 96 pixels, else 2)")
     args = ap.parse_args(argv)
+    try:
+        ttas = [] if args.tta == "none" else [int(v) for v in args.tta.split(",")]
+    except ValueError:
+        ap.error(f"--tta must be comma-separated integers from 2, 4, 8 or 'none'; got {args.tta!r}")
+    if any(n not in (2, 4, 8) for n in ttas):
+        ap.error(f"--tta values must be 2, 4 or 8; got {args.tta!r}")
     if args.no_lens_light and args.name == "hst_wfc3":
         ap.error("--no-lens-light: the HST estimator is already trained without lens light (as Hezaveh et al.)")
     light = {"lens_light": False} if args.no_lens_light else {}
@@ -207,6 +215,16 @@ def main(argv=None):
         protocol = {"test_pearson2019": summary(pe, pt.params),
                     "pearson_ellipticity_convention": {"test": pearson_convention(estimate, test.params),
                                                        "test_pearson2019": pearson_convention(pe, pt.params)}}
+    for n in ttas:  # the same test sets, averaged over n symmetries of the pixel grid
+        t2 = time.time()
+        et = est.predict(test, batch_size=128, tta=n)
+        entry = {"test": summary(et, test.params), "inference_per_second_cpu": len(test) / (time.time() - t2)}
+        if protocol:
+            pe_t = est.predict(pt, batch_size=128, tta=n)
+            entry["test_pearson2019"] = summary(pe_t, pt.params)
+            entry["pearson_ellipticity_convention"] = {"test": pearson_convention(et, test.params),
+                                                       "test_pearson2019": pearson_convention(pe_t, pt.params)}
+        protocol[f"tta{n}"] = entry
     est.metrics = {"test": metrics, "test_set": {"n": len(test), "sources": "AEGIS F814W (all) + COSMOS test split",
                                                  "masks": "test (< 2% of arc flux)" if args.name == "hst_wfc3"
                                                  else "none", "lens_light": tsim.lens_light},

@@ -126,12 +126,21 @@ def _cmd_estimate(args):
     from lenskit.core.dataset import LensDataset
 
     if args.scheduler or args.workers:
+        if args.tta != 1:
+            raise ValueError("--tta applies to single-process runs; drop it with --scheduler / --workers")
         _run_distributed(args, args.estimator)
         return 0
     if len(args.input) != 1:
         raise ValueError("several inputs need --scheduler or --workers (a Dask run); pass one input otherwise")
     args.input = args.input[0]
     est = lenskit.load_estimator(args.estimator)
+    extra = {}
+    if args.tta != 1:
+        import inspect
+
+        if "tta" not in inspect.signature(est.predict).parameters:
+            raise ValueError(f"--tta: the estimator {args.estimator!r} has no test-time augmentation")
+        extra["tta"] = args.tta
     out = Path(args.output)
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
@@ -144,7 +153,7 @@ def _cmd_estimate(args):
         data = cut.resample(est.expects["pixel_scale"], est.in_shape[1:]).to_dataset()
         print(f"resampled {args.input} ({cut.pixel_scale:.3f}\"/px) onto {est.in_shape[1]}x{est.in_shape[2]} "
               f"pixels of {est.expects['pixel_scale']}\" centred on the lens light")
-    estimate = est.predict(data, batch_size=args.batch_size, progress=not args.quiet)
+    estimate = est.predict(data, batch_size=args.batch_size, progress=not args.quiet, **extra)
     if out.suffix.lower() in (".fits", ".fit"):
         from lenskit.io.fits import write_estimate_fits
 
@@ -323,6 +332,8 @@ def _cmd_find(args):
     import lenskit
 
     if args.scheduler or args.workers:
+        if args.fast:
+            raise ValueError("--fast applies to single-process runs; drop it with --scheduler / --workers")
         est = _run_distributed(args, args.finder, lens_fraction=args.lens_fraction)
         p = est.table["p_lens"].value
         rows = est.table.meta["inputs"]
@@ -345,7 +356,9 @@ def _cmd_find(args):
     out = Path(args.output)
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
-    est = finder.predict(data, batch_size=args.batch_size, lens_fraction=args.lens_fraction, progress=not args.quiet)
+    fast = {"bfloat16": True, "compile": True} if args.fast else {}
+    est = finder.predict(data, batch_size=args.batch_size, lens_fraction=args.lens_fraction, progress=not args.quiet,
+                         **fast)
     est.write(out, overwrite=args.overwrite)
     p = est.table["p_lens"].value
     order = np.argsort(-p)[: args.top]
@@ -454,6 +467,9 @@ def build_parser():
     p.add_argument("--pixel-scale", type=float, default=None,
                    help="arcsec per pixel of a FITS cutout without WCS or PIXSCALE")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--tta", type=int, choices=(1, 2, 4, 8), default=1,
+                   help="average over this many symmetries of the pixel grid (test-time augmentation: more accurate, "
+                        "that many times slower)")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_estimate)
@@ -477,6 +493,9 @@ def build_parser():
                    help="expected lens fraction of the data: maps p_lens with Lanusse et al. eq. 5")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--top", type=int, default=10, help="print this many highest-scoring cutouts")
+    p.add_argument("--fast", action="store_true",
+                   help="bfloat16 and a compiled graph (several times faster on CPUs with AVX-512 BF16, see benchmarks/find.py, after a compile "
+                        "of tens of seconds; for large single-process runs)")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_find)

@@ -1,6 +1,7 @@
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import lenskit
@@ -75,6 +76,9 @@ def test_cli_find(tmp_path, capsys):
     assert '"auroc"' in capsys.readouterr().out
     assert main(["find", str(cube), "-o", str(out), "--finder", str(weights), "-q"]) == 2  # exists
     assert main(["find", str(cube), "-o", str(tmp_path / "x.asdf"), "--finder", "hst_wfc3", "-q"]) == 2
+    assert main(["find", str(cube), "-o", str(tmp_path / "y.asdf"), "--finder", str(weights), "-q", "--fast",
+                 "--workers", "2"]) == 2  # --fast is single-process: refused before any work
+    assert not (tmp_path / "y.asdf").exists()
 
 
 def test_train_with_architecture_options(tmp_path, capsys):
@@ -90,3 +94,23 @@ def test_train_with_architecture_options(tmp_path, capsys):
     assert main(["train", "--arch", "depth=3", "-o", str(tmp_path / "b.asdf")]) == 2
     assert "--arch" in capsys.readouterr().err
     assert not (tmp_path / "a.asdf").exists() and not (tmp_path / "b.asdf").exists()
+
+
+def test_cli_estimate_with_test_time_augmentation(tmp_path, capsys):
+    from lenskit.cli import main
+    from lenskit.instruments.lsst import LSST
+
+    ds = lenskit.Simulator(instrument=LSST(bands=("g", "r", "i")), source="sersic", seed=4).sample(6)
+    path = tmp_path / "lenses.asdf"
+    ds.write(path)
+    one, four = tmp_path / "one.asdf", tmp_path / "four.asdf"
+    assert main(["estimate", str(path), "--estimator", "lsst_gri", "-o", str(one), "-q"]) == 0
+    assert main(["estimate", str(path), "--estimator", "lsst_gri", "-o", str(four), "-q", "--tta", "4"]) == 0
+    a, b = lenskit.read(one).table, lenskit.read(four).table
+    assert len(b) == 6 and not np.allclose(a["e1"], b["e1"])  # averaged over four symmetries: different numbers
+    assert np.all(np.abs(a["theta_E"] - b["theta_E"]).value < 0.5)
+    with pytest.raises(SystemExit):
+        main(["estimate", str(path), "--estimator", "lsst_gri", "-o", str(tmp_path / "x.asdf"), "--tta", "3"])
+    assert main(["estimate", str(path), "--estimator", "lsst_gri", "-o", str(tmp_path / "y.asdf"), "--tta", "2",
+                 "--workers", "2"]) == 2
+    assert not (tmp_path / "y.asdf").exists()
