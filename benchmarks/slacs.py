@@ -40,6 +40,8 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--shear", action=argparse.BooleanOptionalAction, default=False,
                     help="fit an external shear with the SIE (default: SIE alone, like Bolton et al.'s models)")
+    ap.add_argument("--tta", type=int, choices=(1, 2, 4, 8), default=1,
+                    help="test-time augmentation of the CNN step (grid symmetries averaged)")
     ap.add_argument("--rst", default=None, help="write the comparison table (reStructuredText) here")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -47,7 +49,7 @@ def main(argv=None):
     rows = []
     for lens in slacs_sample(DATA):
         r = model_lens(lens["cutout"], est, deblend=not lens["lens_subtracted"], psf=lens["psf"],
-                       fit_kwargs={"shear": args.shear})
+                       fit_kwargs={"shear": args.shear}, tta=args.tta)
         v = {k: float(getattr(r[k], "value", r[k])) for k in r.table.colnames}
         row = {"lens": lens["name"], "published": {k: lens[k] for k in ("theta_E", "q", "pa")}}
         for who, pre in (("cnn", "cnn_"), ("fit", "")):
@@ -66,7 +68,8 @@ def main(argv=None):
                         "median_abs_d_pa_deg": float(np.median(dpa)) if dpa else None, "n_pa": len(dpa)}
     summary["seconds_per_lens"] = {k: float(np.mean([r["seconds"][k] for r in rows]))
                                    for k in ("deblend", "cnn", "fit")}
-    out = {"n_lenses": len(rows), "threads": torch.get_num_threads(), "shear": args.shear, "summary": summary}
+    out = {"n_lenses": len(rows), "threads": torch.get_num_threads(), "shear": args.shear, "tta": args.tta,
+           "summary": summary}
     print(json.dumps(out, indent=1))
     if args.rst:
         head = ("lens", "theta_E pub", "CNN", "fit", "q pub", "CNN", "fit", "PA pub", "CNN", "fit", "chi2_red")

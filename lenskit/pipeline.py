@@ -91,7 +91,7 @@ def _pa(cutout, phi):
 
 
 def model_lens(cutout, estimator="hst_wfc3", deblend=True, refine=True, psf=None, core_radius=0.35, box=3.0,
-               mask_outliers=True, centre=None, fit_kwargs=None):
+               mask_outliers=True, centre=None, fit_kwargs=None, tta=1):
     """
     SIE parameters of a real lens in one band: deblend, estimate with a CNN, refine by maximum likelihood.
 
@@ -120,6 +120,9 @@ def model_lens(cutout, estimator="hst_wfc3", deblend=True, refine=True, psf=None
         peak (`~lenskit.io.fits.Cutout.light_centre`), or the middle of the
         cutout when ``deblend`` is False (a lens-subtracted image has no
         light centre).
+    tta : {1, 2, 4, 8}
+        Test-time augmentation of the CNN step (``estimator.predict(tta=...)``):
+        averaged over this many symmetries of the pixel grid.
     fit_kwargs : dict, optional
         Passed to `lenskit.fit` (``n_starts``, ``adam_steps``, ...).
 
@@ -139,6 +142,8 @@ def model_lens(cutout, estimator="hst_wfc3", deblend=True, refine=True, psf=None
         estimator = load_estimator(estimator)
     if "pixel_scale" not in getattr(estimator, "expects", {}):
         raise ValueError("estimator must record the pixel scale it expects (estimator.expects['pixel_scale'])")
+    if tta not in (1, 2, 4, 8):
+        raise ValueError(f"tta must be 1, 2, 4 or 8; got {tta!r}")
     if not core_radius >= 0:
         raise ValueError(f"core_radius must be >= 0 arcsec; got {core_radius}")
     if not box > core_radius:
@@ -180,7 +185,7 @@ def model_lens(cutout, estimator="hst_wfc3", deblend=True, refine=True, psf=None
     arcs_cut = Cutout(arcs, ps, noise=np.where(mask, np.nan, noise), psf=kern, wcs=cutout.wcs, mask=mask)
     stamp = arcs_cut.resample(estimator.expects["pixel_scale"], estimator.in_shape[1:], centre=(cx, cy))
     t0 = time.perf_counter()
-    est = estimator.predict(stamp.to_dataset())
+    est = estimator.predict(stamp.to_dataset(), **({"tta": tta} if tta != 1 else {}))
     t_cnn = time.perf_counter() - t0
     cnn = {k: float(getattr(est.table[k][0], "value", est.table[k][0])) for k in ("theta_E", "e1", "e2", "x0", "y0")}
     row = QTable()

@@ -75,6 +75,8 @@ def test_model_lens_bad_arguments(simulated_cutout):
     cut = read_cutout(path)
     with pytest.raises(ValueError, match="box must exceed core_radius"):
         model_lens(cut, box=0.2, core_radius=0.35)
+    with pytest.raises(ValueError, match="tta must be 1, 2, 4 or 8"):
+        model_lens(cut, tta=3)
     with pytest.raises(ValueError, match="psf"):
         model_lens(cut, psf=np.full((5, 5), np.nan))
     with pytest.raises(FileNotFoundError):
