@@ -156,7 +156,8 @@ def main(argv=None):
     shape = (len(inst.bands),) + inst.shape
     if args.evaluate:  # re-measure saved weights (written back to --out, default the same file)
         est = CNNEstimator.load(args.evaluate)
-        if args.out is None and est.expects.get("lens_light", True) == bool(args.no_lens_light):
+        test_light = lenskit.Simulator(source="sersic", instrument=instrument(args.name, test=True), **light).lens_light
+        if args.out is None and est.expects.get("lens_light", True) != test_light:
             ap.error("--evaluate: these weights were trained with lens_light="
                      f"{est.expects.get('lens_light', True)}; measuring them on other images needs --out, so that "
                      "their own metrics are not overwritten")
@@ -219,7 +220,7 @@ def main(argv=None):
         t2 = time.time()
         et = est.predict(test, batch_size=128, tta=n)
         entry = {"test": summary(et, test.params), "inference_per_second_cpu": len(test) / (time.time() - t2)}
-        if protocol:
+        if args.name in ("lsst_gri", "euclid_vis"):
             pe_t = est.predict(pt, batch_size=128, tta=n)
             entry["test_pearson2019"] = summary(pe_t, pt.params)
             entry["pearson_ellipticity_convention"] = {"test": pearson_convention(et, test.params),

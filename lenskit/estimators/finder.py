@@ -119,7 +119,7 @@ class DeepLensFinder(Estimator):
         return self._compiled
 
     @torch.no_grad()
-    def logits(self, images, masks=None, batch_size=256, progress=False, bfloat16=False, compile=False):
+    def logits(self, images, masks=None, batch_size=128, progress=False, bfloat16=False, compile=False):
         """Raw network outputs (log-odds of a lens at the training set's lens fraction)."""
         arr, m = self._inputs(images, masks)
         if int(batch_size) < 1:
@@ -148,7 +148,7 @@ class DeepLensFinder(Estimator):
                 out.append(net(x, mk).float().reshape(-1).cpu().numpy())
         return np.concatenate(out) if out else np.zeros(0)
 
-    def predict(self, images, masks=None, batch_size=256, lens_fraction=None, progress=False, bfloat16=False,
+    def predict(self, images, masks=None, batch_size=128, lens_fraction=None, progress=False, bfloat16=False,
                 compile=False):
         """
         Probability that each cutout holds a strong lens.

@@ -136,8 +136,8 @@ class CNNEstimator(Estimator):
             mus, sds = [], []
             for t in DIHEDRAL[:tta]:
                 x = torch.as_tensor(transform_images(arr[i:i + batch_size], t), device=self.device)
-                mk = None if m is None else torch.as_tensor(
-                    transform_images(np.asarray(m[i:i + batch_size], dtype=bool), t), device=self.device)
+                mk = None if m is None else torch.as_tensor(  # a writable copy
+                    np.array(transform_images(np.asarray(m[i:i + batch_size], dtype=bool), t)), device=self.device)
                 mu, sd = self.predict_tensors(x, mk)
                 mu, sd = untransform(mu.cpu().numpy(), None if sd is None else sd.cpu().numpy(), self.targets, t)
                 mus.append(mu)
