@@ -79,7 +79,8 @@ def main(argv=None):
     # what a user gets from predict(): eager, bfloat16, and compiled with the weights frozen in
     variants = {"predict_bfloat16": {"bfloat16": True}}
     if not args.no_compile:
-        variants.update(predict_compiled={"compile": True}, predict_bfloat16_compiled={"bfloat16": True, "compile": True})
+        variants.update(predict_compiled={"compile": True},
+                        predict_bfloat16_compiled={"bfloat16": True, "compile": True})
     for name, kw in variants.items():
         finder._compiled = None  # a fresh frozen graph per variant
         r, z = rate(lambda b: finder.predict(b, batch_size=args.batch_size, **kw).table["p_lens"].value,

@@ -89,8 +89,8 @@ def main(argv=None):
            "speedup": float(np.mean(secs) / t_cnn)}
     if args.tta > 1:
         m_tta = summary(cnn_tta, ds.params)
-        out[f"cnn_tta{args.tta}"] = {"seconds_per_lens": t_tta, **{t: {k: round(m_tta[t][k], 4) for k in ("rms", "err68")}
-                                                                   for t in TARGETS}}
+        errors = {t: {k: round(m_tta[t][k], 4) for k in ("rms", "err68")} for t in TARGETS}
+        out[f"cnn_tta{args.tta}"] = {"seconds_per_lens": t_tta, **errors}
         out[f"speedup_tta{args.tta}"] = float(np.mean(secs) / t_tta)
     print(json.dumps(out, indent=1))
 

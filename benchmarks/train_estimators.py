@@ -156,7 +156,8 @@ def main(argv=None):
     shape = (len(inst.bands),) + inst.shape
     if args.evaluate:  # re-measure saved weights (written back to --out, default the same file)
         est = CNNEstimator.load(args.evaluate)
-        test_light = lenskit.Simulator(source="sersic", instrument=instrument(args.name, test=True), **light).lens_light
+        test_light = lenskit.Simulator(source="sersic", instrument=instrument(args.name, test=True),
+                                       **light).lens_light  # what the test images will have
         if args.out is None and est.expects.get("lens_light", True) != test_light:
             ap.error("--evaluate: these weights were trained with lens_light="
                      f"{est.expects.get('lens_light', True)}; measuring them on other images needs --out, so that "
@@ -209,9 +210,11 @@ def main(argv=None):
     metrics = summary(estimate, test.params)
     by_snr = theta_E_rms_by_arc_snr(estimate, test.params)
     protocol = {}
-    if args.name in ("lsst_gri", "euclid_vis"):  # also on Pearson et al.'s test distribution
+    pearson = args.name in ("lsst_gri", "euclid_vis")
+    if pearson:  # also on Pearson et al.'s test distribution
         pt = lenskit.Simulator(source=test_source(), instrument=instrument(args.name, test=True), seed=98,
-                               priors=pearson_priors(args.name, inst.pixel_scale.value), **light).sample(args.test_size)
+                               priors=pearson_priors(args.name, inst.pixel_scale.value),
+                               **light).sample(args.test_size)
         pe = est.predict(pt, batch_size=128)
         protocol = {"test_pearson2019": summary(pe, pt.params),
                     "pearson_ellipticity_convention": {"test": pearson_convention(estimate, test.params),
@@ -220,7 +223,7 @@ def main(argv=None):
         t2 = time.time()
         et = est.predict(test, batch_size=128, tta=n)
         entry = {"test": summary(et, test.params), "inference_per_second_cpu": len(test) / (time.time() - t2)}
-        if args.name in ("lsst_gri", "euclid_vis"):
+        if pearson:
             pe_t = est.predict(pt, batch_size=128, tta=n)
             entry["test_pearson2019"] = summary(pe_t, pt.params)
             entry["pearson_ellipticity_convention"] = {"test": pearson_convention(et, test.params),

@@ -19,7 +19,7 @@ Usage::
     python benchmarks/train_finder.py --minutes 62 --n-train 40000 --epochs 30
     # continued from its checkpoint (a warm restart at lr 1e-3, drops at epochs 17 and 23):
     python benchmarks/train_finder.py --minutes 60 --epochs 26 --lr-drops 17,23
-    # fine-tuned from the shipped weights on arcs near the caustics (min_magnification 5, the default since 0.6):
+    # fine-tuned from those weights on arcs near the caustics (min_magnification 5, now the default):
     python benchmarks/train_finder.py --init lenskit/estimators/weights/deeplens_lsst_g.asdf --minutes 60 \
         --n-train 100000 --epochs 8 --lr 3e-4 --lr-drops 5,7
     # worst-seeing stacks need their own network (not shipped yet):

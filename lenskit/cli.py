@@ -491,11 +491,12 @@ def build_parser():
     p.add_argument("--finder", default="deeplens_lsst_g", help="shipped finder name or weights .asdf")
     p.add_argument("--lens-fraction", type=float, default=None,
                    help="expected lens fraction of the data: maps p_lens with Lanusse et al. eq. 5")
-    p.add_argument("--batch-size", type=int, default=128, help="cutouts per network pass (128 was fastest on a 2-core CPU)")
+    p.add_argument("--batch-size", type=int, default=128,
+                   help="cutouts per network pass (128 was the fastest on a 2-core CPU)")
     p.add_argument("--top", type=int, default=10, help="print this many highest-scoring cutouts")
     p.add_argument("--fast", action="store_true",
-                   help="bfloat16 and a compiled graph (several times faster on CPUs with AVX-512 BF16, see benchmarks/find.py, after a compile "
-                        "of tens of seconds; for large single-process runs)")
+                   help="bfloat16 and a compiled graph: several times faster on CPUs with AVX-512 BF16 "
+                        "(benchmarks/find.py) after a compile of tens of seconds; for large single-process runs")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_find)

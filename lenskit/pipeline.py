@@ -142,8 +142,10 @@ def model_lens(cutout, estimator="hst_wfc3", deblend=True, refine=True, psf=None
         estimator = load_estimator(estimator)
     if "pixel_scale" not in getattr(estimator, "expects", {}):
         raise ValueError("estimator must record the pixel scale it expects (estimator.expects['pixel_scale'])")
-    if tta not in (1, 2, 4, 8):
-        raise ValueError(f"tta must be 1, 2, 4 or 8; got {tta!r}")
+    if tta != 1:
+        from lenskit.estimators.tta import check_targets
+
+        check_targets(estimator.targets, tta, estimator.in_shape)
     if not core_radius >= 0:
         raise ValueError(f"core_radius must be >= 0 arcsec; got {core_radius}")
     if not box > core_radius:

@@ -12,6 +12,7 @@ eq. 5, and ASDF weights.
 
 import math
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import astropy.units as u
@@ -105,8 +106,6 @@ class DeepLensFinder(Estimator):
 
     def _compiled_network(self):
         """The network compiled for inference (weights frozen into the graph), built once and cached."""
-        import torch._inductor.config as inductor_config
-
         if getattr(self, "_compiled", None) is None:
             import copy
 
@@ -115,7 +114,7 @@ class DeepLensFinder(Estimator):
             # and the eager path's layout changes to self.network then cannot trigger recompilation.
             # Freezing is read when the graph is first compiled, so calls run inside the patch.
             net = copy.deepcopy(self.network).eval().to(memory_format=torch.contiguous_format)
-            self._compiled = (torch.compile(net), inductor_config)
+            self._compiled = torch.compile(net)
         return self._compiled
 
     @torch.no_grad()
@@ -125,11 +124,13 @@ class DeepLensFinder(Estimator):
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1; got {batch_size}")
         net = self.network.eval()
-        if self.device.type == "cpu" and not compile:  # channels-last convolutions are about 1.5x faster on CPUs
+        if self.device.type == "cpu" and not compile:  # channels-last: about 1.5x faster on CPUs
             net = net.to(memory_format=torch.channels_last)
-        patch = None
+        patch = nullcontext()
         if compile:
-            net, inductor_config = self._compiled_network()
+            import torch._inductor.config as inductor_config
+
+            net = self._compiled_network()
             patch = inductor_config.patch(freezing=True)
         out = []
         it = range(0, len(arr), int(batch_size))
@@ -137,9 +138,7 @@ class DeepLensFinder(Estimator):
             from tqdm.auto import tqdm
 
             it = tqdm(it, desc="finding", unit="batch")
-        from contextlib import nullcontext
-
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bool(bfloat16)), patch or nullcontext():
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bool(bfloat16)), patch:
             for i in it:
                 x = torch.as_tensor(arr[i:i + batch_size], device=self.device)
                 if self.device.type == "cpu" and not compile:
