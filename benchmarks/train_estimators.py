@@ -247,11 +247,11 @@ def main(argv=None):
         pe = est.predict(pt, batch_size=128)
         lit = pearson_literal_test(args.name, args.test_size, tsim.lens_light)
         pl = est.predict(lit, batch_size=128)
+        convention = {"test": pearson_convention(estimate, test.params),
+                      "test_pearson2019": pearson_convention(pe, pt.params),
+                      "test_pearson2019_literal": pearson_convention(pl, lit.params)}
         protocol = {"test_pearson2019": summary(pe, pt.params), "test_pearson2019_literal": summary(pl, lit.params),
-                    "pearson_ellipticity_convention": {"test": pearson_convention(estimate, test.params),
-                                                       "test_pearson2019": pearson_convention(pe, pt.params),
-                                                       "test_pearson2019_literal": pearson_convention(pl,
-                                                                                                      lit.params)}}
+                    "pearson_ellipticity_convention": convention}
     for n in ttas:  # the same test sets, averaged over n symmetries of the pixel grid
         t2 = time.time()
         et = est.predict(test, batch_size=128, tta=n)
@@ -261,10 +261,9 @@ def main(argv=None):
             entry["test_pearson2019"] = summary(pe_t, pt.params)
             pl_t = est.predict(lit, batch_size=128, tta=n)
             entry["test_pearson2019_literal"] = summary(pl_t, lit.params)
-            entry["pearson_ellipticity_convention"] = {"test": pearson_convention(et, test.params),
-                                                       "test_pearson2019": pearson_convention(pe_t, pt.params),
-                                                       "test_pearson2019_literal": pearson_convention(pl_t,
-                                                                                                      lit.params)}
+            entry["pearson_ellipticity_convention"] = {
+                "test": pearson_convention(et, test.params), "test_pearson2019": pearson_convention(pe_t, pt.params),
+                "test_pearson2019_literal": pearson_convention(pl_t, lit.params)}
         protocol[f"tta{n}"] = entry
     est.metrics = {"test": metrics, "test_set": {"n": len(test), "sources": "AEGIS F814W (all) + COSMOS test split",
                                                  "masks": "test (< 2% of arc flux)" if args.name == "hst_wfc3"
