@@ -104,18 +104,24 @@ class DeepLensFinder(Estimator):
     def _inputs(self, images, masks):
         return network_inputs(images, masks, self.in_shape, "finder", self.expects)
 
+    def _weights_key(self):
+        """Identity and in-place version of every weight and buffer: changes whenever any of them does."""
+        return tuple((id(t), t._version) for t in (*self.network.parameters(), *self.network.buffers()))
+
     def _compiled_network(self):
-        """The network compiled for inference (weights frozen into the graph), built once and cached."""
-        if getattr(self, "_compiled", None) is None:
+        """The network compiled for inference (weights frozen in), cached until any weight changes."""
+        key = self._weights_key()
+        if getattr(self, "_compiled", None) is None or self._compiled[0] != key:
             import copy
 
             # a private copy in the default layout: freezing folds the weights into the graph (oneDNN
             # pre-packed convolutions that choose their own layout; channels-last inputs break them),
             # and the eager path's layout changes to self.network then cannot trigger recompilation.
             # Freezing is read when the graph is first compiled, so calls run inside the patch.
+            # Training, set_statistics or load_state_dict change the key, so a stale graph is never used.
             net = copy.deepcopy(self.network).eval().to(memory_format=torch.contiguous_format)
-            self._compiled = torch.compile(net)
-        return self._compiled
+            self._compiled = (key, torch.compile(net))
+        return self._compiled[1]
 
     @torch.no_grad()
     def logits(self, images, masks=None, batch_size=128, progress=False, bfloat16=False, compile=False):
@@ -255,7 +261,6 @@ class DeepLensFinder(Estimator):
         epochs = int(epochs)
         drops = sorted(lr_drops) if lr_drops is not None else [epochs / 3, 2 * epochs / 3]
         net = self.network
-        self._compiled = None  # a compiled graph holds the weights frozen: rebuild it after training
         opt = torch.optim.Adam(net.parameters(), lr=lr)
         start, history = 0, []
         if checkpoint is not None and Path(checkpoint).exists():

@@ -225,8 +225,11 @@ def test_finder_compiled_predict_matches_eager(finder_data):
     eager = f.predict(ds.images[:70], batch_size=32).table["p_lens"].value
     fast = f.predict(ds.images[:70], batch_size=32, compile=True).table["p_lens"].value  # includes a short batch
     np.testing.assert_allclose(fast, eager, atol=1e-5)
-    # training invalidates the compiled graph, whose weights are frozen in
+    # training, and new preprocessing statistics, invalidate the compiled graph, whose weights are frozen in
     f.fit(ds, epochs=1, batch_size=64, progress=False)
+    np.testing.assert_allclose(f.predict(ds.images[:8], compile=True).table["p_lens"].value,
+                               f.predict(ds.images[:8]).table["p_lens"].value, atol=1e-5)
+    f.network.pre.set_statistics(np.zeros((1, 45, 45), np.float32), np.array([3.0], np.float32))
     np.testing.assert_allclose(f.predict(ds.images[:8], compile=True).table["p_lens"].value,
                                f.predict(ds.images[:8]).table["p_lens"].value, atol=1e-5)
 
