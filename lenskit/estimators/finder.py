@@ -173,7 +173,8 @@ class DeepLensFinder(Estimator):
             AVX-512 BF16; check the metrics before relying on it).
         compile : bool
             Run a ``torch.compile`` graph with the weights frozen in (compiled
-            on the first call, which takes tens of seconds, then reused):
+            on the first call, which takes tens of seconds, then reused until
+            any weight or preprocessing statistic changes):
             worth it for large surveys; with ``bfloat16`` the fastest mode
             (``benchmarks/find.py``).
 
