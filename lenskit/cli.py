@@ -332,8 +332,8 @@ def _cmd_find(args):
     import lenskit
 
     if args.scheduler or args.workers:
-        if args.fast:
-            raise ValueError("--fast applies to single-process runs; drop it with --scheduler / --workers")
+        if args.fast or args.tta != 1:
+            raise ValueError("--fast and --tta apply to single-process runs; drop them with --scheduler / --workers")
         est = _run_distributed(args, args.finder, lens_fraction=args.lens_fraction)
         p = est.table["p_lens"].value
         rows = est.table.meta["inputs"]
@@ -357,8 +357,9 @@ def _cmd_find(args):
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
     fast = {"bfloat16": True, "compile": True} if args.fast else {}
+    finder._threshold_for(args.tta)  # a finder without a threshold for --tta fails here, before any scoring
     est = finder.predict(data, batch_size=args.batch_size, lens_fraction=args.lens_fraction, progress=not args.quiet,
-                         **fast)
+                         tta=args.tta, **fast)
     est.write(out, overwrite=args.overwrite)
     p = est.table["p_lens"].value
     order = np.argsort(-p)[: args.top]
@@ -497,6 +498,10 @@ def build_parser():
     p.add_argument("--fast", action="store_true",
                    help="bfloat16 and a compiled graph: several times faster on CPUs with AVX-512 BF16 "
                         "(benchmarks/find.py) after a compile of tens of seconds; for large single-process runs")
+    p.add_argument("--tta", type=int, choices=(1, 2, 4, 8), default=1,
+                   help="average the scores over this many rotations and mirrors of each cutout (test-time "
+                        "augmentation, with its own validation threshold: a little more complete, that many times "
+                        "slower)")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_find)

@@ -79,6 +79,13 @@ def test_cli_find(tmp_path, capsys):
     assert main(["find", str(cube), "-o", str(tmp_path / "y.asdf"), "--finder", str(weights), "-q", "--fast",
                  "--workers", "2"]) == 2  # --fast is single-process: refused before any work
     assert not (tmp_path / "y.asdf").exists()
+    # test-time augmentation needs a threshold chosen for it
+    assert main(["find", str(cube), "-o", str(tmp_path / "t.asdf"), "--finder", str(weights), "-q", "--tta", "2"]) == 2
+    assert "set_threshold" in capsys.readouterr().err and not (tmp_path / "t.asdf").exists()
+    finder.set_threshold(ds, tta=2)
+    finder.save(weights)
+    assert main(["find", str(cube), "-o", str(tmp_path / "t.asdf"), "--finder", str(weights), "-q", "--tta", "2"]) == 0
+    assert lenskit.read(tmp_path / "t.asdf").table.meta["tta"] == 2
 
 
 def test_train_with_architecture_options(tmp_path, capsys):

@@ -93,6 +93,9 @@ class DeepLensFinder(Estimator):
         #: Detection threshold on p_lens (chosen on a validation set at ``threshold_fpr``).
         self.threshold = 0.5
         self.threshold_fpr = None
+        #: Thresholds for test-time augmentation (``tta`` -> threshold; 1 is ``threshold``), set by
+        #: `set_threshold`, since averaging over symmetries narrows the score distributions.
+        self.tta_thresholds = {}
         self.metrics = {}
         self.training = {}
 
@@ -124,11 +127,24 @@ class DeepLensFinder(Estimator):
         return self._compiled[1]
 
     @torch.no_grad()
-    def logits(self, images, masks=None, batch_size=128, progress=False, bfloat16=False, compile=False):
-        """Raw network outputs (log-odds of a lens at the training set's lens fraction)."""
+    def logits(self, images, masks=None, batch_size=128, progress=False, bfloat16=False, compile=False, tta=1):
+        """
+        Raw network outputs (log-odds of a lens at the training set's lens fraction).
+
+        With ``tta`` = 2, 4 or 8 the log-odds are averaged over that many
+        symmetries of the pixel grid (`lenskit.estimators.tta.DIHEDRAL`).
+        """
+        from lenskit.estimators.tta import DIHEDRAL, check_targets, transform_images
+
         arr, m = self._inputs(images, masks)
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1; got {batch_size}")
+        check_targets(self.targets, tta, arr.shape)
+        if tta != 1:
+            z = [self.logits(transform_images(arr, t), None if m is None else transform_images(np.asarray(m, bool), t),
+                             batch_size=batch_size, progress=progress, bfloat16=bfloat16, compile=compile)
+                 for t in DIHEDRAL[:tta]]
+            return np.mean(z, axis=0)
         net = self.network.eval()
         if self.device.type == "cpu" and not compile:  # channels-last: about 1.5x faster on CPUs
             net = net.to(memory_format=torch.channels_last)
@@ -154,7 +170,7 @@ class DeepLensFinder(Estimator):
         return np.concatenate(out) if out else np.zeros(0)
 
     def predict(self, images, masks=None, batch_size=128, lens_fraction=None, progress=False, bfloat16=False,
-                compile=False):
+                compile=False, tta=1):
         """
         Probability that each cutout holds a strong lens.
 
@@ -177,6 +193,12 @@ class DeepLensFinder(Estimator):
             any weight or preprocessing statistic changes):
             worth it for large surveys; with ``bfloat16`` the fastest mode
             (``benchmarks/find.py``).
+        tta : {1, 2, 4, 8}
+            Test-time augmentation: average the log-odds over this many
+            rotations and mirrors of each cutout (``tta`` network passes).
+            The candidates then use the threshold that `set_threshold` chose
+            for the same ``tta`` on the validation set; the shipped finder
+            has them for 1, 2, 4 and 8.
 
         Returns
         -------
@@ -186,21 +208,66 @@ class DeepLensFinder(Estimator):
         """
         from lenskit.estimators.finder_metrics import prior_correction
 
-        z = self.logits(images, masks, batch_size=batch_size, progress=progress, bfloat16=bfloat16, compile=compile)
+        thr = self._threshold_for(tta)
+        z = self.logits(images, masks, batch_size=batch_size, progress=progress, bfloat16=bfloat16, compile=compile,
+                        tta=tta)
         p = 1 / (1 + np.exp(-z))
-        candidate = p >= self.threshold  # decided before the (monotonic) prior map, so it cannot change
-        thr = self.threshold
+        candidate = p >= thr  # decided before the (monotonic) prior map, so it cannot change
         if lens_fraction is not None:
             p = prior_correction(p, self.train_fraction, lens_fraction)
             thr = float(prior_correction(thr, self.train_fraction, lens_fraction))
         table = QTable({"p_lens": p * u.dimensionless_unscaled, "candidate": candidate})
-        table.meta.update(threshold=float(thr), threshold_fpr=self.threshold_fpr,
+        table.meta.update(threshold=float(thr), threshold_fpr=self.threshold_fpr, tta=int(tta),
                           lens_fraction=self.train_fraction if lens_fraction is None else float(lens_fraction))
         arr = images.images if hasattr(images, "images") else np.asarray(images)
-        prov = Provenance.current(config={"estimator": self.name, "architecture": self.architecture},
+        prov = Provenance.current(config={"estimator": self.name, "architecture": self.architecture, "tta": int(tta)},
                                   checksums={"input": array_checksum(np.asarray(arr, np.float32)),
                                              "weights": self.weights().checksum})
         return Estimate(table, provenance=prov)
+
+    def _threshold_for(self, tta):
+        """The detection threshold for ``tta`` (ValueError, before any work, where none was chosen)."""
+        if tta not in (1, 2, 4, 8):
+            raise ValueError(f"tta must be 1, 2, 4 or 8 (symmetries of the pixel grid averaged); got {tta!r}")
+        if tta == 1:
+            return self.threshold
+        if tta not in self.tta_thresholds:
+            raise ValueError(f"tta={tta}: no detection threshold was chosen for it; call "
+                             f"set_threshold(validation, tta={tta}) first (chosen so far for tta "
+                             f"{sorted({1, *self.tta_thresholds})})")
+        return self.tta_thresholds[tta]
+
+    def set_threshold(self, validation, fpr=0.01, tta=1, batch_size=128):
+        """
+        Choose the detection threshold at false-positive rate ``fpr`` on a labelled validation set.
+
+        ``tta`` (1, 2, 4 or 8, or a sequence of them) chooses the threshold
+        used by ``predict(tta=...)``; changing ``fpr`` drops the thresholds
+        chosen at another rate.  Returns the threshold(s) on ``p_lens``.
+        """
+        from lenskit.estimators.finder_metrics import threshold_at_fpr
+
+        yv = self._labels(validation, "validation")
+        many = np.ndim(tta) > 0
+        ttas = [int(t) for t in np.atleast_1d(tta)]
+        for t in ttas:
+            if t not in (1, 2, 4, 8):
+                raise ValueError(f"tta must be 1, 2, 4 or 8 (symmetries of the pixel grid averaged); got {t!r}")
+        if not 0 < float(fpr) < 1:
+            raise ValueError(f"fpr must be between 0 and 1; got {fpr!r}")
+        if self.threshold_fpr is not None and float(fpr) != float(self.threshold_fpr) and 1 not in ttas:
+            raise ValueError(f"fpr={fpr} differs from the rate of the tta=1 threshold ({self.threshold_fpr}); "
+                             f"include tta=1 to choose them all at the new rate")
+        out = {}
+        for t in ttas:
+            z = self.logits(validation, batch_size=batch_size, tta=t)
+            out[t] = float(1 / (1 + np.exp(-threshold_at_fpr(z, yv, fpr))))
+        if 1 in out:
+            if self.threshold_fpr is not None and float(fpr) != float(self.threshold_fpr):
+                self.tta_thresholds = {}
+            self.threshold, self.threshold_fpr = out[1], float(fpr)
+        self.tta_thresholds.update({t: v for t, v in out.items() if t != 1})
+        return out if many else out[ttas[0]]
 
     # -- training ----------------------------------------------------------------------
     def set_statistics(self, dataset):
@@ -251,7 +318,7 @@ class DeepLensFinder(Estimator):
         -------
         self
         """
-        from lenskit.estimators.finder_metrics import auroc, threshold_at_fpr, tpr_at_fpr
+        from lenskit.estimators.finder_metrics import auroc, tpr_at_fpr
 
         y_all = self._labels(train, "train")
         if validation is not None:
@@ -336,11 +403,9 @@ class DeepLensFinder(Estimator):
             if bar is not None:
                 bar.close()
             net.to(memory_format=torch.contiguous_format)
+        self.tta_thresholds = {}  # chosen for the old weights
         if validation is not None:
-            z = self.logits(validation)
-            yv = self._labels(validation, "validation")
-            self.threshold = float(1 / (1 + np.exp(-threshold_at_fpr(z, yv, fpr))))
-            self.threshold_fpr = float(fpr)
+            self.set_threshold(validation, fpr=fpr)
         return self
 
     @staticmethod
@@ -385,7 +450,8 @@ class DeepLensFinder(Estimator):
         return {"estimator": self.name, "architecture": self.architecture, "in_shape": list(self.in_shape),
                 "arch_kwargs": self.arch_kwargs, "expects": self.expects, "training": self.training,
                 "train_fraction": self.train_fraction, "threshold": self.threshold,
-                "threshold_fpr": self.threshold_fpr}
+                "threshold_fpr": self.threshold_fpr,
+                "tta_thresholds": {str(k): float(v) for k, v in sorted(self.tta_thresholds.items())}}
 
     def weights(self, dtype=None):
         return ModelWeights.from_module(self.architecture, self.network, dtype=dtype, config=self.config(),
@@ -403,6 +469,7 @@ class DeepLensFinder(Estimator):
         est.train_fraction = float(c.get("train_fraction", 0.5))
         est.threshold = float(c.get("threshold", 0.5))
         est.threshold_fpr = c.get("threshold_fpr")
+        est.tta_thresholds = {int(k): float(v) for k, v in dict(c.get("tta_thresholds", {})).items()}
         est.training = dict(c.get("training", {}))
         est.metrics = dict(weights.metrics)
         return est

@@ -204,6 +204,44 @@ def test_finder_fit_resume_save_predict(finder_data, tmp_path):
     np.testing.assert_array_equal(rare.table["candidate"], e1.table["candidate"])
 
 
+def test_finder_test_time_augmentation(finder_data, tmp_path):
+    from lenskit.estimators.tta import DIHEDRAL, transform_images
+
+    _, ds = finder_data
+    torch.manual_seed(1)
+    f = DeepLensFinder(arch_kwargs={"units_per_stage": 1})
+    f.set_statistics(ds)
+    x = ds.images[:12]
+    # the tta=4 log-odds are the mean over the first four symmetries, each scored on its own
+    by_hand = np.mean([f.logits(transform_images(x, t)) for t in DIHEDRAL[:4]], axis=0)
+    np.testing.assert_allclose(f.logits(x, tta=4), by_hand, rtol=1e-5, atol=1e-6)
+    # a cutout that is already symmetric scores the same under every transform
+    sym = x[:1] + x[:1, :, ::-1] + x[:1, :, :, ::-1] + x[:1, :, ::-1, ::-1]
+    sym = sym + np.swapaxes(sym, -1, -2)
+    np.testing.assert_allclose(f.logits(sym, tta=8), f.logits(sym), rtol=1e-4, atol=1e-5)
+    # predicting with tta needs a threshold chosen for it, and says so before any work
+    with pytest.raises(ValueError, match="set_threshold"):
+        f.predict(ds, tta=4)
+    with pytest.raises(ValueError, match="tta must be"):
+        f.predict(ds, tta=3)
+    thr = f.set_threshold(ds, tta=(1, 4))
+    assert set(thr) == {1, 4} and f.threshold == thr[1] and f.tta_thresholds == {4: thr[4]}
+    est = f.predict(ds, tta=4)
+    p = est.table["p_lens"].value
+    assert est.table.meta["threshold"] == thr[4] and est.table.meta["tta"] == 4
+    np.testing.assert_array_equal(est.table["candidate"], p >= thr[4])
+    # the realised false-positive rate on the set it was chosen on is at most the target
+    assert np.mean(p[~np.asarray(ds.params["is_lens"], bool)] >= thr[4]) <= 0.01 + 1e-9
+    with pytest.raises(ValueError, match="fpr"):
+        f.set_threshold(ds, fpr=0.05, tta=4)  # would mix rates with the tta=1 threshold
+    f.save(tmp_path / "f.asdf")
+    g = DeepLensFinder.load(tmp_path / "f.asdf")
+    assert g.tta_thresholds == {4: pytest.approx(thr[4])}
+    np.testing.assert_allclose(g.predict(ds, tta=4).table["p_lens"].value, p, rtol=1e-5, atol=1e-6)
+    g.fit(ds, epochs=1, batch_size=64, progress=False)  # new weights: the old tta thresholds are gone
+    assert g.tta_thresholds == {}
+
+
 def test_finder_fine_tune_keeps_statistics(finder_data):
     _, ds = finder_data
     f = DeepLensFinder(arch_kwargs={"units_per_stage": 1})
