@@ -5,7 +5,8 @@ Simulates labelled LSST g-band single-epoch cutouts (45 x 45 at 0.18",
 Lanusse et al. Table 1) with `LensFinderSimulator`: half hold a lensed
 source, all hold the lens galaxy and unlensed line-of-sight galaxies.  Trains
 `DeepLensFinder` on a fixed training set with the paper's augmentation, sets
-the detection threshold at 1% false-positive rate on a validation set, then
+the detection threshold at 1% false-positive rate on a validation set (also
+for test-time augmentation over 2, 4 and 8 symmetries), then
 measures a test set whose background sources are galaxies never used in
 training (the AEGIS galaxies and the COSMOS test split), and writes
 ``lenskit/estimators/weights/deeplens_lsst_g.asdf`` (float16) with the recipe
@@ -22,6 +23,11 @@ Usage::
     # fine-tuned from those weights on arcs near the caustics (min_magnification 5, now the default):
     python benchmarks/train_finder.py --init lenskit/estimators/weights/deeplens_lsst_g.asdf --minutes 60 \
         --n-train 100000 --epochs 8 --lr 3e-4 --lr-drops 5,7
+    # then 66 more minutes on 120,000 fresh cutouts at a lower rate (the shipped weights):
+    python benchmarks/train_finder.py --init lenskit/estimators/weights/deeplens_lsst_g.asdf --train-seed 2020 \
+        --n-train 120000 --epochs 8 --lr 1e-4 --lr-drops 5,7 --minutes 70
+    # measure weights again (test sets, thresholds for test-time augmentation) and write them back:
+    python benchmarks/train_finder.py --evaluate lenskit/estimators/weights/deeplens_lsst_g.asdf
     # worst-seeing stacks need their own network (not shipped yet):
     python benchmarks/train_finder.py --mode stack --out deeplens_lsst_g_stack.asdf
 
@@ -39,7 +45,8 @@ import torch
 
 import lenskit
 from lenskit.estimators.finder import DeepLensFinder
-from lenskit.estimators.finder_metrics import completeness_table, finder_summary
+from lenskit.estimators.finder_metrics import completeness_table, finder_summary, threshold_at_fpr
+from lenskit.estimators.tta import DIHEDRAL, transform_images
 from lenskit.simulation.finder import LensFinderSimulator
 from lenskit.simulation.line_of_sight import LineOfSight
 
@@ -92,17 +99,28 @@ def main(argv=None):
     ap.add_argument("--min-magnification", type=float, default=5.0,
                     help="lensed sources' minimum total magnification (5: arcs near the caustics)")
     ap.add_argument("--init", default=None, help="start from these finder weights (keeps their preprocessing)")
+    ap.add_argument("--train-seed", type=int, default=None,
+                    help="seed of the training set (default 2018, or 2019 with --init); a new one gives fresh cutouts")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--evaluate", default=None, metavar="WEIGHTS",
+                    help="no training: measure these finder weights again (test sets, tta thresholds and metrics) "
+                         "and write them back, or to --out")
     args = ap.parse_args(argv)
+    torch.set_num_threads(2)
+    if args.evaluate is not None:
+        finder = DeepLensFinder.load(args.evaluate)
+        args.mode = finder.expects.get("mode", args.mode)
+        _, val = simulate("validation", args.n_val, 7, mode=args.mode, min_magnification=args.min_magnification)
+        evaluate(finder, val, args, Path(args.out) if args.out else Path(args.evaluate))
+        return
     if args.init is not None:
         init = DeepLensFinder.load(args.init)  # fails here, before simulating, on a bad file
         if init.expects.get("mode", args.mode) != args.mode:
             ap.error(f"--init {args.init} was trained for mode {init.expects.get('mode')!r}, not {args.mode!r}")
-    torch.set_num_threads(2)
     t0 = time.time()
     mu = args.min_magnification
-    sim, train = simulate("train", args.n_train, 2018 if args.init is None else 2019, mode=args.mode,
-                          min_magnification=mu)
+    seed = args.train_seed if args.train_seed is not None else (2018 if args.init is None else 2019)
+    sim, train = simulate("train", args.n_train, seed, mode=args.mode, min_magnification=mu)
     _, val = simulate("validation", args.n_val, 7, mode=args.mode, min_magnification=mu)
     print(json.dumps({"simulated": len(train) + len(val), "seconds": time.time() - t0}), flush=True)
     inst = sim.instrument
@@ -121,10 +139,29 @@ def main(argv=None):
                log=lambda r: print(json.dumps(r), flush=True), lr=args.lr, statistics=args.init is None)
     train_seconds = time.time() - t1
     finder.training["simulation"] = sim.config
+    finder.training["train_set_seed"] = seed
     if previous is not None:
         finder.training["initialised_from"] = previous
-    def measured(p, test):
-        comp = completeness_table(p, test.params, threshold=finder.threshold)
+    finder.metrics = {"train_seconds": train_seconds, "cpu_threads": torch.get_num_threads()}
+    default = "deeplens_lsst_g.asdf" if args.mode == "single_epoch" else "deeplens_lsst_g_stack.asdf"
+    evaluate(finder, val, args, Path(args.out) if args.out else WEIGHTS / default)
+
+
+def evaluate(finder, val, args, out):
+    """
+    Measure ``finder`` on the test sets, choose its tta thresholds on ``val`` and write it to ``out`` (float16).
+
+    Test-time augmentation (tta = 2, 4, 8) is measured on the test cutouts of the finder's own mode, with its
+    threshold chosen at 1% false-positive rate on ``val``; the eight symmetries are scored once and the
+    smaller groups are their first 2 and 4 (`lenskit.estimators.tta.DIHEDRAL`).
+    """
+    mu = args.min_magnification
+
+    def transformed_logits(ds):
+        return np.stack([finder.logits(transform_images(ds.images, t), batch_size=512) for t in DIHEDRAL])
+
+    def measured(p, test, threshold):
+        comp = completeness_table(p, test.params, threshold=threshold)
         rows = [{k: (float(r[k]) if k != "n_lenses" else int(r[k])) for k in comp.colnames} for r in comp]
         return {"summary": finder_summary(p, np.asarray(test.params["is_lens"], bool)),
                 "completeness_at_validation_threshold": rows, "realised_fpr": comp.meta["fpr_realised"]}
@@ -134,26 +171,32 @@ def main(argv=None):
         _, tests[mode] = simulate("test", args.n_test, 99, mode=mode, min_magnification=mu)
         t2 = time.time()
         p = finder.predict(tests[mode], batch_size=512).table["p_lens"].value
-        results[mode] = {**measured(p, tests[mode]), "cutouts_per_second": len(p) / (time.time() - t2)}
+        results[mode] = {**measured(p, tests[mode], finder.threshold),
+                         "cutouts_per_second": len(p) / (time.time() - t2)}
     # the harder population of earlier versions (doubles of compact sources far from the caustics)
     _, hard = simulate("test", args.n_test, 99, mode=args.mode, min_magnification=2.0)
     p_hard = finder.predict(hard, batch_size=512).table["p_lens"].value
-    results[f"{args.mode}_min_magnification_2"] = measured(p_hard, hard)
-    finder.metrics = {"test": results, "test_set": {"n": args.n_test, "sources": "AEGIS (all) + COSMOS test split",
-                                                    "line_of_sight": "Sérsic + COSMOS test split",
-                                                    "min_magnification": mu},
-                      "train_seconds": train_seconds, "cpu_threads": torch.get_num_threads()}
-    default = "deeplens_lsst_g.asdf" if args.mode == "single_epoch" else "deeplens_lsst_g_stack.asdf"
-    out = Path(args.out) if args.out else WEIGHTS / default
+    results[f"{args.mode}_min_magnification_2"] = measured(p_hard, hard, finder.threshold)
+    # test-time augmentation: thresholds on the validation set, completeness on the test set
+    test = tests[args.mode]
+    z_val, z_test = transformed_logits(val), transformed_logits(test)
+    y_val = np.asarray(val.params["is_lens"], bool)
+    for n in (2, 4, 8):
+        finder.tta_thresholds[n] = float(1 / (1 + np.exp(-threshold_at_fpr(z_val[:n].mean(0), y_val, 0.01))))
+        p = 1 / (1 + np.exp(-z_test[:n].mean(0)))
+        results[f"{args.mode}_tta{n}"] = measured(p, test, finder.tta_thresholds[n])
+    finder.metrics.update({"test": results, "cpu_threads": torch.get_num_threads(),
+                           "test_set": {"n": args.n_test, "sources": "AEGIS (all) + COSMOS test split",
+                                        "line_of_sight": "Sérsic + COSMOS test split", "min_magnification": mu}})
     finder.save(out, dtype=np.float16)
     back = DeepLensFinder.load(out)
-    test = tests[args.mode]  # the same test cutouts, now through the float16 weights
-    p16 = back.predict(test, batch_size=512).table["p_lens"].value
-    print(json.dumps({"finder": "deeplens_lsst_g", "test": results,
+    p16 = back.predict(test, batch_size=512).table["p_lens"].value  # the same test cutouts, float16 weights
+    print(json.dumps({"finder": out.name, "test": results,
                       f"float16_{args.mode}": finder_summary(p16, np.asarray(test.params["is_lens"], bool)),
-                      "epochs": finder.training.get("completed_epochs"), "train_seconds": train_seconds,
-                      "threshold": finder.threshold, "weights_bytes": out.stat().st_size}, indent=1), flush=True)
-
+                      "epochs": finder.training.get("completed_epochs"),
+                      "train_seconds": finder.metrics.get("train_seconds"), "threshold": finder.threshold,
+                      "tta_thresholds": finder.tta_thresholds, "weights_bytes": out.stat().st_size}, indent=1),
+          flush=True)
 
 if __name__ == "__main__":
     main()
