@@ -242,14 +242,19 @@ class DeepLensFinder(Estimator):
         Choose the detection threshold at false-positive rate ``fpr`` on a labelled validation set.
 
         ``tta`` (1, 2, 4 or 8, or a sequence of them) chooses the threshold
-        used by ``predict(tta=...)``; changing ``fpr`` drops the thresholds
-        chosen at another rate.  Returns the threshold(s) on ``p_lens``.
+        used by ``predict(tta=...)``; all share the rate of the ``tta=1``
+        threshold (chosen too when there is none yet), and changing ``fpr``
+        with ``tta=1`` drops those chosen at another rate.  Returns the
+        threshold(s) on ``p_lens``.
         """
         from lenskit.estimators.finder_metrics import threshold_at_fpr
 
         yv = self._labels(validation, "validation")
         many = np.ndim(tta) > 0
         ttas = [int(t) for t in np.atleast_1d(tta)]
+        asked = list(ttas)
+        if self.threshold_fpr is None and 1 not in ttas:
+            ttas = [1] + ttas  # the tta=1 threshold comes first, so that all of them share one rate
         for t in ttas:
             if t not in (1, 2, 4, 8):
                 raise ValueError(f"tta must be 1, 2, 4 or 8 (symmetries of the pixel grid averaged); got {t!r}")
@@ -267,7 +272,7 @@ class DeepLensFinder(Estimator):
                 self.tta_thresholds = {}
             self.threshold, self.threshold_fpr = out[1], float(fpr)
         self.tta_thresholds.update({t: v for t, v in out.items() if t != 1})
-        return out if many else out[ttas[0]]
+        return {t: out[t] for t in asked} if many else out[asked[0]]
 
     # -- training ----------------------------------------------------------------------
     def set_statistics(self, dataset):

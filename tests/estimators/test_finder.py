@@ -224,6 +224,11 @@ def test_finder_test_time_augmentation(finder_data, tmp_path):
         f.predict(ds, tta=4)
     with pytest.raises(ValueError, match="tta must be"):
         f.predict(ds, tta=3)
+    fresh = DeepLensFinder(arch_kwargs={"units_per_stage": 1})
+    fresh.network.load_state_dict(f.network.state_dict())
+    assert fresh.threshold_fpr is None
+    t2 = fresh.set_threshold(ds, tta=2, fpr=0.02)  # a finder without any threshold gets the tta=1 one too
+    assert fresh.threshold_fpr == 0.02 and fresh.threshold != 0.5 and fresh.tta_thresholds == {2: t2}
     thr = f.set_threshold(ds, tta=(1, 4))
     assert set(thr) == {1, 4} and f.threshold == thr[1] and f.tta_thresholds == {4: thr[4]}
     est = f.predict(ds, tta=4)
