@@ -45,7 +45,7 @@ import torch
 
 import lenskit
 from lenskit.estimators.finder import DeepLensFinder
-from lenskit.estimators.finder_metrics import completeness_table, finder_summary, threshold_at_fpr
+from lenskit.estimators.finder_metrics import completeness_table, finder_summary
 from lenskit.estimators.tta import DIHEDRAL, transform_images
 from lenskit.simulation.finder import LensFinderSimulator
 from lenskit.simulation.line_of_sight import LineOfSight
@@ -131,7 +131,9 @@ def main(argv=None):
                                          "shape": list(train.images.shape[1:])})
         previous = None
     else:
-        finder, previous = init, {"weights": str(args.init), "training": init.training, "metrics": init.metrics}
+        where = Path(args.init).resolve()
+        where = where.relative_to(ROOT) if where.is_relative_to(ROOT) else where  # no machine's paths in the file
+        finder, previous = init, {"weights": str(where), "training": init.training, "metrics": init.metrics}
     t1 = time.time()
     finder.fit(train, validation=val, epochs=args.epochs, batch_size=args.batch_size, checkpoint=args.checkpoint,
                time_limit=args.minutes * 60, progress=False, bfloat16=not args.no_bfloat16,
@@ -152,13 +154,11 @@ def evaluate(finder, val, args, out):
     Measure ``finder`` on the test sets, choose its tta thresholds on ``val`` and write it to ``out`` (float16).
 
     Test-time augmentation (tta = 2, 4, 8) is measured on the test cutouts of the finder's own mode, with its
-    threshold chosen at 1% false-positive rate on ``val``; the eight symmetries are scored once and the
-    smaller groups are their first 2 and 4 (`lenskit.estimators.tta.DIHEDRAL`).
+    threshold chosen at 1% false-positive rate on ``val`` (`DeepLensFinder.set_threshold`); on the test set
+    the eight symmetries are scored once and the smaller groups are their first 2 and 4
+    (`lenskit.estimators.tta.DIHEDRAL`), as ``predict(tta=...)`` averages them.
     """
     mu = args.min_magnification
-
-    def transformed_logits(ds):
-        return np.stack([finder.logits(transform_images(ds.images, t), batch_size=512) for t in DIHEDRAL])
 
     def measured(p, test, threshold):
         comp = completeness_table(p, test.params, threshold=threshold)
@@ -179,10 +179,9 @@ def evaluate(finder, val, args, out):
     results[f"{args.mode}_min_magnification_2"] = measured(p_hard, hard, finder.threshold)
     # test-time augmentation: thresholds on the validation set, completeness on the test set
     test = tests[args.mode]
-    z_val, z_test = transformed_logits(val), transformed_logits(test)
-    y_val = np.asarray(val.params["is_lens"], bool)
+    finder.set_threshold(val, fpr=finder.threshold_fpr, tta=(2, 4, 8), batch_size=512)
+    z_test = np.stack([finder.logits(transform_images(test.images, t), batch_size=512) for t in DIHEDRAL])
     for n in (2, 4, 8):
-        finder.tta_thresholds[n] = float(1 / (1 + np.exp(-threshold_at_fpr(z_val[:n].mean(0), y_val, 0.01))))
         p = 1 / (1 + np.exp(-z_test[:n].mean(0)))
         results[f"{args.mode}_tta{n}"] = measured(p, test, finder.tta_thresholds[n])
     finder.metrics.update({"test": results, "cpu_threads": torch.get_num_threads(),

@@ -357,7 +357,6 @@ def _cmd_find(args):
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
     fast = {"bfloat16": True, "compile": True} if args.fast else {}
-    finder._threshold_for(args.tta)  # a finder without a threshold for --tta fails here, before any scoring
     est = finder.predict(data, batch_size=args.batch_size, lens_fraction=args.lens_fraction, progress=not args.quiet,
                          tta=args.tta, **fast)
     est.write(out, overwrite=args.overwrite)

@@ -227,8 +227,9 @@ class DeepLensFinder(Estimator):
 
     def _threshold_for(self, tta):
         """The detection threshold for ``tta`` (ValueError, before any work, where none was chosen)."""
-        if tta not in (1, 2, 4, 8):
-            raise ValueError(f"tta must be 1, 2, 4 or 8 (symmetries of the pixel grid averaged); got {tta!r}")
+        from lenskit.estimators.tta import check_targets
+
+        check_targets(self.targets, tta, self.in_shape)
         if tta == 1:
             return self.threshold
         if tta not in self.tta_thresholds:
@@ -248,6 +249,7 @@ class DeepLensFinder(Estimator):
         threshold(s) on ``p_lens``.
         """
         from lenskit.estimators.finder_metrics import threshold_at_fpr
+        from lenskit.estimators.tta import check_targets
 
         yv = self._labels(validation, "validation")
         many = np.ndim(tta) > 0
@@ -256,8 +258,7 @@ class DeepLensFinder(Estimator):
         if self.threshold_fpr is None and 1 not in ttas:
             ttas = [1] + ttas  # the tta=1 threshold comes first, so that all of them share one rate
         for t in ttas:
-            if t not in (1, 2, 4, 8):
-                raise ValueError(f"tta must be 1, 2, 4 or 8 (symmetries of the pixel grid averaged); got {t!r}")
+            check_targets(self.targets, t, self.in_shape)
         if not 0 < float(fpr) < 1:
             raise ValueError(f"fpr must be between 0 and 1; got {fpr!r}")
         if self.threshold_fpr is not None and float(fpr) != float(self.threshold_fpr) and 1 not in ttas:
