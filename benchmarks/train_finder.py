@@ -23,9 +23,12 @@ Usage::
     # fine-tuned from those weights on arcs near the caustics (min_magnification 5, now the default):
     python benchmarks/train_finder.py --init lenskit/estimators/weights/deeplens_lsst_g.asdf --minutes 60 \
         --n-train 100000 --epochs 8 --lr 3e-4 --lr-drops 5,7
-    # then 66 more minutes on 120,000 fresh cutouts at a lower rate (the shipped weights):
+    # then 66 more minutes on 120,000 fresh cutouts at a lower rate:
     python benchmarks/train_finder.py --init lenskit/estimators/weights/deeplens_lsst_g.asdf --train-seed 2020 \
         --n-train 120000 --epochs 8 --lr 1e-4 --lr-drops 5,7 --minutes 70
+    # and 90 more minutes on 144,000 fresh cutouts at the same rates (the shipped weights):
+    python benchmarks/train_finder.py --init lenskit/estimators/weights/deeplens_lsst_g.asdf --train-seed 2021 \
+        --n-train 140000 --epochs 8 --lr 1e-4 --lr-drops 5,7 --minutes 80
     # measure weights again (test sets, thresholds for test-time augmentation) and write them back:
     python benchmarks/train_finder.py --evaluate lenskit/estimators/weights/deeplens_lsst_g.asdf
     # worst-seeing stacks need their own network (not shipped yet):
@@ -131,9 +134,8 @@ def main(argv=None):
                                          "shape": list(train.images.shape[1:])})
         previous = None
     else:
-        where = Path(args.init).resolve()
-        where = where.relative_to(ROOT) if where.is_relative_to(ROOT) else where  # no machine's paths in the file
-        finder, previous = init, {"weights": str(where), "training": init.training, "metrics": init.metrics}
+        finder, previous = init, without_local_paths({"weights": str(Path(args.init).resolve()),
+                                                      "training": init.training, "metrics": init.metrics})
     t1 = time.time()
     finder.fit(train, validation=val, epochs=args.epochs, batch_size=args.batch_size, checkpoint=args.checkpoint,
                time_limit=args.minutes * 60, progress=False, bfloat16=not args.no_bfloat16,
@@ -147,6 +149,17 @@ def main(argv=None):
     finder.metrics = {"train_seconds": train_seconds, "cpu_threads": torch.get_num_threads()}
     default = "deeplens_lsst_g.asdf" if args.mode == "single_epoch" else "deeplens_lsst_g_stack.asdf"
     evaluate(finder, val, args, Path(args.out) if args.out else WEIGHTS / default)
+
+
+def without_local_paths(record):
+    """``record`` with every path inside this repository written relative to it (no machine's paths in the file)."""
+    if isinstance(record, dict):
+        return {k: without_local_paths(v) for k, v in record.items()}
+    if isinstance(record, list):
+        return [without_local_paths(v) for v in record]
+    if isinstance(record, str) and record.startswith(str(ROOT) + os.sep):
+        return str(Path(record).relative_to(ROOT))
+    return record
 
 
 def evaluate(finder, val, args, out):
