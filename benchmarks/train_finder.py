@@ -49,7 +49,6 @@ import torch
 import lenskit
 from lenskit.estimators.finder import DeepLensFinder
 from lenskit.estimators.finder_metrics import completeness_table, finder_summary
-from lenskit.estimators.tta import DIHEDRAL, transform_images
 from lenskit.simulation.finder import LensFinderSimulator
 from lenskit.simulation.line_of_sight import LineOfSight
 
@@ -168,8 +167,8 @@ def evaluate(finder, val, args, out):
 
     Test-time augmentation (tta = 2, 4, 8) is measured on the test cutouts of the finder's own mode, with its
     threshold chosen at 1% false-positive rate on ``val`` (`DeepLensFinder.set_threshold`); on the test set
-    the eight symmetries are scored once and the smaller groups are their first 2 and 4
-    (`lenskit.estimators.tta.DIHEDRAL`), as ``predict(tta=...)`` averages them.
+    the eight symmetries are scored once (`DeepLensFinder.transform_logits`) and the smaller groups are their
+    first 2 and 4, as ``predict(tta=...)`` averages them.
     """
     mu = args.min_magnification
 
@@ -193,7 +192,7 @@ def evaluate(finder, val, args, out):
     # test-time augmentation: thresholds on the validation set, completeness on the test set
     test = tests[args.mode]
     finder.set_threshold(val, fpr=finder.threshold_fpr, tta=(2, 4, 8), batch_size=512)
-    z_test = np.stack([finder.logits(transform_images(test.images, t), batch_size=512) for t in DIHEDRAL])
+    z_test = finder.transform_logits(test, n=8, batch_size=512)
     for n in (2, 4, 8):
         p = 1 / (1 + np.exp(-z_test[:n].mean(0)))
         results[f"{args.mode}_tta{n}"] = measured(p, test, finder.tta_thresholds[n])

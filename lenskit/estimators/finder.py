@@ -134,17 +134,15 @@ class DeepLensFinder(Estimator):
         With ``tta`` = 2, 4 or 8 the log-odds are averaged over that many
         symmetries of the pixel grid (`lenskit.estimators.tta.DIHEDRAL`).
         """
-        from lenskit.estimators.tta import DIHEDRAL, check_targets, transform_images
+        from lenskit.estimators.tta import check_targets
 
         arr, m = self._inputs(images, masks)
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1; got {batch_size}")
         check_targets(self.targets, tta, arr.shape)
         if tta != 1:
-            z = [self.logits(transform_images(arr, t), None if m is None else transform_images(np.asarray(m, bool), t),
-                             batch_size=batch_size, progress=progress, bfloat16=bfloat16, compile=compile)
-                 for t in DIHEDRAL[:tta]]
-            return np.mean(z, axis=0)
+            return self.transform_logits(arr, m, n=tta, batch_size=batch_size, progress=progress,
+                                         bfloat16=bfloat16, compile=compile).mean(axis=0)
         net = self.network.eval()
         if self.device.type == "cpu" and not compile:  # channels-last: about 1.5x faster on CPUs
             net = net.to(memory_format=torch.channels_last)
@@ -168,6 +166,24 @@ class DeepLensFinder(Estimator):
                 mk = None if m is None else torch.as_tensor(np.array(m[i:i + batch_size]), device=self.device)
                 out.append(net(x, mk).float().reshape(-1).cpu().numpy())
         return np.concatenate(out) if out else np.zeros(0)
+
+    def transform_logits(self, images, masks=None, n=8, batch_size=128, progress=False, bfloat16=False,
+                         compile=False):
+        """
+        Log-odds of each cutout under each of the first ``n`` symmetries of the pixel grid, shape (n, N).
+
+        The mean of the first k rows is ``logits(tta=k)``: scoring once for
+        the largest ``tta`` serves every smaller one
+        (`lenskit.estimators.tta.DIHEDRAL`).
+        """
+        from lenskit.estimators.tta import DIHEDRAL, check_targets, transform_images
+
+        arr, m = self._inputs(images, masks)
+        check_targets(self.targets, n, arr.shape)
+        m = None if m is None else np.asarray(m, bool)
+        return np.stack([self.logits(transform_images(arr, t), None if m is None else transform_images(m, t),
+                                     batch_size=batch_size, progress=progress, bfloat16=bfloat16, compile=compile)
+                         for t in DIHEDRAL[:n]])
 
     def predict(self, images, masks=None, batch_size=128, lens_fraction=None, progress=False, bfloat16=False,
                 compile=False, tta=1):
@@ -264,10 +280,8 @@ class DeepLensFinder(Estimator):
         if self.threshold_fpr is not None and float(fpr) != float(self.threshold_fpr) and 1 not in ttas:
             raise ValueError(f"fpr={fpr} differs from the rate of the tta=1 threshold ({self.threshold_fpr}); "
                              f"include tta=1 to choose them all at the new rate")
-        out = {}
-        for t in ttas:
-            z = self.logits(validation, batch_size=batch_size, tta=t)
-            out[t] = float(1 / (1 + np.exp(-threshold_at_fpr(z, yv, fpr))))
+        z = self.transform_logits(validation, n=max(ttas), batch_size=batch_size)  # each symmetry scored once
+        out = {t: float(1 / (1 + np.exp(-threshold_at_fpr(z[:t].mean(axis=0), yv, fpr)))) for t in ttas}
         if 1 in out:
             if self.threshold_fpr is not None and float(fpr) != float(self.threshold_fpr):
                 self.tta_thresholds = {}

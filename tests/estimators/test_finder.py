@@ -215,6 +215,12 @@ def test_finder_test_time_augmentation(finder_data, tmp_path):
     # the tta=4 log-odds are the mean over the first four symmetries, each scored on its own
     by_hand = np.mean([f.logits(transform_images(x, t)) for t in DIHEDRAL[:4]], axis=0)
     np.testing.assert_allclose(f.logits(x, tta=4), by_hand, rtol=1e-5, atol=1e-6)
+    zt = f.transform_logits(x, n=8)  # each symmetry once: row k is DIHEDRAL[k], prefixes are the tta means
+    assert zt.shape == (8, 12)
+    np.testing.assert_allclose(zt[0], f.logits(x), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(zt[:4].mean(axis=0), by_hand, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="tta must be"):
+        f.transform_logits(x, n=5)
     # a cutout that is already symmetric scores the same under every transform
     sym = x[:1] + x[:1, :, ::-1] + x[:1, :, :, ::-1] + x[:1, :, ::-1, ::-1]
     sym = sym + np.swapaxes(sym, -1, -2)
@@ -231,6 +237,9 @@ def test_finder_test_time_augmentation(finder_data, tmp_path):
     assert fresh.threshold_fpr == 0.02 and fresh.threshold != 0.5 and fresh.tta_thresholds == {2: t2}
     thr = f.set_threshold(ds, tta=(1, 4))
     assert set(thr) == {1, 4} and f.threshold == thr[1] and f.tta_thresholds == {4: thr[4]}
+    from lenskit.estimators.finder_metrics import threshold_at_fpr
+    y = np.asarray(ds.params["is_lens"], bool)
+    assert thr[4] == pytest.approx(1 / (1 + np.exp(-threshold_at_fpr(f.logits(ds, tta=4), y, 0.01))), rel=1e-5)
     est = f.predict(ds, tta=4)
     p = est.table["p_lens"].value
     assert est.table.meta["threshold"] == thr[4] and est.table.meta["tta"] == 4
