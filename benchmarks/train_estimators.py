@@ -30,6 +30,9 @@ Usage::
     python benchmarks/train_estimators.py euclid_vis --minutes 50
     # fine-tune shipped weights with a new schedule (train_seconds then counts both runs):
     python benchmarks/train_estimators.py hst_wfc3 --minutes 30 --lr 1e-3 --init lenskit/estimators/weights/hst_wfc3.asdf
+    # the LSST twin without lens light, last round: images whose lens light was subtracted (its shot noise
+    # kept) and a quarter of the sources Pearson et al.'s Sérsic galaxies:
+    python benchmarks/train_estimators.py lsst_gri --no-lens-light subtracted --pearson-sources 0.25 --minutes 115 --lr 5e-4 --init lenskit/estimators/weights/lsst_gri_no_lens_light.asdf
     # re-measure shipped weights (e.g. after adding a test protocol) without training:
     python benchmarks/train_estimators.py lsst_gri --evaluate lenskit/estimators/weights/lsst_gri.asdf
 
@@ -62,10 +65,17 @@ def real_sources(split):
     return cosmos, jwst
 
 
-def training_source():
+def training_source(pearson_fraction=0.0):
+    """
+    The training mixture; ``pearson_fraction`` of it can be Pearson et al.'s own Sérsic sources (indices around
+    4), the rest keeping its proportions.
+    """
     cosmos, jwst = real_sources("train")
-    return lenskit.get("source", "mixture")(sources=["sersic_clump", "sersic", cosmos, jwst],
-                                             weights=[0.35, 0.15, 0.3, 0.2])
+    sources, weights = ["sersic_clump", "sersic", cosmos, jwst], [0.35, 0.15, 0.3, 0.2]
+    if pearson_fraction:
+        sources.append(pearson_source())
+        weights = [w * (1 - pearson_fraction) for w in weights] + [pearson_fraction]
+    return lenskit.get("source", "mixture")(sources=sources, weights=weights)
 
 
 def test_source():
@@ -122,6 +132,11 @@ def pearson_literal_test(name, n, lens_light, seed=97):
                                masks=ds.masks, truth={"arcs": ds.truth["arcs"]})
 
 
+def light_kind(lens_light):
+    """Whether images have the lens light: True; False and "subtracted" (removed, its shot noise kept) have not."""
+    return lens_light is True
+
+
 def pearson_convention(estimate, params):
     """RMS of e1, e2 in Pearson et al.'s convention, (1-q^2)/(1+q^2), truths and estimates both converted."""
     from lenskit.core.conventions import lenskit_to_pearson_ellipticity
@@ -162,9 +177,14 @@ def main(argv=None):
     ap.add_argument("--stretch", choices=["linear", "asinh"], default=None,
                     help="input normalisation of lenskit_net (default asinh: noise units, arcsinh stretch; with "
                          "--init, the weights' own)")
-    ap.add_argument("--no-lens-light", action="store_true",
+    ap.add_argument("--no-lens-light", nargs="?", const="absent", choices=["absent", "subtracted"], default=None,
                     help="LSST / Euclid: train and test on images without the lens galaxy's light (Pearson et al.'s "
-                         "other column); writes <name>_no_lens_light.asdf")
+                         "other column); writes <name>_no_lens_light.asdf.  'subtracted': train on images whose "
+                         "true lens light was subtracted, leaving its shot noise (as Pearson et al. made theirs); "
+                         "the test sets are the same either way")
+    ap.add_argument("--pearson-sources", type=float, default=0.0, metavar="FRACTION",
+                    help="this fraction of the training sources are Pearson et al.'s Sérsic galaxies (n ~ N(4, 1)), "
+                         "the rest the usual mixture; default 0")
     ap.add_argument("--tta", default="8", help="also measure with test-time augmentation over these numbers of grid "
                                               "symmetries (comma-separated from 2, 4, 8; 'none' to skip)")
     ap.add_argument("--first-stride", type=int, choices=[1, 2], default=None,
@@ -178,7 +198,10 @@ def main(argv=None):
         ap.error(f"--tta values must be 2, 4 or 8; got {args.tta!r}")
     if args.no_lens_light and args.name == "hst_wfc3":
         ap.error("--no-lens-light: the HST estimator is already trained without lens light (as Hezaveh et al.)")
+    if not 0.0 <= args.pearson_sources < 1.0:
+        ap.error(f"--pearson-sources must be a fraction in [0, 1); got {args.pearson_sources}")
     light = {"lens_light": False} if args.no_lens_light else {}
+    train_light = {"lens_light": "subtracted"} if args.no_lens_light == "subtracted" else light
     label = f"{args.name}_no_lens_light" if args.no_lens_light else args.name
     torch.set_num_threads(2 if args.workers == 0 else 1)
     inst = instrument(args.name)
@@ -187,7 +210,7 @@ def main(argv=None):
         est = CNNEstimator.load(args.evaluate)
         test_light = lenskit.Simulator(source="sersic", instrument=instrument(args.name, test=True),
                                        **light).lens_light  # what the test images will have
-        if args.out is None and est.expects.get("lens_light", True) != test_light:
+        if args.out is None and light_kind(est.expects.get("lens_light", True)) != light_kind(test_light):
             ap.error("--evaluate: these weights were trained with lens_light="
                      f"{est.expects.get('lens_light', True)}; measuring them on other images needs --out, so that "
                      "their own metrics are not overwritten")
@@ -204,10 +227,10 @@ def main(argv=None):
             before = {"file": Path(args.init).name, "completed_steps": est.training.get("completed_steps"),
                       "train_seconds": est.metrics.get("train_seconds"),
                       "initialised_from": est.training.get("initialised_from")}
-        src = training_source()
+        src = training_source(args.pearson_sources)
         for s in src.sources:  # prepare real stamps once, before worker processes fork
             getattr(s, "stamps", None)
-        sim = lenskit.Simulator(source=src, instrument=inst, seed=2017, **light)
+        sim = lenskit.Simulator(source=src, instrument=inst, seed=2017, **train_light)
         val = lenskit.Simulator(source=test_source(), instrument=instrument(args.name, test=True), seed=7,
                                 split=None, **light).sample(256)
         steps = args.steps or 10**6  # time-limited: the schedule anneals by wall time

@@ -48,7 +48,7 @@ def _cmd_simulate(args):
         inst_kwargs["test"] = True
     instrument = lenskit.get("instrument", args.instrument)(**inst_kwargs)
     mass = ["sie", "external_shear"] if args.shear else [args.mass_model]
-    lens_light = {"on": True, "off": False, "default": None}[args.lens_light]
+    lens_light = {"on": True, "off": False, "subtracted": "subtracted", "default": None}[args.lens_light]
     sim = lenskit.Simulator(mass_model=mass, source=args.source, instrument=instrument, seed=args.seed,
                             selection=args.selection, lens_light=lens_light, supersample=args.supersample)
     out = Path(args.output)
@@ -541,7 +541,9 @@ def build_parser():
     p.add_argument("--shear", action="store_true", help="add external shear to the SIE")
     p.add_argument("--selection", default="default",
                    help="hezaveh2017, pearson2019, none, or the instrument's default")
-    p.add_argument("--lens-light", choices=("on", "off", "default"), default="default")
+    p.add_argument("--lens-light", choices=("on", "off", "subtracted", "default"), default="default",
+                   help="the lens galaxy's light: on, off, subtracted (its true profile removed, its shot noise "
+                        "kept) or the instrument's default")
     p.add_argument("--supersample", type=int, default=1)
     p.add_argument("--test", action="store_true", help="HST test-set masks (< 2%% of the arc flux)")
     p.add_argument("--seed", type=int, default=None)

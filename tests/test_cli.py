@@ -22,6 +22,11 @@ def test_simulate_writes_dataset(tmp_path, capsys):
     assert ds.images.shape == (3, 1, 57, 57)
     assert main(["simulate", "-n", "3", "-o", str(out), "-q"]) == 2  # exists, no --overwrite
     assert "exists" in capsys.readouterr().err
+    sub = tmp_path / "sub.asdf"
+    assert main(["simulate", "-n", "2", "-o", str(sub), "--instrument", "lsst", "--bands", "r", "--seed", "1",
+                 "--lens-light", "subtracted", "-q"]) == 0
+    ds = lenskit.read(sub)
+    assert ds.provenance.config["lens_light"] == "subtracted" and "lens_light" in ds.truth
 
 
 def test_simulate_bad_band(tmp_path, capsys):

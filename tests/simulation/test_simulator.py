@@ -99,6 +99,24 @@ def test_lsst_and_euclid():
     assert finder.images.shape == (2, 1, 45, 45)
 
 
+def test_subtracted_lens_light_keeps_its_shot_noise():
+    """lens_light="subtracted" is the lens-light observation minus its true profile, noise map unchanged."""
+    kw = dict(source="sersic", instrument="lsst", seed=3)
+    on = lenskit.Simulator(lens_light=True, **kw).sample(32)
+    sub = lenskit.Simulator(lens_light="subtracted", **kw).sample(32)
+    off = lenskit.Simulator(lens_light=False, **kw).sample(32)
+    np.testing.assert_array_equal(sub.images, on.images - on.truth["lens_light"])
+    np.testing.assert_array_equal(sub.noise, on.noise)
+    assert sub.provenance.config["lens_light"] == "subtracted"
+    # residuals are noise of the stated variance, larger where the lens is bright than without lens light
+    r = (sub.images - sub.truth["arcs"]) / sub.noise
+    assert abs(r.mean()) < 0.01 and r.std() == pytest.approx(1.0, abs=0.01)
+    centre = (slice(None), slice(None), slice(24, 33), slice(24, 33))
+    assert np.median(sub.noise[centre]) > 1.1 * np.median(off.noise[centre])  # 1.18 at this seed
+    with pytest.raises(ValueError, match="lens_light must be"):
+        lenskit.Simulator(lens_light="removed")
+
+
 def test_misalignment_statistics():
     sim = lenskit.Simulator(instrument=lenskit.instruments.lsst.LSST(bands=("r",), stamp=24), seed=4, selection=None,
                             priors={"ellipticity": (0.2, 0.4)})
