@@ -132,6 +132,28 @@ def pearson_literal_test(name, n, lens_light, seed=97):
                                masks=ds.masks, truth={"arcs": ds.truth["arcs"]})
 
 
+def recipe(argv, source, pearson_fraction):
+    """
+    The command line (without the machine's --checkpoint / --out paths) and training-source mixture of a
+    training run, for the weights' training record.
+    """
+    import sys
+
+    labels = ["sersic_clump", "sersic", "great3: COSMOS F814W real galaxies, train split",
+              "image_directory: JWST real galaxies, train split", "sersic: n ~ N(4, 1) in 0.5-8, Pearson et al."]
+    argv = sys.argv[1:] if argv is None else list(argv)
+    kept, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in ("--checkpoint", "--out"):
+            skip = True
+        elif not a.startswith(("--checkpoint=", "--out=")):
+            kept.append(a)
+    return {"command": " ".join(["python", "benchmarks/train_estimators.py", *kept]),
+            "training_sources": [{"source": n, "weight": round(float(w), 6)} for n, w in zip(labels, source.weights)]}
+
+
 def light_kind(lens_light):
     """Whether images have the lens light: True; False and "subtracted" (removed, its shot noise kept) have not."""
     return lens_light is True
@@ -251,6 +273,7 @@ def main(argv=None):
                                                {"val_rms": {t: round(m["rms"], 4) for t, m in
                                                             r.get("validation", {}).items()}}), flush=True))
         train_seconds = time.time() - t0
+        est.training["recipe"] = recipe(argv, src, args.pearson_sources)
         if args.init:
             est.training["initialised_from"] = before
             train_seconds += before["train_seconds"] or 0.0
