@@ -65,6 +65,11 @@ def real_sources(split):
     return cosmos, jwst
 
 
+# what each training source is, in training_source's order (for the weights' training record)
+TRAINING_LABELS = ["sersic_clump", "sersic", "great3: COSMOS F814W real galaxies, train split",
+                   "image_directory: JWST real galaxies, train split", "sersic: n ~ N(4, 1) in 0.5-8, Pearson et al."]
+
+
 def training_source(pearson_fraction=0.0):
     """
     The training mixture; ``pearson_fraction`` of it can be Pearson et al.'s own Sérsic sources (indices around
@@ -119,28 +124,22 @@ def pearson_source():
 def pearson_literal_test(name, n, lens_light, seed=97):
     """
     Pearson et al.'s test set as they made it: their distribution and Sérsic sources; without lens light,
-    their way of removing it (the true lens light, PSF-convolved, subtracted from the noisy image, so its shot
-    noise stays in the image and in the noise map).
+    their way of removing it (``lens_light="subtracted"``: the true lens light, PSF-convolved, subtracted from the
+    noisy image, so its shot noise stays in the image and in the noise map).
     """
     inst = instrument(name, test=True)
-    ds = lenskit.Simulator(source=pearson_source(), instrument=inst, seed=seed, lens_light=True,
-                           priors=pearson_priors(name, inst.pixel_scale.value)).sample(n)
-    if lens_light:
-        return ds
-    return lenskit.LensDataset(ds.images - ds.truth["lens_light"], ds.params, bands=ds.bands,
-                               pixel_scale=ds.pixel_scale, instrument=ds.instrument, noise=ds.noise,
-                               masks=ds.masks, truth={"arcs": ds.truth["arcs"]})
+    return lenskit.Simulator(source=pearson_source(), instrument=inst, seed=seed,
+                             lens_light=True if lens_light else "subtracted",
+                             priors=pearson_priors(name, inst.pixel_scale.value)).sample(n)
 
 
-def recipe(argv, source, pearson_fraction):
+def recipe(argv, source):
     """
     The command line (without the machine's --checkpoint / --out paths) and training-source mixture of a
     training run, for the weights' training record.
     """
     import sys
 
-    labels = ["sersic_clump", "sersic", "great3: COSMOS F814W real galaxies, train split",
-              "image_directory: JWST real galaxies, train split", "sersic: n ~ N(4, 1) in 0.5-8, Pearson et al."]
     argv = sys.argv[1:] if argv is None else list(argv)
     kept, skip = [], False
     for a in argv:
@@ -151,7 +150,8 @@ def recipe(argv, source, pearson_fraction):
         elif not a.startswith(("--checkpoint=", "--out=")):
             kept.append(a)
     return {"command": " ".join(["python", "benchmarks/train_estimators.py", *kept]),
-            "training_sources": [{"source": n, "weight": round(float(w), 6)} for n, w in zip(labels, source.weights)]}
+            "training_sources": [{"source": n, "weight": round(float(w), 6)}
+                                 for n, w in zip(TRAINING_LABELS, source.weights)]}
 
 
 def light_kind(lens_light):
@@ -273,7 +273,7 @@ def main(argv=None):
                                                {"val_rms": {t: round(m["rms"], 4) for t, m in
                                                             r.get("validation", {}).items()}}), flush=True))
         train_seconds = time.time() - t0
-        est.training["recipe"] = recipe(argv, src, args.pearson_sources)
+        est.training["recipe"] = recipe(argv, src)
         if args.init:
             est.training["initialised_from"] = before
             train_seconds += before["train_seconds"] or 0.0
