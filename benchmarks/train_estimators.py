@@ -33,6 +33,8 @@ Usage::
     # the LSST twin without lens light, last round: images whose lens light was subtracted (its shot noise
     # kept) and a quarter of the sources Pearson et al.'s Sérsic galaxies:
     python benchmarks/train_estimators.py lsst_gri --no-lens-light subtracted --pearson-sources 0.25 --minutes 115 --lr 5e-4 --init lenskit/estimators/weights/lsst_gri_no_lens_light.asdf
+    # the experiment of docs/benchmarks.rst (not shipped): Pearson et al.'s Sérsic sources only, as they trained:
+    python benchmarks/train_estimators.py lsst_gri --no-lens-light subtracted --pearson-sources 1 --minutes 115 --lr 5e-4 --init lenskit/estimators/weights/lsst_gri_no_lens_light.asdf --out sersic_only.asdf
     # re-measure shipped weights (e.g. after adding a test protocol) without training:
     python benchmarks/train_estimators.py lsst_gri --evaluate lenskit/estimators/weights/lsst_gri.asdf
 
@@ -160,12 +162,22 @@ def light_kind(lens_light):
 
 
 def pearson_convention(estimate, params):
-    """RMS of e1, e2 in Pearson et al.'s convention, (1-q^2)/(1+q^2), truths and estimates both converted."""
-    from lenskit.core.conventions import lenskit_to_pearson_ellipticity
+    """
+    The other rows of Pearson et al.'s Table 1: RMS of e1, e2 in their convention, (1-q^2)/(1+q^2) (truths and
+    estimates both converted), of the ellipticity 1 - b/a and of the orientation (radians, the difference wrapped
+    to +-pi/2).
+    """
+    from lenskit.core.conventions import ellipticity_to_q_phi, lenskit_to_pearson_ellipticity
 
-    t = lenskit_to_pearson_ellipticity(np.asarray(params["e1"]), np.asarray(params["e2"]))
-    e = lenskit_to_pearson_ellipticity(np.asarray(estimate.table["e1"]), np.asarray(estimate.table["e2"]))
-    return {k: float(np.sqrt(np.mean((e[i] - t[i]) ** 2))) for i, k in enumerate(("e1_rms", "e2_rms"))}
+    true = np.asarray(params["e1"]), np.asarray(params["e2"])
+    est = np.asarray(estimate.table["e1"]), np.asarray(estimate.table["e2"])
+    t, e = lenskit_to_pearson_ellipticity(*true), lenskit_to_pearson_ellipticity(*est)
+    out = {k: float(np.sqrt(np.mean((e[i] - t[i]) ** 2))) for i, k in enumerate(("e1_rms", "e2_rms"))}
+    (qt, pt), (qe, pe) = ellipticity_to_q_phi(*true), ellipticity_to_q_phi(*est)
+    dphi = (pe - pt + np.pi / 2) % np.pi - np.pi / 2
+    out["ellipticity_1_minus_q_rms"] = float(np.sqrt(np.mean((qe - qt) ** 2)))
+    out["orientation_rms_rad"] = float(np.sqrt(np.mean(dphi**2)))
+    return out
 
 
 def theta_E_rms_by_arc_snr(estimate, params, edges=(0, 20, 50, 100, np.inf)):
@@ -206,7 +218,7 @@ def main(argv=None):
                          "the test sets are the same either way")
     ap.add_argument("--pearson-sources", type=float, default=0.0, metavar="FRACTION",
                     help="this fraction of the training sources are Pearson et al.'s Sérsic galaxies (n ~ N(4, 1)), "
-                         "the rest the usual mixture; default 0")
+                         "the rest the usual mixture; default 0 (1: their sources only, as they trained)")
     ap.add_argument("--tta", default="8", help="also measure with test-time augmentation over these numbers of grid "
                                               "symmetries (comma-separated from 2, 4, 8; 'none' to skip)")
     ap.add_argument("--first-stride", type=int, choices=[1, 2], default=None,
@@ -220,8 +232,8 @@ def main(argv=None):
         ap.error(f"--tta values must be 2, 4 or 8; got {args.tta!r}")
     if args.no_lens_light and args.name == "hst_wfc3":
         ap.error("--no-lens-light: the HST estimator is already trained without lens light (as Hezaveh et al.)")
-    if not 0.0 <= args.pearson_sources < 1.0:
-        ap.error(f"--pearson-sources must be a fraction in [0, 1); got {args.pearson_sources}")
+    if not 0.0 <= args.pearson_sources <= 1.0:
+        ap.error(f"--pearson-sources must be a fraction in [0, 1]; got {args.pearson_sources}")
     light = {"lens_light": False} if args.no_lens_light else {}
     train_light = {"lens_light": "subtracted"} if args.no_lens_light == "subtracted" else light
     label = f"{args.name}_no_lens_light" if args.no_lens_light else args.name
