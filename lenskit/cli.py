@@ -12,17 +12,72 @@ from pathlib import Path
 __all__ = ["main"]
 
 
+def _int_at_least(low):
+    def parse(text):
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer; got {text!r}") from None
+        if v < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}; got {v}")
+        return v
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def _positive_float(text):
+    import math
+
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number; got {text!r}") from None
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0; got {text}")
+    return v
+
+
+def _fraction(text):
+    v = _positive_float(text)
+    if not v < 1:
+        raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1; got {text}")
+    return v
+
+
+_POSITIVE = _int_at_least(1)
+_NON_NEGATIVE = _int_at_least(0)
+_ASDF = (".asdf",)
+_TABLES = (".asdf", ".fits", ".fit")
+
+
+def _output(args, suffixes, what):
+    """Check ``-o`` before any work: its kind of file, its directory, and --overwrite."""
+    from lenskit.core.files import check_output_path
+
+    out = Path(args.output)
+    if out.suffix.lower() not in suffixes:
+        kinds = " or ".join(suffixes)
+        raise ValueError(f"-o/--output: lenskit {args.command} writes {what} as {kinds}; got {out.name!r}"
+                         + (" (FITS output is not available for this command)" if out.suffix.lower() in
+                            (".fits", ".fit", ".fz") else ""))
+    return check_output_path(out, overwrite=args.overwrite, name="-o/--output")
+
+
 def _cmd_plugins(args):
     from lenskit.plugins import plugins
 
+    found = plugins()
     rows = []
-    for p in plugins():
+    for p in found:
         provides = "; ".join(f"{k}: {', '.join(v)}" for k, v in sorted(p.provides.items())) or "-"
         rows.append((p.name, p.distribution or "-", p.version or "-", p.status, provides))
+    problems = [p for p in found if p.status in ("failed", "conflict")]
     if args.json:
-        print(json.dumps([{"plugin": r[0], "distribution": r[1], "version": r[2], "status": r[3],
-                           "provides": r[4]} for r in rows] + [], indent=2))
-        return 0
+        print(json.dumps([{"plugin": p.name, "distribution": p.distribution, "version": p.version,
+                           "status": p.status, "provides": p.provides, "error": p.error,
+                           "conflicts": list(p.conflicts)} for p in found], indent=2))
+        return 1 if problems else 0
     head = ("plugin", "distribution", "version", "status", "provides")
     widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(4)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths) + "  {}"
@@ -30,10 +85,12 @@ def _cmd_plugins(args):
     print(fmt.format(*("-" * w for w in widths), "-" * 8))
     for r in rows:
         print(fmt.format(*r))
-    failed = [p for p in plugins() if p.status == "failed"]
-    for p in failed:
-        print(f"\nplugin '{p.name}' failed to load: {p.error}")
-    return 0
+    for p in found:
+        if p.status == "failed":
+            print(f"\nplugin '{p.name}' failed to load: {p.error}")
+    for msg in dict.fromkeys(m for p in found for m in p.conflicts):
+        print(f"\nconflict: {msg}")
+    return 1 if problems else 0
 
 
 def _cmd_simulate(args):
@@ -46,13 +103,16 @@ def _cmd_simulate(args):
         if args.instrument != "hst_wfc3":
             raise ValueError("--test applies to the hst_wfc3 instrument only")
         inst_kwargs["test"] = True
+    out = Path(args.output)
+    distributed = args.workers is not None or args.scheduler is not None
+    if not distributed:
+        _output(args, _ASDF, "a LensDataset")
     instrument = lenskit.get("instrument", args.instrument)(**inst_kwargs)
     mass = ["sie", "external_shear"] if args.shear else [args.mass_model]
     lens_light = {"on": True, "off": False, "subtracted": "subtracted", "default": None}[args.lens_light]
     sim = lenskit.Simulator(mass_model=mass, source=args.source, instrument=instrument, seed=args.seed,
                             selection=args.selection, lens_light=lens_light, supersample=args.supersample)
-    out = Path(args.output)
-    if args.workers or args.scheduler:
+    if distributed:
         from lenskit.distributed import simulate
 
         seed = 0 if args.seed is None else args.seed
@@ -60,8 +120,6 @@ def _cmd_simulate(args):
                          workers=args.workers, overwrite=args.overwrite, progress=not args.quiet)
         print(f"wrote {index.n} systems in {len(index)} shard(s) to {out}/ (seed {seed}; index {out / 'index.json'})")
         return 0
-    if out.exists() and not args.overwrite:
-        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
     ds = sim.sample(args.n, progress=not args.quiet)
     ds.write(out, overwrite=args.overwrite)
     if not args.quiet:
@@ -103,8 +161,8 @@ def _run_distributed(args, estimator, lens_fraction=None):
     from lenskit.distributed import estimate
 
     shard_dir, combined = _shard_output(args.output)
-    if combined is not None and combined.exists() and not args.overwrite:
-        raise FileExistsError(f"{combined} exists; pass --overwrite to replace it")
+    if combined is not None:
+        _output(args, _TABLES, "estimates")
     index = estimate(estimator, args.input, shard_dir, scheduler=args.scheduler, workers=args.workers,
                      files_per_task=args.files_per_task, batch_size=args.batch_size, lens_fraction=lens_fraction,
                      overwrite=args.overwrite, progress=not args.quiet)
@@ -125,7 +183,7 @@ def _cmd_estimate(args):
     import lenskit
     from lenskit.core.dataset import LensDataset
 
-    if args.scheduler or args.workers:
+    if args.scheduler is not None or args.workers is not None:
         if args.tta != 1:
             raise ValueError("--tta applies to single-process runs; drop it with --scheduler / --workers")
         _run_distributed(args, args.estimator)
@@ -133,6 +191,9 @@ def _cmd_estimate(args):
     if len(args.input) != 1:
         raise ValueError("several inputs need --scheduler or --workers (a Dask run); pass one input otherwise")
     args.input = args.input[0]
+    out = _output(args, _TABLES, "estimates")
+    if not Path(args.input).exists():
+        raise FileNotFoundError(f"input: {args.input} does not exist")
     est = lenskit.load_estimator(args.estimator)
     extra = {}
     if args.tta != 1:
@@ -141,9 +202,6 @@ def _cmd_estimate(args):
         if "tta" not in inspect.signature(est.predict).parameters:
             raise ValueError(f"--tta: the estimator {args.estimator!r} has no test-time augmentation")
         extra["tta"] = args.tta
-    out = Path(args.output)
-    if out.exists() and not args.overwrite:
-        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
     data = _load_images(args.input)
     if not isinstance(data, LensDataset) and data.ndim == 2 and "pixel_scale" in est.expects:
         # a real cutout: centre on the lens light and resample onto the estimator's grid (flux conserved)
@@ -213,6 +271,11 @@ def _parse_arch(items):
 def _cmd_train(args):
     import lenskit
 
+    out = _output(args, _ASDF, "weights")
+    if args.checkpoint is not None:
+        from lenskit.core.files import check_output_path
+
+        check_output_path(args.checkpoint, overwrite=True, name="--checkpoint")
     rank, world, device = 0, 1, "cpu"
     if args.ddp:
         rank, world, device = _init_ddp(args.backend)
@@ -224,9 +287,6 @@ def _cmd_train(args):
             inst_kwargs["bands"] = tuple(args.bands.split(","))
         instrument = lenskit.get("instrument", args.instrument)(**inst_kwargs)
         shape = (len(instrument.bands),) + tuple(instrument.shape)
-        out = Path(args.output)
-        if out.exists() and not args.overwrite:
-            raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
         arch_kwargs = _parse_arch(args.arch)
         sim = lenskit.Simulator(source=args.source, instrument=instrument, seed=args.seed)
         try:
@@ -276,6 +336,8 @@ def _read_band_fits(paths, pixel_scale=None):
                 hdu = next((h for h in hl if h.data is not None and np.ndim(h.data) == 2), None)
                 if hdu is None:
                     raise ValueError(f"{path} holds no 2-D image")
+                if np.asarray(hdu.data).dtype.kind not in "iuf":
+                    raise ValueError(f"{path} holds {np.asarray(hdu.data).dtype} pixels; expected real numbers")
                 data = np.asarray(hdu.data, dtype=np.float64)
                 hdr = hl[0].header.copy()
                 hdr.update(hdu.header)
@@ -307,9 +369,10 @@ def _cmd_deblend(args):
 
     import lenskit
 
-    out = Path(args.output)
-    if out.exists() and not args.overwrite:
-        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    out = _output(args, _ASDF, "a Deblended result")
+    missing = [p for p in args.inputs if not Path(p).exists()]
+    if missing:
+        raise FileNotFoundError(f"inputs: {', '.join(missing)} do(es) not exist")
     deblender = lenskit.get("deblender", args.method)()
     if len(args.inputs) == 1 and Path(args.inputs[0]).suffix == ".asdf":
         data = lenskit.read(args.inputs[0])
@@ -331,7 +394,7 @@ def _cmd_find(args):
 
     import lenskit
 
-    if args.scheduler or args.workers:
+    if args.scheduler is not None or args.workers is not None:
         if args.fast or args.tta != 1:
             raise ValueError("--fast and --tta apply to single-process runs; drop them with --scheduler / --workers")
         est = _run_distributed(args, args.finder, lens_fraction=args.lens_fraction)
@@ -349,17 +412,21 @@ def _cmd_find(args):
     args.input = args.input[0]
     from lenskit.io import read_images
 
-    data = read_images(args.input)  # a LensDataset, or FITS cutouts as (N, bands, H, W)
+    out = _output(args, _TABLES, "candidates")
     finder = lenskit.load_estimator(args.finder)
-    if getattr(finder, "name", None) != "deeplens":
-        raise ValueError(f"{args.finder!r} is not a lens finder (use a DeepLens weights file)")
-    out = Path(args.output)
-    if out.exists() and not args.overwrite:
-        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    if "p_lens" not in getattr(finder, "targets", ()):
+        raise ValueError(f"--finder: {args.finder!r} is not a lens finder (its targets are "
+                         f"{list(getattr(finder, 'targets', []))}, not p_lens); use a DeepLens weights file")
+    data = read_images(args.input)  # a LensDataset, or FITS cutouts as (N, bands, H, W)
     fast = {"bfloat16": True, "compile": True} if args.fast else {}
     est = finder.predict(data, batch_size=args.batch_size, lens_fraction=args.lens_fraction, progress=not args.quiet,
                          tta=args.tta, **fast)
-    est.write(out, overwrite=args.overwrite)
+    if out.suffix.lower() in (".fits", ".fit"):
+        from lenskit.io.fits import write_estimate_fits
+
+        write_estimate_fits(est, out, overwrite=args.overwrite)
+    else:
+        est.write(out, overwrite=args.overwrite)
     p = est.table["p_lens"].value
     order = np.argsort(-p)[: args.top]
     print(f"scored {len(p)} cutout(s) with {args.finder}; {int(est.table['candidate'].sum())} candidate(s) above "
@@ -435,8 +502,8 @@ def _dask_arguments(p):
                    help="run on Dask: a scheduler address (tcp://host:8786), a scheduler .json file, 'local' "
                         "(a LocalCluster) or 'serial'; -o is then a directory of shards, or a .asdf/.fits file "
                         "(shards beside it in <output>.shards/)")
-    p.add_argument("--workers", type=int, default=None, help="run on a Dask LocalCluster of N worker processes")
-    p.add_argument("--files-per-task", type=int, default=1, help="input files per Dask task (default 1)")
+    p.add_argument("--workers", type=_POSITIVE, default=None, help="run on a Dask LocalCluster of N worker processes")
+    p.add_argument("--files-per-task", type=_POSITIVE, default=1, help="input files per Dask task (default 1)")
 
 
 def build_parser():
@@ -452,9 +519,9 @@ def build_parser():
 
     p = sub.add_parser("demo", help="simulate a small HST test set, estimate it with the shipped estimator, "
                                     "write ASDF and figures")
-    p.add_argument("-n", type=int, default=200, help="number of lenses (default 200)")
+    p.add_argument("-n", type=_POSITIVE, default=200, help="number of lenses (default 200)")
     p.add_argument("-o", "--output", default="lenskit-demo", help="output folder (default ./lenskit-demo)")
-    p.add_argument("--seed", type=int, default=2017)
+    p.add_argument("--seed", type=_NON_NEGATIVE, default=2017)
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_demo)
 
@@ -464,9 +531,9 @@ def build_parser():
     _dask_arguments(p)
     p.add_argument("-o", "--output", required=True, help="output estimates: .asdf, or .fits for a FITS table")
     p.add_argument("--estimator", default="hst_wfc3", help="shipped estimator name or weights .asdf")
-    p.add_argument("--pixel-scale", type=float, default=None,
+    p.add_argument("--pixel-scale", type=_positive_float, default=None,
                    help="arcsec per pixel of a FITS cutout without WCS or PIXSCALE")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=_POSITIVE, default=64)
     p.add_argument("--tta", type=int, choices=(1, 2, 4, 8), default=1,
                    help="average over this many symmetries of the pixel grid (test-time augmentation: more accurate, "
                         "that many times slower)")
@@ -478,7 +545,7 @@ def build_parser():
     p.add_argument("inputs", nargs="+", help="a LensDataset .asdf, or one co-registered FITS image per band")
     p.add_argument("-o", "--output", required=True, help="output Deblended .asdf")
     p.add_argument("--method", default="ica", help="deblender: ica (default) or sersic")
-    p.add_argument("--pixel-scale", type=float, default=None, help="arcsec per pixel (default from the WCS)")
+    p.add_argument("--pixel-scale", type=_positive_float, default=None, help="arcsec per pixel (default from the WCS)")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_deblend)
@@ -489,11 +556,11 @@ def build_parser():
     _dask_arguments(p)
     p.add_argument("-o", "--output", required=True, help="output candidates .asdf (p_lens per cutout)")
     p.add_argument("--finder", default="deeplens_lsst_g", help="shipped finder name or weights .asdf")
-    p.add_argument("--lens-fraction", type=float, default=None,
+    p.add_argument("--lens-fraction", type=_fraction, default=None,
                    help="expected lens fraction of the data: maps p_lens with Lanusse et al. eq. 5")
-    p.add_argument("--batch-size", type=int, default=128,
+    p.add_argument("--batch-size", type=_POSITIVE, default=128,
                    help="cutouts per network pass (128 was the fastest on a 2-core CPU)")
-    p.add_argument("--top", type=int, default=10, help="print this many highest-scoring cutouts")
+    p.add_argument("--top", type=_NON_NEGATIVE, default=10, help="print this many highest-scoring cutouts (default 10)")
     p.add_argument("--fast", action="store_true",
                    help="bfloat16 and a compiled graph: several times faster on CPUs with AVX-512 BF16 "
                         "(benchmarks/find.py) after a compile of tens of seconds; for large single-process runs")
@@ -512,15 +579,16 @@ def build_parser():
     p.add_argument("--source", default="sersic_clump")
     p.add_argument("--arch", action="append", metavar="KEY=VALUE",
                    help="architecture option, repeatable, e.g. --arch stretch=asinh --arch first_stride=1")
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--minutes", type=float, default=None, help="stop (annealed) after this wall time")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--workers", type=int, default=0, help="background simulation processes")
-    p.add_argument("--validation-size", type=int, default=256)
+    p.add_argument("--steps", type=_POSITIVE, default=1000, help="optimisation steps (default 1000)")
+    p.add_argument("--minutes", type=_positive_float, default=None, help="stop (annealed) after this wall time")
+    p.add_argument("--batch-size", type=_POSITIVE, default=64, help="images per step (default 64)")
+    p.add_argument("--lr", type=_positive_float, default=2e-3, help="peak learning rate (default 2e-3)")
+    p.add_argument("--workers", type=_NON_NEGATIVE, default=0,
+                   help="background simulation processes (default 0: simulate in the training process)")
+    p.add_argument("--validation-size", type=_POSITIVE, default=256, help="held-out systems (default 256)")
     p.add_argument("--checkpoint", default=None, help="checkpoint file (resumes when it exists)")
-    p.add_argument("--checkpoint-every", type=int, default=200)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint-every", type=_POSITIVE, default=200, help="steps between checkpoints (default 200)")
+    p.add_argument("--seed", type=_NON_NEGATIVE, default=0)
     p.add_argument("--ddp", action="store_true",
                    help="data-parallel training over the ranks of `torchrun --nproc_per_node N -m lenskit train "
                         "--ddp ...` (--batch-size is per rank)")
@@ -532,7 +600,7 @@ def build_parser():
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("simulate", help="simulate lenses to an ASDF file")
-    p.add_argument("-n", type=int, required=True, help="number of accepted systems")
+    p.add_argument("-n", type=_POSITIVE, required=True, help="number of accepted systems")
     p.add_argument("-o", "--output", required=True, help="output .asdf file")
     p.add_argument("--instrument", default="hst_wfc3", help="instrument name (see `lenskit plugins`)")
     p.add_argument("--bands", help="comma-separated bands, e.g. g,r,i")
@@ -544,14 +612,14 @@ def build_parser():
     p.add_argument("--lens-light", choices=("on", "off", "subtracted", "default"), default="default",
                    help="the lens galaxy's light: on, off, subtracted (its true profile removed, its shot noise "
                         "kept) or the instrument's default")
-    p.add_argument("--supersample", type=int, default=1)
+    p.add_argument("--supersample", type=_POSITIVE, default=1, help="sub-pixels per pixel side (default 1)")
     p.add_argument("--test", action="store_true", help="HST test-set masks (< 2%% of the arc flux)")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--seed", type=_NON_NEGATIVE, default=None)
+    p.add_argument("--workers", type=_POSITIVE, default=None,
                    help="simulate shards in parallel on a Dask LocalCluster of N workers; -o is then a directory")
     p.add_argument("--scheduler", default=None,
                    help="simulate shards on this Dask scheduler (address, scheduler .json, 'local' or 'serial')")
-    p.add_argument("--shard-size", type=int, default=1000, help="systems per shard (default 1000)")
+    p.add_argument("--shard-size", type=_POSITIVE, default=1000, help="systems per shard (default 1000)")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_simulate)
@@ -559,25 +627,46 @@ def build_parser():
 
 
 def main(argv=None):
+    """Run the command line; returns the exit status (0 done, 1 failed, 2 usage or input error)."""
+    import os
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help()
-        return 0
+        parser.print_usage(sys.stderr)
+        print("lenskit: error: a command is required (lenskit --help lists them)", file=sys.stderr)
+        return 2
     if getattr(args, "selection", None) == "none":
         args.selection = None
+    debug = os.environ.get("LENSKIT_DEBUG", "").strip().lower() in ("1", "true", "yes")
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as exc:
-        print(f"lenskit {args.command}: error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"lenskit {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, LookupError, OSError) as exc:  # bad input, missing or unreadable files
+        if debug:
+            raise
+        print(f"lenskit {args.command}: error: {_describe(exc)}", file=sys.stderr)
         return 2
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a command line answers with a message, never a traceback
+        if debug:
+            raise
         from lenskit.core.exceptions import LenskitError
 
-        if isinstance(exc, LenskitError):
-            print(f"lenskit {args.command}: error: {exc}", file=sys.stderr)
-            return 2
-        raise
+        code = 2 if isinstance(exc, LenskitError) else 1
+        hint = "" if code == 2 else " (set LENSKIT_DEBUG=1 for the traceback)"
+        print(f"lenskit {args.command}: error: {_describe(exc)}{hint}", file=sys.stderr)
+        return code
+
+
+def _describe(exc):
+    from lenskit.core.exceptions import LenskitError
+
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, (LenskitError, ValueError, TypeError, FileNotFoundError, FileExistsError)):
+        return text
+    return f"{type(exc).__name__}: {text}"
 
 
 if __name__ == "__main__":

@@ -20,9 +20,12 @@ Settings (arguments, or environment variables):
     archive's host: ``<mirror>/<file name>``; for sites that mirror the data.
 
 Integrity: each archive is checked against its SHA-256 where the registry
-records one.  Where it does not yet (the upstream projects publish none), the
-checksum of the first download is recorded beside the file and every later
-use is checked against it.  Downloads go to a temporary file that is renamed
+records one, or against the MD5 its publisher gives.  None of the upstream
+archives has a published checksum that lenskit could record, so a first
+download is unverified, and says so (`~lenskit.core.LenskitDataWarning`): the
+SHA-256 of what arrived is pinned beside the file (``<file>.sha256``) and every
+later use is checked against it.  An archive without any checksum is never
+fetched over plain ``http://``.  Downloads go to a temporary file that is renamed
 into place only once complete and verified; archives are unpacked into a
 temporary folder that is renamed into place, with tar's ``data`` filter
 (no absolute paths, links out of the folder or device files).
@@ -39,9 +42,11 @@ import tarfile
 import tempfile
 import urllib.parse
 import urllib.request
+import warnings
 from pathlib import Path
 
-from lenskit.core.exceptions import LenskitFileError
+from lenskit.core.exceptions import LenskitDataWarning, LenskitFileError
+from lenskit.core.files import atomic_open, atomic_path
 
 __all__ = ["Archive", "REGISTRY", "available", "register", "cache_dir", "path", "fetch", "catalog", "sha256_of"]
 
@@ -56,7 +61,10 @@ class Archive:
     url : str
         Where to get it (``https://``, ``http://`` or ``file://``).
     sha256 : str or None
-        Expected SHA-256 (hex); None until recorded.
+        Expected SHA-256 (hex); None where nobody has recorded one.
+    md5 : str or None
+        The MD5 the publisher gives (Zenodo publishes one per file), checked
+        on download where no SHA-256 is recorded.
     unpack : bool
         Whether the file is a tar archive to unpack.
     catalog : str or None
@@ -66,6 +74,7 @@ class Archive:
 
     url: str
     sha256: str | None = None
+    md5: str | None = None
     unpack: bool = True
     catalog: str | None = None
     description: str = ""
@@ -158,33 +167,32 @@ def _expected(name, download):
 
 
 def _download(url, dest, progress):
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    os.close(fd)
-    h = hashlib.sha256()
-    try:
-        req = urllib.request.Request(url, headers={"User-Agent": "lenskit"})
-        with urllib.request.urlopen(req, timeout=60) as resp, open(tmp, "wb") as out:
-            total = int(resp.headers.get("Content-Length") or 0) or None
-            bar = None
-            if progress:
-                from tqdm.auto import tqdm
+    """Stream ``url`` into ``dest`` (a temporary path); returns the SHA-256 and MD5 of what arrived."""
+    h, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+    req = urllib.request.Request(url, headers={"User-Agent": "lenskit"})
+    with urllib.request.urlopen(req, timeout=60) as resp, open(dest, "wb") as out:
+        total = int(resp.headers.get("Content-Length") or 0) or None
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
 
-                bar = tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {dest.name}")
-            while True:
-                block = resp.read(1 << 20)
-                if not block:
-                    break
-                out.write(block)
-                h.update(block)
-                if bar is not None:
-                    bar.update(len(block))
+            bar = tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {Path(url).name}")
+        got = 0
+        while True:
+            block = resp.read(1 << 20)
+            if not block:
+                break
+            out.write(block)
+            h.update(block)
+            md5.update(block)
+            got += len(block)
             if bar is not None:
-                bar.close()
-        return tmp, h.hexdigest()
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+                bar.update(len(block))
+        if bar is not None:
+            bar.close()
+    if total is not None and got != total:
+        raise LenskitFileError(f"the download from {url} stopped after {got} of {total} bytes")
+    return h.hexdigest(), md5.hexdigest()
 
 
 def fetch(name, cache=None, offline=None, mirror=None, progress=True):
@@ -228,18 +236,33 @@ def fetch(name, cache=None, offline=None, mirror=None, progress=True):
                 f"archive {name!r} is not in the cache and lenskit is offline: download {a.url} and place it at "
                 f"{download} (or unset LENSKIT_OFFLINE)")
         url = mirror.rstrip("/") + "/" + a.filename if mirror else a.url
-        try:
-            tmp, digest = _download(url, download, progress)
-        except OSError as exc:
-            raise LenskitFileError(f"could not download archive {name!r} from {url}: {exc}") from exc
         expected = _expected(name, download)
-        if expected and digest != expected:
-            os.unlink(tmp)
-            raise LenskitFileError(f"archive {name!r} from {url} fails its checksum: expected sha256 {expected}, "
-                                   f"got {digest}; the download was discarded")
-        os.replace(tmp, download)
-        if not a.sha256:  # trust on first use: record the checksum for later checks
-            download.with_name(download.name + ".sha256").write_text(f"{digest}  {download.name}\n")
+        scheme = urllib.parse.urlparse(url).scheme
+        if scheme not in ("https", "http", "file"):
+            raise ValueError(f"mirror must be an https://, http:// or file:// URL; got {url!r}")
+        if scheme == "http" and expected is None and not a.md5:
+            raise LenskitFileError(
+                f"archive {name!r} has no recorded checksum, so it is not downloaded over plain http ({url}): "
+                f"use an https:// or file:// mirror, or record its sha256 with lenskit.datasets.register")
+        with atomic_path(download, overwrite=True, name="archive") as tmp:
+            try:
+                digest, md5 = _download(url, tmp, progress)
+            except OSError as exc:
+                raise LenskitFileError(f"could not download archive {name!r} from {url}: {exc}") from exc
+            if expected and digest != expected:
+                raise LenskitFileError(f"archive {name!r} from {url} fails its checksum: expected sha256 "
+                                       f"{expected}, got {digest}; the download was discarded")
+            if a.md5 and md5 != a.md5.lower():
+                raise LenskitFileError(f"archive {name!r} from {url} fails the publisher's checksum: expected md5 "
+                                       f"{a.md5}, got {md5}; the download was discarded")
+        if expected is None:  # trust on first use: pin what was seen for every later use
+            with atomic_open(download.with_name(download.name + ".sha256"), "w", overwrite=True) as f:
+                f.write(f"{digest}  {download.name}\n")
+            if not a.md5:
+                warnings.warn(
+                    f"archive {name!r}: its publisher gives no checksum, so this first download from {url} is "
+                    f"unverified; its sha256 {digest} is pinned in {download}.sha256 and every later use is "
+                    f"checked against it", LenskitDataWarning, stacklevel=2)
     else:
         _verify(name, download)
     if a.unpack:

@@ -33,12 +33,14 @@ import glob
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from lenskit.core.exceptions import LenskitError, LenskitFileError
+from lenskit.core.files import atomic_open
+from lenskit.core.resources import check_memory
+from lenskit.core.validation import check_int, check_number
 
 __all__ = ["simulate", "estimate", "find", "ShardIndex", "ShardError", "get_client", "local_cluster", "shard_seeds"]
 
@@ -63,7 +65,7 @@ def _require_dask():
         raise ImportError("lenskit.distributed needs Dask: pip install 'lenskit[distributed]'") from exc
 
 
-def get_client(client=None, scheduler=None, workers=None):
+def get_client(client=None, scheduler=None, workers=None, connect_timeout=30):
     """
     The Dask client to run on, and whether the caller owns (must close) it.
 
@@ -78,6 +80,8 @@ def get_client(client=None, scheduler=None, workers=None):
     workers : int, optional
         Worker processes of a new LocalCluster (default: the CPU count), one
         thread each.
+    connect_timeout : float
+        Seconds to wait for a remote scheduler (a `~lenskit.core.LenskitError` after).
 
     Returns
     -------
@@ -91,20 +95,23 @@ def get_client(client=None, scheduler=None, workers=None):
         return client, False
     if scheduler == "serial":
         return None, False
-    if workers is not None and (int(workers) != workers or workers < 1):
-        raise ValueError(f"workers must be a positive integer; got {workers!r}")
+    check_int("workers", workers, minimum=1, allow_none=True)
+    if scheduler is not None and not isinstance(scheduler, str):
+        raise TypeError(f"scheduler must be 'serial', 'local', an address or a scheduler file; got {scheduler!r}")
+    if scheduler is not None and scheduler.endswith(".json") and not Path(scheduler).exists():
+        raise FileNotFoundError(f"scheduler file {scheduler} does not exist")
     _require_dask()
     from dask.distributed import Client
 
     if scheduler is None or scheduler == "local":
         return Client(local_cluster(workers)), True
-    if not isinstance(scheduler, str):
-        raise TypeError(f"scheduler must be 'serial', 'local', an address or a scheduler file; got {scheduler!r}")
-    if scheduler.endswith(".json"):
-        if not Path(scheduler).exists():
-            raise FileNotFoundError(f"scheduler file {scheduler} does not exist")
-        return Client(scheduler_file=scheduler), True
-    return Client(scheduler), True
+    try:
+        if scheduler.endswith(".json"):
+            return Client(scheduler_file=scheduler, timeout=connect_timeout), True
+        return Client(scheduler, timeout=connect_timeout), True
+    except (OSError, TimeoutError) as exc:
+        raise LenskitError(f"scheduler: could not reach the Dask scheduler {scheduler!r} within {connect_timeout} s "
+                           f"({type(exc).__name__}: {exc}); nothing was written") from exc
 
 
 def local_cluster(workers=None, **kwargs):
@@ -171,15 +178,8 @@ def _sha256(path):
 
 
 def _write_json_atomic(obj, path):
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1, default=str)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_open(path, "w", overwrite=True) as f:
+        json.dump(obj, f, indent=1, default=str)
 
 
 def _run_id(spec):
@@ -196,6 +196,17 @@ def _shard_meta(path):
             return None if meta is None else json.loads(json.dumps(dict(meta), default=str))
     except Exception:
         return None
+
+
+def _reads_back(path):
+    """Whether a shard reads back with its block and image checksums intact."""
+    from lenskit.io.asdf import read
+
+    try:
+        read(path)
+    except (LenskitFileError, OSError, ValueError, TypeError):
+        return False
+    return True
 
 
 # -- the index ---------------------------------------------------------------------------------------------------
@@ -327,6 +338,7 @@ def _prepare(directory, kind, spec, names, overwrite):
     directory.mkdir(parents=True, exist_ok=True)
     run_id = _run_id(spec)
     idx_path = directory / INDEX_NAME
+    old = None
     if idx_path.exists():
         try:
             old = ShardIndex.open(directory).record
@@ -344,12 +356,21 @@ def _prepare(directory, kind, spec, names, overwrite):
             p.unlink()
     record = {"lenskit_shards": INDEX_VERSION, "kind": kind, "run_id": run_id, "spec": spec,
               "shards": [{"file": name, "status": "pending"} for name in names]}
+    # a shard is kept only if its bytes are those the index recorded when it was written (or, without such a
+    # record, if it reads back with every checksum intact): a corrupted shard is simulated again
+    recorded = {}
+    if old is not None and old.get("run_id") == run_id:
+        recorded = {s["file"]: s.get("sha256") for s in old.get("shards", []) if s.get("status") == "done"}
     todo = []
     for i, name in enumerate(names):
         path = directory / name
         meta = _shard_meta(path) if path.exists() else None
+        intact = False
         if meta is not None and meta.get("run_id") == run_id and meta.get("shard") == i:
-            record["shards"][i].update(meta["record"], status="done", sha256=_sha256(path), resumed=True)
+            digest = _sha256(path)
+            intact = digest == recorded[name] if recorded.get(name) else _reads_back(path)
+        if intact:
+            record["shards"][i].update(meta["record"], status="done", sha256=digest, resumed=True)
         else:
             todo.append(i)
     _write_json_atomic(record, idx_path)
@@ -476,22 +497,22 @@ def simulate(simulator, n, directory, *, shard_size=1000, seed=0, client=None, s
     """
     if not hasattr(simulator, "sample") or not hasattr(simulator, "config"):
         raise TypeError(f"simulator must be a lenskit Simulator; got {type(simulator).__name__}")
-    for name, v in (("n", n), ("shard_size", shard_size), ("threads", threads)):
-        if int(v) != v or v < 1:
-            raise ValueError(f"{name} must be a positive integer; got {v!r}")
-    if int(retries) != retries or retries < 0:
-        raise ValueError(f"retries must be a non-negative integer; got {retries!r}")
-    n, shard_size = int(n), int(shard_size)
+    n, shard_size = check_int("n", n, minimum=1), check_int("shard_size", shard_size, minimum=1)
+    threads, retries = check_int("threads", threads, minimum=1), check_int("retries", retries, minimum=0)
+    check_int("workers", workers, minimum=1, allow_none=True)
+    if hasattr(simulator, "bytes_per_system"):  # each task holds one shard in memory
+        check_memory(2 * shard_size * simulator.bytes_per_system(keep_truth), "shard_size", shard_size,
+                     "use smaller shards")
     n_shards = -(-n // shard_size)
     seeds = shard_seeds(seed, n_shards)
     sizes = [min(shard_size, n - i * shard_size) for i in range(n_shards)]
     names = [f"shard-{i:05d}.asdf" for i in range(n_shards)]
     spec = {"what": "simulate", "n": n, "shard_size": shard_size, "seed": int(seed), "keep_truth": bool(keep_truth),
             "threads": int(threads), "simulator": simulator.config}
-    record, todo = _prepare(directory, "dataset", spec, names, overwrite)
-    directory = Path(directory)
-    client, owned = get_client(client, scheduler, workers)
+    client, owned = get_client(client, scheduler, workers)  # an unreachable scheduler fails before any write
     try:
+        record, todo = _prepare(directory, "dataset", spec, names, overwrite)
+        directory = Path(directory)
         sim_ref = simulator
         if client is not None and todo:
             [sim_ref] = client.scatter([simulator], broadcast=True)
@@ -603,13 +624,12 @@ def estimate(estimator, inputs, directory, *, client=None, scheduler=None, worke
         order and ``table.meta["inputs"]`` mapping rows to files.
     """
     files = _input_files(inputs)
-    for name, v in (("files_per_task", files_per_task), ("batch_size", batch_size), ("threads", threads)):
-        if int(v) != v or v < 1:
-            raise ValueError(f"{name} must be a positive integer; got {v!r}")
-    if int(retries) != retries or retries < 0:
-        raise ValueError(f"retries must be a non-negative integer; got {retries!r}")
-    if lens_fraction is not None and not 0 < lens_fraction < 1:
-        raise ValueError(f"lens_fraction must lie in (0, 1); got {lens_fraction!r}")
+    files_per_task = check_int("files_per_task", files_per_task, minimum=1)
+    batch_size, threads = check_int("batch_size", batch_size, minimum=1), check_int("threads", threads, minimum=1)
+    retries = check_int("retries", retries, minimum=0)
+    check_int("workers", workers, minimum=1, allow_none=True)
+    lens_fraction = check_number("lens_fraction", lens_fraction, low=0, high=1, low_open=True, high_open=True,
+                                 allow_none=True)
     if isinstance(estimator, (str, os.PathLike)):
         est_obj = _estimator(estimator)  # fail here, before any work, on an unknown name or a bad file
         est_desc = {"name": str(estimator), "estimator": getattr(est_obj, "name", None)}
@@ -624,10 +644,10 @@ def estimate(estimator, inputs, directory, *, client=None, scheduler=None, worke
     spec = {"what": "estimate", "estimator": est_desc, "files": files, "files_per_task": int(files_per_task),
             "batch_size": int(batch_size), "lens_fraction": lens_fraction, "threads": int(threads),
             "sizes": [os.path.getsize(f) for f in files]}
-    record, todo = _prepare(directory, "estimate", spec, names, overwrite)
-    directory = Path(directory)
-    client, owned = get_client(client, scheduler, workers)
+    client, owned = get_client(client, scheduler, workers)  # an unreachable scheduler fails before any write
     try:
+        record, todo = _prepare(directory, "estimate", spec, names, overwrite)
+        directory = Path(directory)
         ref = estimator
         if client is not None and todo and not isinstance(estimator, (str, os.PathLike)):
             [ref] = client.scatter([estimator], broadcast=True)

@@ -26,10 +26,13 @@ the reduced chi-square.
 import math
 import time
 
+import astropy.units as u
 import numpy as np
 import torch
 import torch.nn.functional as F
 from astropy.table import QTable
+
+from lenskit.core.validation import as_float, as_real_array
 
 __all__ = ["fit", "FitResult", "render_model", "fft_convolve", "ring_radius", "outlier_mask"]
 
@@ -39,6 +42,7 @@ SOURCE = ("src_R_e", "src_n", "src_e1", "src_e2", "src_x", "src_y")
 LIGHT = ("light_R_e", "light_n", "light_e1", "light_e2")
 UNITS = {"theta_E": "arcsec", "x0": "arcsec", "y0": "arcsec", "src_R_e": "arcsec", "src_x": "arcsec",
          "src_y": "arcsec", "light_R_e": "arcsec"}
+ARCSEC = u.arcsec  # (fit() uses "u" for a local)
 E_MAX = 0.8  # |e| bound of the ellipticity maps (q >= 0.11)
 
 
@@ -341,17 +345,18 @@ def fit(image, noise, pixel_scale, psf=None, mask=None, init=None, shear=True, l
     t0 = time.perf_counter()
     bounds = None
     if theta_E_range is not None:
-        lo, hi = (float(v) for v in theta_E_range)
+        lo, hi = (as_float(v, "theta_E_range", ARCSEC) for v in theta_E_range)
         if not 0 <= lo < hi:
             raise ValueError(f"theta_E_range must be (low, high) with 0 <= low < high arcsec; got {theta_E_range}")
         bounds = {"theta_E": (lo, hi)}
-    img = np.asarray(image, dtype=np.float64)
-    sig = np.asarray(noise, dtype=np.float64)
+    img = as_real_array(image, "image")
+    sig = as_real_array(noise, "noise")
     if img.ndim != 2 or min(img.shape) < 8:
         raise ValueError(f"image must be a 2-D array of at least 8 x 8 pixels; got shape {img.shape}")
     if sig.shape != img.shape:
         raise ValueError(f"noise must be shaped like image {img.shape}; got {sig.shape}")
-    if not pixel_scale or pixel_scale <= 0:
+    pixel_scale = as_float(pixel_scale, "pixel_scale", ARCSEC)
+    if not pixel_scale > 0:
         raise ValueError(f"pixel_scale must be > 0 arcsec; got {pixel_scale}")
     m = np.zeros(img.shape, bool) if mask is None else np.asarray(mask, bool)
     if m.shape != img.shape:

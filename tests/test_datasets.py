@@ -3,12 +3,13 @@
 import hashlib
 import shutil
 import tarfile
+import warnings
 
 import pytest
 
 import lenskit
 import lenskit.datasets as lds
-from lenskit.core.exceptions import LenskitFileError
+from lenskit.core.exceptions import LenskitDataWarning, LenskitFileError
 
 
 @pytest.fixture
@@ -67,7 +68,8 @@ def test_mirror_and_trust_on_first_use(mirror, tmp_path, monkeypatch):
     lds.register("test_tofu", lds.Archive(url="https://example.invalid/data/COSMOS_mini.tar.gz"))
     monkeypatch.setenv("LENSKIT_DATA_MIRROR", site.as_uri())
     cache = tmp_path / "cache"
-    lds.fetch("test_tofu", cache=cache, progress=False)
+    with pytest.warns(LenskitDataWarning, match="unverified; its sha256 " + digest):
+        lds.fetch("test_tofu", cache=cache, progress=False)
     side = cache / "COSMOS_mini.tar.gz.sha256"
     assert side.read_text().split()[0] == digest
     # a later corruption of the cached archive is caught
@@ -75,6 +77,36 @@ def test_mirror_and_trust_on_first_use(mirror, tmp_path, monkeypatch):
     shutil.rmtree(cache / "test_tofu")
     with pytest.raises(LenskitFileError, match="fails its checksum"):
         lds.fetch("test_tofu", cache=cache, progress=False)
+
+
+def test_publisher_md5_is_checked(mirror, tmp_path):
+    import hashlib
+
+    site, digest = mirror
+    data = (site / "COSMOS_mini.tar.gz").read_bytes()
+    good = hashlib.md5(data, usedforsecurity=False).hexdigest()
+    cache = tmp_path / "cache"
+    try:
+        lds.register("test_md5", lds.Archive(url=(site / "COSMOS_mini.tar.gz").as_uri(), md5="0" * 32))
+        with pytest.raises(LenskitFileError, match="publisher's checksum"):
+            lds.fetch("test_md5", cache=cache, progress=False)
+        assert [p.name for p in cache.iterdir()] == []
+        lds.register("test_md5", lds.Archive(url=(site / "COSMOS_mini.tar.gz").as_uri(), md5=good))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # verified by the publisher's checksum: no "unverified" warning
+            assert (lds.fetch("test_md5", cache=cache, progress=False) / "COSMOS_mini").is_dir()
+    finally:
+        lds.REGISTRY.pop("test_md5", None)
+
+
+def test_plain_http_without_any_checksum_is_refused(tmp_path):
+    lds.register("test_http", lds.Archive(url="http://example.invalid/COSMOS_mini.tar.gz"))
+    try:
+        with pytest.raises(LenskitFileError, match="plain http"):
+            lds.fetch("test_http", cache=tmp_path / "c", progress=False)
+        assert list((tmp_path / "c").iterdir()) == []
+    finally:
+        lds.REGISTRY.pop("test_http", None)
 
 
 def test_unreachable_url(tmp_path):

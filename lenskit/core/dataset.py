@@ -7,7 +7,11 @@ from astropy.table import QTable, Table
 from lenskit.core.provenance import Provenance, array_checksum
 from lenskit.core.validation import check_images, check_positive
 
-__all__ = ["LensDataset", "PARAM_UNITS"]
+__all__ = ["LensDataset", "PARAM_UNITS", "UNKNOWN_BAND"]
+
+#: Band name of images whose filter is not known (a FITS file without a FILTER keyword); estimators
+#: compare such images with what they expect by pixel scale alone.
+UNKNOWN_BAND = "unknown"
 
 #: Units of the parameter columns lenskit knows; other columns are kept as given.
 PARAM_UNITS = {

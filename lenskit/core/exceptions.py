@@ -5,6 +5,8 @@ __all__ = [
     "LenskitPluginError",
     "LenskitPluginWarning",
     "LenskitFileError",
+    "LenskitCorruptFileError",
+    "LenskitDataWarning",
 ]
 
 
@@ -22,3 +24,11 @@ class LenskitPluginWarning(UserWarning):
 
 class LenskitFileError(LenskitError, OSError):
     """A file is missing, truncated, or does not follow its lenskit schema."""
+
+
+class LenskitCorruptFileError(LenskitFileError):
+    """A file's bytes do not match its checksums (a damaged disk, a bad copy, or an edit)."""
+
+
+class LenskitDataWarning(UserWarning):
+    """Data lenskit uses could not be verified (for example a first download without a published checksum)."""

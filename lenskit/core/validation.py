@@ -12,11 +12,15 @@ import numpy as np
 
 __all__ = [
     "as_rng",
+    "as_float",
     "to_value",
     "check_finite",
     "check_images",
+    "as_real_array",
     "check_positive",
     "check_choice",
+    "check_int",
+    "check_number",
 ]
 
 
@@ -41,6 +45,65 @@ def as_rng(seed):
     raise TypeError(
         f"seed must be None, an int, a numpy SeedSequence or a numpy Generator; got {type(seed).__name__}"
     )
+
+
+#: lenskit's unit for each kind of quantity: a Quantity whose expected unit is not named converts to these.
+CANONICAL_UNITS = (u.arcsec, u.km / u.s, u.mag, u.s, u.electron / u.s, u.dimensionless_unscaled)
+
+
+def as_float(value, name, unit=None, *, finite=True):
+    """
+    One plain number from a number or a scalar `~astropy.units.Quantity`.
+
+    The one place where lenskit turns what a user passes for a unit-carrying
+    argument into the number its kernels use: plain numbers are taken to be in
+    ``unit`` already; Quantities are converted to ``unit`` (or, when ``unit``
+    is None, to lenskit's unit of their kind in `CANONICAL_UNITS`: arcsec for
+    angles, km/s, mag, s).
+
+    Parameters
+    ----------
+    value : number or scalar Quantity
+    name : str
+        The argument's name, used in every error message.
+    unit : `~astropy.units.Unit`, optional
+    finite : bool
+        Refuse NaN and infinity.
+
+    Raises
+    ------
+    TypeError
+        Not a number (a string, None, a bool, an array).
+    `~astropy.units.UnitConversionError`
+        A Quantity of the wrong kind (a ``ValueError``).
+    ValueError
+        NaN or infinite when ``finite``; an array Quantity.
+    """
+    if isinstance(value, u.Quantity):
+        if not value.isscalar:
+            raise ValueError(f"{name} must be a scalar; got a Quantity of shape {value.shape}")
+        target = unit
+        if target is None:
+            target = next((c for c in CANONICAL_UNITS if value.unit.is_equivalent(c)), None)
+            if target is None:
+                raise u.UnitConversionError(f"{name} has unit {value.unit}, which lenskit does not use here")
+        try:
+            v = float(value.to_value(target))
+        except u.UnitConversionError as exc:
+            kind = "dimensionless" if target == u.dimensionless_unscaled else f"in units of {target}"
+            raise u.UnitConversionError(f"{name} must be {kind} (convertible to {target}); got {value}") from exc
+    elif isinstance(value, (bool, np.bool_)) or value is None or isinstance(value, (str, bytes)):
+        raise TypeError(f"{name} must be a number{f' (or a Quantity in {unit})' if unit not in (None, u.one) else ''}"
+                        f"; got {value!r}")
+    elif isinstance(value, numbers.Real) or (isinstance(value, np.ndarray) and value.ndim == 0
+                                             and value.dtype.kind in "iuf"):
+        v = float(value)
+    else:
+        raise TypeError(f"{name} must be a number{f' (or a Quantity in {unit})' if unit not in (None, u.one) else ''}"
+                        f"; got {type(value).__name__} {value!r}")
+    if finite and not np.isfinite(v):
+        raise ValueError(f"{name} must be finite; got {v}")
+    return v
 
 
 def to_value(value, unit, name, equivalencies=None):
@@ -90,6 +153,19 @@ def check_choice(name, value, choices):
     return value
 
 
+def as_real_array(value, name, dtype=np.float64):
+    """
+    ``value`` as a real array of ``dtype``; complex, object, string or boolean input is a `TypeError`
+    naming ``name`` (numpy would drop an imaginary part with only a warning).
+    """
+    if isinstance(value, u.Quantity):
+        value = value.value
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must be a real numeric array; got dtype {arr.dtype}")
+    return arr.astype(dtype, copy=False)
+
+
 def check_images(images, name="images", ndim=4, allow_nan=False):
     """
     Check an image stack shaped (N, bands, H, W) and return it as float32 numpy.
@@ -124,37 +200,40 @@ def check_images(images, name="images", ndim=4, allow_nan=False):
     return arr
 
 
-def network_inputs(images, masks, in_shape, what="estimator", expects=None):
+def check_int(name, value, minimum=None, maximum=None, allow_none=False):
     """
-    Images (and masks) for a network expecting ``in_shape`` = (bands, H, W).
+    Return ``value`` as an int, or raise naming ``name``.
 
-    Accepts arrays or a `~lenskit.LensDataset` (whose masks are used when
-    ``masks`` is None).  Masks may be (N, H, W) or (N, bands, H, W); NaNs are
-    allowed only under them and masked pixels are set to 0.
-
-    Returns
-    -------
-    images : ndarray (float32), masks : ndarray of bool or None
+    Refuses bools, floats with a fractional part, NaN, strings and values
+    outside [``minimum``, ``maximum``] (`TypeError` for the wrong type,
+    `ValueError` for a wrong value).
     """
-    from lenskit.core.dataset import LensDataset
+    if value is None and allow_none:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, numbers.Real)):
+        raise TypeError(f"{name} must be an integer; got {value!r}")
+    if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
+        if not np.isfinite(value) or int(value) != value:
+            raise ValueError(f"{name} must be an integer; got {value!r}")
+    v = int(value)
+    if minimum is not None and v < minimum:
+        raise ValueError(f"{name} must be >= {minimum}; got {v}")
+    if maximum is not None and v > maximum:
+        raise ValueError(f"{name} must be <= {maximum}; got {v}")
+    return v
 
-    if isinstance(images, LensDataset):
-        if masks is None:
-            masks = images.masks
-        images = images.images
-    arr = check_images(images, "images", allow_nan=masks is not None)
-    if tuple(arr.shape[1:]) != tuple(in_shape):
-        raise ValueError(f"images must be shaped (N, {', '.join(map(str, in_shape))}) for this {what} "
-                         f"(trained for {expects or {}}); got {arr.shape}. Resample real cutouts onto its grid "
-                         f"first (lenskit.io.fits).")
-    m = None
-    if masks is not None:
-        m = np.asarray(masks, bool)
-        if m.ndim == 3:
-            m = m[:, None]
-        m = np.broadcast_to(m, arr.shape)
-        bad = ~np.isfinite(arr) & ~m
-        if bad.any():
-            raise ValueError(f"images contain {int(bad.sum())} NaN or infinite pixel(s) outside the masks")
-        arr = np.where(m, 0.0, arr).astype(np.float32)
-    return arr, m
+
+def check_number(name, value, low=None, high=None, low_open=False, high_open=False, allow_none=False):
+    """
+    Return ``value`` as a finite float inside the given bounds, or raise naming ``name``.
+
+    ``low_open`` / ``high_open`` exclude the bounds themselves.
+    """
+    if value is None and allow_none:
+        return None
+    v = as_float(value, name)
+    if low is not None and (v < low or (low_open and v == low)):
+        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}; got {v}")
+    if high is not None and (v > high or (high_open and v == high)):
+        raise ValueError(f"{name} must be {'<' if high_open else '<='} {high}; got {v}")
+    return v

@@ -1,6 +1,8 @@
 """`ModelWeights`: network weights as plain arrays, with their recipe and metrics."""
 
 import hashlib
+import json
+import math
 
 import numpy as np
 
@@ -41,8 +43,8 @@ class ModelWeights:
             clean[name] = np.require(a, requirements="C")
         self.architecture = architecture
         self.arrays = clean
-        self.config = dict(config or {})
-        self.metrics = dict(metrics or {})
+        self.config = _plain(dict(config or {}), "config")
+        self.metrics = _plain(dict(metrics or {}), "metrics")
         if provenance is None:
             provenance = Provenance.current()
         elif isinstance(provenance, dict):
@@ -60,6 +62,19 @@ class ModelWeights:
             h.update(str(a.shape).encode())
             h.update(memoryview(a).cast("B"))
         return "sha256:" + h.hexdigest()
+
+    @property
+    def config_checksum(self):
+        """
+        SHA-256 over the architecture name, the configuration and the metrics.
+
+        The configuration decides what a network's outputs mean (target
+        standardisation, expected inputs, thresholds), so it is protected like
+        the arrays: a file whose configuration was edited fails to load.
+        """
+        record = {"architecture": self.architecture, "config": self.config, "metrics": self.metrics}
+        text = json.dumps(record, sort_keys=True, separators=(",", ":"), allow_nan=True)
+        return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
     @property
     def n_parameters(self):
@@ -88,6 +103,25 @@ class ModelWeights:
             out[k] = t
         return out
 
+    def check_network(self, network_on_meta):
+        """
+        Raise `~lenskit.core.LenskitFileError` unless a network built (on torch's
+        ``meta`` device, so nothing is allocated) from this configuration has
+        exactly these arrays' names and shapes.
+        """
+        from lenskit.core.exceptions import LenskitFileError
+
+        want = {k: tuple(v.shape) for k, v in network_on_meta.state_dict().items()}
+        have = {k: tuple(a.shape) for k, a in self.arrays.items()}
+        if want != have:
+            missing = sorted(set(want) - set(have))[:3]
+            extra = sorted(set(have) - set(want))[:3]
+            shapes = [f"{k}: {have[k]} vs {want[k]}" for k in sorted(set(want) & set(have)) if want[k] != have[k]][:3]
+            raise LenskitFileError(
+                f"model weights '{self.architecture}': the network its configuration describes "
+                f"({sum(math.prod(s) for s in want.values()):,} values) does not match its arrays "
+                f"({self.n_parameters:,} values); missing {missing}, unexpected {extra}, shapes {shapes}")
+
     def __eq__(self, other):
         if not isinstance(other, ModelWeights):
             return NotImplemented
@@ -101,3 +135,18 @@ class ModelWeights:
         from lenskit.io.asdf import write
 
         write(self, path, overwrite=overwrite)
+
+
+def _plain(value, name):
+    """``value`` as plain JSON types (numpy scalars and arrays converted), so that a checksum survives a file."""
+    def default(x):
+        if isinstance(x, np.generic):
+            return x.item()
+        if isinstance(x, np.ndarray):
+            return x.tolist()
+        if isinstance(x, (set, frozenset)):
+            return sorted(x)
+        raise TypeError(f"{name} must hold JSON-like values (numbers, strings, lists, dicts); got "
+                        f"{type(x).__name__}")
+
+    return json.loads(json.dumps(value, default=default, allow_nan=True))

@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from lenskit.core.validation import as_real_array
+
 __all__ = ["as_cube", "circular_mask", "robust_sigma"]
 
 
@@ -22,7 +24,7 @@ def as_cube(images, masks=None, bands=None, name="images"):
         bands = list(images.bands) if bands is None else bands
         pixel_scale = float(images.pixel_scale.value)
         images = images.images
-    arr = np.asarray(images, dtype=np.float64)
+    arr = as_real_array(images, name)
     if arr.ndim == 2:
         arr = arr[None, None]
     elif arr.ndim == 3:

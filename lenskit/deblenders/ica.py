@@ -24,12 +24,14 @@ spatially independent images.  This deblender:
    everything else (``images - arcs``), so the two add up to the input.
 """
 
+import astropy.units as u
 import numpy as np
 from scipy import ndimage
 
 from lenskit.core.deblended import Deblended
 from lenskit.core.interfaces import Deblender
 from lenskit.core.provenance import Provenance, array_checksum
+from lenskit.core.validation import as_float
 from lenskit.deblenders._common import as_cube, circular_mask, robust_sigma
 
 __all__ = ["ICADeblender", "match_psfs"]
@@ -150,7 +152,7 @@ class ICADeblender(Deblender):
         if not mask_radius > 0:
             raise ValueError(f"mask_radius must be > 0 arcsec; got {mask_radius}")
         self.n_components = int(n_components)
-        self.mask_radius = float(mask_radius)
+        self.mask_radius = as_float(mask_radius, "mask_radius", u.arcsec)
         self.mask_centre = bool(mask_centre)
         self.mask_cosmic_rays = bool(mask_cosmic_rays)
         self.cr_threshold = float(cr_threshold)
@@ -203,7 +205,7 @@ class ICADeblender(Deblender):
         if noise is None and isinstance(images, LensDataset):
             noise = images.noise
         cube, m, bands, ps = as_cube(images, masks, bands)
-        pixel_scale = ps if pixel_scale is None else float(pixel_scale)
+        pixel_scale = ps if pixel_scale is None else as_float(pixel_scale, "pixel_scale", u.arcsec)
         n, nb, h, w = cube.shape
         if noise is not None:
             if np.size(noise) != cube.size:

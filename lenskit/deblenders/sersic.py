@@ -22,6 +22,7 @@ from scipy import ndimage
 from lenskit.core.deblended import Deblended
 from lenskit.core.interfaces import Deblender
 from lenskit.core.provenance import Provenance, array_checksum
+from lenskit.core.validation import as_float
 from lenskit.deblenders._common import as_cube, circular_mask, robust_sigma
 
 __all__ = ["SersicDeblender", "PixelSersic2D"]
@@ -145,7 +146,7 @@ class SersicDeblender(Deblender):
         self.arc_threshold = float(arc_threshold)
         self.model_fraction = float(model_fraction)
         self.grow = float(grow)
-        self.protect_radius = float(protect_radius)
+        self.protect_radius = as_float(protect_radius, "protect_radius", u.arcsec)
         self.fitter_maxiter = int(fitter_maxiter)
 
     def config(self):
@@ -186,7 +187,7 @@ class SersicDeblender(Deblender):
         if noise is None and isinstance(images, LensDataset):
             noise = images.noise
         cube, m, bands, ps = as_cube(images, masks, bands)
-        pixel_scale = ps if pixel_scale is None else float(pixel_scale)
+        pixel_scale = ps if pixel_scale is None else as_float(pixel_scale, "pixel_scale", u.arcsec)
         n, nb, h, w = cube.shape
         if noise is not None:
             noise = np.asarray(noise, float).reshape(cube.shape) if np.size(noise) == cube.size else None

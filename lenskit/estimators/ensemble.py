@@ -106,7 +106,7 @@ class EnsembleEstimator(CNNEstimator):
         train(self, simulator, steps=steps, **kwargs)
         return self
 
-    def predict(self, images, masks=None, batch_size=64, progress=False):
+    def predict(self, images, masks=None, batch_size=64, progress=False, strict=True):
         """As `CNNEstimator.predict`, plus ``<target>_spread``: the standard deviation of the members' means."""
         import astropy.units as u
         from astropy.table import QTable
@@ -114,7 +114,7 @@ class EnsembleEstimator(CNNEstimator):
         from lenskit.core.provenance import Provenance, array_checksum
         from lenskit.estimators.targets import UNITS, log_sigma
 
-        arr, m = self._inputs(images, masks)
+        arr, m = self._inputs(images, masks, strict=strict)
         k = self.spec.k
         mus, sds, spreads = [], [], []
         self.network.eval()

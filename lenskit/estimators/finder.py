@@ -22,10 +22,12 @@ import torch.nn.functional as F
 from astropy.table import QTable
 
 from lenskit.core.estimate import Estimate
+from lenskit.core.files import check_output_path
 from lenskit.core.interfaces import Estimator
 from lenskit.core.provenance import Provenance, array_checksum
-from lenskit.core.validation import network_inputs
+from lenskit.core.validation import check_int, check_number
 from lenskit.core.weights import ModelWeights
+from lenskit.estimators.inputs import network_inputs
 from lenskit.estimators.networks import build
 
 __all__ = ["DeepLensFinder", "augment"]
@@ -104,8 +106,8 @@ class DeepLensFinder(Estimator):
         return sum(p.numel() for p in self.network.parameters())
 
     # -- inference ---------------------------------------------------------------------
-    def _inputs(self, images, masks):
-        return network_inputs(images, masks, self.in_shape, "finder", self.expects)
+    def _inputs(self, images, masks, strict=True):
+        return network_inputs(images, masks, self.in_shape, "finder", self.expects, strict=strict)
 
     def _weights_key(self):
         """Identity and in-place version of every weight and buffer: changes whenever any of them does."""
@@ -127,7 +129,8 @@ class DeepLensFinder(Estimator):
         return self._compiled[1]
 
     @torch.no_grad()
-    def logits(self, images, masks=None, batch_size=128, progress=False, bfloat16=False, compile=False, tta=1):
+    def logits(self, images, masks=None, batch_size=128, progress=False, bfloat16=False, compile=False, tta=1,
+               strict=True):
         """
         Raw network outputs (log-odds of a lens at the training set's lens fraction).
 
@@ -136,7 +139,7 @@ class DeepLensFinder(Estimator):
         """
         from lenskit.estimators.tta import check_targets
 
-        arr, m = self._inputs(images, masks)
+        arr, m = self._inputs(images, masks, strict=strict)
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1; got {batch_size}")
         check_targets(self.targets, tta, arr.shape)
@@ -168,7 +171,7 @@ class DeepLensFinder(Estimator):
         return np.concatenate(out) if out else np.zeros(0)
 
     def transform_logits(self, images, masks=None, n=8, batch_size=128, progress=False, bfloat16=False,
-                         compile=False):
+                         compile=False, strict=True):
         """
         Log-odds of each cutout under each of the first ``n`` symmetries of the pixel grid, shape (n, N).
 
@@ -178,7 +181,7 @@ class DeepLensFinder(Estimator):
         """
         from lenskit.estimators.tta import DIHEDRAL, check_targets, transform_images
 
-        arr, m = self._inputs(images, masks)
+        arr, m = self._inputs(images, masks, strict=strict)
         check_targets(self.targets, n, arr.shape)
         m = None if m is None else np.asarray(m, bool)
         return np.stack([self.logits(transform_images(arr, t), None if m is None else transform_images(m, t),
@@ -186,7 +189,7 @@ class DeepLensFinder(Estimator):
                          for t in DIHEDRAL[:n]])
 
     def predict(self, images, masks=None, batch_size=128, lens_fraction=None, progress=False, bfloat16=False,
-                compile=False, tta=1):
+                compile=False, tta=1, strict=True):
         """
         Probability that each cutout holds a strong lens.
 
@@ -215,6 +218,10 @@ class DeepLensFinder(Estimator):
             The candidates then use the threshold that `set_threshold` chose
             for the same ``tta`` on the validation set; the shipped finder
             has them for 1, 2, 4 and 8.
+        strict : bool
+            Refuse a `~lenskit.LensDataset` whose instrument, bands or pixel
+            scale differ from ``expects``
+            (`lenskit.estimators.inputs.check_expects`); False warns.
 
         Returns
         -------
@@ -226,7 +233,7 @@ class DeepLensFinder(Estimator):
 
         thr = self._threshold_for(tta)
         z = self.logits(images, masks, batch_size=batch_size, progress=progress, bfloat16=bfloat16, compile=compile,
-                        tta=tta)
+                        tta=tta, strict=strict)
         p = 1 / (1 + np.exp(-z))
         candidate = p >= thr  # decided before the (monotonic) prior map, so it cannot change
         if lens_fraction is not None:
@@ -340,13 +347,18 @@ class DeepLensFinder(Estimator):
         """
         from lenskit.estimators.finder_metrics import auroc, tpr_at_fpr
 
+        epochs = check_int("epochs", epochs, minimum=1)
+        batch_size = check_int("batch_size", batch_size, minimum=1)
+        lr = check_number("lr", lr, low=0, low_open=True)
+        fpr = check_number("fpr", fpr, low=0, high=1, low_open=True, high_open=True)
+        time_limit = check_number("time_limit", time_limit, low=0, low_open=True, allow_none=True)
+        seed = check_int("seed", seed, minimum=0)
+        if checkpoint is not None:
+            check_output_path(checkpoint, overwrite=True, name="checkpoint")
         y_all = self._labels(train, "train")
         if validation is not None:
             self._labels(validation, "validation")
         x_all, m_all = self._inputs(train, None)
-        if int(epochs) < 1 or int(batch_size) < 1:
-            raise ValueError(f"epochs and batch_size must be >= 1; got {epochs}, {batch_size}")
-        epochs = int(epochs)
         drops = sorted(lr_drops) if lr_drops is not None else [epochs / 3, 2 * epochs / 3]
         net = self.network
         opt = torch.optim.Adam(net.parameters(), lr=lr)
@@ -484,6 +496,9 @@ class DeepLensFinder(Estimator):
     @classmethod
     def from_weights(cls, weights, device="cpu"):
         c = weights.config
+        with torch.device("meta"):  # the network its configuration describes must match the arrays
+            probe = build("deeplens", in_shape=tuple(c["in_shape"]), n_outputs=1, **dict(c.get("arch_kwargs") or {}))
+        weights.check_network(probe)
         est = cls(in_shape=c["in_shape"], arch_kwargs=c.get("arch_kwargs"), expects=c.get("expects"), device=device)
         est.network.load_state_dict(weights.to_state_dict())
         est.train_fraction = float(c.get("train_fraction", 0.5))

@@ -39,8 +39,10 @@ def load_estimator(name="hst_wfc3", device="cpu"):
         With its training recipe in ``.training`` and measured test metrics
         in ``.metrics``.
     """
+    from lenskit.core.weights import ModelWeights
     from lenskit.estimators.regression import CNNEstimator
     from lenskit.io.asdf import read
+    from lenskit.plugins import get
 
     p = Path(str(name))
     if p.suffix == ".asdf" and p.exists():
@@ -53,12 +55,18 @@ def load_estimator(name="hst_wfc3", device="cpu"):
                 f"no pretrained weights ship for {name!r} (shipped: {shipped()}); build an untrained network "
                 f"with lenskit.get('estimator', {str(name)!r})() and train it with .fit(simulator, steps)")
     weights = read(path)
-    if weights.config.get("estimator") == "deeplens":
-        from lenskit.estimators.finder import DeepLensFinder
-
-        return DeepLensFinder.from_weights(weights, device=device)
-    if weights.config.get("estimator") == "ensemble":
-        from lenskit.estimators.ensemble import EnsembleEstimator
-
-        return EnsembleEstimator.from_weights(weights, device=device)
-    return CNNEstimator.from_weights(weights, device=device)
+    if not isinstance(weights, ModelWeights):
+        raise TypeError(f"name: {path} holds a {type(weights).__name__}, not estimator weights (an .asdf written "
+                        f"by Estimator.save)")
+    kind = weights.config.get("estimator") or "cnn"
+    if kind == "cnn":
+        return CNNEstimator.from_weights(weights, device=device)
+    try:
+        klass = get("estimator", kind)  # any registered estimator, a plugin's included
+    except LenskitPluginError as exc:
+        raise LenskitPluginError(f"{path} holds weights of the estimator {kind!r}, which is not installed: "
+                                 f"{exc}") from exc
+    if not hasattr(klass, "from_weights"):
+        raise TypeError(f"the estimator {kind!r} ({klass.__name__}) cannot be rebuilt from weights "
+                        f"(it has no from_weights classmethod)")
+    return klass.from_weights(weights, device=device)

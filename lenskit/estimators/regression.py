@@ -16,8 +16,8 @@ from astropy.table import QTable
 from lenskit.core.estimate import Estimate
 from lenskit.core.interfaces import Estimator
 from lenskit.core.provenance import Provenance, array_checksum
-from lenskit.core.validation import network_inputs
 from lenskit.core.weights import ModelWeights
+from lenskit.estimators.inputs import network_inputs
 from lenskit.estimators.networks import build
 from lenskit.estimators.targets import UNITS, TargetSpec, log_sigma
 
@@ -82,8 +82,8 @@ class CNNEstimator(Estimator):
         return sum(p.numel() for p in self.network.parameters())
 
     # -- inference ---------------------------------------------------------------------
-    def _inputs(self, images, masks):
-        return network_inputs(images, masks, self.in_shape, "estimator", self.expects)
+    def _inputs(self, images, masks, strict=True):
+        return network_inputs(images, masks, self.in_shape, "estimator", self.expects, strict=strict)
 
     @torch.no_grad()
     def predict_tensors(self, x, mask=None):
@@ -94,7 +94,7 @@ class CNNEstimator(Estimator):
         sigma = torch.exp(log_sigma(out[:, k:2 * k])) if self.uncertainty else None
         return self.spec.from_network(out[:, :k], sigma)
 
-    def predict(self, images, masks=None, batch_size=64, progress=False, tta=1):
+    def predict(self, images, masks=None, batch_size=64, progress=False, tta=1, strict=True):
         """
         Estimate the targets for images shaped (N, bands, H, W).
 
@@ -113,6 +113,11 @@ class CNNEstimator(Estimator):
             ``tta`` network passes; the errors shrink where the network is not
             exactly equivariant (see the Benchmarks page).  The reported
             standard deviation is the root mean square of the copies'.
+        strict : bool
+            Refuse a `~lenskit.LensDataset` whose instrument, bands, pixel
+            scale or lens light differ from ``expects``
+            (`lenskit.estimators.inputs.check_expects`); False warns and
+            estimates anyway.
 
         Returns
         -------
@@ -122,7 +127,7 @@ class CNNEstimator(Estimator):
         """
         from lenskit.estimators.tta import DIHEDRAL, check_targets, transform_images, untransform
 
-        arr, m = self._inputs(images, masks)
+        arr, m = self._inputs(images, masks, strict=strict)
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1; got {batch_size}")
         check_targets(self.targets, tta, arr.shape)
@@ -209,6 +214,11 @@ class CNNEstimator(Estimator):
                 klass = get("estimator", c["estimator"])
             except Exception:
                 klass = cls
+        # the architecture its configuration describes, built without memory, must match the arrays
+        with torch.device("meta"):
+            probe = build(c["architecture"], in_shape=tuple(c["in_shape"]),
+                          n_outputs=spec.k * (2 if c["uncertainty"] else 1), **dict(c.get("arch_kwargs") or {}))
+        weights.check_network(probe)
         est = klass.__new__(klass)
         CNNEstimator.__init__(est, architecture=c["architecture"], in_shape=c["in_shape"], targets=spec.names,
                               uncertainty=c["uncertainty"], spin=spec.spin, arch_kwargs=c.get("arch_kwargs"),

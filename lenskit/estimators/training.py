@@ -10,14 +10,15 @@ interruption loses at most the steps since the last checkpoint.
 """
 
 import math
-import os
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
+
+from lenskit.core.files import atomic_open, check_output_path
+from lenskit.core.validation import check_int, check_number
 
 __all__ = ["train", "SimulatedBatches", "evaluate"]
 
@@ -77,15 +78,8 @@ def write_checkpoint(path, key, network, optimizer, extra):
     model = {k: v.detach().cpu().numpy() for k, v in network.state_dict().items()}
     opt_arrays, opt_meta = _state_to_arrays(optimizer.state_dict())
     tree = {key: {"model": model, "optimizer": opt_arrays, "optimizer_meta": opt_meta, **extra}}
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        asdf.AsdfFile(tree).write_to(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_open(path, "wb", overwrite=True, name="checkpoint") as f:
+        asdf.AsdfFile(tree).write_to(f)
 
 
 def save_checkpoint(path, estimator, optimizer, step, history, config):
@@ -176,6 +170,23 @@ def train(estimator, simulator, steps=1000, batch_size=64, lr=1e-3, min_lr=None,
     from lenskit.estimators.targets import TargetSpec, gaussian_nll
 
     import torch.distributed as dist
+
+    # every argument is checked before anything is simulated, trained or written
+    steps = check_int("steps", steps, minimum=1)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    lr = check_number("lr", lr, low=0, low_open=True)
+    min_lr = check_number("min_lr", min_lr, low=0, allow_none=True)
+    weight_decay = check_number("weight_decay", weight_decay, low=0)
+    checkpoint_every = check_int("checkpoint_every", checkpoint_every, minimum=1)
+    workers = check_int("workers", workers, minimum=0)
+    seed = check_int("seed", seed, minimum=0)
+    warmup = check_int("warmup", warmup, minimum=0)
+    standardize_samples = check_int("standardize_samples", standardize_samples, minimum=1, allow_none=True)
+    time_limit = check_number("time_limit", time_limit, low=0, low_open=True, allow_none=True)
+    if checkpoint is not None:
+        check_output_path(checkpoint, overwrite=True, name="checkpoint")
+    if validation is not None and not hasattr(validation, "params"):
+        raise TypeError(f"validation must be a LensDataset; got {type(validation).__name__}")
 
     net = estimator.network
     dev = estimator.device

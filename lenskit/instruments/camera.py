@@ -5,6 +5,7 @@ import numpy as np
 import torch
 
 from lenskit.core.interfaces import Instrument
+from lenskit.core.validation import as_float
 from lenskit.instruments.effects import Observation
 
 __all__ = ["Camera", "survey_priors"]
@@ -78,8 +79,10 @@ class Camera(Instrument):
             raise ValueError(f"{self.name}: unknown band(s) {unknown}; expected some of {list(self.known_bands)}")
         if len(set(bands)) != len(bands):
             raise ValueError(f"bands must not repeat; got {list(bands)}")
+        pixel_scale = as_float(pixel_scale, "pixel_scale", u.arcsec)
         if not pixel_scale > 0:
             raise ValueError(f"pixel_scale must be > 0 arcsec; got {pixel_scale}")
+        exposure_time = as_float(exposure_time, "exposure_time", u.s)
         shape = tuple(int(s) for s in shape)
         if len(shape) != 2 or min(shape) < 4:
             raise ValueError(f"shape must be (H, W) with H, W >= 4; got {shape}")
@@ -91,7 +94,7 @@ class Camera(Instrument):
         self.exposure_time = float(exposure_time) * u.s
         self.effects = list(effects)
         self.photometric = bool(photometric)
-        self.psf_fwhm = psf_fwhm
+        self.psf_fwhm = None if psf_fwhm is None else as_float(psf_fwhm, "psf_fwhm", u.arcsec)
 
     # -- geometry --------------------------------------------------------------------
     def pixel_grid(self, supersample=1, device="cpu", dtype=torch.float32):

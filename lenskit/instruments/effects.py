@@ -16,10 +16,12 @@ defaults where the paper gives them.
 import dataclasses
 import math
 
+import astropy.units as u
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lenskit.core.validation import as_float
 from lenskit.simulation.priors import as_prior
 
 __all__ = [
@@ -186,13 +188,16 @@ class GaussianPSF(Effect):
     def __init__(self, sigma=None, fwhm=None):
         if (sigma is None) == (fwhm is None):
             raise ValueError("give exactly one of sigma (a prior, arcsec) and fwhm (arcsec or band -> arcsec)")
-        self.sigma = None if sigma is None else as_prior(sigma, "sigma")
+        self.sigma = None if sigma is None else as_prior(sigma, "sigma", u.arcsec)
         if isinstance(fwhm, dict):
+            fwhm = {b: as_float(v, f"fwhm['{b}']", u.arcsec) for b, v in fwhm.items()}
             for b, v in fwhm.items():
                 if not v > 0:
                     raise ValueError(f"fwhm['{b}'] must be > 0 arcsec; got {v}")
-        elif fwhm is not None and not fwhm > 0:
-            raise ValueError(f"fwhm must be > 0 arcsec; got {fwhm}")
+        elif fwhm is not None:
+            fwhm = as_float(fwhm, "fwhm", u.arcsec)
+            if not fwhm > 0:
+                raise ValueError(f"fwhm must be > 0 arcsec; got {fwhm}")
         self.fwhm = fwhm
 
     def sigmas(self, obs, rng):
@@ -254,7 +259,9 @@ class ImagePSF(Effect):
             if not np.all(np.isfinite(k)) or k.sum() <= 0:
                 raise ValueError(f"PSF kernel for band {b} must be finite with a positive sum")
             self.kernels[b] = k / k.sum()
-        self.pixel_scale = pixel_scale
+        self.pixel_scale = None if pixel_scale is None else as_float(pixel_scale, "pixel_scale", u.arcsec)
+        if self.pixel_scale is not None and not self.pixel_scale > 0:
+            raise ValueError(f"pixel_scale must be > 0 arcsec; got {self.pixel_scale}")
         self._cache = {}
 
     def _kernel(self, band, pixel_scale):
@@ -703,6 +710,7 @@ class CircularMasks(Effect):
     name = "circular_masks"
 
     def __init__(self, radius=0.2, n_masks=(0, 5), max_flux_fraction=0.25, component="arcs"):
+        radius = as_float(radius, "radius", u.arcsec)
         if not radius > 0:
             raise ValueError(f"radius must be > 0 arcsec; got {radius}")
         if len(n_masks) != 2 or not 0 <= n_masks[0] <= n_masks[1]:

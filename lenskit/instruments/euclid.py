@@ -1,5 +1,8 @@
 """Euclid VIS stamps (Pearson et al. 2019)."""
 
+import astropy.units as u
+
+from lenskit.core.validation import as_float
 from lenskit.instruments.camera import Camera, survey_priors
 from lenskit.instruments.effects import CCDNoise, GaussianPSF
 
@@ -46,7 +49,9 @@ class EuclidVIS(Camera):
 
     def __init__(self, stamp=57, pixel_scale=0.1, psf_fwhm=0.17, exposure_time=565.0, n_exposures=1,
                  sky_brightness=22.35, read_noise=4.5, dark_current=0.001, gain=3.1, effects=None, bands=("VIS",)):
-        t = float(exposure_time) * int(n_exposures)
+        pixel_scale = as_float(pixel_scale, "pixel_scale", u.arcsec)
+        psf_fwhm = as_float(psf_fwhm, "psf_fwhm", u.arcsec)
+        t = as_float(exposure_time, "exposure_time", u.s) * int(n_exposures)
         sky = {"VIS": float(sky_brightness)}
         if effects is None:
             effects = [

@@ -1,5 +1,8 @@
 """Hubble Space Telescope WFC3/UVIS, as simulated by Hezaveh et al. (2017)."""
 
+import astropy.units as u
+
+from lenskit.core.validation import as_float
 from lenskit.instruments.camera import Camera
 from lenskit.instruments.effects import (CircularMasks, CosmicRays, GaussianNoise, GaussianPSF, ImagePSF,
                                          Normalize, PoissonNoise)
@@ -79,6 +82,7 @@ class HSTWFC3(Camera):
 
     def __init__(self, bands=("F814W",), shape=(192, 192), pixel_scale=0.04, test=False, psf=None,
                  psf_pixel_scale=None, noise_correlation=None, effects=None, exposure_time=1200.0):
+        pixel_scale = as_float(pixel_scale, "pixel_scale", u.arcsec)
         if effects is None:
             effects = hezaveh2017_effects(test=test, psf=psf, psf_pixel_scale=psf_pixel_scale,
                                           noise_correlation=noise_correlation)

@@ -2,8 +2,10 @@
 
 import math
 
+import astropy.units as u
 import numpy as np
 
+from lenskit.core.validation import as_float
 from lenskit.instruments.camera import Camera, survey_priors
 from lenskit.instruments.effects import CCDNoise, GaussianPSF
 from lenskit.simulation.priors import Prior
@@ -96,6 +98,9 @@ class LSST(Camera):
                  dark_current=2.0, gain=1.0, effects=None):
         if int(n_visits) != n_visits or n_visits < 1:
             raise ValueError(f"n_visits must be a positive integer; got {n_visits}")
+        pixel_scale = as_float(pixel_scale, "pixel_scale", u.arcsec)
+        seeing = as_float(seeing, "seeing", u.arcsec)
+        exposure_per_visit = as_float(exposure_per_visit, "exposure_per_visit", u.s)
         sky = dict(self.SKY)
         sky.update(sky_brightness or {})
         exposure = float(exposure_per_visit) * int(n_visits)

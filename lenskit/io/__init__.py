@@ -44,6 +44,9 @@ def read_images(path, as_cube=True):
                 hdu = next((h for h in hl if h.data is not None and np.ndim(h.data) >= 2), None)
                 if hdu is None:
                     raise LenskitFileError(f"{path} holds no image")
+                if np.asarray(hdu.data).dtype.kind not in "iuf":
+                    raise LenskitFileError(f"{path} holds {np.asarray(hdu.data).dtype} pixels; expected real "
+                                           f"numbers")
                 data = np.asarray(hdu.data, dtype=np.float32)
         except LenskitFileError:
             raise

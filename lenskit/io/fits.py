@@ -23,9 +23,11 @@ resampled: lenskit's angles are measured on the image's own axes, and
 import json
 from pathlib import Path
 
+import astropy.units as u
 import numpy as np
 
 from lenskit.core.exceptions import LenskitFileError
+from lenskit.core.validation import as_float, as_real_array
 
 __all__ = ["Cutout", "read_cutout", "overlap_matrix", "write_estimate_fits", "read_estimate_fits"]
 
@@ -98,17 +100,18 @@ class Cutout:
     """
 
     def __init__(self, image, pixel_scale, noise=None, psf=None, wcs=None, header=None, path=None, mask=None):
-        img = np.asarray(image, dtype=np.float64)
+        img = as_real_array(image, "image")
         if img.ndim != 2 or min(img.shape) < 4:
             raise ValueError(f"image must be a 2-D array of at least 4 x 4 pixels; got shape {img.shape}")
-        if not pixel_scale or not np.isfinite(pixel_scale) or pixel_scale <= 0:
+        pixel_scale = as_float(pixel_scale, "pixel_scale", u.arcsec)
+        if not pixel_scale > 0:
             raise ValueError(f"pixel_scale must be a positive number of arcsec; got {pixel_scale}")
         self.mask = np.zeros(img.shape, bool) if mask is None else np.asarray(mask, bool).copy()
         if self.mask.shape != img.shape:
             raise ValueError(f"mask must be shaped like the image {img.shape}; got {self.mask.shape}")
         self.mask |= ~np.isfinite(img)
         if noise is not None:
-            noise = np.asarray(noise, dtype=np.float64)
+            noise = as_real_array(noise, "noise")
             if noise.shape != img.shape:
                 raise ValueError(f"noise must be shaped like the image {img.shape}; got {noise.shape}")
             bad = ~np.isfinite(noise) | (noise <= 0) | (noise >= 1e6 * np.nanmedian(np.where(noise > 0, noise, np.nan)))
@@ -116,7 +119,7 @@ class Cutout:
         if self.mask.all():
             raise ValueError("every pixel of the cutout is masked or not finite")
         if psf is not None:
-            psf = np.asarray(psf, dtype=np.float64)
+            psf = as_real_array(psf, "psf")
             if psf.ndim != 2 or not np.all(np.isfinite(psf)) or psf.sum() <= 0:
                 raise ValueError(f"psf must be a finite 2-D kernel with positive sum; got shape {psf.shape}")
             psf = psf / psf.sum()
@@ -173,6 +176,7 @@ class Cutout:
         -------
         `Cutout`
         """
+        pixel_scale = as_float(pixel_scale, "pixel_scale", u.arcsec)
         if not pixel_scale > 0:
             raise ValueError(f"pixel_scale must be > 0 arcsec; got {pixel_scale}")
         hn, wn = (int(s) for s in shape)
@@ -211,11 +215,30 @@ class Cutout:
                              f"angle east of north cannot be converted")
         return position_angle_to_phi(pa_deg, self.wcs)
 
-    def to_dataset(self, band="F814W", instrument=None):
-        """A one-image `~lenskit.LensDataset` (masks and noise included) for estimators and deblenders."""
+    @property
+    def band(self):
+        """The filter named by the header (``FILTER``, or ``FILTER1`` / ``FILTER2`` other than CLEAR), else None."""
+        if self.header is None:
+            return None
+        for key in ("FILTER", "FILTER2", "FILTER1"):
+            value = str(self.header.get(key) or "").strip()
+            if value and not value.upper().startswith("CLEAR"):
+                return value
+        return None
+
+    def to_dataset(self, band=None, instrument=None):
+        """
+        A one-image `~lenskit.LensDataset` (masks and noise included) for estimators and deblenders.
+
+        ``band`` defaults to the header's filter (`band`), or ``"unknown"``
+        when the header names none: estimators then check the pixel scale
+        alone (`lenskit.estimators.inputs.check_expects`).
+        """
         from astropy.table import QTable
 
-        from lenskit.core.dataset import LensDataset
+        from lenskit.core.dataset import UNKNOWN_BAND, LensDataset
+
+        band = band or self.band or UNKNOWN_BAND
 
         noise = None if self.noise is None else np.where(self.mask, 1e30, self.noise)[None, None].astype(np.float32)
         return LensDataset(self.image[None, None].astype(np.float32), QTable({"source_file": [self.path or ""]}),
@@ -280,6 +303,10 @@ def read_cutout(path, hdu=None, noise=None, noise_hdu=None, psf=None, psf_hdu=No
             wcs = w
     except Exception:
         wcs = None
+    if pixel_scale is not None:
+        pixel_scale = as_float(pixel_scale, "pixel_scale", u.arcsec)
+        if not pixel_scale > 0:
+            raise ValueError(f"pixel_scale must be a positive number of arcsec; got {pixel_scale}")
     if pixel_scale is None:
         if wcs is not None:
             pixel_scale = float(np.mean(proj_plane_pixel_scales(wcs)) * 3600)
@@ -314,27 +341,18 @@ def write_estimate_fits(estimate, path, overwrite=False):
 
     Written to a temporary file and renamed, so a failure leaves no partial file.
     """
-    import os
-    import tempfile
-
     from astropy.table import Table
 
+    from lenskit.core.files import atomic_path
+
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
     t = Table(estimate.table)
     for key in list(t.meta):
         if not isinstance(t.meta[key], (str, int, float, bool)) or t.meta[key] is None:
             del t.meta[key]
     t.meta["LKPROV"] = json.dumps(estimate.provenance.to_dict(), default=str)[:60000]
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        t.write(tmp, format="fits", overwrite=True)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        t.write(tmp, format="fits")
 
 
 def read_estimate_fits(path):

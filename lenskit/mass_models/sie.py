@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from lenskit.core.interfaces import MassModel
+from lenskit.core.validation import as_float
 
 __all__ = ["SIE", "sie_frame"]
 
@@ -109,7 +110,7 @@ class SIE(MassModel):
                    "x0": u.arcsec, "y0": u.arcsec}
 
     def __init__(self, r_core=1e-8):
-        self.r_core = float(r_core)
+        self.r_core = as_float(r_core, "r_core", u.arcsec)
 
     def check_params(self, params):
         super().check_params(params)

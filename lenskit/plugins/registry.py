@@ -41,9 +41,10 @@ class PluginInfo:
     distribution: str | None
     version: str | None
     provides: dict = dataclasses.field(default_factory=dict)
-    status: str = "loaded"  # "loaded", "failed" or "disabled"
+    status: str = "loaded"  # "loaded", "failed", "disabled" or "conflict" (loaded, but a name it registers clashes)
     error: str | None = None
     traceback: str | None = None
+    conflicts: list = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -58,21 +59,19 @@ class _Registry:
         self._lock = threading.RLock()
         self._entries = None
         self._plugins = {}
-        self._conflict = None
+        self._conflicts = {}
 
     # -- building ----------------------------------------------------------------
     def reset(self):
         with self._lock:
             self._entries = None
             self._plugins = {}
-            self._conflict = None
+            self._conflicts = {}
 
     def _ensure(self):
         with self._lock:
             if self._entries is None:
                 self._build()
-            if self._conflict is not None:
-                raise LenskitPluginError(self._conflict)
 
     def _build(self):
         strict = os.environ.get("LENSKIT_STRICT_PLUGINS", "").strip().lower() in ("1", "true", "yes")
@@ -81,7 +80,7 @@ class _Registry:
         pm.add_hookspecs(hookspecs)
         entries = {kind: {} for kind in INTERFACES}
         plugins = {}
-        conflicts = []
+        claims = {kind: {} for kind in INTERFACES}  # kind -> name -> every plugin that registers it
 
         from lenskit import __version__
 
@@ -125,16 +124,26 @@ class _Registry:
             info.provides = {k: sorted(v) for k, v in provided.items() if v}
             for kind, names in provided.items():
                 for impl_name, spec in names.items():
-                    if impl_name in entries[kind]:
-                        other = entries[kind][impl_name].plugin
-                        conflicts.append(
-                            f"{kind} '{impl_name}' is registered by both plugin '{other}' and plugin "
-                            f"'{name}'; disable one with LENSKIT_DISABLE_PLUGINS")
-                        continue
-                    entries[kind][impl_name] = _Entry(spec=spec, plugin=name)
+                    claims[kind].setdefault(impl_name, []).append(name)
+                    entries[kind].setdefault(impl_name, _Entry(spec=spec, plugin=name))
+        # a name registered by two plugins belongs to neither: that name fails (saying why), the rest work
+        conflicts = {}
+        for kind, names in claims.items():
+            for impl_name, owners in names.items():
+                if len(owners) > 1:
+                    msg = (f"{kind} '{impl_name}' is registered by several plugins ({', '.join(map(repr, owners))}); "
+                           f"disable all but one with LENSKIT_DISABLE_PLUGINS")
+                    conflicts[(kind, impl_name)] = msg
+                    del entries[kind][impl_name]
+                    for owner in owners:
+                        plugins[owner].conflicts.append(msg)
+                        plugins[owner].status = "conflict"
+        if conflicts:
+            warnings.warn("lenskit plugins conflict: " + "; ".join(conflicts.values()), LenskitPluginWarning,
+                          stacklevel=4)
         self._entries = entries
         self._plugins = plugins
-        self._conflict = "; ".join(conflicts) if conflicts else None
+        self._conflicts = conflicts
 
     # -- queries -------------------------------------------------------------------
     def get(self, kind, name):
@@ -143,6 +152,8 @@ class _Registry:
         if not isinstance(name, str):
             raise TypeError(f"name must be a str; got {type(name).__name__}")
         table = self._entries[kind]
+        if (kind, name) in self._conflicts:
+            raise LenskitPluginError(self._conflicts[(kind, name)])
         if name not in table:
             failed = [p.name for p in self._plugins.values() if p.status == "failed"]
             hint = f" (plugins that failed to load: {failed})" if failed else ""
@@ -183,7 +194,7 @@ class _Registry:
         return list(self._plugins.values())
 
     def plugin_versions(self):
-        return {p.name: p.version for p in self.plugins() if p.status == "loaded"}
+        return {p.name: p.version for p in self.plugins() if p.status in ("loaded", "conflict")}
 
     @staticmethod
     def _check_kind(kind):

@@ -7,7 +7,10 @@ or a `Prior` instance (`Uniform`, `Normal`, `LogUniform`, `Fixed`).
 
 import numbers
 
+import astropy.units as u
 import numpy as np
+
+from lenskit.core.validation import as_float
 
 __all__ = ["Prior", "Fixed", "Uniform", "LogUniform", "Normal", "EinsteinRadius", "as_prior"]
 
@@ -23,10 +26,8 @@ class Prior:
 
 
 class Fixed(Prior):
-    def __init__(self, value):
-        self.value = float(value)
-        if not np.isfinite(self.value):
-            raise ValueError(f"Fixed value must be finite; got {value}")
+    def __init__(self, value, name="Fixed value", unit=None):
+        self.value = as_float(value, name, unit)
 
     def sample(self, rng, n):
         return np.full(n, self.value)
@@ -39,10 +40,10 @@ class Fixed(Prior):
 
 
 class Uniform(Prior):
-    def __init__(self, low, high):
-        self.low, self.high = float(low), float(high)
-        if not (np.isfinite(self.low) and np.isfinite(self.high) and self.low <= self.high):
-            raise ValueError(f"Uniform needs finite low <= high; got ({low}, {high})")
+    def __init__(self, low, high, name="Uniform", unit=None):
+        self.low, self.high = as_float(low, f"{name} low", unit), as_float(high, f"{name} high", unit)
+        if not self.low <= self.high:
+            raise ValueError(f"{name} needs low <= high; got ({low}, {high})")
 
     def sample(self, rng, n):
         return rng.uniform(self.low, self.high, n)
@@ -55,10 +56,10 @@ class Uniform(Prior):
 
 
 class LogUniform(Prior):
-    def __init__(self, low, high):
-        self.low, self.high = float(low), float(high)
+    def __init__(self, low, high, name="LogUniform", unit=None):
+        self.low, self.high = as_float(low, f"{name} low", unit), as_float(high, f"{name} high", unit)
         if not (0 < self.low <= self.high):
-            raise ValueError(f"LogUniform needs 0 < low <= high; got ({low}, {high})")
+            raise ValueError(f"{name} needs 0 < low <= high; got ({low}, {high})")
 
     def sample(self, rng, n):
         return np.exp(rng.uniform(np.log(self.low), np.log(self.high), n))
@@ -73,11 +74,12 @@ class LogUniform(Prior):
 class Normal(Prior):
     """Normal distribution, optionally truncated to [low, high] (by resampling)."""
 
-    def __init__(self, mean, sigma, low=-np.inf, high=np.inf):
-        self.mean, self.sigma = float(mean), float(sigma)
-        self.low, self.high = float(low), float(high)
+    def __init__(self, mean, sigma, low=-np.inf, high=np.inf, name="Normal", unit=None):
+        self.mean, self.sigma = as_float(mean, f"{name} mean", unit), as_float(sigma, f"{name} sigma", unit)
+        self.low = as_float(low, f"{name} low", unit, finite=False)
+        self.high = as_float(high, f"{name} high", unit, finite=False)
         if not (self.sigma >= 0 and self.low < self.high):
-            raise ValueError(f"Normal needs sigma >= 0 and low < high; got sigma={sigma}, [{low}, {high}]")
+            raise ValueError(f"{name} needs sigma >= 0 and low < high; got sigma={sigma}, [{low}, {high}]")
 
     def sample(self, rng, n):
         out = rng.normal(self.mean, self.sigma, n)
@@ -165,17 +167,29 @@ class EinsteinRadius(Prior):
         return f"EinsteinRadius(sigma_v={self.sigma_v}, z_lens={self.z_lens}, z_source={self.z_source})"
 
 
-def as_prior(value, name="prior"):
-    """Turn a number, a (low, high) tuple or a `Prior` into a `Prior`."""
+def as_prior(value, name="prior", unit=None):
+    """
+    Turn a number, a (low, high) tuple or a `Prior` into a `Prior`.
+
+    Numbers may be `~astropy.units.Quantity` (``0.8 * u.arcsec``, or a
+    ``(low, high)`` Quantity pair): they are converted to ``unit`` (lenskit's
+    unit of their kind when None) and a wrong kind of unit is an error naming
+    ``name``.
+    """
     if isinstance(value, Prior):
         return value
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        return Fixed(value)
+    if isinstance(value, u.Quantity) and not value.isscalar:
+        if value.shape != (2,):
+            raise ValueError(f"{name} must be a number, a (low, high) pair or a Prior; got a Quantity of shape "
+                             f"{value.shape}")
+        value = (value[0], value[1])
+    if isinstance(value, u.Quantity) or (isinstance(value, numbers.Real) and not isinstance(value, bool)):
+        return Fixed(value, name, unit)
     if isinstance(value, (tuple, list)) and len(value) == 2:
-        return Uniform(*value)
+        return Uniform(*value, name=name, unit=unit)
     if isinstance(value, dict) and len(value) == 1:
         (kind, args), = value.items()
         table = {"fixed": Fixed, "uniform": Uniform, "loguniform": LogUniform, "normal": Normal}
         if kind in table:
-            return table[kind](*np.atleast_1d(args))
+            return table[kind](*np.atleast_1d(args), name=f"{name} {kind}", unit=unit)
     raise TypeError(f"{name} must be a number, a (low, high) tuple, a Prior or a one-key dict; got {value!r}")

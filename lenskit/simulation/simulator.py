@@ -20,7 +20,8 @@ from matplotlib.path import Path
 from lenskit.core.dataset import LensDataset
 from lenskit.core.interfaces import Instrument, MassModel, Source
 from lenskit.core.provenance import Provenance, array_checksum
-from lenskit.core.validation import as_rng
+from lenskit.core.resources import check_memory
+from lenskit.core.validation import as_float, as_rng, check_int, check_number
 from lenskit.lensing.critical import batch_sie_region, multiple_image_region
 from lenskit.lensing.light import elliptical_sersic, sersic_b, sersic_total_flux
 from lenskit.simulation.priors import Normal, Uniform, as_prior
@@ -40,6 +41,10 @@ GENERIC_PRIORS = {
 }
 KNOWN_PRIORS = {"theta_E", "ellipticity", "x0", "y0", "gamma", "lens_mag", "source_mag", "light_R_e",
                 "light_n", "light_q_ratio", "light_dphi", "colour_scatter"}
+#: The unit of each known prior (Quantities are converted to it; plain numbers are taken to be in it).
+PRIOR_UNITS = {"theta_E": u.arcsec, "x0": u.arcsec, "y0": u.arcsec, "light_R_e": u.arcsec, "lens_mag": u.mag,
+               "source_mag": u.mag, "light_dphi": u.deg, "colour_scatter": u.mag, "ellipticity": u.one,
+               "gamma": u.one, "light_n": u.one, "light_q_ratio": u.one}
 
 
 def _resolve(kind, value, iface):
@@ -147,20 +152,14 @@ class Simulator:
             raise ValueError(f"lens_light must be True, False, None or 'subtracted'; got {lens_light!r}")
         self.lens_light = lens_light if isinstance(lens_light, str) else bool(lens_light)
         self.misalignment = bool(misalignment)
-        if not caustic_margin >= 0:
-            raise ValueError(f"caustic_margin must be >= 0; got {caustic_margin}")
-        self.caustic_margin = float(caustic_margin)
-        if int(supersample) != supersample or supersample < 1:
-            raise ValueError(f"supersample must be a positive integer; got {supersample}")
-        self.supersample = int(supersample)
-        if int(chunk_size) != chunk_size or chunk_size < 1:
-            raise ValueError(f"chunk_size must be a positive integer; got {chunk_size}")
-        self.chunk_size = int(chunk_size)
+        self.caustic_margin = check_number("caustic_margin", caustic_margin, low=0)
+        self.supersample = check_int("supersample", supersample, minimum=1)
+        self.chunk_size = check_int("chunk_size", chunk_size, minimum=1)
         self.device = torch.device(device)
         if dtype not in (torch.float32, torch.float64):
             raise ValueError(f"dtype must be torch.float32 or torch.float64; got {dtype}")
         self.dtype = dtype
-        self.max_tries = int(max_tries)
+        self.max_tries = check_int("max_tries", max_tries, minimum=1)
         self.priors = self._build_priors(priors or {})
         if line_of_sight is True:
             from lenskit.simulation.line_of_sight import LineOfSight
@@ -202,7 +201,9 @@ class Simulator:
             priors[key] = value
         out = {}
         for key, value in priors.items():
-            out[key] = float(value) if key == "colour_scatter" else as_prior(value, f"priors[{key!r}]")
+            unit = PRIOR_UNITS.get(key) or self.mass_model.param_units.get(key)
+            out[key] = (as_float(value, f"priors[{key!r}]", unit) if key == "colour_scatter"
+                        else as_prior(value, f"priors[{key!r}]", unit))
         for key in ("theta_E", "x0", "y0", "ellipticity", "lens_mag", "source_mag", "light_R_e", "light_n"):
             if key not in out:
                 raise ValueError(f"instrument {self.instrument.name!r} has no default prior for {key!r}; "
@@ -221,7 +222,8 @@ class Simulator:
             "selection": self.selection.to_config(),
             "lens_light": self.lens_light, "misalignment": self.misalignment,
             "line_of_sight": None if self.line_of_sight is None else self.line_of_sight.to_config(),
-            "caustic_margin": self.caustic_margin, "supersample": self.supersample, "compile": self.compile,
+            "caustic_margin": self.caustic_margin, "supersample": self.supersample, "chunk_size": self.chunk_size,
+            "compile": self.compile,
             "dtype": str(self.dtype).replace("torch.", ""),
         }
 
@@ -499,9 +501,10 @@ class Simulator:
             Images (N, bands, H, W), noise maps, masks and a QTable of true
             parameters with units (one row per system).
         """
-        if int(n) != n or n < 1:
-            raise ValueError(f"n must be a positive integer; got {n}")
-        n = int(n)
+        n = check_int("n", n, minimum=1)
+        check_memory(2 * n * self.bytes_per_system(keep_truth), "n", n,
+                     "simulate in batches with Simulator.stream(batch_size), or to disk in shards with "
+                     "lenskit.distributed.simulate (lenskit simulate --workers N --shard-size M)")
         block = max(self.chunk_size * 8, 64)
         parts = []
         bar = None
@@ -535,6 +538,16 @@ class Simulator:
                                   checksums={"images": array_checksum(images)})
         return LensDataset(images, params, bands=self.instrument.bands, pixel_scale=self.instrument.pixel_scale,
                            instrument=self.instrument.name, noise=noise, masks=masks, truth=truth, provenance=prov)
+
+    def bytes_per_system(self, keep_truth=True):
+        """
+        Bytes one simulated system takes in a `~lenskit.LensDataset`: images, noise, masks and (with
+        ``keep_truth``) the noise-free arcs and lens light.  `sample` refuses an ``n`` whose dataset would
+        not fit in the memory available (`lenskit.core.resources.check_memory`).
+        """
+        pixels = len(self.instrument.bands) * int(np.prod(self.instrument.shape))
+        planes = 2 + (1 + bool(self.lens_light) if keep_truth else 0)
+        return pixels * (4 * planes + 1) + 2048  # + its row of parameters
 
     def _table(self, rows):
         keys = [k for k in rows[0] if k != "_src"]
@@ -572,8 +585,10 @@ class Simulator:
         masks : `torch.Tensor` or None
             Boolean masks like ``images`` (True = masked).
         """
-        if int(batch_size) != batch_size or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer; got {batch_size}")
+        batch_size = check_int("batch_size", batch_size, minimum=1)
+        steps = check_int("steps", steps, minimum=1, allow_none=True)
+        check_memory(2 * batch_size * self.bytes_per_system(False), "batch_size", batch_size,
+                     "use smaller batches")
         device = torch.device(device) if device is not None else self.device
         unknown = [t for t in targets if t not in self._plain.values() and t not in self._mass_names]
         if unknown:

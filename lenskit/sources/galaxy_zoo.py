@@ -2,9 +2,11 @@
 
 from pathlib import Path
 
+import astropy.units as u
 import numpy as np
 
 from lenskit.core.exceptions import LenskitFileError
+from lenskit.core.validation import as_float
 from lenskit.sources.stamps import StampSource
 
 __all__ = ["GalaxyZooSource"]
@@ -59,9 +61,10 @@ class GalaxyZooSource(StampSource):
             if not files:
                 raise ValueError(f"no image in {self.directory} matches the selected rows of {solutions}")
         self.files = files
+        pixel_scale = as_float(pixel_scale, "pixel_scale", u.arcsec)
         if not pixel_scale > 0:
-            raise ValueError(f"pixel_scale must be > 0; got {pixel_scale}")
-        self.pixel_scale = float(pixel_scale)
+            raise ValueError(f"pixel_scale must be > 0 arcsec; got {pixel_scale}")
+        self.pixel_scale = pixel_scale
         if int(crop) < 16:
             raise ValueError(f"crop must be at least 16 pixels; got {crop}")
         self.crop = int(crop)

@@ -36,6 +36,7 @@ from astropy.table import QTable
 
 from lenskit.core.exceptions import LenskitFileError
 from lenskit.core.interfaces import Source, SourceBatch
+from lenskit.core.validation import as_float
 from lenskit.simulation.priors import as_prior
 
 __all__ = ["Stamp", "prepare_stamp", "split_of", "StampSource", "StampBatch", "SPLITS"]
@@ -73,10 +74,10 @@ class Stamp:
     def __init__(self, ident, image, pixel_scale, flux, centroid, r_half, noise, snr, source=""):
         self.ident = str(ident)
         self.image = image
-        self.pixel_scale = float(pixel_scale)
+        self.pixel_scale = as_float(pixel_scale, "pixel_scale", u.arcsec)
         self.flux = np.asarray(flux, float)
         self.centroid = centroid
-        self.r_half = float(r_half)
+        self.r_half = as_float(r_half, "r_half", u.arcsec)
         self.noise = float(noise)
         self.snr = float(snr)
         self.source = source

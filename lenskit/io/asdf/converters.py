@@ -7,6 +7,17 @@ from lenskit.io.asdf.integration import URI_PREFIX
 TAG = URI_PREFIX + "tags/{}-1.0.0"
 
 
+def _only(node, kind, allowed):
+    """Refuse keys the schema does not declare (asdf's own validation lets them through, and they were dropped)."""
+    from lenskit.core.exceptions import LenskitFileError
+
+    extra = sorted(set(node) - set(allowed))
+    if extra:
+        raise LenskitFileError(f"its {kind} holds undeclared entries {extra} (allowed: {sorted(allowed)}); "
+                               f"the file was edited or written by other software")
+    return node
+
+
 class ProvenanceConverter(Converter):
     tags = [TAG.format("provenance")]
     types = ["lenskit.core.provenance.Provenance"]
@@ -17,6 +28,7 @@ class ProvenanceConverter(Converter):
     def from_yaml_tree(self, node, tag, ctx):
         from lenskit.core.provenance import Provenance
 
+        _only(node, "provenance", Provenance._fields)
         return Provenance.from_dict(dict(node))
 
 
@@ -40,6 +52,8 @@ class LensDatasetConverter(Converter):
     def from_yaml_tree(self, node, tag, ctx):
         from lenskit.core.dataset import LensDataset
 
+        _only(node, "lens_dataset", ("images", "params", "bands", "pixel_scale", "instrument", "noise", "masks",
+                                     "truth", "provenance"))
         return LensDataset(
             node["images"], node["params"], bands=node["bands"], pixel_scale=node["pixel_scale"],
             instrument=node.get("instrument"), noise=node.get("noise"), masks=node.get("masks"),
@@ -56,6 +70,7 @@ class EstimateConverter(Converter):
     def from_yaml_tree(self, node, tag, ctx):
         from lenskit.core.estimate import Estimate
 
+        _only(node, "estimate", ("table", "covariance", "provenance"))
         return Estimate(node["table"], covariance=node.get("covariance"), provenance=node["provenance"])
 
 
@@ -71,6 +86,8 @@ class DeblendedConverter(Converter):
     def from_yaml_tree(self, node, tag, ctx):
         from lenskit.core.deblended import Deblended
 
+        _only(node, "deblended", ("arcs", "lens_light", "bands", "method", "params", "masks", "diagnostics",
+                                  "provenance"))
         return Deblended(node["arcs"], node["lens_light"], node["bands"], node["method"], params=node["params"],
                          masks=node.get("masks"), diagnostics=node.get("diagnostics"),
                          provenance=node["provenance"])
@@ -85,6 +102,7 @@ class ModelWeightsConverter(Converter):
             "architecture": obj.architecture,
             "arrays": dict(obj.arrays),
             "checksum": obj.checksum,
+            "config_checksum": obj.config_checksum,
             "config": obj.config,
             "metrics": obj.metrics,
             "provenance": obj.provenance,
@@ -96,6 +114,8 @@ class ModelWeightsConverter(Converter):
         from lenskit.core.exceptions import LenskitFileError
         from lenskit.core.weights import ModelWeights
 
+        _only(node, "model_weights", ("architecture", "arrays", "checksum", "config_checksum", "config", "metrics",
+                                      "provenance"))
         arrays = {k: np.asarray(v) for k, v in node["arrays"].items()}
         obj = ModelWeights(node["architecture"], arrays, config=node["config"], metrics=node["metrics"],
                            provenance=node["provenance"])
@@ -103,6 +123,15 @@ class ModelWeightsConverter(Converter):
             raise LenskitFileError(
                 f"model weights '{obj.architecture}' fail their checksum: stored {node['checksum']}, "
                 f"computed {obj.checksum}; the file is corrupt")
+        if "config_checksum" not in node:
+            raise LenskitFileError(
+                f"model weights '{obj.architecture}' carry no checksum over their configuration (written before "
+                f"lenskit 0.2), so an edit of their standardisation or expected inputs would go unnoticed; "
+                f"re-save them with a current lenskit from a copy you trust")
+        if obj.config_checksum != node["config_checksum"]:
+            raise LenskitFileError(
+                f"model weights '{obj.architecture}': their configuration or metrics fail their checksum (stored "
+                f"{node['config_checksum']}, computed {obj.config_checksum}); the file was edited or is corrupt")
         return obj
 
 
