@@ -130,6 +130,8 @@ class LensDataset:
             provenance = Provenance.from_dict(provenance)
         elif not isinstance(provenance, Provenance):
             raise TypeError(f"provenance must be a Provenance or dict; got {type(provenance).__name__}")
+        if "images" not in provenance.checksums:  # every dataset records its images' SHA-256 (checked on read)
+            provenance = provenance.with_checksums(images=array_checksum(images))
         self.provenance = provenance
 
     # -- container protocol -------------------------------------------------------
@@ -151,7 +153,7 @@ class LensDataset:
             noise=None if self.noise is None else self.noise[idx],
             masks=None if self.masks is None else self.masks[idx],
             truth={k: v[idx] for k, v in self.truth.items()},
-            provenance=self.provenance,
+            provenance=self.provenance.with_checksums(images=array_checksum(self.images[idx])),
         )
 
     def __eq__(self, other):

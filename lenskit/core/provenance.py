@@ -78,6 +78,12 @@ class Provenance:
             checksums=checksums,
         )
 
+    def with_checksums(self, **checksums):
+        """A copy with these entries of ``checksums`` replaced (for example ``images=`` after slicing)."""
+        d = self.to_dict()
+        d["checksums"] = {**self.checksums, **checksums}
+        return Provenance.from_dict(d)
+
     def to_dict(self):
         """Plain-dict form (used by the ASDF converter)."""
         return {f: getattr(self, f) for f in self._fields}

@@ -231,6 +231,8 @@ class DeepLensFinder(Estimator):
         """
         from lenskit.estimators.finder_metrics import prior_correction
 
+        lens_fraction = check_number("lens_fraction", lens_fraction, low=0, high=1, low_open=True, high_open=True,
+                                     allow_none=True)
         thr = self._threshold_for(tta)
         z = self.logits(images, masks, batch_size=batch_size, progress=progress, bfloat16=bfloat16, compile=compile,
                         tta=tta, strict=strict)

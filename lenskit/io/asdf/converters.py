@@ -37,6 +37,8 @@ class LensDatasetConverter(Converter):
     types = ["lenskit.core.dataset.LensDataset"]
 
     def to_yaml_tree(self, obj, tag, ctx):
+        from lenskit.core.provenance import array_checksum
+
         return {
             "images": obj.images,
             "params": obj.params,
@@ -46,7 +48,9 @@ class LensDatasetConverter(Converter):
             "noise": obj.noise,
             "masks": obj.masks,
             "truth": dict(obj.truth),
-            "provenance": obj.provenance,
+            # the images' SHA-256 as written, so that a read can tell a damaged file (slices and edits in
+            # memory keep their provenance, so it is refreshed here)
+            "provenance": obj.provenance.with_checksums(images=array_checksum(obj.images)),
         }
 
     def from_yaml_tree(self, node, tag, ctx):
