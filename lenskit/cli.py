@@ -326,6 +326,8 @@ def _read_band_fits(paths, pixel_scale=None):
     import numpy as np
     from astropy.io import fits
 
+    from lenskit.core.headers import header_band, header_pixel_scale
+
     cubes, bands, scales = [], [], []
     for path in paths:
         path = Path(path)
@@ -344,19 +346,10 @@ def _read_band_fits(paths, pixel_scale=None):
         except OSError as exc:
             raise ValueError(f"{path} is not a readable FITS file: {exc}") from exc
         cubes.append(data)
-        bands.append(str(hdr.get("FILTER") or hdr.get("FILTER2") or hdr.get("FILTER1") or path.stem).strip())
-        if hdr.get("PIXSCALE"):
-            scales.append(float(hdr["PIXSCALE"]))
-            continue
-        try:
-            from astropy.wcs import WCS
-            from astropy.wcs.utils import proj_plane_pixel_scales
-
-            w = WCS(hdr).celestial
-            if w.has_celestial:
-                scales.append(float(np.mean(proj_plane_pixel_scales(w)) * 3600))
-        except Exception:
-            pass
+        bands.append(header_band(hdr) or path.stem)
+        scale = header_pixel_scale(hdr, where=str(path))  # the one policy: WCS, then keywords
+        if scale is not None:
+            scales.append(scale)
     shapes = {c.shape for c in cubes}
     if len(shapes) > 1:
         raise ValueError(f"the band images must share one shape (co-registered); got {sorted(shapes)}")

@@ -27,6 +27,7 @@ import astropy.units as u
 import numpy as np
 
 from lenskit.core.exceptions import LenskitFileError
+from lenskit.core.headers import SCALE_KEYWORDS, celestial_wcs, header_band, header_pixel_scale
 from lenskit.core.validation import as_float, as_real_array
 
 __all__ = ["Cutout", "read_cutout", "overlap_matrix", "write_estimate_fits", "read_estimate_fits"]
@@ -218,13 +219,7 @@ class Cutout:
     @property
     def band(self):
         """The filter named by the header (``FILTER``, or ``FILTER1`` / ``FILTER2`` other than CLEAR), else None."""
-        if self.header is None:
-            return None
-        for key in ("FILTER", "FILTER2", "FILTER1"):
-            value = str(self.header.get(key) or "").strip()
-            if value and not value.upper().startswith("CLEAR"):
-                return value
-        return None
+        return header_band(self.header)
 
     def to_dataset(self, band=None, instrument=None):
         """
@@ -268,7 +263,9 @@ def read_cutout(path, hdu=None, noise=None, noise_hdu=None, psf=None, psf_hdu=No
         Their HDUs: in the ``noise`` / ``psf`` file when one is given (default
         its first image), otherwise in ``path``.
     pixel_scale : float, optional
-        Arcsec per pixel; default from the WCS or a ``PIXSCALE`` keyword.
+        Arcsec per pixel; default from the header by lenskit's one policy
+        (`lenskit.core.headers`: the celestial WCS, else ``PIXSCALE`` and
+        similar keywords).
     exposure_time : float, optional
         Seconds, to convert counts to counts per second (default ``EXPTIME``).
     unit : {"rate", "counts"}, optional
@@ -278,9 +275,6 @@ def read_cutout(path, hdu=None, noise=None, noise_hdu=None, psf=None, psf_hdu=No
     -------
     `Cutout`
     """
-    from astropy.wcs import WCS
-    from astropy.wcs.utils import proj_plane_pixel_scales
-
     with _open(path) as hdul:
         h = _hdu_data(hdul, hdu, path, "image")
         image = np.array(h.data, dtype=np.float64)
@@ -292,28 +286,16 @@ def read_cutout(path, hdu=None, noise=None, noise_hdu=None, psf=None, psf_hdu=No
         kern = None
         if psf_hdu is not None and psf is None:
             kern = np.array(_hdu_data(hdul, psf_hdu, path, "PSF").data, float)
-    wcs = None
-    try:
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            w = WCS(header).celestial
-        if w.has_celestial and w.naxis == 2:
-            wcs = w
-    except Exception:
-        wcs = None
+    wcs = celestial_wcs(header)
     if pixel_scale is not None:
         pixel_scale = as_float(pixel_scale, "pixel_scale", u.arcsec)
         if not pixel_scale > 0:
             raise ValueError(f"pixel_scale must be a positive number of arcsec; got {pixel_scale}")
-    if pixel_scale is None:
-        if wcs is not None:
-            pixel_scale = float(np.mean(proj_plane_pixel_scales(wcs)) * 3600)
-        elif header.get("PIXSCALE"):
-            pixel_scale = float(header["PIXSCALE"])
-        else:
-            raise ValueError(f"{path} has no WCS and no PIXSCALE keyword: pass pixel_scale= (arcsec per pixel)")
+    if pixel_scale is None:  # the one policy: WCS, then a keyword (lenskit.core.headers)
+        pixel_scale = header_pixel_scale(header, wcs, where=str(path))
+        if pixel_scale is None:
+            raise ValueError(f"{path} has no celestial WCS and no pixel-scale keyword ({', '.join(SCALE_KEYWORDS)}): "
+                             f"pass pixel_scale= (arcsec per pixel)")
     if noise is not None:
         with _open(noise) as hn:
             nmap = np.array(_hdu_data(hn, noise_hdu, noise, "noise map").data, float)

@@ -4,11 +4,10 @@ from pathlib import Path
 
 import numpy as np
 
+from lenskit.core.headers import header_pixel_scale
 from lenskit.sources.stamps import StampSource, read_fits_image
 
 __all__ = ["ImageDirectorySource"]
-
-_SCALE_KEYS = ("PIXSCALE", "PIXSCAL", "PIXELSCL", "PIXEL_SCALE")
 
 
 class ImageDirectorySource(StampSource):
@@ -20,8 +19,9 @@ class ImageDirectorySource(StampSource):
     directory : path
         The folder.
     pixel_scale : float, optional
-        Arcsec per pixel; otherwise read from each header (``PIXSCALE``,
-        ``PIXSCAL``, ``PIXELSCL``, ``PIXEL_SCALE`` or a celestial WCS).
+        Arcsec per pixel; otherwise read from each header by lenskit's one
+        policy (`lenskit.core.headers`: a celestial WCS, else ``PIXSCALE``,
+        ``PIXSCAL``, ``PIXELSCL`` or ``PIXEL_SCALE``).
     pattern : str
         Glob pattern of the stamps inside ``directory``; default ``"*.fits"``
         (``"*/data.fits"`` reads one sub-folder per galaxy).
@@ -52,19 +52,10 @@ class ImageDirectorySource(StampSource):
     def _scale(self, header, path):
         if self.pixel_scale is not None:
             return float(self.pixel_scale)
-        for k in _SCALE_KEYS:
-            if k in header:
-                return float(header[k])
-        try:
-            from astropy.wcs import WCS
-            from astropy.wcs.utils import proj_plane_pixel_scales
-
-            w = WCS(header)
-            if w.has_celestial:
-                return float(np.mean(proj_plane_pixel_scales(w.celestial)) * 3600)
-        except Exception:
-            pass
-        raise ValueError(f"{path}: no pixel scale in the header; pass pixel_scale=")
+        scale = header_pixel_scale(header, where=str(path))  # lenskit's one policy: WCS, then keywords
+        if scale is None:
+            raise ValueError(f"{path}: no pixel scale in the header; pass pixel_scale=")
+        return scale
 
     def _read(self):
         for path in self.files:

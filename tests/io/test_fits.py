@@ -4,6 +4,7 @@ import pytest
 from astropy.io import fits
 from astropy.table import QTable
 
+import lenskit
 from lenskit.core.estimate import Estimate
 from lenskit.core.exceptions import LenskitFileError
 from lenskit.io.fits import Cutout, overlap_matrix, read_cutout, read_estimate_fits, write_estimate_fits
@@ -110,3 +111,44 @@ def test_estimate_fits_round_trip(tmp_path):
     assert back.provenance.to_dict()["lenskit_version"] == est.provenance.to_dict()["lenskit_version"]
     with pytest.raises(FileExistsError):
         write_estimate_fits(est, path)
+
+
+def test_one_pixel_scale_policy_for_every_fits_reader(tmp_path):
+    """WCS first, then PIXSCALE-like keywords, the same in read_cutout, lenskit deblend and image_directory."""
+    import warnings
+
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    from lenskit.cli import _read_band_fits
+    from lenskit.core import LenskitDataWarning
+    from lenskit.io.fits import read_cutout
+
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    w.wcs.cdelt = [-0.05 / 3600, 0.05 / 3600]
+    w.wcs.crval = [150.0, 2.0]
+    w.wcs.crpix = [16.5, 16.5]
+    both = w.to_header()
+    both["PIXSCALE"] = 0.1  # stale: disagrees with the WCS
+    both["FILTER"] = "F814W"
+    only_key = fits.Header({"PIXSCALE": 0.03})
+    rng = np.random.default_rng(1)
+    (tmp_path / "stamps").mkdir()
+    for name, hdr in (("both", both), ("key", only_key)):
+        fits.PrimaryHDU(rng.normal(size=(32, 32)) + 10, header=hdr).writeto(tmp_path / f"{name}.fits")
+        fits.PrimaryHDU(rng.normal(size=(32, 32)) + 10, header=hdr).writeto(tmp_path / "stamps" / f"{name}.fits")
+    with pytest.warns(LenskitDataWarning, match="WCS gives 0.05.*PIXSCALE = 0.1"):
+        assert read_cutout(tmp_path / "both.fits").pixel_scale == pytest.approx(0.05)
+    with pytest.warns(LenskitDataWarning):
+        cube, bands, scale = _read_band_fits([tmp_path / "both.fits"])
+    assert scale == pytest.approx(0.05) and bands == ["F814W"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_cutout(tmp_path / "key.fits").pixel_scale == pytest.approx(0.03)
+        assert _read_band_fits([tmp_path / "key.fits"])[2] == pytest.approx(0.03)
+        assert read_cutout(tmp_path / "both.fits", pixel_scale=0.07).pixel_scale == 0.07  # the caller's value wins
+    src = lenskit.get("source", "image_directory")(tmp_path / "stamps")
+    with pytest.warns(LenskitDataWarning):
+        assert src._scale(both, "both.fits") == pytest.approx(0.05)
+    assert src._scale(only_key, "key.fits") == pytest.approx(0.03)
