@@ -637,8 +637,8 @@ def estimate(estimator, inputs, directory, *, client=None, scheduler=None, worke
         if not hasattr(estimator, "predict"):
             raise TypeError(f"estimator must be a name, a weights path or an estimator; got {type(estimator).__name__}")
         est_obj, est_desc = estimator, {"object": repr(estimator)}
-    if lens_fraction is not None and getattr(est_obj, "name", None) != "deeplens":
-        raise ValueError("lens_fraction applies to the lens finder only")
+    if lens_fraction is not None and "p_lens" not in getattr(est_obj, "targets", ()):
+        raise ValueError("lens_fraction applies to the lens finder only (an estimator whose target is p_lens)")
     groups = [files[i:i + int(files_per_task)] for i in range(0, len(files), int(files_per_task))]
     names = [f"shard-{i:05d}.asdf" for i in range(len(groups))]
     spec = {"what": "estimate", "estimator": est_desc, "files": files, "files_per_task": int(files_per_task),

@@ -74,7 +74,7 @@ class LensModel:
 
 
 def _background_noise(image, mask):
-    from lenskit.deblenders._common import robust_sigma
+    from lenskit.core.statistics import robust_sigma
 
     h, w = image.shape
     yy, xx = np.indices(image.shape)

@@ -4,7 +4,7 @@ import numpy as np
 
 from lenskit.core.validation import as_real_array
 
-__all__ = ["as_cube", "circular_mask", "robust_sigma"]
+__all__ = ["as_cube", "circular_mask"]
 
 
 def as_cube(images, masks=None, bands=None, name="images"):
@@ -70,12 +70,3 @@ def circular_mask(shape, centres, radius_pix):
     for cy, cx in centres:
         out |= (yy - cy) ** 2 + (xx - cx) ** 2 <= radius_pix ** 2
     return out
-
-
-def robust_sigma(values):
-    """1.4826 x median absolute deviation."""
-    v = np.asarray(values, float)
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return 0.0
-    return float(1.4826 * np.median(np.abs(v - np.median(v))))

@@ -25,6 +25,7 @@ from lenskit.core.estimate import Estimate
 from lenskit.core.files import check_output_path
 from lenskit.core.interfaces import Estimator
 from lenskit.core.provenance import Provenance, array_checksum
+from lenskit.core.statistics import robust_sigma
 from lenskit.core.validation import check_int, check_number
 from lenskit.core.weights import ModelWeights
 from lenskit.estimators.inputs import network_inputs
@@ -307,7 +308,7 @@ class DeepLensFinder(Estimator):
             sigma = np.median(np.asarray(dataset.noise, np.float64).reshape(len(imgs), imgs.shape[1], -1), axis=(0, 2))
         else:  # robust sigma of the image minus its mean, per band
             d = (imgs - mean).transpose(1, 0, 2, 3).reshape(imgs.shape[1], -1)
-            sigma = 1.4826 * np.median(np.abs(d - np.median(d, 1, keepdims=True)), 1)
+            sigma = robust_sigma(d, axis=1)
         self.network.pre.set_statistics(mean.astype(np.float32), sigma.astype(np.float32))
 
     def fit(self, train, validation=None, epochs=30, batch_size=128, lr=1e-3, lr_drops=None, fpr=0.01,
