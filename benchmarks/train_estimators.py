@@ -108,7 +108,7 @@ def pearson_priors(name, pixel_scale):
     ratios q ~ N(0.78, 0.12) (Koopmans et al. 2006), here 1 - q in the training range 0-0.5; lens centres
     N(0, 1 pixel).  Their selection (arc S/N > 20, magnification > 3) is the instruments' default.
     """
-    from lenskit.simulation.priors import Normal
+    from lenskit.core.priors import Normal
 
     mean, width = {"lsst_gri": (1.22, 0.40), "euclid_vis": (0.97, 0.45)}[name]
     centre = Normal(0.0, pixel_scale, -3 * pixel_scale, 3 * pixel_scale)
@@ -118,7 +118,7 @@ def pearson_priors(name, pixel_scale):
 
 def pearson_source():
     """Pearson et al.'s own source model: Sérsic galaxies with indices drawn around 4 (N(4, 1) in 0.5-8)."""
-    from lenskit.simulation.priors import Normal
+    from lenskit.core.priors import Normal
 
     return lenskit.get("source", "sersic")(n=Normal(4.0, 1.0, 0.5, 8.0))
 

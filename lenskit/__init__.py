@@ -11,10 +11,7 @@ The public API::
     ds.write("train.asdf"); ds = lenskit.read("train.asdf")
 """
 
-try:
-    from lenskit._version import version as __version__
-except ImportError:  # pragma: no cover - running from a source tree without setuptools_scm
-    __version__ = "0.0.0+unknown"
+from lenskit.core.version import VERSION as __version__
 
 from lenskit.core import Estimate, LensDataset, Provenance  # noqa: E402
 from lenskit.core.exceptions import (  # noqa: E402

@@ -4,6 +4,7 @@ import astropy.units as u
 import numpy as np
 from astropy.table import QTable, Table
 
+from lenskit.core import storage
 from lenskit.core.provenance import Provenance, array_checksum
 from lenskit.core.validation import check_images, check_positive
 
@@ -189,16 +190,12 @@ class LensDataset:
 
     def write(self, path, overwrite=False):
         """Write the dataset to an ASDF file (atomically)."""
-        from lenskit.io.asdf import write
-
-        write(self, path, overwrite=overwrite)
+        storage.write(self, path, overwrite=overwrite)
 
     @classmethod
     def read(cls, path):
         """Read a dataset written by `write`, validating it against its schema."""
-        from lenskit.io.asdf import read
-
-        obj = read(path)
+        obj = storage.read(path)
         if not isinstance(obj, cls):
             raise TypeError(f"{path} holds a {type(obj).__name__}, not a LensDataset")
         return obj

@@ -3,6 +3,7 @@
 import numpy as np
 from astropy.table import QTable, Table
 
+from lenskit.core import storage
 from lenskit.core.provenance import Provenance
 
 __all__ = ["Deblended"]
@@ -85,9 +86,7 @@ class Deblended:
 
     def write(self, path, overwrite=False):
         """Write to ASDF (atomically)."""
-        from lenskit.io import write
-
-        write(self, path, overwrite=overwrite)
+        storage.write(self, path, overwrite=overwrite)
 
     def __eq__(self, other):
         if not isinstance(other, Deblended):

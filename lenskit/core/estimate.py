@@ -4,6 +4,7 @@ import astropy.units as u
 import numpy as np
 from astropy.table import QTable, Table
 
+from lenskit.core import storage
 from lenskit.core.provenance import Provenance
 
 __all__ = ["Estimate"]
@@ -92,16 +93,12 @@ class Estimate:
 
     def write(self, path, overwrite=False):
         """Write to ASDF (atomically)."""
-        from lenskit.io.asdf import write
-
-        write(self, path, overwrite=overwrite)
+        storage.write(self, path, overwrite=overwrite)
 
     @classmethod
     def read(cls, path):
         """Read an estimate written by `write`."""
-        from lenskit.io.asdf import read
-
-        obj = read(path)
+        obj = storage.read(path)
         if not isinstance(obj, cls):
             raise TypeError(f"{path} holds a {type(obj).__name__}, not an Estimate")
         return obj

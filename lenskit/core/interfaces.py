@@ -92,7 +92,7 @@ class MassModel(abc.ABC):
 
     # -- public API ----------------------------------------------------------------
     def _call(self, kernel, x, y, params, out_unit):
-        from lenskit.lensing.arrays import from_tensor, prepare_call
+        from lenskit.core.arrays import from_tensor, prepare_call  # torch: loaded on first use
 
         xt, yt, pt, kind, like = prepare_call(self, x, y, params)
         out = kernel(xt, yt, **pt)
@@ -127,6 +127,28 @@ class MassModel(abc.ABC):
     def hessian(self, x, y, **params):
         """Second derivatives (psi_xx, psi_xy, psi_yy) of the potential."""
         return self._call(self._hessian, x, y, params, u.dimensionless_unscaled)
+
+    # -- capabilities: closed forms a model may offer (lenskit.lensing falls back to numerics) ------------------
+    def analytic_critical_curves(self, n=256, **params):
+        """
+        The critical curves in closed form, or None.
+
+        A model that has them returns a list of ``(x, y)`` float64 tensors
+        (arcsec, ``n`` points each) for scalar parameters in their units;
+        `lenskit.lensing.critical_curves` otherwise traces them numerically.
+        """
+        return None
+
+    def multiple_image_regions(self, n=96, **params):
+        """
+        The tangential caustics and cuts of N systems at once, or None.
+
+        A model that has them in closed form returns ``(caustic, cut)``, each
+        an array shaped (N, n, 2) of source-plane (x, y) in arcsec, for
+        parameter arrays shaped (N,); the `~lenskit.Simulator` otherwise
+        traces each system's caustics (`lenskit.lensing.multiple_image_region`).
+        """
+        return None
 
     def __repr__(self):
         return f"<{type(self).__name__} '{self.name}' params={list(self.param_names)}>"

@@ -6,7 +6,19 @@ import platform
 
 import numpy as np
 
-__all__ = ["Provenance", "array_checksum"]
+from lenskit.core.version import VERSION
+
+__all__ = ["Provenance", "array_checksum", "set_plugin_versions"]
+
+# the plugin registry sits above lenskit.core: it hands provenance its query when it is imported (with lenskit)
+_PLUGIN_VERSIONS = [dict]
+
+
+def set_plugin_versions(query):
+    """Set the function that `Provenance.current` asks for the loaded plugins' versions (the registry's)."""
+    if not callable(query):
+        raise TypeError(f"query must be callable; got {type(query).__name__}")
+    _PLUGIN_VERSIONS[0] = query
 
 
 def array_checksum(array):
@@ -67,12 +79,9 @@ class Provenance:
     @classmethod
     def current(cls, seed=None, config=None, checksums=None):
         """A record for something produced now, by this lenskit and its plugins."""
-        from lenskit import __version__
-        from lenskit.plugins import registry
-
         return cls(
-            lenskit_version=__version__,
-            plugins=registry.plugin_versions(),
+            lenskit_version=VERSION,
+            plugins=_PLUGIN_VERSIONS[0](),
             seed=seed,
             config=config,
             checksums=checksums,

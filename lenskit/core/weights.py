@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from lenskit.core import storage
 from lenskit.core.provenance import Provenance
 
 __all__ = ["ModelWeights"]
@@ -132,9 +133,7 @@ class ModelWeights:
         return f"<ModelWeights '{self.architecture}' {len(self.arrays)} arrays, {self.n_parameters} values>"
 
     def write(self, path, overwrite=False):
-        from lenskit.io.asdf import write
-
-        write(self, path, overwrite=overwrite)
+        storage.write(self, path, overwrite=overwrite)
 
 
 def _plain(value, name):

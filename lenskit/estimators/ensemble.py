@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 
 from lenskit.core.estimate import Estimate
-from lenskit.estimators.regression import CNNEstimator
+from lenskit.estimators.cnn import CNNEstimator
 from lenskit.estimators.targets import TargetSpec
 
 __all__ = ["EnsembleEstimator", "Combination"]

@@ -40,7 +40,7 @@ def load_estimator(name="hst_wfc3", device="cpu"):
         in ``.metrics``.
     """
     from lenskit.core.weights import ModelWeights
-    from lenskit.estimators.regression import CNNEstimator
+    from lenskit.estimators.cnn import CNNEstimator
     from lenskit.io.asdf import read
     from lenskit.plugins import get
 

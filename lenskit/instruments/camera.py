@@ -20,7 +20,7 @@ def survey_priors(pixel_scale):
     lens and source magnitudes in the reference band, and lens-light sizes
     and indices typical of massive early-type galaxies.
     """
-    from lenskit.simulation.priors import Normal, Uniform
+    from lenskit.core.priors import Normal, Uniform
 
     centre = Normal(0.0, pixel_scale, -3 * pixel_scale, 3 * pixel_scale)
     return {"theta_E": Uniform(0.5, 2.5), "ellipticity": Uniform(0.0, 0.5), "x0": centre, "y0": centre,
@@ -60,7 +60,7 @@ class Camera(Instrument):
     known_bands = ()
     #: Band in which magnitude priors are expressed.
     reference_band = None
-    #: Simulation priors suited to this instrument (see `lenskit.simulation.priors`).
+    #: Simulation priors suited to this instrument (see `lenskit.core.priors`).
     default_priors = {}
     #: Add lens light by default in the Simulator.
     default_lens_light = True

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from lenskit.core.validation import as_float
-from lenskit.simulation.priors import as_prior
+from lenskit.core.priors import as_prior
 
 __all__ = [
     "Observation", "Effect", "GaussianPSF", "ImagePSF", "PoissonNoise", "GaussianNoise",

@@ -6,7 +6,7 @@ from lenskit.core.validation import as_float
 from lenskit.instruments.camera import Camera
 from lenskit.instruments.effects import (CircularMasks, CosmicRays, GaussianNoise, GaussianPSF, ImagePSF,
                                          Normalize, PoissonNoise)
-from lenskit.simulation.priors import Uniform
+from lenskit.core.priors import Uniform
 
 __all__ = ["HSTWFC3", "hezaveh2017_effects"]
 

@@ -8,7 +8,7 @@ import numpy as np
 from lenskit.core.validation import as_float
 from lenskit.instruments.camera import Camera, survey_priors
 from lenskit.instruments.effects import CCDNoise, GaussianPSF
-from lenskit.simulation.priors import Prior
+from lenskit.core.priors import Prior
 
 __all__ = ["LSST", "EpochSeeing"]
 

@@ -1,8 +1,9 @@
 """
 Critical curves, caustics and the multiple-image region.
 
-For the pure SIE the tangential critical curve is the analytic ellipse
-``kappa = 1/2``; for any other model it is traced numerically as the zero
+A model that knows its critical curves in closed form says so through
+`~lenskit.core.MassModel.analytic_critical_curves` (the SIE: the ellipse
+``kappa = 1/2``); for any other model they are traced numerically as the zero
 contour of ``det(I - H)`` on a grid (marching squares via contourpy, with
 each vertex then polished by Newton steps along the gradient).  Caustics are
 the critical curves mapped to the source plane.  For models whose centre is
@@ -33,12 +34,6 @@ def _scalar_params(mass_model, params):
         numeric[name] = float(v)
     mass_model.check_params(numeric)
     return numeric
-
-
-def _is_pure_sie(mass_model):
-    from lenskit.mass_models.sie import SIE
-
-    return type(mass_model) is SIE
 
 
 def _extent(mass_model, p):
@@ -108,9 +103,9 @@ def critical_curves(mass_model, n=256, grid=400, extent=None, **params):
         Each an (M, 2) array of (x, y) in arcsec.
     """
     p = _scalar_params(mass_model, params)
-    if _is_pure_sie(mass_model):
-        x, y = mass_model.critical_curve(n=n, **p)
-        return [np.stack([x.numpy(), y.numpy()], axis=1) * u.arcsec]
+    analytic = mass_model.analytic_critical_curves(n=n, **p)  # a closed form where the model has one
+    if analytic is not None:
+        return [np.stack([x.numpy(), y.numpy()], axis=1) * u.arcsec for x, y in analytic]
     extent = extent or _extent(mass_model, p)
     return [c * u.arcsec for c in _numeric_critical(mass_model, p, extent, grid)]
 
@@ -177,23 +172,3 @@ def multiple_image_region(mass_model, n=256, **params):
     in arcsec; a source inside any of them has at least two images.
     """
     return [c.to_value(u.arcsec) for c in caustics(mass_model, n=n, include_cut=True, **params)]
-
-
-def batch_sie_region(sie, theta_E, e1, e2, x0, y0, n=96):
-    """
-    Tangential caustics and cuts of N SIEs at once (torch, float64).
-
-    Returns
-    -------
-    caustic, cut : ndarray
-        Each shaped (N, n, 2), source-plane (x, y) in arcsec.
-    """
-    p = [torch.as_tensor(np.asarray(v, dtype=float)) for v in (theta_E, e1, e2, x0, y0)]
-    cx, cy = sie.critical_curve(*p, n=n)
-    pe = [v[:, None] for v in p]
-    ax, ay = sie._deflection(cx, cy, *pe)
-    caustic = torch.stack([cx - ax, cy - ay], dim=-1)
-    ux, uy = sie.cut(*p, n=n)
-    cut = torch.stack([ux, uy], dim=-1)
-    return caustic.numpy(), cut.numpy()
-

@@ -14,6 +14,8 @@ import torch
 from scipy.special import gamma as _gamma
 from scipy.special import gammaincinv
 
+from lenskit.lensing.geometry import elliptical_frame
+
 __all__ = ["sersic_b", "sersic_total_flux", "elliptical_radius2", "sersic", "gaussian", "elliptical_sersic"]
 
 
@@ -76,9 +78,7 @@ def sersic_total_flux(R_e, n, I_e=1.0):
 
 def elliptical_radius2(x, y, e1, e2, x0=0.0, y0=0.0):
     """Squared elliptical radius ``q x'**2 + y'**2 / q`` (torch)."""
-    from lenskit.mass_models.sie import sie_frame
-
-    q, _, _, xp, yp = sie_frame(x, y, e1, e2, x0, y0)
+    q, _, _, xp, yp = elliptical_frame(x, y, e1, e2, x0, y0)
     return q * xp * xp + yp * yp / q
 
 

@@ -3,7 +3,7 @@
 import astropy.units as u
 import torch
 
-from lenskit.lensing.arrays import from_tensor, prepare_call
+from lenskit.core.arrays import from_tensor, prepare_call
 
 __all__ = ["ray_trace", "magnification", "jacobian_determinant"]
 

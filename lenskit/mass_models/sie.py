@@ -29,33 +29,11 @@ import torch
 
 from lenskit.core.interfaces import MassModel
 from lenskit.core.validation import as_float
+from lenskit.lensing.geometry import elliptical_frame
 
-__all__ = ["SIE", "sie_frame"]
+__all__ = ["SIE"]
 
 _SERIES_F = 1e-2  # below this f = sqrt(1 - q^2) the q -> 1 series is used
-
-
-def sie_frame(x, y, e1, e2, x0, y0):
-    """
-    Axis ratio, rotation and rotated coordinates of an elliptical profile.
-
-    Returns
-    -------
-    q, cos_phi, sin_phi, xp, yp : `torch.Tensor`
-    """
-    c = torch.sqrt(e1 * e1 + e2 * e2)
-    q = (1 - c) / (1 + c)
-    # cos(phi), sin(phi) from e without atan2: cos 2phi = e1/c, sin 2phi = e2/c
-    c_safe = torch.where(c > 0, c, torch.ones_like(c))
-    cos2 = torch.where(c > 0, e1 / c_safe, torch.ones_like(c))
-    sin2 = torch.where(c > 0, e2 / c_safe, torch.zeros_like(c))
-    cos_phi = torch.sqrt(torch.clamp((1 + cos2) / 2, min=0))
-    sin_phi = torch.sqrt(torch.clamp((1 - cos2) / 2, min=0)) * torch.where(sin2 < 0, -1.0, 1.0).to(c.dtype)
-    dx = x - x0
-    dy = y - y0
-    xp = cos_phi * dx + sin_phi * dy
-    yp = -sin_phi * dx + cos_phi * dy
-    return q, cos_phi, sin_phi, xp, yp
 
 
 def _atan_over_f(f, t):
@@ -122,7 +100,7 @@ class SIE(MassModel):
             raise ValueError(f"sie: sqrt(e1**2 + e2**2) must be < 1 (q in (0, 1]); got {c[c >= 1].ravel()[:5]}")
 
     def _deflection(self, x, y, theta_E, e1, e2, x0, y0):
-        q, cp, sp, xp, yp = sie_frame(x, y, e1, e2, x0, y0)
+        q, cp, sp, xp, yp = elliptical_frame(x, y, e1, e2, x0, y0)
         f = torch.sqrt(torch.clamp(1 - q * q, min=0))
         psi2 = q * q * xp * xp + yp * yp
         # psi2 == 0 only where x' = y' = 0: adding 1 there keeps sqrt and its gradient finite,
@@ -138,7 +116,7 @@ class SIE(MassModel):
         return self.r_core if dtype == torch.float64 else max(self.r_core, 1e-4)
 
     def _convergence(self, x, y, theta_E, e1, e2, x0, y0):
-        q, cp, sp, xp, yp = sie_frame(x, y, e1, e2, x0, y0)
+        q, cp, sp, xp, yp = elliptical_frame(x, y, e1, e2, x0, y0)
         r2 = q * xp * xp + yp * yp / q
         r2 = torch.clamp(r2, min=self._core(r2.dtype) ** 2)
         return theta_E / (2 * torch.sqrt(r2))
@@ -148,7 +126,7 @@ class SIE(MassModel):
         return (x - x0) * ax + (y - y0) * ay
 
     def _hessian(self, x, y, theta_E, e1, e2, x0, y0):
-        q, cp, sp, xp, yp = sie_frame(x, y, e1, e2, x0, y0)
+        q, cp, sp, xp, yp = elliptical_frame(x, y, e1, e2, x0, y0)
         rc2 = self._core(xp.dtype) ** 2
         psi2 = torch.clamp(q * q * xp * xp + yp * yp, min=q * q * rc2)
         r2 = torch.clamp(xp * xp + yp * yp, min=rc2)
@@ -176,7 +154,7 @@ class SIE(MassModel):
         params = [torch.as_tensor(p, dtype=torch.float64) for p in (theta_E, e1, e2, x0, y0)]
         theta_E, e1, e2, x0, y0 = [p[..., None] for p in params]
         t = torch.linspace(0, 2 * np.pi, n + 1, dtype=theta_E.dtype)[:-1]
-        q, cp, sp, _, _ = sie_frame(torch.zeros(()), torch.zeros(()), e1, e2, x0, y0)
+        q, cp, sp, _, _ = elliptical_frame(torch.zeros(()), torch.zeros(()), e1, e2, x0, y0)
         xp = theta_E / torch.sqrt(q) * torch.cos(t)
         yp = theta_E * torch.sqrt(q) * torch.sin(t)
         return x0 + cp * xp - sp * yp, y0 + sp * xp + cp * yp
@@ -195,3 +173,16 @@ class SIE(MassModel):
         eps = 1e-6
         ax, ay = self._deflection(x0 + eps * torch.cos(t), y0 + eps * torch.sin(t), theta_E, e1, e2, x0, y0)
         return x0 - ax, y0 - ay
+
+    # -- closed forms the lensing module asks for (lenskit.core.MassModel capabilities) --------------------------
+    def analytic_critical_curves(self, n=256, theta_E=None, e1=None, e2=None, x0=None, y0=None):
+        """The tangential critical curve (`critical_curve`): the SIE's only one."""
+        return [self.critical_curve(theta_E, e1, e2, x0, y0, n=n)]
+
+    def multiple_image_regions(self, n=96, theta_E=None, e1=None, e2=None, x0=None, y0=None):
+        """Tangential caustics and cuts of N SIEs at once (float64), each shaped (N, n, 2)."""
+        p = [torch.as_tensor(np.asarray(v, dtype=float)) for v in (theta_E, e1, e2, x0, y0)]
+        cx, cy = self.critical_curve(*p, n=n)
+        ax, ay = self._deflection(cx, cy, *[v[:, None] for v in p])
+        ux, uy = self.cut(*p, n=n)
+        return torch.stack([cx - ax, cy - ay], dim=-1).numpy(), torch.stack([ux, uy], dim=-1).numpy()

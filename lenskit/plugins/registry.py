@@ -25,6 +25,8 @@ import pluggy
 
 from lenskit.core.exceptions import LenskitPluginError, LenskitPluginWarning
 from lenskit.core.interfaces import INTERFACES
+from lenskit.core.provenance import set_plugin_versions
+from lenskit.core.version import VERSION
 from lenskit.plugins import builtin, hookspecs
 
 __all__ = ["ENTRY_POINT_GROUP", "PluginInfo", "get", "available", "plugins", "plugin_versions", "reset"]
@@ -82,9 +84,7 @@ class _Registry:
         plugins = {}
         claims = {kind: {} for kind in INTERFACES}  # kind -> name -> every plugin that registers it
 
-        from lenskit import __version__
-
-        candidates = [(BUILTIN_NAME, "lenskit", __version__, lambda: builtin)]
+        candidates = [(BUILTIN_NAME, "lenskit", VERSION, lambda: builtin)]
         eps = sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
         seen = set()
         for ep in eps:
@@ -268,3 +268,6 @@ def plugin_versions():
 def reset():
     """Forget the registry so that the next query rebuilds it (for tests and notebooks)."""
     _REGISTRY.reset()
+
+
+set_plugin_versions(plugin_versions)  # provenance records (in lenskit.core, below the plugins) ask the registry

@@ -14,7 +14,7 @@ from astropy.table import vstack
 from lenskit.core.dataset import LensDataset
 from lenskit.core.provenance import Provenance, array_checksum
 from lenskit.core.validation import as_rng
-from lenskit.simulation.priors import EinsteinRadius, Fixed, Uniform
+from lenskit.core.priors import EinsteinRadius, Fixed, Uniform
 from lenskit.simulation.simulator import Simulator
 
 __all__ = ["LensFinderSimulator"]

@@ -22,9 +22,9 @@ from lenskit.core.interfaces import Instrument, MassModel, Source
 from lenskit.core.provenance import Provenance, array_checksum
 from lenskit.core.resources import check_memory
 from lenskit.core.validation import as_float, as_rng, check_int, check_number
-from lenskit.lensing.critical import batch_sie_region, multiple_image_region
+from lenskit.lensing.critical import multiple_image_region
 from lenskit.lensing.light import elliptical_sersic, sersic_b, sersic_total_flux
-from lenskit.simulation.priors import Normal, Uniform, as_prior
+from lenskit.core.priors import Normal, Uniform, as_prior
 from lenskit.simulation.selection import as_selection
 
 __all__ = ["Simulator", "DEFAULT_TARGETS"]
@@ -79,7 +79,7 @@ class Simulator:
         (reference band), ``light_R_e``, ``light_n``, ``light_q_ratio``
         (q_mass / q_light), ``light_dphi`` (degrees), ``colour_scatter`` (mag),
         and any other parameter of the mass model.  Values: a number, a
-        ``(low, high)`` tuple or a `~lenskit.simulation.priors.Prior`.
+        ``(low, high)`` tuple or a `~lenskit.core.priors.Prior`.
     selection : str, float or Selection
         ``"hezaveh2017"`` (magnification >= 2), ``"pearson2019"`` (Pearson et
         al. 2019 criteria, including arc S/N > 20), a minimum magnification,
@@ -176,9 +176,6 @@ class Simulator:
             if plain not in ("theta_E", "e1", "e2", "x0", "y0", "gamma1", "gamma2") and outer not in self.priors \
                     and plain not in self.priors:
                 raise ValueError(f"mass model parameter {outer!r} has no default prior; pass priors={{{outer!r}: ...}}")
-        from lenskit.mass_models.sie import SIE
-
-        self._pure_sie = type(self.mass_model) is SIE
         self._grid = None
         self.compile = bool(compile)
         self._deflect = self.mass_model._deflection
@@ -281,8 +278,9 @@ class Simulator:
     def _regions(self, p):
         """Per system, the polygons bounding the multiply-imaged region."""
         n = len(next(iter(p.values())))
-        if self._pure_sie:
-            caustic, cut = batch_sie_region(self.mass_model, p["theta_E"], p["e1"], p["e2"], p["x0"], p["y0"])
+        closed = self.mass_model.multiple_image_regions(n=96, **{k: p[k] for k in self._mass_names})
+        if closed is not None:  # the model has them in closed form, for all systems at once
+            caustic, cut = closed
             return [[caustic[i], cut[i]] for i in range(n)]
         out = []
         for i in range(n):

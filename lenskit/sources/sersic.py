@@ -7,7 +7,7 @@ from astropy.table import QTable
 
 from lenskit.core.interfaces import Source, SourceBatch
 from lenskit.lensing.light import elliptical_sersic, sersic_b, sersic_total_flux
-from lenskit.simulation.priors import as_prior
+from lenskit.core.priors import as_prior
 
 __all__ = ["SersicSource", "SersicBatch"]
 

@@ -12,7 +12,7 @@ from lenskit.estimators.finder_metrics import (auroc, completeness_table, prior_
                                                threshold_at_fpr, tpr0, tpr10, tpr_at_fpr)
 from lenskit.estimators.networks.deeplens import BottleneckUnit, DeepLensNet
 from lenskit.simulation.finder import LensFinderSimulator
-from lenskit.simulation.priors import EinsteinRadius
+from lenskit.core.priors import EinsteinRadius
 
 
 # -- network ---------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from scipy import ndimage
 
 from lenskit.instruments.effects import (CCDNoise, CircularMasks, CosmicRays, GaussianNoise, GaussianPSF, ImagePSF,
                                          Normalize, Observation, PoissonNoise)
-from lenskit.simulation.priors import Uniform
+from lenskit.core.priors import Uniform
 
 
 def obs_of(img, scale=0.04, **truth):

@@ -13,8 +13,9 @@ import warnings
 from pathlib import Path
 
 from lenskit.core.exceptions import LenskitCorruptFileError, LenskitFileError
+from lenskit.core import storage
 from lenskit.core.files import atomic_open
-from lenskit.io.asdf.integration import URI_PREFIX
+from lenskit.io.asdf.uris import URI_PREFIX
 from lenskit.io.asdf.preflight import check_header
 
 __all__ = ["read", "write", "ROOT_KEYS"]
@@ -138,6 +139,9 @@ def _verify_checksums(path, obj):
         if stored is not None and stored != array_checksum(obj.images):
             raise LenskitCorruptFileError(
                 f"{path} is corrupt: its images do not match the SHA-256 in its provenance ({stored})")
+
+
+storage.register("asdf", read, write)  # the write / read methods of lenskit's value types use these
 
 
 def _first_line(exc):

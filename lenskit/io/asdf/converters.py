@@ -2,9 +2,7 @@
 
 from asdf.extension import Converter
 
-from lenskit.io.asdf.integration import URI_PREFIX
-
-TAG = URI_PREFIX + "tags/{}-1.0.0"
+from lenskit.io.asdf.uris import TAG
 
 
 def _only(node, kind, allowed):

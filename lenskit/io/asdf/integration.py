@@ -2,14 +2,17 @@
 
 from pathlib import Path
 
+from asdf.extension import ManifestExtension
+from asdf.resource import DirectoryResourceMapping
+
+from lenskit.io.asdf.converters import CONVERTERS
+from lenskit.io.asdf.uris import URI_PREFIX
+
 RESOURCES = Path(__file__).parent / "resources"
-URI_PREFIX = "asdf://lenskit.org/lenskit/"
 
 
 def get_resource_mappings():
     """Map lenskit's schema and manifest URIs to the YAML files shipped in the package."""
-    from asdf.resource import DirectoryResourceMapping
-
     return [
         DirectoryResourceMapping(RESOURCES / "schemas", URI_PREFIX + "schemas/"),
         DirectoryResourceMapping(RESOURCES / "manifests", URI_PREFIX + "manifests/"),
@@ -18,8 +21,4 @@ def get_resource_mappings():
 
 def get_extensions():
     """The lenskit ASDF extension, built from its manifest."""
-    from asdf.extension import ManifestExtension
-
-    from lenskit.io.asdf.converters import CONVERTERS
-
     return [ManifestExtension.from_uri(URI_PREFIX + "manifests/lenskit-1.0.0", converters=CONVERTERS)]
