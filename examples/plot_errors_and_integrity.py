@@ -13,7 +13,6 @@ from pathlib import Path
 
 import astropy.units as u
 import matplotlib.pyplot as plt
-import numpy as np
 
 import lenskit
 from lenskit.core import LenskitCorruptFileError

@@ -11,11 +11,9 @@ The public API::
     ds.write("train.asdf"); ds = lenskit.read("train.asdf")
 """
 
-from lenskit.core.version import VERSION as __version__
-
 from lenskit.core import Estimate, LensDataset, Provenance  # noqa: E402
-from lenskit.core.exceptions import (  # noqa: E402
-    LenskitError, LenskitFileError, LenskitPluginError, LenskitPluginWarning)
+from lenskit.core.exceptions import LenskitError, LenskitFileError, LenskitPluginError, LenskitPluginWarning  # noqa: E402
+from lenskit.core.version import VERSION as __version__
 from lenskit.io import read, write  # noqa: E402
 from lenskit.plugins import available, get  # noqa: E402
 

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from astropy.table import QTable
 
 from lenskit.core.validation import as_float, as_real_array
+from lenskit.lensing.convolution import fft_convolve
 
 __all__ = ["fit", "FitResult", "render_model", "fft_convolve", "ring_radius", "outlier_mask"]
 
@@ -154,22 +155,6 @@ def render_model(values, shape, pixel_scale, psf=None, supersample=2, shear=True
     if psf is not None:
         out = fft_convolve(out, psf)
     return out[0], (out[1] if lens_light else None)
-
-
-def fft_convolve(images, kernel):
-    """
-    Convolve (..., H, W) images with an odd-sized kernel, zero padding, output the same size ('same').
-
-    By FFT: exact to rounding, and in float64 tens of times faster than
-    ``conv2d`` on the CPU (which has no fast float64 path); differentiable.
-    """
-    h, w = images.shape[-2:]
-    kh, kw = kernel.shape[-2:]
-    ph, pw = h + kh - 1, w + kw - 1
-    fi = torch.fft.rfft2(images, s=(ph, pw))
-    fk = torch.fft.rfft2(kernel.to(images.dtype), s=(ph, pw))
-    full = torch.fft.irfft2(fi * fk, s=(ph, pw))
-    return full[..., kh // 2:kh // 2 + h, kw // 2:kw // 2 + w]
 
 
 def _start_values(init, light_centre, pixel_scale, shape):

@@ -212,9 +212,9 @@ def test_plugin_name_conflict_fails_that_name_only_and_is_reported(fake_plugin, 
 
 def test_kill_leaves_no_partial_checkpoint(tmp_path):
     """A checkpoint is written by the same atomic writer: an interrupted write leaves the previous one."""
-    from lenskit.estimators.training import write_checkpoint
-
     import torch
+
+    from lenskit.estimators.training import write_checkpoint
 
     net = torch.nn.Linear(3, 2)
     opt = torch.optim.Adam(net.parameters())

@@ -1,15 +1,22 @@
 """Interfaces and value types shared by every lenskit plugin."""
 
 from lenskit.core.conventions import *  # noqa: F401,F403
-from lenskit.core.dataset import LensDataset, PARAM_UNITS  # noqa: F401
+from lenskit.core.dataset import PARAM_UNITS, LensDataset  # noqa: F401
 from lenskit.core.deblended import Deblended  # noqa: F401
 from lenskit.core.estimate import Estimate  # noqa: F401
 from lenskit.core.exceptions import *  # noqa: F401,F403
 from lenskit.core.interfaces import (  # noqa: F401
-    INTERFACES, Deblender, Estimator, Instrument, MassModel, Source, SourceBatch)
+    INTERFACES,
+    Deblender,
+    Estimator,
+    Instrument,
+    MassModel,
+    Source,
+    SourceBatch,
+)
 from lenskit.core.provenance import Provenance, array_checksum  # noqa: F401
-from lenskit.core.weights import ModelWeights  # noqa: F401
 from lenskit.core.validation import as_rng  # noqa: F401
+from lenskit.core.weights import ModelWeights  # noqa: F401
 
 __all__ = [
     "MassModel", "Source", "SourceBatch", "Instrument", "Estimator", "Deblender", "INTERFACES",

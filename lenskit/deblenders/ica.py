@@ -31,8 +31,8 @@ from scipy import ndimage
 from lenskit.core.deblended import Deblended
 from lenskit.core.interfaces import Deblender
 from lenskit.core.provenance import Provenance, array_checksum
-from lenskit.core.validation import as_float
 from lenskit.core.statistics import robust_sigma
+from lenskit.core.validation import as_float
 from lenskit.deblenders._common import as_cube, circular_mask
 
 __all__ = ["ICADeblender", "match_psfs"]
@@ -80,9 +80,8 @@ def match_psfs(cube, psfs, pixel_scale=None):
             if s > 0:
                 out[:, b] = ndimage.gaussian_filter(cube[:, b], sigma=(0, s, s), mode="nearest")
             continue
-        from scipy.signal import fftconvolve
-
         from photutils.psf_matching import TopHatWindow, make_kernel
+        from scipy.signal import fftconvolve
 
         src, tgt = [np.asarray(q, float) if not np.isscalar(q) else _gaussian_image(q, pixel_scale, 25)
                     for q in (p, psfs[target])]

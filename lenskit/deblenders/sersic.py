@@ -22,8 +22,8 @@ from scipy import ndimage
 from lenskit.core.deblended import Deblended
 from lenskit.core.interfaces import Deblender
 from lenskit.core.provenance import Provenance, array_checksum
-from lenskit.core.validation import as_float
 from lenskit.core.statistics import robust_sigma
+from lenskit.core.validation import as_float
 from lenskit.deblenders._common import as_cube, circular_mask
 
 __all__ = ["SersicDeblender", "PixelSersic2D"]

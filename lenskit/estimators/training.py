@@ -167,9 +167,9 @@ def train(estimator, simulator, steps=1000, batch_size=64, lr=1e-3, min_lr=None,
     list of dict
         The history: step, training loss, time and validation metrics.
     """
-    from lenskit.estimators.targets import TargetSpec, gaussian_nll
-
     import torch.distributed as dist
+
+    from lenskit.estimators.targets import TargetSpec, gaussian_nll
 
     # every argument is checked before anything is simulated, trained or written
     steps = check_int("steps", steps, minimum=1)

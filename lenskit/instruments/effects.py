@@ -21,8 +21,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lenskit.core.validation import as_float
 from lenskit.core.priors import as_prior
+from lenskit.core.validation import as_float
+from lenskit.lensing.convolution import fft_convolve
 
 __all__ = [
     "Observation", "Effect", "GaussianPSF", "ImagePSF", "PoissonNoise", "GaussianNoise",
@@ -285,22 +286,14 @@ class ImagePSF(Effect):
     def __call__(self, obs, rng):
         n, nb, h, w = obs.images.shape
         ks = [self._kernel(b, obs.pixel_scale) for b in obs.bands]
-        kh = max(k.shape[0] for k in ks)
+        kh = max(k.shape[0] for k in ks)  # every kernel is odd-sized and centred: pad them to one shape
         kw = max(k.shape[1] for k in ks)
-        ph, pw = h + kh - 1, w + kw - 1
-        kern = torch.zeros((nb, ph, pw), dtype=torch.float64)
+        kern = torch.zeros((nb, kh, kw), dtype=torch.float64)
         for i, k in enumerate(ks):
-            kern[i, :k.shape[0], :k.shape[1]] = torch.as_tensor(k)
-            kern[i] = torch.roll(kern[i], shifts=(-(k.shape[0] // 2), -(k.shape[1] // 2)), dims=(0, 1))
-        kf = torch.fft.rfft2(kern).to(obs.images.device)
-
-        def fn(stack):
-            dt = stack.dtype
-            x = F.pad(stack.to(torch.float64), (0, pw - w, 0, ph - h))
-            y = torch.fft.irfft2(torch.fft.rfft2(x) * kf, s=(ph, pw))
-            return y[..., :h, :w].to(dt)
-
-        return _apply_linear(obs, fn)
+            dy, dx = (kh - k.shape[0]) // 2, (kw - k.shape[1]) // 2
+            kern[i, dy:dy + k.shape[0], dx:dx + k.shape[1]] = torch.as_tensor(k)
+        kern = kern.to(obs.images.device)
+        return _apply_linear(obs, lambda stack: fft_convolve(stack.to(torch.float64), kern).to(stack.dtype))
 
     def to_config(self):
         return {"effect": self.name, "pixel_scale": self.pixel_scale,

@@ -2,11 +2,18 @@
 
 import astropy.units as u
 
+from lenskit.core.priors import Uniform
 from lenskit.core.validation import as_float
 from lenskit.instruments.camera import Camera
-from lenskit.instruments.effects import (CircularMasks, CosmicRays, GaussianNoise, GaussianPSF, ImagePSF,
-                                         Normalize, PoissonNoise)
-from lenskit.core.priors import Uniform
+from lenskit.instruments.effects import (
+    CircularMasks,
+    CosmicRays,
+    GaussianNoise,
+    GaussianPSF,
+    ImagePSF,
+    Normalize,
+    PoissonNoise,
+)
 
 __all__ = ["HSTWFC3", "hezaveh2017_effects"]
 

@@ -5,10 +5,10 @@ import math
 import astropy.units as u
 import numpy as np
 
+from lenskit.core.priors import Prior
 from lenskit.core.validation import as_float
 from lenskit.instruments.camera import Camera, survey_priors
 from lenskit.instruments.effects import CCDNoise, GaussianPSF
-from lenskit.core.priors import Prior
 
 __all__ = ["LSST", "EpochSeeing"]
 

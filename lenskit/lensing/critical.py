@@ -17,7 +17,6 @@ import contourpy
 import numpy as np
 import torch
 
-
 __all__ = ["critical_curves", "caustics", "multiple_image_region"]
 
 

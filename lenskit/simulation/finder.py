@@ -12,9 +12,9 @@ import numpy as np
 from astropy.table import vstack
 
 from lenskit.core.dataset import LensDataset
+from lenskit.core.priors import EinsteinRadius, Fixed, Uniform
 from lenskit.core.provenance import Provenance, array_checksum
 from lenskit.core.validation import as_rng
-from lenskit.core.priors import EinsteinRadius, Fixed, Uniform
 from lenskit.simulation.simulator import Simulator
 
 __all__ = ["LensFinderSimulator"]

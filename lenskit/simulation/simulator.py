@@ -19,12 +19,12 @@ from matplotlib.path import Path
 
 from lenskit.core.dataset import LensDataset
 from lenskit.core.interfaces import Instrument, MassModel, Source
+from lenskit.core.priors import Normal, Uniform, as_prior
 from lenskit.core.provenance import Provenance, array_checksum
 from lenskit.core.resources import check_memory
 from lenskit.core.validation import as_float, as_rng, check_int, check_number
 from lenskit.lensing.critical import multiple_image_region
 from lenskit.lensing.light import elliptical_sersic, sersic_b, sersic_total_flux
-from lenskit.core.priors import Normal, Uniform, as_prior
 from lenskit.simulation.selection import as_selection
 
 __all__ = ["Simulator", "DEFAULT_TARGETS"]

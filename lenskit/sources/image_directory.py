@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-import numpy as np
 
 from lenskit.core.headers import header_pixel_scale
 from lenskit.sources.stamps import StampSource, read_fits_image

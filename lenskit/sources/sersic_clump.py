@@ -14,8 +14,8 @@ import torch
 from astropy.table import QTable
 
 from lenskit.core.interfaces import Source, SourceBatch
-from lenskit.lensing.light import elliptical_sersic, sersic_b, sersic_total_flux
 from lenskit.core.priors import as_prior
+from lenskit.lensing.light import elliptical_sersic, sersic_b, sersic_total_flux
 
 __all__ = ["SersicClumpSource", "SersicClumpBatch"]
 

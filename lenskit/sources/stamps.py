@@ -36,8 +36,8 @@ from astropy.table import QTable
 
 from lenskit.core.exceptions import LenskitFileError
 from lenskit.core.interfaces import Source, SourceBatch
-from lenskit.core.validation import as_float
 from lenskit.core.priors import as_prior
+from lenskit.core.validation import as_float
 
 __all__ = ["Stamp", "prepare_stamp", "split_of", "StampSource", "StampBatch", "SPLITS"]
 

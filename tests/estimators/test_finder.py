@@ -7,12 +7,20 @@ import torch
 from sklearn import metrics as skm
 
 import lenskit
+from lenskit.core.priors import EinsteinRadius
 from lenskit.estimators.finder import DeepLensFinder, augment
-from lenskit.estimators.finder_metrics import (auroc, completeness_table, prior_correction, roc_curve,
-                                               threshold_at_fpr, tpr0, tpr10, tpr_at_fpr)
+from lenskit.estimators.finder_metrics import (
+    auroc,
+    completeness_table,
+    prior_correction,
+    roc_curve,
+    threshold_at_fpr,
+    tpr0,
+    tpr10,
+    tpr_at_fpr,
+)
 from lenskit.estimators.networks.deeplens import BottleneckUnit, DeepLensNet
 from lenskit.simulation.finder import LensFinderSimulator
-from lenskit.core.priors import EinsteinRadius
 
 
 # -- network ---------------------------------------------------------------------------------

@@ -5,9 +5,18 @@ import pytest
 import torch
 from scipy import ndimage
 
-from lenskit.instruments.effects import (CCDNoise, CircularMasks, CosmicRays, GaussianNoise, GaussianPSF, ImagePSF,
-                                         Normalize, Observation, PoissonNoise)
 from lenskit.core.priors import Uniform
+from lenskit.instruments.effects import (
+    CCDNoise,
+    CircularMasks,
+    CosmicRays,
+    GaussianNoise,
+    GaussianPSF,
+    ImagePSF,
+    Normalize,
+    Observation,
+    PoissonNoise,
+)
 
 
 def obs_of(img, scale=0.04, **truth):

@@ -12,11 +12,11 @@ import re
 import warnings
 from pathlib import Path
 
-from lenskit.core.exceptions import LenskitCorruptFileError, LenskitFileError
 from lenskit.core import storage
+from lenskit.core.exceptions import LenskitCorruptFileError, LenskitFileError
 from lenskit.core.files import atomic_open
-from lenskit.io.asdf.uris import URI_PREFIX
 from lenskit.io.asdf.preflight import check_header
+from lenskit.io.asdf.uris import URI_PREFIX
 
 __all__ = ["read", "write", "ROOT_KEYS"]
 
