@@ -70,7 +70,7 @@ class LensFinderSimulator:
     paper's matching to COSMOS ellipticals.
     """
 
-    def __init__(self, instrument=None, mode="single_epoch", bands=("g",), lens_fraction=0.5, source="sersic_clump",
+    def __init__(self, instrument=None, *, mode="single_epoch", bands=("g",), lens_fraction=0.5, source="sersic_clump",
                  sigma_v=(150.0, 350.0), z_lens=(0.2, 0.7), z_source=2.0, axis_ratio=(0.5, 1.0), source_mag=(23.5, 27.5),
                  min_magnification=5.0, line_of_sight=True, priors=None, seed=None, split=None, **kwargs):
         if not 0 <= lens_fraction <= 1:

@@ -123,7 +123,7 @@ class Simulator:
         before giving up (a selection that rejects everything).
     """
 
-    def __init__(self, mass_model="sie", source="sersic_clump", instrument="hst_wfc3", priors=None,
+    def __init__(self, mass_model="sie", source="sersic_clump", instrument="hst_wfc3", *, priors=None,
                  selection="default", seed=None, lens_light=None, misalignment=True, caustic_margin=0.1,
                  supersample=1, chunk_size=8, device="cpu", dtype=torch.float32, max_tries=50, compile=False,
                  split=None, line_of_sight=None):
