@@ -35,10 +35,10 @@ import torch
 import lenskit
 from lenskit.core.conventions import lenskit_to_pearson_ellipticity
 from lenskit.instruments.effects import Observation
+from lenskit.simulation import presets
 from lenskit.sources.sersic import SersicBatch
 
-from train_estimators import pearson_literal_test, pearson_source, instrument
-
+SURVEY = {"lsst_gri": "lsst", "euclid_vis": "euclid"}  # estimator name -> preset survey
 LENS = ["theta_E", "e1", "e2", "x0", "y0"]
 GEOMETRY = LENS + ["source_x", "source_y", "source_R_e", "source_n", "source_e1", "source_e2"]
 # central-difference step: arcsec for positions, dimensionless for the rest, relative for the Sérsic radius
@@ -49,9 +49,8 @@ class Renderer:
     """Noise-free, PSF-convolved arcs of given parameters, with the simulator and instrument of a test set."""
 
     def __init__(self, name):
-        self.inst = instrument(name, test=True)
-        self.sim = lenskit.Simulator(source=pearson_source(), instrument=self.inst, dtype=torch.float64,
-                                     lens_light=False)
+        self.sim = presets.pearson2019(SURVEY[name], lens_light=False, dtype=torch.float64)
+        self.inst = self.sim.instrument
         self.psf = [e for e in self.inst.effects if e.name.endswith("psf")]
         if list(self.sim._plain) != LENS:
             raise RuntimeError(f"expected an SIE with parameters {LENS}; got {list(self.sim._plain)}")
@@ -162,7 +161,7 @@ def main(argv=None):
         ap.error(f"--check must be 0 (no check) or at least 2 repeats; got {args.check}")
     t0 = time.time()
     est = lenskit.load_estimator(args.weights or f"{args.name}_no_lens_light")
-    ds = pearson_literal_test(args.name, args.n, False)
+    ds = presets.pearson2019_test_set(SURVEY[args.name], args.n, lens_light=False)
     P = ds.params
     truth = {k: np.asarray(getattr(P[k], "value", P[k]), float) for k in GEOMETRY}
     variance = ds.noise.astype(float) ** 2

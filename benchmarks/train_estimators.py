@@ -53,6 +53,7 @@ import torch
 import lenskit
 from lenskit.estimators.metrics import summary
 from lenskit.estimators.regression import CNNEstimator
+from lenskit.simulation import presets
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("LENSKIT_SHARED", ROOT.parent / "shared")) / "data" / "sources"
@@ -80,7 +81,7 @@ def training_source(pearson_fraction=0.0):
     cosmos, jwst = real_sources("train")
     sources, weights = ["sersic_clump", "sersic", cosmos, jwst], [0.35, 0.15, 0.3, 0.2]
     if pearson_fraction:
-        sources.append(pearson_source())
+        sources.append(presets.pearson2019_source())
         weights = [w * (1 - pearson_fraction) for w in weights] + [pearson_fraction]
     return lenskit.get("source", "mixture")(sources=sources, weights=weights)
 
@@ -101,38 +102,7 @@ def instrument(name, test=False):
     raise ValueError(f"unknown estimator {name!r}")
 
 
-def pearson_priors(name, pixel_scale):
-    """
-    The test distribution of Pearson et al. (2019), for their protocol: Einstein radii as their Fig. 1
-    (LSST mean 1.22", width 0.40"; Euclid 0.97", 0.45"), truncated to the training range 0.5-2.5"; axis
-    ratios q ~ N(0.78, 0.12) (Koopmans et al. 2006), here 1 - q in the training range 0-0.5; lens centres
-    N(0, 1 pixel).  Their selection (arc S/N > 20, magnification > 3) is the instruments' default.
-    """
-    from lenskit.core.priors import Normal
-
-    mean, width = {"lsst_gri": (1.22, 0.40), "euclid_vis": (0.97, 0.45)}[name]
-    centre = Normal(0.0, pixel_scale, -3 * pixel_scale, 3 * pixel_scale)
-    return {"theta_E": Normal(mean, width, 0.5, 2.5), "ellipticity": Normal(0.22, 0.12, 0.0, 0.5),
-            "x0": centre, "y0": centre}
-
-
-def pearson_source():
-    """Pearson et al.'s own source model: Sérsic galaxies with indices drawn around 4 (N(4, 1) in 0.5-8)."""
-    from lenskit.core.priors import Normal
-
-    return lenskit.get("source", "sersic")(n=Normal(4.0, 1.0, 0.5, 8.0))
-
-
-def pearson_literal_test(name, n, lens_light, seed=97):
-    """
-    Pearson et al.'s test set as they made it: their distribution and Sérsic sources; without lens light,
-    their way of removing it (``lens_light="subtracted"``: the true lens light, PSF-convolved, subtracted from the
-    noisy image, so its shot noise stays in the image and in the noise map).
-    """
-    inst = instrument(name, test=True)
-    return lenskit.Simulator(source=pearson_source(), instrument=inst, seed=seed,
-                             lens_light=True if lens_light else "subtracted",
-                             priors=pearson_priors(name, inst.pixel_scale.value)).sample(n)
+SURVEY = {"lsst_gri": "lsst", "euclid_vis": "euclid"}  # estimator name -> preset survey
 
 
 def recipe(argv, source):
@@ -300,10 +270,10 @@ def main(argv=None):
     pearson = args.name in ("lsst_gri", "euclid_vis")
     if pearson:  # also on Pearson et al.'s test distribution
         pt = lenskit.Simulator(source=test_source(), instrument=instrument(args.name, test=True), seed=98,
-                               priors=pearson_priors(args.name, inst.pixel_scale.value),
+                               priors=presets.pearson2019_priors(SURVEY[args.name], inst.pixel_scale),
                                **light).sample(args.test_size)
         pe = est.predict(pt, batch_size=128)
-        lit = pearson_literal_test(args.name, args.test_size, tsim.lens_light)
+        lit = presets.pearson2019_test_set(SURVEY[args.name], args.test_size, tsim.lens_light)
         pl = est.predict(lit, batch_size=128)
         convention = {"test": pearson_convention(estimate, test.params),
                       "test_pearson2019": pearson_convention(pe, pt.params),

@@ -1,0 +1,177 @@
+"""
+The three papers' simulation recipes, and their test sets, as library calls.
+
+Each preset returns a configured simulator, so a paper's setting is one line
+and a user's variant is one keyword away::
+
+    from lenskit.simulation import presets
+
+    sim = presets.hezaveh2017(seed=1)                        # HST WFC3, Hezaveh et al. (2017)
+    test = presets.pearson2019_test_set("lsst", 2000)        # Pearson et al. (2019)'s test set, LSST g, r, i
+    finder = presets.lanusse2018(mode="single_epoch", seed=3)  # Lanusse et al. (2018) labelled cutouts
+
+The shipped estimators were trained on lenskit's own source mixture with real
+galaxies (their recipes are recorded in their weight files); these presets
+are the papers' settings, so that a figure can be compared with the paper's
+on the paper's kind of data.
+"""
+
+import astropy.units as u
+
+from lenskit.core.priors import Normal
+from lenskit.core.validation import as_float, check_choice, check_int
+from lenskit.simulation.finder import LensFinderSimulator
+from lenskit.simulation.simulator import Simulator
+
+__all__ = ["hezaveh2017", "pearson2019", "pearson2019_priors", "pearson2019_source", "pearson2019_test_set",
+           "lanusse2018", "PEARSON2019_THETA_E"]
+
+#: Einstein radius distribution of Pearson et al. (2019, Fig. 1): survey -> (mean, width) in arcsec.
+PEARSON2019_THETA_E = {"lsst": (1.22, 0.40), "euclid": (0.97, 0.45)}
+_SURVEYS = ("lsst", "euclid")
+
+
+def _instrument(name, test=False):
+    from lenskit.plugins import get
+
+    if name == "hst":
+        return get("instrument", "hst_wfc3")(test=test)
+    if name == "lsst":
+        return get("instrument", "lsst")(bands=("g", "r", "i"))
+    return get("instrument", "euclid_vis")()
+
+
+def hezaveh2017(test=False, source="sersic_clump", seed=None, **kwargs):
+    """
+    Hezaveh, Perreault Levasseur & Marshall (2017): HST WFC3 192 x 192 stamps at 0.04".
+
+    SIE lenses with theta_E flat in 0.1-3", ellipticity flat up to 0.9 and
+    the lens centre within the central 0.5"; clumpy Sérsic sources; their
+    observational effects (PSF, noise, cosmic rays, hot pixels, masks,
+    normalisation) and selection.  No lens light: their images are
+    lens-subtracted.
+
+    Parameters
+    ----------
+    test : bool
+        Their test-set masks (covering under 2% of the arc flux) instead of
+        the training masks.
+    source : str or `~lenskit.core.Source`
+        Default ``"sersic_clump"``, as in the paper.
+    seed : int or `numpy.random.Generator`, optional
+    **kwargs
+        Further `~lenskit.Simulator` options (``split``, ``priors`` ...).
+
+    Returns
+    -------
+    `~lenskit.Simulator`
+    """
+    return Simulator(mass_model="sie", source=source, instrument=_instrument("hst", test=test), seed=seed,
+                     selection="hezaveh2017", **kwargs)
+
+
+def pearson2019_priors(survey, pixel_scale=None):
+    """
+    The test distribution of Pearson, Li & Dye (2019).
+
+    Einstein radii as their Fig. 1 (LSST mean 1.22", width 0.40"; Euclid
+    0.97", 0.45"), truncated to 0.5-2.5"; axis ratios q ~ N(0.78, 0.12)
+    (Koopmans et al. 2006), here 1 - q in 0-0.5; lens centres N(0, 1 pixel)
+    within 3 pixels.
+
+    Parameters
+    ----------
+    survey : {"lsst", "euclid"}
+    pixel_scale : float or Quantity, optional
+        Default the survey's (0.2" LSST, 0.1" Euclid).
+    """
+    check_choice("survey", survey, _SURVEYS)
+    if pixel_scale is None:
+        pixel_scale = {"lsst": 0.2, "euclid": 0.1}[survey]
+    ps = as_float(pixel_scale, "pixel_scale", u.arcsec)
+    mean, width = PEARSON2019_THETA_E[survey]
+    centre = Normal(0.0, ps, -3 * ps, 3 * ps)
+    return {"theta_E": Normal(mean, width, 0.5, 2.5), "ellipticity": Normal(0.22, 0.12, 0.0, 0.5),
+            "x0": centre, "y0": centre}
+
+
+def pearson2019_source():
+    """Pearson et al.'s source model: Sérsic galaxies with indices around 4 (N(4, 1) within 0.5-8)."""
+    from lenskit.plugins import get
+
+    return get("source", "sersic")(n=Normal(4.0, 1.0, 0.5, 8.0))
+
+
+def pearson2019(survey="lsst", lens_light=True, source=None, seed=None, **kwargs):
+    """
+    Pearson, Li & Dye (2019): LSST g, r, i or Euclid VIS 57 x 57 stamps.
+
+    Their distribution (`pearson2019_priors`), their Sérsic sources
+    (`pearson2019_source`) and their selection (arc S/N > 20, magnification
+    > 3: the survey instruments' default).
+
+    Parameters
+    ----------
+    survey : {"lsst", "euclid"}
+    lens_light : {True, False, "subtracted"}
+        With the lens light; without it; or as they removed it
+        (``"subtracted"``: the true lens light subtracted from the noisy image,
+        its shot noise kept).
+    source : str or `~lenskit.core.Source`, optional
+        Default `pearson2019_source`.
+    seed : int or `numpy.random.Generator`, optional
+    **kwargs
+        Further `~lenskit.Simulator` options; ``priors`` are merged over theirs.
+
+    Returns
+    -------
+    `~lenskit.Simulator`
+    """
+    check_choice("survey", survey, _SURVEYS)
+    inst = _instrument(survey)
+    priors = {**pearson2019_priors(survey, inst.pixel_scale), **kwargs.pop("priors", {})}
+    return Simulator(mass_model="sie", source=pearson2019_source() if source is None else source, instrument=inst,
+                     seed=seed, lens_light=lens_light, priors=priors, **kwargs)
+
+
+def pearson2019_test_set(survey="lsst", n=2000, lens_light=True, seed=97):
+    """
+    Pearson et al.'s test set as they made it: `pearson2019` sampled ``n`` times.
+
+    Without lens light it is their way of removing it
+    (``lens_light=False`` gives ``"subtracted"``: the lens light's shot noise
+    stays in the images and noise maps).  The default seed is the one of
+    lenskit's published figures (``benchmarks/train_estimators.py``).
+
+    Returns
+    -------
+    `~lenskit.LensDataset`
+    """
+    n = check_int("n", n, minimum=1)
+    return pearson2019(survey, lens_light=True if lens_light else "subtracted", seed=seed).sample(n)
+
+
+def lanusse2018(mode="single_epoch", bands=("g",), seed=None, **kwargs):
+    """
+    Lanusse et al. (2018): labelled LSST cutouts for the CMU DeepLens lens finder.
+
+    45 x 45 cutouts at 0.18" (their Table 1), lenses from velocity
+    dispersions 150-350 km/s at z 0.2-0.7 with sources at z = 2, unlensed
+    line-of-sight galaxies, half of the cutouts lensed.
+
+    Parameters
+    ----------
+    mode : {"single_epoch", "stack"}
+        The best-seeing single exposure, or the worst-seeing deep stack.
+    bands : sequence of str
+        ``("g",)`` as in the paper.
+    seed : int or `numpy.random.Generator`, optional
+    **kwargs
+        Further `~lenskit.simulation.finder.LensFinderSimulator` options.
+
+    Returns
+    -------
+    `~lenskit.simulation.finder.LensFinderSimulator`
+    """
+    check_choice("mode", mode, ("single_epoch", "stack"))
+    return LensFinderSimulator(mode=mode, bands=bands, seed=seed, **kwargs)
