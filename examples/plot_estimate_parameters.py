@@ -14,7 +14,8 @@ import time
 import matplotlib.pyplot as plt
 
 import lenskit
-from lenskit.estimators.metrics import error_table, plot_predicted_vs_true, summary
+from lenskit.estimators.metrics import error_table, summary
+from lenskit.plotting import plot_predicted_vs_true
 
 est = lenskit.load_estimator("hst_wfc3")
 print(est)

@@ -15,7 +15,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import lenskit
-from lenskit.estimators.finder_metrics import completeness_table, finder_summary, plot_gallery, plot_roc
+from lenskit.estimators.finder_metrics import completeness_table, finder_summary
+from lenskit.plotting import plot_finder_gallery, plot_roc
 from lenskit.simulation.finder import LensFinderSimulator
 
 # %%
@@ -75,7 +76,7 @@ ax.set_title("DeepLens on simulated LSST g-band single epochs")
 # %%
 # The most and least confident lenses and non-lenses (Lanusse et al. Fig. 8)
 # ---------------------------------------------------------------------------
-plot_gallery(test.images, p, is_lens, n=6)
+plot_finder_gallery(test.images, p, is_lens, n=6)
 
 # %%
 # A survey's lens fraction

@@ -31,7 +31,7 @@ from astropy.table import QTable
 
 import lenskit
 from lenskit.core import ellipticity_to_q_phi
-from lenskit.estimators.metrics import plot_predicted_vs_true
+from lenskit.plotting import plot_predicted_vs_true
 from lenskit.pipeline import model_lens, slacs_sample
 
 here = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()

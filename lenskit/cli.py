@@ -473,7 +473,7 @@ def _cmd_demo(args):
     from lenskit.estimators.pretrained import shipped
 
     if "hst_wfc3" in shipped():
-        from lenskit.estimators.metrics import plot_predicted_vs_true
+        from lenskit.plotting import plot_predicted_vs_true
 
         est = lenskit.load_estimator("hst_wfc3")
         t0 = time.perf_counter()

@@ -1,9 +1,13 @@
-"""The figures people expect: lens galleries with critical curves and caustics."""
+"""
+Every figure lenskit draws: lens galleries with critical curves and caustics, predicted against true
+parameters (Hezaveh et al. Fig. 1), ROC curves (Lanusse et al. Fig. 6) and the lens finder's gallery of
+confident and doubtful cutouts (Lanusse et al. Fig. 8).
+"""
 
 import astropy.units as u
 import numpy as np
 
-__all__ = ["show_image", "plot_curves", "plot_gallery"]
+__all__ = ["show_image", "plot_curves", "plot_gallery", "plot_predicted_vs_true", "plot_roc", "plot_finder_gallery"]
 
 
 def _extent(shape, pixel_scale):
@@ -108,4 +112,109 @@ def plot_gallery(dataset, n=8, ncols=4, mass_model=None, show_curves=True, figsi
     if title:
         fig.suptitle(title)
     fig.tight_layout()
+    return fig
+
+
+def _plain(col):
+    return np.asarray(getattr(col, "value", col), dtype=float)
+
+
+def plot_predicted_vs_true(estimate, truth, targets=None, bins=12, axes=None, label=None, color="C0"):
+    """
+    Predicted against true values with the 68% and 95% bands of the predictions (Fig. 1 of Hezaveh et al.).
+
+    Returns the matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+
+    t = estimate.table if hasattr(estimate, "table") else estimate
+    targets = targets or [c for c in t.colnames if not c.endswith("_std") and c in truth.colnames]
+    if axes is None:
+        fig, axes = plt.subplots(1, len(targets), figsize=(3.2 * len(targets), 3.3), squeeze=False)
+        axes = axes[0]
+    else:
+        fig = axes[0].figure
+    for ax, name in zip(axes, targets):
+        true = _plain(truth[name])
+        pred = _plain(t[name])
+        edges = np.linspace(np.nanpercentile(true, 1), np.nanpercentile(true, 99), bins + 1)
+        mid = 0.5 * (edges[1:] + edges[:-1])
+        q = np.full((bins, 5), np.nan)
+        for i in range(bins):
+            sel = (true >= edges[i]) & (true < edges[i + 1])
+            if sel.sum() >= 5:
+                q[i] = np.percentile(pred[sel], [2.275, 15.865, 50, 84.135, 97.725])
+        ax.fill_between(mid, q[:, 0], q[:, 4], color=color, alpha=0.2, lw=0)
+        ax.fill_between(mid, q[:, 1], q[:, 3], color=color, alpha=0.4, lw=0)
+        ax.plot(mid, q[:, 2], color=color, lw=1.5, label=label)
+        ax.plot(true, pred, ".", ms=1.5, color=color, alpha=0.3)
+        lo, hi = edges[0], edges[-1]
+        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+        unit = getattr(truth[name], "unit", None)
+        ax.set_xlabel(f"true {name}" + (f" [{unit}]" if unit not in (None, u.dimensionless_unscaled) else ""))
+        ax.set_ylabel(f"predicted {name}")
+    fig.tight_layout()
+    return fig
+
+
+def plot_roc(scores, params, cuts=((0.0, 0.0), (1.4, 0.0), (1.4, 20.0)), fpr=0.01, ax=None):
+    """ROC curves for cuts ``(theta_E_min, snr_min)`` of the lenses (Lanusse et al. Fig. 6), log FPR axis."""
+    import matplotlib.pyplot as plt
+
+    from lenskit.estimators.finder_metrics import auroc, roc_curve
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 4.5))
+    y = np.asarray(params["is_lens"], bool)
+    theta = np.asarray(getattr(params["theta_E"], "value", params["theta_E"]), float)
+    snr = np.asarray(params["arc_snr"], float)
+    s = np.asarray(getattr(scores, "value", scores), float)
+    for tc, sc in cuts:
+        sel = (~y) | ((theta > tc) & (snr > sc))
+        f, t, _ = roc_curve(s[sel], y[sel])
+        ax.plot(np.maximum(f, 1e-4), t, label=f"θE > {tc:g}\", S/N > {sc:g} (AUROC {auroc(s[sel], y[sel]):.3f})")
+    ax.axvline(fpr, ls="--", c="k", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlim(1e-3, 1)
+    ax.set_ylim(0, 1.01)
+    ax.set_xlabel("false-positive rate")
+    ax.set_ylabel("true-positive rate (completeness)")
+    ax.legend(fontsize=7, loc="lower right")
+    return ax
+
+
+def plot_finder_gallery(images, scores, labels, n=5, fig=None):
+    """
+    The most and least confident true and false positives (Lanusse et al. Fig. 8).
+
+    Rows: lenses scored highest, lenses scored lowest, non-lenses scored
+    highest, non-lenses scored lowest; ``n`` cutouts each (first band).
+    """
+    import matplotlib.pyplot as plt
+
+    from lenskit.estimators.finder_metrics import check_scores
+
+    s, y = check_scores(scores, labels)
+    imgs = np.asarray(images)
+    groups = [("lenses, highest p", np.nonzero(y)[0][np.argsort(-s[y])][:n]),
+              ("lenses, lowest p", np.nonzero(y)[0][np.argsort(s[y])][:n]),
+              ("non-lenses, highest p", np.nonzero(~y)[0][np.argsort(-s[~y])][:n]),
+              ("non-lenses, lowest p", np.nonzero(~y)[0][np.argsort(s[~y])][:n])]
+    if fig is None:
+        fig = plt.figure(figsize=(1.6 * n, 1.8 * 4))
+    axes = fig.subplots(4, n, squeeze=False)
+    for r, (title, idx) in enumerate(groups):
+        for c in range(n):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c >= len(idx):
+                ax.set_visible(False)
+                continue
+            im = imgs[idx[c], 0]
+            lo, hi = np.percentile(im, [1, 99.5])
+            ax.imshow(im, origin="lower", cmap="gray", vmin=lo, vmax=hi)
+            ax.set_title(f"p = {s[idx[c]]:.3f}", fontsize=7)
+            if c == 0:
+                ax.set_ylabel(title, fontsize=7)
     return fig

@@ -13,11 +13,12 @@ Metrics of lens finders (Lanusse et al. 2018; Metcalf et al. 2019).
 
 import numpy as np
 
-__all__ = ["roc_curve", "auroc", "threshold_at_fpr", "tpr_at_fpr", "tpr0", "tpr10", "prior_correction",
-           "completeness_table", "finder_summary", "plot_roc", "plot_gallery"]
+__all__ = ["roc_curve", "auroc", "threshold_at_fpr", "tpr_at_fpr", "tpr0", "tpr10", "prior_correction", "check_scores",
+           "completeness_table", "finder_summary"]
 
 
-def _check(scores, labels):
+def check_scores(scores, labels):
+    """Scores as a finite float array and labels as booleans of the same length (ValueError otherwise)."""
     s = np.asarray(getattr(scores, "value", scores), dtype=float).ravel()
     y = np.asarray(labels).ravel()
     if s.shape != y.shape:
@@ -44,7 +45,7 @@ def roc_curve(scores, labels):
         first point is (0, 0) at an infinite threshold.  Tied scores are
         handled as one threshold.
     """
-    s, y = _check(scores, labels)
+    s, y = check_scores(scores, labels)
     order = np.argsort(-s, kind="mergesort")
     s, y = s[order], y[order]
     distinct = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]
@@ -57,7 +58,7 @@ def roc_curve(scores, labels):
 
 def auroc(scores, labels):
     """Area under the ROC curve: the probability that a lens scores above a non-lens (ties count half)."""
-    s, y = _check(scores, labels)
+    s, y = check_scores(scores, labels)
     from scipy.stats import rankdata
 
     r = rankdata(s)
@@ -85,7 +86,7 @@ def tpr_at_fpr(scores, labels, fpr=0.01):
 
 
 def _tpr_before(scores, labels, n_false):
-    s, y = _check(scores, labels)
+    s, y = check_scores(scores, labels)
     neg = np.sort(s[~y])[::-1]
     if n_false >= len(neg):
         return 1.0
@@ -164,62 +165,3 @@ def finder_summary(scores, labels, fpr=0.01):
     return {"auroc": auroc(scores, labels), f"tpr_at_fpr_{fpr:g}": tpr_at_fpr(scores, labels, fpr),
             "tpr0": tpr0(scores, labels), "tpr10": tpr10(scores, labels), "n_lenses": int(np.sum(labels)),
             "n_non_lenses": int(np.sum(~np.asarray(labels, bool)))}
-
-
-def plot_roc(scores, params, cuts=((0.0, 0.0), (1.4, 0.0), (1.4, 20.0)), fpr=0.01, ax=None):
-    """ROC curves for cuts ``(theta_E_min, snr_min)`` of the lenses (Lanusse et al. Fig. 6), log FPR axis."""
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(5, 4.5))
-    y = np.asarray(params["is_lens"], bool)
-    theta = np.asarray(getattr(params["theta_E"], "value", params["theta_E"]), float)
-    snr = np.asarray(params["arc_snr"], float)
-    s = np.asarray(getattr(scores, "value", scores), float)
-    for tc, sc in cuts:
-        sel = (~y) | ((theta > tc) & (snr > sc))
-        f, t, _ = roc_curve(s[sel], y[sel])
-        ax.plot(np.maximum(f, 1e-4), t, label=f"θE > {tc:g}\", S/N > {sc:g} (AUROC {auroc(s[sel], y[sel]):.3f})")
-    ax.axvline(fpr, ls="--", c="k", lw=0.8)
-    ax.set_xscale("log")
-    ax.set_xlim(1e-3, 1)
-    ax.set_ylim(0, 1.01)
-    ax.set_xlabel("false-positive rate")
-    ax.set_ylabel("true-positive rate (completeness)")
-    ax.legend(fontsize=7, loc="lower right")
-    return ax
-
-
-def plot_gallery(images, scores, labels, n=5, fig=None):
-    """
-    The most and least confident true and false positives (Lanusse et al. Fig. 8).
-
-    Rows: lenses scored highest, lenses scored lowest, non-lenses scored
-    highest, non-lenses scored lowest; ``n`` cutouts each (first band).
-    """
-    import matplotlib.pyplot as plt
-
-    s, y = _check(scores, labels)
-    imgs = np.asarray(images)
-    groups = [("lenses, highest p", np.nonzero(y)[0][np.argsort(-s[y])][:n]),
-              ("lenses, lowest p", np.nonzero(y)[0][np.argsort(s[y])][:n]),
-              ("non-lenses, highest p", np.nonzero(~y)[0][np.argsort(-s[~y])][:n]),
-              ("non-lenses, lowest p", np.nonzero(~y)[0][np.argsort(s[~y])][:n])]
-    if fig is None:
-        fig = plt.figure(figsize=(1.6 * n, 1.8 * 4))
-    axes = fig.subplots(4, n, squeeze=False)
-    for r, (title, idx) in enumerate(groups):
-        for c in range(n):
-            ax = axes[r, c]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if c >= len(idx):
-                ax.set_visible(False)
-                continue
-            im = imgs[idx[c], 0]
-            lo, hi = np.percentile(im, [1, 99.5])
-            ax.imshow(im, origin="lower", cmap="gray", vmin=lo, vmax=hi)
-            ax.set_title(f"p = {s[idx[c]]:.3f}", fontsize=7)
-            if c == 0:
-                ax.set_ylabel(title, fontsize=7)
-    return fig

@@ -12,7 +12,7 @@ import astropy.units as u
 import numpy as np
 from astropy.table import QTable
 
-__all__ = ["errors", "summary", "error_table", "plot_predicted_vs_true"]
+__all__ = ["errors", "summary", "error_table"]
 
 
 def _values(col):
@@ -84,41 +84,3 @@ def error_table(results, metric="err68"):
         unit = u.arcsec if k in ("theta_E", "x0", "y0") and metric != "coverage68" else None
         t[k] = col * unit if unit is not None else col
     return t
-
-
-def plot_predicted_vs_true(estimate, truth, targets=None, bins=12, axes=None, label=None, color="C0"):
-    """
-    Predicted against true values with the 68% and 95% bands of the predictions (Fig. 1 of Hezaveh et al.).
-
-    Returns the matplotlib figure.
-    """
-    import matplotlib.pyplot as plt
-
-    t = estimate.table if hasattr(estimate, "table") else estimate
-    targets = targets or [c for c in t.colnames if not c.endswith("_std") and c in truth.colnames]
-    if axes is None:
-        fig, axes = plt.subplots(1, len(targets), figsize=(3.2 * len(targets), 3.3), squeeze=False)
-        axes = axes[0]
-    else:
-        fig = axes[0].figure
-    for ax, name in zip(axes, targets):
-        true = _values(truth[name])
-        pred = _values(t[name])
-        edges = np.linspace(np.nanpercentile(true, 1), np.nanpercentile(true, 99), bins + 1)
-        mid = 0.5 * (edges[1:] + edges[:-1])
-        q = np.full((bins, 5), np.nan)
-        for i in range(bins):
-            sel = (true >= edges[i]) & (true < edges[i + 1])
-            if sel.sum() >= 5:
-                q[i] = np.percentile(pred[sel], [2.275, 15.865, 50, 84.135, 97.725])
-        ax.fill_between(mid, q[:, 0], q[:, 4], color=color, alpha=0.2, lw=0)
-        ax.fill_between(mid, q[:, 1], q[:, 3], color=color, alpha=0.4, lw=0)
-        ax.plot(mid, q[:, 2], color=color, lw=1.5, label=label)
-        ax.plot(true, pred, ".", ms=1.5, color=color, alpha=0.3)
-        lo, hi = edges[0], edges[-1]
-        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
-        unit = getattr(truth[name], "unit", None)
-        ax.set_xlabel(f"true {name}" + (f" [{unit}]" if unit not in (None, u.dimensionless_unscaled) else ""))
-        ax.set_ylabel(f"predicted {name}")
-    fig.tight_layout()
-    return fig
