@@ -225,33 +225,6 @@ def _cmd_estimate(args):
     return 0
 
 
-def _init_ddp(backend):
-    """Join the torchrun process group; returns (rank, world size, device)."""
-    import os
-
-    import torch
-    import torch.distributed as dist
-
-    need = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
-    if any(k not in os.environ for k in need):
-        raise ValueError("--ddp needs the environment torchrun sets (RANK, WORLD_SIZE, ...): launch with "
-                         "`torchrun --nproc_per_node N -m lenskit train --ddp ...`")
-    cuda = torch.cuda.is_available()
-    backend = backend or ("nccl" if cuda else "gloo")
-    if backend not in ("gloo", "nccl", "mpi"):
-        raise ValueError(f"--backend must be gloo, nccl or mpi; got {backend!r}")
-    local = int(os.environ["LOCAL_RANK"])
-    device = f"cuda:{local}" if cuda and backend == "nccl" else "cpu"
-    if device != "cpu":
-        torch.cuda.set_device(local)
-    else:
-        # share the cores between the ranks on this node
-        per_node = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"]))
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // per_node))
-    dist.init_process_group(backend=backend)
-    return dist.get_rank(), dist.get_world_size(), device
-
-
 def _parse_arch(items):
     """``["stretch=asinh", "first_stride=1"]`` -> ``{"stretch": "asinh", "first_stride": 1}`` (JSON values)."""
     import json
@@ -278,7 +251,9 @@ def _cmd_train(args):
         check_output_path(args.checkpoint, overwrite=True, name="--checkpoint")
     rank, world, device = 0, 1, "cpu"
     if args.ddp:
-        rank, world, device = _init_ddp(args.backend)
+        from lenskit.estimators.training import init_ddp
+
+        rank, world, device = init_ddp(args.backend)
     elif args.backend:
         raise ValueError("--backend applies with --ddp only")
     try:
@@ -321,46 +296,11 @@ def _cmd_train(args):
     return 0
 
 
-def _read_band_fits(paths, pixel_scale=None):
-    """Co-registered single-band FITS images -> (1, bands, H, W), band names, pixel scale (arcsec)."""
-    import numpy as np
-    from astropy.io import fits
-
-    from lenskit.core.headers import header_band, header_pixel_scale
-
-    cubes, bands, scales = [], [], []
-    for path in paths:
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"{path} does not exist")
-        try:
-            with fits.open(path, memmap=False) as hl:
-                hdu = next((h for h in hl if h.data is not None and np.ndim(h.data) == 2), None)
-                if hdu is None:
-                    raise ValueError(f"{path} holds no 2-D image")
-                if np.asarray(hdu.data).dtype.kind not in "iuf":
-                    raise ValueError(f"{path} holds {np.asarray(hdu.data).dtype} pixels; expected real numbers")
-                data = np.asarray(hdu.data, dtype=np.float64)
-                hdr = hl[0].header.copy()
-                hdr.update(hdu.header)
-        except OSError as exc:
-            raise ValueError(f"{path} is not a readable FITS file: {exc}") from exc
-        cubes.append(data)
-        bands.append(header_band(hdr) or path.stem)
-        scale = header_pixel_scale(hdr, where=str(path))  # the one policy: WCS, then keywords
-        if scale is not None:
-            scales.append(scale)
-    shapes = {c.shape for c in cubes}
-    if len(shapes) > 1:
-        raise ValueError(f"the band images must share one shape (co-registered); got {sorted(shapes)}")
-    scale = pixel_scale if pixel_scale is not None else (scales[0] if scales else None)
-    return np.stack(cubes)[None], bands, scale
-
-
 def _cmd_deblend(args):
     import numpy as np
 
     import lenskit
+    from lenskit.io.fits import read_band_images
 
     out = _output(args, _ASDF, "a Deblended result")
     missing = [p for p in args.inputs if not Path(p).exists()]
@@ -371,7 +311,7 @@ def _cmd_deblend(args):
         data = lenskit.read(args.inputs[0])
         result = deblender.separate(data, progress=not args.quiet)
     else:
-        cube, bands, scale = _read_band_fits(args.inputs, args.pixel_scale)
+        cube, bands, scale = read_band_images(args.inputs, pixel_scale=args.pixel_scale)
         masks = ~np.isfinite(cube).all(axis=1)
         result = deblender.separate(cube, masks=masks if masks.any() else None, bands=bands, pixel_scale=scale,
                                     progress=not args.quiet)

@@ -10,6 +10,7 @@ interruption loses at most the steps since the last checkpoint.
 """
 
 import math
+import os
 import time
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from lenskit.core.files import atomic_open, check_output_path
 from lenskit.core.validation import check_int, check_number
 
-__all__ = ["train", "SimulatedBatches", "evaluate"]
+__all__ = ["train", "SimulatedBatches", "evaluate", "init_ddp"]
 
 
 class SimulatedBatches(IterableDataset):
@@ -107,6 +108,42 @@ def load_checkpoint(path, estimator, optimizer):
     estimator.spec = spec
     optimizer.load_state_dict(opt)
     return step, history
+
+
+def init_ddp(backend=None):
+    """
+    Join the process group that ``torchrun`` describes in the environment, for `train` with ``ddp=True``.
+
+    Parameters
+    ----------
+    backend : {"gloo", "nccl", "mpi"}, optional
+        Default nccl where CUDA is available, gloo otherwise.  On CPUs each
+        rank gets an equal share of the node's cores as torch threads.
+
+    Returns
+    -------
+    (rank, world size, device)
+    """
+    import torch.distributed as dist
+
+    need = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+    if any(k not in os.environ for k in need):
+        raise ValueError("--ddp needs the environment torchrun sets (RANK, WORLD_SIZE, ...): launch with "
+                         "`torchrun --nproc_per_node N -m lenskit train --ddp ...`")
+    cuda = torch.cuda.is_available()
+    backend = backend or ("nccl" if cuda else "gloo")
+    if backend not in ("gloo", "nccl", "mpi"):
+        raise ValueError(f"--backend must be gloo, nccl or mpi; got {backend!r}")
+    local = int(os.environ["LOCAL_RANK"])
+    device = f"cuda:{local}" if cuda and backend == "nccl" else "cpu"
+    if device != "cpu":
+        torch.cuda.set_device(local)
+    else:
+        # share the cores between the ranks on this node
+        per_node = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"]))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // per_node))
+    dist.init_process_group(backend=backend)
+    return dist.get_rank(), dist.get_world_size(), device
 
 
 @torch.no_grad()

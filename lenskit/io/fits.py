@@ -30,7 +30,7 @@ from lenskit.core.exceptions import LenskitFileError
 from lenskit.core.headers import SCALE_KEYWORDS, celestial_wcs, header_band, header_pixel_scale
 from lenskit.core.validation import as_float, as_real_array
 
-__all__ = ["Cutout", "read_cutout", "overlap_matrix", "write_estimate_fits", "read_estimate_fits"]
+__all__ = ["Cutout", "read_cutout", "read_band_images", "overlap_matrix", "write_estimate_fits", "read_estimate_fits"]
 
 COUNT_UNITS = ("COUNTS", "ELECTRONS", "ELECTRON", "E-", "DN", "ADU")
 RATE_UNITS = ("ELECTRONS/S", "ELECTRON/S", "E-/S", "E/S", "COUNTS/S", "CPS", "DN/S")
@@ -315,6 +315,44 @@ def read_cutout(path, hdu=None, noise=None, noise_hdu=None, psf=None, psf_hdu=No
         if nmap is not None:
             nmap = nmap / float(t)
     return Cutout(image, pixel_scale, noise=nmap, psf=kern, wcs=wcs, header=header, path=path)
+
+
+def read_band_images(paths, pixel_scale=None):
+    """
+    Co-registered single-band FITS images as one multi-band stack, for the deblenders.
+
+    Each file's first 2-D image is one band, named by its header's filter
+    (`lenskit.core.headers.header_band`, else the file name); non-finite
+    pixels are kept (the deblenders mask them).  The pixel scale follows
+    lenskit's one policy (`lenskit.core.headers`) on the first file that has
+    one, unless ``pixel_scale`` is given.
+
+    Returns
+    -------
+    cube : ndarray (1, bands, H, W), float64
+    bands : list of str
+    pixel_scale : float or None
+        Arcsec per pixel.
+    """
+    if pixel_scale is not None:
+        pixel_scale = as_float(pixel_scale, "pixel_scale", u.arcsec)
+        if not pixel_scale > 0:
+            raise ValueError(f"pixel_scale must be a positive number of arcsec; got {pixel_scale}")
+    cubes, bands, scales = [], [], []
+    for path in map(Path, paths):
+        with _open(path) as hdul:
+            hdu = _hdu_data(hdul, None, path, "band image")
+            cubes.append(as_real_array(hdu.data, f"the image in {path}"))
+            header = hdul[0].header.copy()
+            header.update(hdu.header)
+        bands.append(header_band(header) or path.stem)
+        scale = header_pixel_scale(header, where=str(path))
+        if scale is not None:
+            scales.append(scale)
+    shapes = {c.shape for c in cubes}
+    if len(shapes) > 1:
+        raise ValueError(f"the band images must share one shape (co-registered); got {sorted(shapes)}")
+    return np.stack(cubes)[None], bands, pixel_scale if pixel_scale is not None else (scales[0] if scales else None)
 
 
 def write_estimate_fits(estimate, path, overwrite=False):

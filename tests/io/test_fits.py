@@ -7,7 +7,8 @@ from astropy.table import QTable
 import lenskit
 from lenskit.core.estimate import Estimate
 from lenskit.core.exceptions import LenskitFileError
-from lenskit.io.fits import Cutout, overlap_matrix, read_cutout, read_estimate_fits, write_estimate_fits
+from lenskit.io.fits import (Cutout, overlap_matrix, read_band_images, read_cutout, read_estimate_fits,
+                             write_estimate_fits)
 
 
 def test_overlap_matrix_conserves_flux():
@@ -120,7 +121,6 @@ def test_one_pixel_scale_policy_for_every_fits_reader(tmp_path):
     from astropy.io import fits
     from astropy.wcs import WCS
 
-    from lenskit.cli import _read_band_fits
     from lenskit.core import LenskitDataWarning
     from lenskit.io.fits import read_cutout
 
@@ -141,12 +141,12 @@ def test_one_pixel_scale_policy_for_every_fits_reader(tmp_path):
     with pytest.warns(LenskitDataWarning, match="WCS gives 0.05.*PIXSCALE = 0.1"):
         assert read_cutout(tmp_path / "both.fits").pixel_scale == pytest.approx(0.05)
     with pytest.warns(LenskitDataWarning):
-        cube, bands, scale = _read_band_fits([tmp_path / "both.fits"])
+        cube, bands, scale = read_band_images([tmp_path / "both.fits"])
     assert scale == pytest.approx(0.05) and bands == ["F814W"]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert read_cutout(tmp_path / "key.fits").pixel_scale == pytest.approx(0.03)
-        assert _read_band_fits([tmp_path / "key.fits"])[2] == pytest.approx(0.03)
+        assert read_band_images([tmp_path / "key.fits"])[2] == pytest.approx(0.03)
         assert read_cutout(tmp_path / "both.fits", pixel_scale=0.07).pixel_scale == 0.07  # the caller's value wins
     src = lenskit.get("source", "image_directory")(tmp_path / "stamps")
     with pytest.warns(LenskitDataWarning):
