@@ -42,3 +42,8 @@ def __getattr__(name):
 
         return load_estimator
     raise AttributeError(f"module 'lenskit' has no attribute {name!r}")
+
+
+def __dir__():
+    # the lazily imported names (Simulator, fit, load_estimator) belong to the public API too
+    return sorted(set(globals()) | set(__all__))
