@@ -45,6 +45,39 @@ def _fraction(text):
     return v
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every option's default in its help (unless the help states it already), examples kept as written."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS) or action.nargs == 0:
+            return text
+        return f"{text} (default: %(default)s)" if text else "(default: %(default)s)"
+
+
+#: Examples shown at the end of each command's --help.
+EXAMPLES = {
+    "plugins": ["lenskit plugins", "lenskit plugins --json"],
+    "demo": ["lenskit demo", "lenskit demo -n 50 -o demo-out"],
+    "estimate": ["lenskit estimate lenses.asdf -o estimates.asdf",
+                 "lenskit estimate lsst.asdf --estimator lsst_gri --tta 8 -o estimates.fits",
+                 "lenskit estimate shards/ --workers 2 -o estimates.asdf"],
+    "deblend": ["lenskit deblend SL2SJ0219_F475X.fits SL2SJ0219_F600LP.fits -o deblended.asdf",
+                "lenskit deblend lenses.asdf --method sersic -o deblended.asdf"],
+    "find": ["lenskit find cutouts.fits -o candidates.asdf --top 20",
+             "lenskit find cutouts.fits --lens-fraction 1e-3 --tta 8 -o candidates.fits"],
+    "train": ["lenskit train --instrument lsst --estimator pearson --minutes 60 --checkpoint ck.asdf -o lsst.asdf",
+              "torchrun --nproc_per_node 2 -m lenskit train --ddp --steps 2000 -o hst.asdf"],
+    "simulate": ["lenskit simulate -n 1000 -o train.asdf",
+                 "lenskit simulate -n 2000 --instrument lsst --lens-light subtracted --seed 1 -o lsst.asdf",
+                 "lenskit simulate -n 100000 --workers 2 --shard-size 1000 --seed 1 -o shards/"],
+}
+
+
+def _epilog(command):
+    return "examples:\n" + "\n".join(f"  {line}" for line in EXAMPLES[command])
+
+
 _POSITIVE = _int_at_least(1)
 _NON_NEGATIVE = _int_at_least(0)
 _ASDF = (".asdf",)
@@ -442,23 +475,27 @@ def _dask_arguments(p):
 def build_parser():
     from lenskit import __version__
 
-    parser = argparse.ArgumentParser(prog="lenskit", description="Simulate, deblend, model and find strong lenses.")
+    parser = argparse.ArgumentParser(prog="lenskit", description="Simulate, deblend, model and find strong lenses.",
+                                     formatter_class=_HelpFormatter,
+                                     epilog="examples:\n  lenskit demo\n  lenskit simulate -n 1000 -o train.asdf\n"
+                                            "  lenskit estimate train.asdf -o estimates.asdf\n\n"
+                                            "Each command has --help.")
     parser.add_argument("--version", action="version", version=f"lenskit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("plugins", help="list plugins, what they provide, and what failed to load")
+    p = sub.add_parser("plugins", formatter_class=_HelpFormatter, epilog=_epilog("plugins"), help="list plugins, what they provide, and what failed to load")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_cmd_plugins)
 
-    p = sub.add_parser("demo", help="simulate a small HST test set, estimate it with the shipped estimator, "
+    p = sub.add_parser("demo", formatter_class=_HelpFormatter, epilog=_epilog("demo"), help="simulate a small HST test set, estimate it with the shipped estimator, "
                                     "write ASDF and figures")
     p.add_argument("-n", type=_POSITIVE, default=200, help="number of lenses (default 200)")
     p.add_argument("-o", "--output", default="lenskit-demo", help="output folder (default ./lenskit-demo)")
-    p.add_argument("--seed", type=_NON_NEGATIVE, default=2017)
-    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--seed", type=_NON_NEGATIVE, default=2017, help="seed of the test set")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser("estimate", help="estimate lens parameters of a dataset (.asdf) or image (.fits)")
+    p = sub.add_parser("estimate", formatter_class=_HelpFormatter, epilog=_epilog("estimate"), help="estimate lens parameters of a dataset (.asdf) or image (.fits)")
     p.add_argument("input", nargs="+", help="a LensDataset .asdf or a FITS image / cube (several, a shard directory "
                                             "or a glob pattern with --scheduler / --workers)")
     _dask_arguments(p)
@@ -466,24 +503,24 @@ def build_parser():
     p.add_argument("--estimator", default="hst_wfc3", help="shipped estimator name or weights .asdf")
     p.add_argument("--pixel-scale", type=_positive_float, default=None,
                    help="arcsec per pixel of a FITS cutout without WCS or PIXSCALE")
-    p.add_argument("--batch-size", type=_POSITIVE, default=64)
+    p.add_argument("--batch-size", type=_POSITIVE, default=64, help="images per network pass")
     p.add_argument("--tta", type=int, choices=(1, 2, 4, 8), default=1,
                    help="average over this many symmetries of the pixel grid (test-time augmentation: more accurate, "
                         "that many times slower)")
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_estimate)
 
-    p = sub.add_parser("deblend", help="remove the lens light: ICA of two or more bands, or a Sérsic fit")
+    p = sub.add_parser("deblend", formatter_class=_HelpFormatter, epilog=_epilog("deblend"), help="remove the lens light: ICA of two or more bands, or a Sérsic fit")
     p.add_argument("inputs", nargs="+", help="a LensDataset .asdf, or one co-registered FITS image per band")
     p.add_argument("-o", "--output", required=True, help="output Deblended .asdf")
     p.add_argument("--method", default="ica", help="deblender: ica (default) or sersic")
     p.add_argument("--pixel-scale", type=_positive_float, default=None, help="arcsec per pixel (default from the WCS)")
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_deblend)
 
-    p = sub.add_parser("find", help="score survey cutouts with the DeepLens lens finder")
+    p = sub.add_parser("find", formatter_class=_HelpFormatter, epilog=_epilog("find"), help="score survey cutouts with the DeepLens lens finder")
     p.add_argument("input", nargs="+", help="cutouts: a FITS cube (N, H, W) or (N, bands, H, W), or a LensDataset "
                                             ".asdf (several, a shard directory or a glob with --scheduler / --workers)")
     _dask_arguments(p)
@@ -501,15 +538,15 @@ def build_parser():
                    help="average the scores over this many rotations and mirrors of each cutout (test-time "
                         "augmentation, with its own validation threshold: a little more complete, that many times "
                         "slower)")
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_find)
 
-    p = sub.add_parser("train", help="train an estimator on lenses simulated on the fly")
+    p = sub.add_parser("train", formatter_class=_HelpFormatter, epilog=_epilog("train"), help="train an estimator on lenses simulated on the fly")
     p.add_argument("--estimator", default="lenskit_net", help="architecture (see `lenskit plugins`)")
-    p.add_argument("--instrument", default="hst_wfc3")
+    p.add_argument("--instrument", default="hst_wfc3", help="instrument name (see `lenskit plugins`)")
     p.add_argument("--bands", help="comma-separated bands")
-    p.add_argument("--source", default="sersic_clump")
+    p.add_argument("--source", default="sersic_clump", help="training source name")
     p.add_argument("--arch", action="append", metavar="KEY=VALUE",
                    help="architecture option, repeatable, e.g. --arch stretch=asinh --arch first_stride=1")
     p.add_argument("--steps", type=_POSITIVE, default=1000, help="optimisation steps (default 1000)")
@@ -521,18 +558,18 @@ def build_parser():
     p.add_argument("--validation-size", type=_POSITIVE, default=256, help="held-out systems (default 256)")
     p.add_argument("--checkpoint", default=None, help="checkpoint file (resumes when it exists)")
     p.add_argument("--checkpoint-every", type=_POSITIVE, default=200, help="steps between checkpoints (default 200)")
-    p.add_argument("--seed", type=_NON_NEGATIVE, default=0)
+    p.add_argument("--seed", type=_NON_NEGATIVE, default=0, help="seed of the training stream")
     p.add_argument("--ddp", action="store_true",
                    help="data-parallel training over the ranks of `torchrun --nproc_per_node N -m lenskit train "
                         "--ddp ...` (--batch-size is per rank)")
     p.add_argument("--backend", default=None, help="torch.distributed backend with --ddp (default nccl on GPUs, "
                                                    "gloo on CPUs)")
     p.add_argument("-o", "--output", required=True, help="weights .asdf")
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("simulate", help="simulate lenses to an ASDF file")
+    p = sub.add_parser("simulate", formatter_class=_HelpFormatter, epilog=_epilog("simulate"), help="simulate lenses to an ASDF file")
     p.add_argument("-n", type=_POSITIVE, required=True, help="number of accepted systems")
     p.add_argument("-o", "--output", required=True, help="output .asdf file")
     p.add_argument("--instrument", default="hst_wfc3", help="instrument name (see `lenskit plugins`)")
@@ -547,14 +584,14 @@ def build_parser():
                         "kept) or the instrument's default")
     p.add_argument("--supersample", type=_POSITIVE, default=1, help="sub-pixels per pixel side (default 1)")
     p.add_argument("--test", action="store_true", help="HST test-set masks (< 2%% of the arc flux)")
-    p.add_argument("--seed", type=_NON_NEGATIVE, default=None)
+    p.add_argument("--seed", type=_NON_NEGATIVE, default=None, help="random seed (reproducible output)")
     p.add_argument("--workers", type=_POSITIVE, default=None,
                    help="simulate shards in parallel on a Dask LocalCluster of N workers; -o is then a directory")
     p.add_argument("--scheduler", default=None,
                    help="simulate shards on this Dask scheduler (address, scheduler .json, 'local' or 'serial')")
     p.add_argument("--shard-size", type=_POSITIVE, default=1000, help="systems per shard (default 1000)")
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_simulate)
     return parser
 
