@@ -69,6 +69,7 @@ EXAMPLES = {
     "train": ["lenskit train --instrument lsst --estimator pearson --minutes 60 --checkpoint ck.asdf -o lsst.asdf",
               "torchrun --nproc_per_node 2 -m lenskit train --ddp --steps 2000 -o hst.asdf"],
     "simulate": ["lenskit simulate -n 1000 -o train.asdf",
+                 "lenskit simulate -n 2000 --preset lanusse2018 --seed 3 -o finder_cutouts.asdf",
                  "lenskit simulate -n 2000 --instrument lsst --lens-light subtracted --seed 1 -o lsst.asdf",
                  "lenskit simulate -n 100000 --workers 2 --shard-size 1000 --seed 1 -o shards/"],
 }
@@ -126,9 +127,47 @@ def _cmd_plugins(args):
     return 1 if problems else 0
 
 
+#: ``lenskit simulate --preset`` names -> (lenskit.simulation.presets function, its arguments).
+PRESETS = {
+    "hezaveh2017": ("hezaveh2017", {}),
+    "hezaveh2017-test": ("hezaveh2017", {"test": True}),
+    "pearson2019-lsst": ("pearson2019", {"survey": "lsst"}),
+    "pearson2019-euclid": ("pearson2019", {"survey": "euclid"}),
+    "lanusse2018": ("lanusse2018", {"mode": "single_epoch"}),
+    "lanusse2018-stack": ("lanusse2018", {"mode": "stack"}),
+}
+_SIMULATE_DEFAULTS = {"instrument": "hst_wfc3", "bands": None, "source": "sersic_clump", "mass_model": "sie",
+                      "shear": False, "selection": "default", "test": False, "supersample": 1}
+
+
+def _preset_simulator(args):
+    """The simulator of ``--preset``, refusing options the preset decides."""
+    from lenskit.simulation import presets
+
+    fixed = [f"--{k.replace('_', '-')}" for k, v in _SIMULATE_DEFAULTS.items() if getattr(args, k) != v]
+    if fixed:
+        raise ValueError(f"--preset {args.preset} sets the instrument, source and selection itself; drop "
+                         f"{', '.join(fixed)} (or simulate without --preset)")
+    func, kwargs = PRESETS[args.preset]
+    if args.lens_light != "default":
+        if func != "pearson2019":
+            raise ValueError(f"--lens-light applies to the pearson2019 presets only, not {args.preset}")
+        kwargs = {**kwargs, "lens_light": {"on": True, "off": False, "subtracted": "subtracted"}[args.lens_light]}
+    if func == "lanusse2018" and (args.workers is not None or args.scheduler is not None):
+        raise ValueError("--preset lanusse2018 simulates in one process; drop --workers / --scheduler")
+    return getattr(presets, func)(seed=args.seed, **kwargs)
+
+
 def _cmd_simulate(args):
     import lenskit
 
+    if args.preset is not None:
+        out = Path(args.output)
+        distributed = args.workers is not None or args.scheduler is not None
+        if not distributed:
+            _output(args, _ASDF, "a LensDataset")
+        sim = _preset_simulator(args)
+        return _simulate_with(sim, args, out, distributed)
     inst_kwargs = {}
     if args.bands:
         inst_kwargs["bands"] = tuple(args.bands.split(","))
@@ -145,6 +184,10 @@ def _cmd_simulate(args):
     lens_light = {"on": True, "off": False, "subtracted": "subtracted", "default": None}[args.lens_light]
     sim = lenskit.Simulator(mass_model=mass, source=args.source, instrument=instrument, seed=args.seed,
                             selection=args.selection, lens_light=lens_light, supersample=args.supersample)
+    return _simulate_with(sim, args, out, distributed)
+
+
+def _simulate_with(sim, args, out, distributed):
     if distributed:
         from lenskit.distributed import simulate
 
@@ -572,6 +615,10 @@ def build_parser():
     p = sub.add_parser("simulate", formatter_class=_HelpFormatter, epilog=_epilog("simulate"), help="simulate lenses to an ASDF file")
     p.add_argument("-n", type=_POSITIVE, required=True, help="number of accepted systems")
     p.add_argument("-o", "--output", required=True, help="output .asdf file")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="a paper's recipe (lenskit.simulation.presets): Hezaveh et al. 2017 HST training or test "
+                        "sets, Pearson et al. 2019 LSST g,r,i or Euclid VIS, Lanusse et al. 2018 labelled lens-finder "
+                        "cutouts (45 x 45 LSST g, single epoch or stack); sets instrument, source and selection")
     p.add_argument("--instrument", default="hst_wfc3", help="instrument name (see `lenskit plugins`)")
     p.add_argument("--bands", help="comma-separated bands, e.g. g,r,i")
     p.add_argument("--source", default="sersic_clump", help="source name (default sersic_clump)")

@@ -126,3 +126,18 @@ def test_cli_estimate_with_test_time_augmentation(tmp_path, capsys):
     assert main(["estimate", str(path), "--estimator", "lsst_gri", "-o", str(tmp_path / "y.asdf"), "--tta", "2",
                  "--workers", "2"]) == 2
     assert not (tmp_path / "y.asdf").exists()
+
+
+def test_simulate_presets_make_the_papers_data(tmp_path, capsys):
+    from lenskit.cli import main
+
+    out = tmp_path / "cutouts.asdf"
+    assert main(["simulate", "-n", "12", "--preset", "lanusse2018", "--seed", "3", "-o", str(out), "-q"]) == 0
+    ds = lenskit.read(out)
+    assert ds.shape == (12, 1, 45, 45) and "is_lens" in ds.params.colnames
+    assert len(lenskit.load_estimator("finder").predict(ds)) == 12  # what the finder expects
+    out = tmp_path / "pearson.asdf"
+    assert main(["simulate", "-n", "3", "--preset", "pearson2019-euclid", "--lens-light", "subtracted", "--seed", "1",
+                 "-o", str(out), "-q"]) == 0
+    ds = lenskit.read(out)
+    assert ds.instrument == "euclid_vis" and ds.provenance.config["lens_light"] == "subtracted"
