@@ -52,8 +52,8 @@ class Renderer:
         self.sim = presets.pearson2019(SURVEY[name], lens_light=False, dtype=torch.float64)
         self.inst = self.sim.instrument
         self.psf = [e for e in self.inst.effects if e.name.endswith("psf")]
-        if list(self.sim._plain) != LENS:
-            raise RuntimeError(f"expected an SIE with parameters {LENS}; got {list(self.sim._plain)}")
+        if list(self.sim.mass_model.param_names) != LENS:
+            raise RuntimeError(f"expected an SIE with parameters {LENS}; got {list(self.sim.mass_model.param_names)}")
 
     def __call__(self, values):
         """``values``: dict of arrays (n,) for GEOMETRY; returns (n, bands, H, W) arcs of unit source flux."""
@@ -61,7 +61,7 @@ class Renderer:
         beta = np.stack([values["source_x"], values["source_y"]], 1)
         src = SersicBatch(values["source_R_e"], values["source_n"], values["source_e1"], values["source_e2"])
         n, nb = len(beta), len(self.inst.bands)
-        arcs, _, _ = self.sim._render(p, beta, src, np.ones((n, nb)), None, None)
+        arcs, _, _ = self.sim.render(p, beta, src, np.ones((n, nb)))
         obs = Observation(images=arcs, pixel_scale=self.inst.pixel_scale.value, bands=self.inst.bands, truth={})
         for effect in self.psf:  # a fixed PSF: no random draws
             obs = effect(obs, np.random.default_rng(0))

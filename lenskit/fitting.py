@@ -29,11 +29,11 @@ import time
 import astropy.units as u
 import numpy as np
 import torch
-import torch.nn.functional as F
 from astropy.table import QTable
 
 from lenskit.core.validation import as_float, as_real_array
 from lenskit.lensing.convolution import fft_convolve
+from lenskit.lensing.render import pixel_grid, render
 
 __all__ = ["fit", "FitResult", "render_model", "fft_convolve", "ring_radius", "outlier_mask"]
 
@@ -126,34 +126,34 @@ def render_model(values, shape, pixel_scale, psf=None, supersample=2, shear=True
     from lenskit.mass_models.sie import SIE
 
     dtype = dtype or values["theta_E"].dtype
-    h, w = shape
-    s = int(supersample)
-    sc = pixel_scale / s
-    y = (torch.arange(h * s, dtype=dtype) - (h * s - 1) / 2) * sc
-    x = (torch.arange(w * s, dtype=dtype) - (w * s - 1) / 2) * sc
+    x, y = pixel_grid(shape, pixel_scale, supersample, dtype=dtype)
     X, Y = x.reshape(1, -1), y.reshape(-1, 1)
-    mass = {k: values[k] for k in MASS}
-    ax, ay = SIE()._deflection(X, Y, **mass)
-    if shear:
-        g1, g2 = values["gamma1"], values["gamma2"]
-        dx, dy = X - values["x0"], Y - values["y0"]
-        ax = ax + g1 * dx + g2 * dy
-        ay = ay + g2 * dx - g1 * dy
-    bx, by = X - ax, Y - ay
-    n_s = values["src_n"]
-    src = elliptical_sersic(bx, by, values["src_e1"], values["src_e2"], values["src_x"], values["src_y"],
-                            values["src_R_e"], n_s, sersic_b(n_s), 1.0)
-    imgs = [src]
-    if lens_light:
-        n_l = values["light_n"]
-        imgs.append(elliptical_sersic(X, Y, values["light_e1"], values["light_e2"], values["x0"], values["y0"],
-                                      values["light_R_e"], n_l, sersic_b(n_l), 1.0))
-    stack = torch.stack(imgs)[:, None]
-    if s > 1:
-        stack = F.avg_pool2d(stack, s)
-    out = stack[:, 0]
-    if psf is not None:
-        out = fft_convolve(out, psf)
+    sie = SIE()
+
+    def deflection(xx, yy, **mass):
+        ax, ay = sie._deflection(xx, yy, **mass)
+        if shear:
+            g1, g2 = values["gamma1"], values["gamma2"]
+            dx, dy = xx - values["x0"], yy - values["y0"]
+            ax = ax + g1 * dx + g2 * dy
+            ay = ay + g2 * dx - g1 * dy
+        return ax, ay
+
+    n_s, n_l = values["src_n"], values.get("light_n")
+
+    def source(bx, by):
+        return elliptical_sersic(bx, by, values["src_e1"], values["src_e2"], values["src_x"], values["src_y"],
+                                 values["src_R_e"], n_s, sersic_b(n_s), 1.0)
+
+    def light(xx, yy):
+        return elliptical_sersic(xx, yy, values["light_e1"], values["light_e2"], values["x0"], values["y0"],
+                                 values["light_R_e"], n_l, sersic_b(n_l), 1.0)
+
+    src, lens, _ = render(deflection, {k: values[k] for k in MASS}, source, X, Y, pixel_scale, supersample=supersample,
+                          light=light if lens_light else None)
+    if psf is None:
+        return src, lens
+    out = fft_convolve(torch.stack([src] if lens is None else [src, lens]), psf)
     return out[0], (out[1] if lens_light else None)
 
 

@@ -7,6 +7,7 @@ import torch
 from lenskit.core.interfaces import Instrument
 from lenskit.core.validation import as_float
 from lenskit.instruments.effects import Observation
+from lenskit.lensing.render import pixel_grid
 
 __all__ = ["Camera", "survey_priors"]
 
@@ -104,14 +105,7 @@ class Camera(Instrument):
         Centres sit at ``(i - (n - 1) / 2) * scale``; with supersampling each
         pixel is split into ``s x s`` sub-pixels.
         """
-        s = int(supersample)
-        if s < 1:
-            raise ValueError(f"supersample must be a positive integer; got {supersample}")
-        scale = self.pixel_scale.to_value(u.arcsec) / s
-        h, w = self.shape[0] * s, self.shape[1] * s
-        y = (torch.arange(h, dtype=torch.float64) - (h - 1) / 2) * scale
-        x = (torch.arange(w, dtype=torch.float64) - (w - 1) / 2) * scale
-        return x.to(device=device, dtype=dtype), y.to(device=device, dtype=dtype)
+        return pixel_grid(self.shape, self.pixel_scale.to_value(u.arcsec), supersample, device, dtype)
 
     @property
     def field_of_view(self):

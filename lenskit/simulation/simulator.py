@@ -13,7 +13,6 @@ Work is done in small chunks so each step's working set stays in cache.
 import astropy.units as u
 import numpy as np
 import torch
-import torch.nn.functional as F
 from astropy.table import QTable
 from matplotlib.path import Path
 
@@ -25,6 +24,7 @@ from lenskit.core.resources import check_memory
 from lenskit.core.validation import as_float, as_rng, check_int, check_number
 from lenskit.lensing.critical import multiple_image_region
 from lenskit.lensing.light import elliptical_sersic, sersic_b, sersic_total_flux
+from lenskit.lensing.render import pixel_grid, render
 from lenskit.simulation.selection import as_selection
 
 __all__ = ["Simulator", "DEFAULT_TARGETS"]
@@ -324,40 +324,66 @@ class Simulator:
     # -- rendering ---------------------------------------------------------------------
     def _pixel_grid(self):
         if self._grid is None:
-            x, y = self.instrument.pixel_grid(self.supersample, self.device, self.dtype)
+            x, y = pixel_grid(self.instrument.shape, self.instrument.pixel_scale.to_value(u.arcsec), self.supersample,
+                              self.device, self.dtype)
             self._grid = (x.reshape(1, 1, -1), y.reshape(1, -1, 1))
         return self._grid
 
     def _t(self, a):
         return torch.as_tensor(np.asarray(a, dtype=float), dtype=self.dtype, device=self.device)
 
-    def _render(self, p, beta, src, src_flux, light, lens_flux):
-        """Noise-free arcs and lens light (n, bands, H, W) and the magnification of each system."""
+    def render(self, params, source_positions, sources, source_flux, light=None, lens_flux=None):
+        """
+        Noise-free arcs and lens light of given systems on this simulator's grid (before the instrument's effects).
+
+        The simulator's own renderer (`lenskit.lensing.render.render`), public for forward modelling and
+        forecasts: the same function of the parameters that `sample` draws its images from.
+
+        Parameters
+        ----------
+        params : dict
+            Mass-model parameters, arrays shaped (n,) in their units (arcsec for angles).
+        source_positions : array (n, 2)
+            Unlensed source centres (x, y) in arcsec.
+        sources : `~lenskit.core.SourceBatch`
+            n sources (for example ``SersicBatch``), drawn about the origin.
+        source_flux : array (n, bands)
+            Total source flux per band (the instrument's units).
+        light : dict, optional
+            Lens-light parameters ``light_R_e``, ``light_n``, ``light_e1``, ``light_e2``, arrays (n,);
+            the light is centred on the mass.
+        lens_flux : array (n, bands), optional
+            Total lens-light flux per band.
+
+        Returns
+        -------
+        arcs : `torch.Tensor` (n, bands, H, W)
+        lens_light : `torch.Tensor` (n, bands, H, W) or None
+        magnification : ndarray (n,)
+        """
         X, Y = self._pixel_grid()
+        beta = np.asarray(source_positions, dtype=float)
         n = beta.shape[0]
         shape = (n, 1, 1)
-        pt = {k: self._t(v).reshape(shape) for k, v in p.items()}
-        ax, ay = self._deflect(X, Y, **pt)
-        bx = X - ax - self._t(beta[:, 0]).reshape(shape)
-        by = Y - ay - self._t(beta[:, 1]).reshape(shape)
-        sb = self._source_brightness(src, bx, by)  # (n, H*s, W*s), flux per arcsec^2
+        pt = {k: self._t(v).reshape(shape) for k, v in params.items()}
         pix = self.instrument.pixel_scale.to_value(u.arcsec)
-        s = self.supersample
-        sub_area = (pix / s) ** 2
-        mu = (sb.reshape(n, -1).sum(1) * sub_area).double().cpu().numpy() / np.asarray(src.flux)
-        if s > 1:
-            sb = F.avg_pool2d(sb.unsqueeze(1), s).squeeze(1)
-        arcs = sb.unsqueeze(1) * (self._t(src_flux) * pix * pix).reshape(n, -1, 1, 1)
-        lens = None
+        lens_sb = None
         if light is not None:
             R_e, nn = light["light_R_e"], light["light_n"]
-            lb = self._light(X, Y, self._t(light["light_e1"]).reshape(shape), self._t(light["light_e2"]).reshape(shape),
-                             pt[self._centre_keys[0]], pt[self._centre_keys[1]], self._t(R_e).reshape(shape),
-                             self._t(nn).reshape(shape), self._t(sersic_b(nn)).reshape(shape),
-                             self._t(1.0 / sersic_total_flux(R_e, nn)).reshape(shape))
-            if s > 1:
-                lb = F.avg_pool2d(lb.unsqueeze(1), s).squeeze(1)
-            lens = lb.unsqueeze(1) * (self._t(lens_flux) * pix * pix).reshape(n, -1, 1, 1)
+            args = (self._t(light["light_e1"]).reshape(shape), self._t(light["light_e2"]).reshape(shape),
+                    pt[self._centre_keys[0]], pt[self._centre_keys[1]], self._t(R_e).reshape(shape),
+                    self._t(nn).reshape(shape), self._t(sersic_b(nn)).reshape(shape),
+                    self._t(1.0 / sersic_total_flux(R_e, nn)).reshape(shape))
+
+            def lens_sb(x, y):
+                return self._light(x, y, *args)
+
+        sb, lb, total = render(self._deflect, pt, lambda bx, by: self._source_brightness(sources, bx, by), X, Y, pix,
+                               supersample=self.supersample, light=lens_sb,
+                               source_offset=(self._t(beta[:, 0]).reshape(shape), self._t(beta[:, 1]).reshape(shape)))
+        mu = total.double().cpu().numpy() / np.asarray(sources.flux)
+        arcs = sb.unsqueeze(1) * (self._t(source_flux) * pix * pix).reshape(n, -1, 1, 1)
+        lens = None if lb is None else lb.unsqueeze(1) * (self._t(lens_flux) * pix * pix).reshape(n, -1, 1, 1)
         return arcs, lens, mu
 
     def _source_brightness(self, src, bx, by):
@@ -422,7 +448,7 @@ class Simulator:
                 p = {k: v[idx] for k, v in cand["p"].items()}
                 light = None if cand["light"] is None else {k: v[idx] for k, v in cand["light"].items()}
                 src = cand["src"].take(idx)
-                arcs, lens, mu = self._render(p, cand["beta"][idx], src, cand["src_flux"][idx], light,
+                arcs, lens, mu = self.render(p, cand["beta"][idx], src, cand["src_flux"][idx], light,
                                               None if light is None else cand["lens_flux"][idx])
                 state = {"theta_E": cand["extra"]["theta_E"][idx], "magnification": mu,
                          "multiply_imaged": cand["inside"][idx], "source_size": np.asarray(src.size),

@@ -1,0 +1,66 @@
+"""The one renderer against identities: surface brightness is conserved, an unlensed source keeps its flux."""
+
+import math
+
+import numpy as np
+import torch
+
+import lenskit
+from lenskit.lensing.light import gaussian
+from lenskit.lensing.render import downsample, pixel_grid, render
+
+
+def _grid(n=64, scale=0.05, s=1):
+    x, y = pixel_grid((n, n), scale, s, dtype=torch.float64)
+    return x.reshape(1, 1, -1), y.reshape(1, -1, 1)
+
+
+def _sie_params(theta_E=1.0):
+    return {k: torch.tensor([[[v]]], dtype=torch.float64)
+            for k, v in dict(theta_E=theta_E, e1=0.1, e2=-0.05, x0=0.03, y0=0.0).items()}
+
+
+def test_grid_follows_the_pixel_centre_convention():
+    x, y = pixel_grid((3, 4), 0.5)
+    np.testing.assert_allclose(x.numpy(), [-0.75, -0.25, 0.25, 0.75])
+    np.testing.assert_allclose(y.numpy(), [-0.5, 0.0, 0.5])
+    xs, _ = pixel_grid((3, 4), 0.5, supersample=2)
+    np.testing.assert_allclose(downsample(xs.reshape(1, 1, -1).expand(1, 2, 8), 2).numpy()[0, 0], x.numpy())
+
+
+def test_lensing_conserves_surface_brightness():
+    sie = lenskit.get("mass_model", "sie")()
+    X, Y = _grid()
+    arcs, _, total = render(sie._deflection, _sie_params(), lambda bx, by: torch.full_like(bx, 2.5), X, Y, 0.05,
+                            supersample=1)
+    np.testing.assert_allclose(arcs.numpy(), 2.5)
+    np.testing.assert_allclose(total.numpy(), 2.5 * (64 * 0.05) ** 2)
+
+
+def test_an_unlensed_source_keeps_its_flux_and_a_lensed_one_is_magnified():
+    sie = lenskit.get("mass_model", "sie")()
+    X, Y = _grid(n=128, scale=0.04, s=2)
+    sigma = 0.05
+    src = lambda bx, by: gaussian(bx * bx + by * by, sigma)  # noqa: E731 - unit flux
+    _, _, total = render(sie._deflection, _sie_params(theta_E=0.0), src, X, Y, 0.04, supersample=2)
+    assert math.isclose(float(total), 1.0, rel_tol=1e-6)
+    # a source on the optical axis of an SIS far from the caustic: mu = 1 / (1 - theta_E / |theta|) summed over images
+    sis = {k: v if k != "e1" and k != "e2" else torch.zeros_like(v) for k, v in _sie_params(1.0).items()}
+    sis["x0"] = torch.zeros_like(sis["x0"])
+    beta = 0.5  # |beta| < theta_E: two images at theta_E +- beta, total magnification 2 theta_E / beta
+    _, _, lensed = render(sie._deflection, sis, src, X, Y, 0.04, supersample=2,
+                          source_offset=(torch.tensor(beta, dtype=torch.float64), torch.tensor(0.0, dtype=torch.float64)))
+    assert math.isclose(float(lensed), 2 * 1.0 / beta, rel_tol=0.01)
+
+
+def test_simulator_render_is_public_and_reproduces_sample():
+    from lenskit.sources.sersic import SersicBatch
+
+    sim = lenskit.Simulator(instrument="euclid_vis", lens_light=False, seed=9)
+    ds = sim.sample(3)
+    p = {k: ds.params[k].value if hasattr(ds.params[k], "unit") else np.asarray(ds.params[k])
+         for k in sim.mass_model.param_names}
+    assert set(p) == {"theta_E", "e1", "e2", "x0", "y0"}
+    src = SersicBatch(np.full(3, 0.3), np.full(3, 1.0), np.zeros(3), np.zeros(3))
+    arcs, lens, mu = sim.render(p, np.zeros((3, 2)), src, np.ones((3, 1)))
+    assert arcs.shape == (3, 1, 57, 57) and lens is None and np.all(mu > 1)
