@@ -124,7 +124,32 @@ def _cmd_plugins(args):
             print(f"\nplugin '{p.name}' failed to load: {p.error}")
     for msg in dict.fromkeys(m for p in found for m in p.conflicts):
         print(f"\nconflict: {msg}")
+    _print_shipped_weights(args.weights)
     return 1 if problems else 0
+
+
+def _print_shipped_weights(details):
+    """The estimators whose weights ship with lenskit (and, with ``details``, what each expects)."""
+    from lenskit.estimators.pretrained import WEIGHTS_DIR, shipped
+
+    names = shipped()
+    if not details:
+        print(f"\nshipped weights (lenskit.load_estimator(NAME); --weights for what each expects): {', '.join(names)}")
+        return
+    import lenskit
+
+    print("\nshipped weights (lenskit.load_estimator(NAME)):")
+    rows = [("name", "estimator", "instrument", "bands", "pixel scale", "stamp", "lens light")]
+    for name in names:
+        w = lenskit.read(WEIGHTS_DIR / f"{name}.asdf")
+        e = w.config.get("expects", {})
+        shape = e.get("shape", [])
+        rows.append((name, w.config.get("estimator", "?"), e.get("instrument", "-"), ",".join(e.get("bands", [])),
+                     f"{e['pixel_scale']:g}\"" if "pixel_scale" in e else "-",
+                     "x".join(map(str, shape[1:])) if shape else "-", str(e.get("lens_light", "-"))))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(v.ljust(wd) for v, wd in zip(r, widths)).rstrip())
 
 
 #: ``lenskit simulate --preset`` names -> (lenskit.simulation.presets function, its arguments).
@@ -208,6 +233,19 @@ def _load_images(path):
     from lenskit.io import read_images
 
     return read_images(path, as_cube=False)
+
+
+def _display_table(table, input_name):
+    """Rows for the terminal: an input column first, then every column at 4 significant figures."""
+    from astropy.table import QTable
+
+    t = QTable(table, copy=True)
+    t.add_column([input_name] * len(t), name="input", index=0)
+    t.add_column(list(range(len(t))), name="row", index=1)
+    for c in t.colnames[2:]:
+        if getattr(t[c], "dtype", None) is not None and t[c].dtype.kind == "f":
+            t[c].info.format = ".4g"
+    return t.pformat(max_width=-1, max_lines=-1)
 
 
 def _print_metrics(estimate, truth, label):
@@ -295,7 +333,9 @@ def _cmd_estimate(args):
     else:
         estimate.write(out, overwrite=args.overwrite)
     print(f"estimated {len(estimate)} system(s) with {args.estimator} -> {out}")
-    print("\n".join(estimate.table[: min(10, len(estimate))].pformat(max_width=-1)))
+    print("\n".join(_display_table(estimate.table[: min(10, len(estimate))], Path(args.input).name)))
+    if len(estimate) > 10:
+        print(f"... {len(estimate) - 10} more row(s) in {out}")
     if isinstance(data, LensDataset) and all(t in data.params.colnames for t in est.targets):
         _print_metrics(estimate, data.params, args.estimator)
     return 0
@@ -528,6 +568,7 @@ def build_parser():
 
     p = sub.add_parser("plugins", formatter_class=_HelpFormatter, epilog=_epilog("plugins"), help="list plugins, what they provide, and what failed to load")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--weights", action="store_true", help="also show what each shipped estimator expects")
     p.set_defaults(func=_cmd_plugins)
 
     p = sub.add_parser("demo", formatter_class=_HelpFormatter, epilog=_epilog("demo"), help="simulate a small HST test set, estimate it with the shipped estimator, "
@@ -661,6 +702,10 @@ def main(argv=None):
     except KeyboardInterrupt:
         print(f"lenskit {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of our output went away (lenskit ... | head): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     except (ValueError, TypeError, LookupError, OSError) as exc:  # bad input, missing or unreadable files
         if debug:
             raise

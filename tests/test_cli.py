@@ -141,3 +141,28 @@ def test_simulate_presets_make_the_papers_data(tmp_path, capsys):
                  "-o", str(out), "-q"]) == 0
     ds = lenskit.read(out)
     assert ds.instrument == "euclid_vis" and ds.provenance.config["lens_light"] == "subtracted"
+
+
+def test_plugins_lists_the_shipped_weights_and_what_they_expect(capsys):
+    from lenskit.cli import main
+
+    assert main(["plugins"]) == 0
+    assert "shipped weights" in capsys.readouterr().out
+    assert main(["plugins", "--weights"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    hst = next(r for r in rows if r and r[0] == "hst_wfc3")
+    assert hst[1:] == ["cnn", "hst_wfc3", "F814W", '0.04"', "192x192", "False"]
+
+
+def test_estimate_table_names_its_input_at_four_significant_figures(tmp_path, capsys):
+    from lenskit.cli import main
+
+    ds = lenskit.Simulator(instrument="lsst", seed=4).sample(2)
+    ds.write(tmp_path / "in.asdf")
+    assert main(["estimate", str(tmp_path / "in.asdf"), "--estimator", "lsst_gri", "-o", str(tmp_path / "e.asdf"),
+                 "-q"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split()[:3] == ["input", "row", "theta_E"]
+    first = lines[4].split()
+    assert first[0] == "in.asdf" and first[1] == "0"
+    assert len(first[2].replace(".", "").replace("-", "").lstrip("0")) <= 4  # 4 significant figures
