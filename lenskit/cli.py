@@ -161,15 +161,16 @@ PRESETS = {
     "lanusse2018": ("lanusse2018", {"mode": "single_epoch"}),
     "lanusse2018-stack": ("lanusse2018", {"mode": "stack"}),
 }
-_SIMULATE_DEFAULTS = {"instrument": "hst_wfc3", "bands": None, "source": "sersic_clump", "mass_model": "sie",
-                      "shear": False, "selection": "default", "test": False, "supersample": 1}
+#: The simulate options a preset decides (their defaults are read from the parser).
+_PRESET_DECIDES = ("instrument", "bands", "source", "mass_model", "shear", "selection", "test", "supersample")
 
 
 def _preset_simulator(args):
     """The simulator of ``--preset``, refusing options the preset decides."""
     from lenskit.simulation import presets
 
-    fixed = [f"--{k.replace('_', '-')}" for k, v in _SIMULATE_DEFAULTS.items() if getattr(args, k) != v]
+    defaults = vars(build_parser().parse_args(["simulate", "-n", "1", "-o", "x.asdf"]))
+    fixed = [f"--{k.replace('_', '-')}" for k in _PRESET_DECIDES if getattr(args, k) != defaults[k]]
     if fixed:
         raise ValueError(f"--preset {args.preset} sets the instrument, source and selection itself; drop "
                          f"{', '.join(fixed)} (or simulate without --preset)")
@@ -186,13 +187,12 @@ def _preset_simulator(args):
 def _cmd_simulate(args):
     import lenskit
 
+    out = Path(args.output)
+    distributed = args.workers is not None or args.scheduler is not None
+    if not distributed:
+        _output(args, _ASDF, "a LensDataset")
     if args.preset is not None:
-        out = Path(args.output)
-        distributed = args.workers is not None or args.scheduler is not None
-        if not distributed:
-            _output(args, _ASDF, "a LensDataset")
-        sim = _preset_simulator(args)
-        return _simulate_with(sim, args, out, distributed)
+        return _simulate_with(_preset_simulator(args), args, out, distributed)
     inst_kwargs = {}
     if args.bands:
         inst_kwargs["bands"] = tuple(args.bands.split(","))
@@ -200,10 +200,6 @@ def _cmd_simulate(args):
         if args.instrument != "hst_wfc3":
             raise ValueError("--test applies to the hst_wfc3 instrument only")
         inst_kwargs["test"] = True
-    out = Path(args.output)
-    distributed = args.workers is not None or args.scheduler is not None
-    if not distributed:
-        _output(args, _ASDF, "a LensDataset")
     instrument = lenskit.get("instrument", args.instrument)(**inst_kwargs)
     mass = ["sie", "external_shear"] if args.shear else [args.mass_model]
     lens_light = {"on": True, "off": False, "subtracted": "subtracted", "default": None}[args.lens_light]

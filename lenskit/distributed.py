@@ -300,13 +300,16 @@ def _concat_datasets(parts):
     from astropy.table import vstack
 
     from lenskit.core.dataset import LensDataset
+    from lenskit.core.provenance import array_checksum
 
     first = parts[0]
     cat = lambda name: None if getattr(first, name) is None else np.concatenate([getattr(p, name) for p in parts])  # noqa: E731
     truth = {k: np.concatenate([p.truth[k] for p in parts]) for k in (first.truth or {})}
-    return LensDataset(np.concatenate([p.images for p in parts]), vstack([p.params for p in parts]),
+    images = np.concatenate([p.images for p in parts])
+    return LensDataset(images, vstack([p.params for p in parts]),
                        bands=first.bands, pixel_scale=first.pixel_scale, instrument=first.instrument,
-                       noise=cat("noise"), masks=cat("masks"), truth=truth, provenance=first.provenance)
+                       noise=cat("noise"), masks=cat("masks"), truth=truth,
+                       provenance=first.provenance.with_checksums(images=array_checksum(images)))
 
 
 def _concat_estimates(parts, inputs):

@@ -254,3 +254,13 @@ def test_unreachable_scheduler_is_a_clear_error_before_any_write(tmp_path):
     finally:
         dist.get_client = original
     assert not (tmp_path / "run").exists()
+
+
+def test_concatenated_shards_record_their_own_image_checksum(tmp_path):
+    pytest.importorskip("distributed")
+    from lenskit.core.provenance import array_checksum
+    from lenskit.distributed import simulate
+
+    ds = simulate(lenskit.Simulator(instrument="lsst"), 6, tmp_path / "run", shard_size=3, seed=2,
+                  scheduler="serial").concatenate()
+    assert ds.provenance.checksums["images"] == array_checksum(ds.images)

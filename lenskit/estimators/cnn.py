@@ -22,7 +22,7 @@ from lenskit.core.interfaces import Estimator
 from lenskit.core.provenance import Provenance, array_checksum
 from lenskit.core.weights import ModelWeights
 from lenskit.estimators.inputs import network_inputs
-from lenskit.estimators.networks import build
+from lenskit.estimators.networks import build, check_weights
 from lenskit.estimators.targets import UNITS, TargetSpec, log_sigma
 
 __all__ = ["CNNEstimator", "DEFAULT_TARGETS"]
@@ -219,10 +219,8 @@ class CNNEstimator(Estimator):
             except Exception:
                 klass = cls
         # the architecture its configuration describes, built without memory, must match the arrays
-        with torch.device("meta"):
-            probe = build(c["architecture"], in_shape=tuple(c["in_shape"]),
-                          n_outputs=spec.k * (2 if c["uncertainty"] else 1), **dict(c.get("arch_kwargs") or {}))
-        weights.check_network(probe)
+        check_weights(weights, c["architecture"], in_shape=tuple(c["in_shape"]),
+                      n_outputs=spec.k * (2 if c["uncertainty"] else 1), **dict(c.get("arch_kwargs") or {}))
         est = klass.__new__(klass)
         CNNEstimator.__init__(est, architecture=c["architecture"], in_shape=c["in_shape"], targets=spec.names,
                               uncertainty=c["uncertainty"], spin=spec.spin, arch_kwargs=c.get("arch_kwargs"),

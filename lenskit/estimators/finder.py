@@ -29,7 +29,7 @@ from lenskit.core.statistics import robust_sigma
 from lenskit.core.validation import check_int, check_number
 from lenskit.core.weights import ModelWeights
 from lenskit.estimators.inputs import network_inputs
-from lenskit.estimators.networks import build
+from lenskit.estimators.networks import build, check_weights
 
 __all__ = ["DeepLensFinder", "augment"]
 
@@ -499,9 +499,8 @@ class DeepLensFinder(Estimator):
     @classmethod
     def from_weights(cls, weights, device="cpu"):
         c = weights.config
-        with torch.device("meta"):  # the network its configuration describes must match the arrays
-            probe = build("deeplens", in_shape=tuple(c["in_shape"]), n_outputs=1, **dict(c.get("arch_kwargs") or {}))
-        weights.check_network(probe)
+        check_weights(weights, "deeplens", in_shape=tuple(c["in_shape"]), n_outputs=1,
+                      **dict(c.get("arch_kwargs") or {}))
         est = cls(in_shape=c["in_shape"], arch_kwargs=c.get("arch_kwargs"), expects=c.get("expects"), device=device)
         est.network.load_state_dict(weights.to_state_dict())
         est.train_fraction = float(c.get("train_fraction", 0.5))

@@ -5,7 +5,7 @@ Network architectures, one per file; each a `torch.nn.Module` taking
 
 import importlib
 
-__all__ = ["ARCHITECTURES", "build"]
+__all__ = ["ARCHITECTURES", "build", "check_weights"]
 
 #: Architecture name -> "module:Class".
 ARCHITECTURES = {
@@ -25,3 +25,17 @@ def build(name, **kwargs):
         raise ValueError(f"unknown architecture {name!r}; available: {sorted(ARCHITECTURES)}")
     mod, _, cls = ARCHITECTURES[name].partition(":")
     return getattr(importlib.import_module(mod), cls)(**kwargs)
+
+
+def check_weights(weights, name, **kwargs):
+    """
+    Refuse `~lenskit.core.ModelWeights` whose arrays do not fill the network ``build(name, **kwargs)`` makes.
+
+    The network is built on torch's ``meta`` device, so a configuration asking for an enormous network allocates
+    nothing before it is refused (`~lenskit.core.LenskitFileError`).
+    """
+    import torch
+
+    with torch.device("meta"):
+        probe = build(name, **kwargs)
+    weights.check_network(probe)
