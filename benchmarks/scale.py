@@ -44,10 +44,10 @@ def _free_port():
 
 
 def _warm():
-    from lenskit.distributed import _estimator
+    from lenskit.scale.survey import resolve_estimator
 
-    _estimator("hst_wfc3")
-    _estimator("deeplens_lsst_g")
+    resolve_estimator("hst_wfc3")
+    resolve_estimator("deeplens_lsst_g")
 
 
 def ddp_rate(ranks, steps, batch, workdir):

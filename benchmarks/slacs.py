@@ -17,17 +17,14 @@ Usage::
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
 import lenskit
-from lenskit.pipeline import model_lens, slacs_sample
-
-ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("LENSKIT_SHARED", ROOT.parent / "shared")) / "data" / "real_lenses"
+from devdata import shared_data, slacs_sample  # the development-data loader beside this script (not a benchmark)
+from lenskit.modelling import model_lens
 
 
 def pa_diff(a, b):
@@ -47,7 +44,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     est = lenskit.load_estimator("hst_wfc3")
     rows = []
-    for lens in slacs_sample(DATA):
+    for lens in slacs_sample(shared_data() / "real_lenses"):
         r = model_lens(lens["cutout"], est, deblend=not lens["lens_subtracted"], psf=lens["psf"],
                        fit_kwargs={"shear": args.shear}, tta=args.tta)
         v = {k: float(getattr(r[k], "value", r[k])) for k in r.table.colnames}

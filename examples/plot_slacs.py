@@ -22,6 +22,7 @@ Table 5) measured by detailed modelling.  For each lens,
 Real lenses are never used for training.
 """
 
+import sys
 from pathlib import Path
 
 import astropy.units as u
@@ -32,12 +33,15 @@ from astropy.table import QTable
 import lenskit
 from lenskit.core import ellipticity_to_q_phi
 from lenskit.plotting import plot_predicted_vs_true
-from lenskit.pipeline import model_lens, slacs_sample
+from lenskit.modelling import model_lens
 
+# the validation lenses are development data (../shared beside a lenskit checkout); their loader lives with
+# the benchmarks, not in the installed package
 here = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
-data = next(p for p in (here.parent.parent / "shared", here.parent / "shared", here.parent.parent.parent / "shared")
-            if p.exists()) / "data" / "real_lenses"
-lenses = slacs_sample(data)
+sys.path.insert(0, str(here.parent / "benchmarks"))
+from devdata import shared_data, slacs_sample  # noqa: E402
+
+lenses = slacs_sample(shared_data() / "real_lenses")
 print(f"{len(lenses)} SLACS lenses:", ", ".join(lens["name"] for lens in lenses))
 
 # %%

@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from dask.distributed import Client
 
-from lenskit.distributed import ShardIndex, find, local_cluster, simulate
+from lenskit.scale import ShardIndex, find, local_cluster, simulate
 from lenskit.estimators.finder_metrics import finder_summary
 from lenskit.simulation.finder import LensFinderSimulator
 

@@ -34,7 +34,7 @@ def __getattr__(name):
 
         return Simulator
     if name == "fit":
-        from lenskit.fitting import fit
+        from lenskit.modelling.fit import fit
 
         return fit
     if name == "load_estimator":

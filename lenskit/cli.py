@@ -210,7 +210,7 @@ def _cmd_simulate(args):
 
 def _simulate_with(sim, args, out, distributed):
     if distributed:
-        from lenskit.distributed import simulate
+        from lenskit.scale import simulate
 
         seed = 0 if args.seed is None else args.seed
         index = simulate(sim, args.n, out, shard_size=args.shard_size, seed=seed, scheduler=args.scheduler,
@@ -268,7 +268,7 @@ def _shard_output(output):
 
 def _run_distributed(args, estimator, lens_fraction=None):
     """`lenskit estimate` / `lenskit find` with --scheduler or --workers: shards on Dask, then one file."""
-    from lenskit.distributed import estimate
+    from lenskit.scale import estimate
 
     shard_dir, combined = _shard_output(args.output)
     if combined is not None:

@@ -105,9 +105,9 @@ def test_a_different_run_in_the_directory_is_refused(serial_run, tmp_path):
 
 
 def test_failing_shard_is_retried_then_reported(monkeypatch, tmp_path):
-    import lenskit.distributed as ld
+    import lenskit.scale.survey as ld
 
-    real = ld._simulate_shard
+    real = ld.simulate_shard
     calls = {}
 
     def flaky(sim, n, entropy, key, path, meta, *rest):
@@ -118,7 +118,7 @@ def test_failing_shard_is_retried_then_reported(monkeypatch, tmp_path):
             raise RuntimeError("broken node")
         return real(sim, n, entropy, key, path, meta, *rest)
 
-    monkeypatch.setattr(ld, "_simulate_shard", flaky)
+    monkeypatch.setattr(ld, "simulate_shard", flaky)
     with pytest.raises(ShardError, match="1 of 3 shard") as info:
         simulate(_lsst(), 12, tmp_path / "s", shard_size=4, seed=1, scheduler="serial", retries=2)
     assert list(info.value.failures) == ["shard-00002.asdf"]
@@ -129,7 +129,7 @@ def test_failing_shard_is_retried_then_reported(monkeypatch, tmp_path):
     assert idx.shards[1]["attempts"] == 2
     with pytest.raises(ShardError):
         idx.concatenate()
-    monkeypatch.setattr(ld, "_simulate_shard", real)  # the node is fixed: running again completes the run
+    monkeypatch.setattr(ld, "simulate_shard", real)  # the node is fixed: running again completes the run
     idx = simulate(_lsst(), 12, tmp_path / "s", shard_size=4, seed=1, scheduler="serial")
     assert idx.complete and [bool(s.get("resumed")) for s in idx.shards] == [True, True, False]
 

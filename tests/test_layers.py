@@ -17,7 +17,7 @@ LAYERS = {
     "mass_models": 3, "sources": 3, "instruments": 3, "datasets": 3,
     "simulation": 4,
     "estimators": 5, "deblenders": 5,
-    "fitting": 6, "pipeline": 6, "distributed": 6, "plotting": 6,
+    "modelling": 6, "scale": 6, "fitting": 6, "pipeline": 6, "distributed": 6, "plotting": 6,
     "cli": 7, "__main__": 7, "__init__": 7,
 }
 # io/asdf converts lenskit's value types (core), and the registry reads what plugins register: both sit just

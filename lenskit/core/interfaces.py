@@ -45,6 +45,11 @@ class MassModel(abc.ABC):
     param_names = ()
     #: Unit of each parameter (`astropy.units.Unit`).
     param_units = {}
+    #: The range a fit searches for each parameter, ``(low, high)`` in `param_units` (``None`` for an open
+    #: end); parameters not named are unbounded.  `lenskit.fit` maps each onto an unbounded coordinate.
+    param_ranges = {}
+    #: A typical value of each parameter, where a fit starts when nothing better is known (0 if not named).
+    param_defaults = {}
 
     # -- kernels (torch, arcsec) -------------------------------------------------
     @abc.abstractmethod
@@ -71,6 +76,20 @@ class MassModel(abc.ABC):
             axx, axy = torch.autograd.grad(ax, (xg, yg), ones, retain_graph=True)
             ayx, ayy = torch.autograd.grad(ay, (xg, yg), ones)
         return axx, 0.5 * (axy + ayx), ayy
+
+    # -- tensor kernels for the layers above (no conversion, no checks) ---------------------------------------
+    def deflection_tensor(self, x, y, **params):
+        """
+        The deflection kernel on `torch.Tensor` inputs in arcsec (no conversion or checks).
+
+        For ray tracing, rendering and fitting, where inputs are already
+        tensors; `deflection` is the checked, unit-aware call.
+        """
+        return self._deflection(x, y, **params)
+
+    def hessian_tensor(self, x, y, **params):
+        """The Hessian kernel ``(psi_xx, psi_xy, psi_yy)`` on tensors in arcsec (no conversion or checks)."""
+        return self._hessian(x, y, **params)
 
     def check_params(self, params):
         """

@@ -50,7 +50,7 @@ def _numeric_critical(mass_model, p, extent, n):
     xt = torch.as_tensor(X, dtype=torch.float64)
     yt = torch.as_tensor(Y, dtype=torch.float64)
     pt = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in p.items()}
-    hxx, hxy, hyy = mass_model._hessian(xt, yt, **pt)
+    hxx, hxy, hyy = mass_model.hessian_tensor(xt, yt, **pt)
     det = ((1 - hxx) * (1 - hyy) - hxy * hxy).numpy()
     gen = contourpy.contour_generator(X, Y, det, line_type=contourpy.LineType.Separate)
     curves = []
@@ -68,7 +68,7 @@ def _polish(mass_model, pt, pts, steps=3):
     for _ in range(steps):
         xg = x.clone().requires_grad_(True)
         yg = y.clone().requires_grad_(True)
-        hxx, hxy, hyy = mass_model._hessian(xg, yg, **pt)
+        hxx, hxy, hyy = mass_model.hessian_tensor(xg, yg, **pt)
         det = (1 - hxx) * (1 - hyy) - hxy * hxy
         gx, gy = torch.autograd.grad(det.sum(), (xg, yg))
         g2 = gx * gx + gy * gy
@@ -130,7 +130,7 @@ def caustics(mass_model, n=256, grid=400, extent=None, include_cut=True, **param
     out = []
     for crit in critical_curves(mass_model, n=n, grid=grid, extent=extent, **p):
         xy = torch.as_tensor(crit.to_value(u.arcsec))
-        ax, ay = mass_model._deflection(xy[:, 0], xy[:, 1], **pt)
+        ax, ay = mass_model.deflection_tensor(xy[:, 0], xy[:, 1], **pt)
         out.append(np.stack([(xy[:, 0] - ax).numpy(), (xy[:, 1] - ay).numpy()], axis=1) * u.arcsec)
     if include_cut:
         cut = _cut(mass_model, pt, n)
@@ -154,7 +154,7 @@ def _cut(mass_model, pt, n):
     for eps in (1e-7, 1e-5):
         x = x0 + eps * torch.cos(t)
         y = y0 + eps * torch.sin(t)
-        ax, ay = mass_model._deflection(x, y, **pt)
+        ax, ay = mass_model.deflection_tensor(x, y, **pt)
         pts.append(torch.stack([x - ax, y - ay], dim=1))
     # a singular (isothermal) centre has a finite deflection that does not vanish as eps -> 0
     size = pts[0].sub(pts[0].mean(0)).norm(dim=1).max()

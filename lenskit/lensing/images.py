@@ -48,7 +48,7 @@ def image_positions(mass_model, beta_x, beta_y, grid=400, extent=None, tol=1e-10
     c = np.linspace(-extent, extent, grid + 1) + 0.3183 * h
     X, Y = np.meshgrid(c + cx, c + cy, indexing="xy")
     xt, yt = torch.as_tensor(X), torch.as_tensor(Y)
-    ax, ay = mass_model._deflection(xt, yt, **pt)
+    ax, ay = mass_model.deflection_tensor(xt, yt, **pt)
     SX, SY = (xt - ax).numpy() - bx, (yt - ay).numpy() - by
     cands = []
     for tri in (((0, 0), (0, 1), (1, 0)), ((1, 1), (1, 0), (0, 1))):
@@ -71,9 +71,9 @@ def image_positions(mass_model, beta_x, beta_y, grid=400, extent=None, tol=1e-10
     x = torch.as_tensor(cands[:, 0])
     y = torch.as_tensor(cands[:, 1])
     for _ in range(50):
-        ax, ay = mass_model._deflection(x, y, **pt)
+        ax, ay = mass_model.deflection_tensor(x, y, **pt)
         fx, fy = x - ax - bx, y - ay - by
-        hxx, hxy, hyy = mass_model._hessian(x, y, **pt)
+        hxx, hxy, hyy = mass_model.hessian_tensor(x, y, **pt)
         a11, a12, a22 = 1 - hxx, -hxy, 1 - hyy
         det = a11 * a22 - a12 * a12
         det = torch.where(det.abs() < 1e-12, torch.full_like(det, 1e-12), det)
@@ -84,7 +84,7 @@ def image_positions(mass_model, beta_x, beta_y, grid=400, extent=None, tol=1e-10
         x, y = x - dx / lim, y - dy / lim
         if float(torch.sqrt(fx * fx + fy * fy).max()) < tol:
             break
-    ax, ay = mass_model._deflection(x, y, **pt)
+    ax, ay = mass_model.deflection_tensor(x, y, **pt)
     res = torch.sqrt((x - ax - bx) ** 2 + (y - ay - by) ** 2).numpy()
     pts = np.stack([x.numpy(), y.numpy()], axis=1)[res < max(tol * 1e3, 1e-6)]
     # de-duplicate
@@ -94,7 +94,7 @@ def image_positions(mass_model, beta_x, beta_y, grid=400, extent=None, tol=1e-10
             images.append(q)
     images = np.array(images).reshape(-1, 2)
     if len(images):
-        hxx, hxy, hyy = mass_model._hessian(torch.as_tensor(images[:, 0]), torch.as_tensor(images[:, 1]), **pt)
+        hxx, hxy, hyy = mass_model.hessian_tensor(torch.as_tensor(images[:, 0]), torch.as_tensor(images[:, 1]), **pt)
         mu = (1 / ((1 - hxx) * (1 - hyy) - hxy * hxy)).numpy()
     else:
         mu = np.zeros(0)

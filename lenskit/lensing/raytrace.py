@@ -26,7 +26,7 @@ def ray_trace(mass_model, x, y, **params):
         Same type as ``x``.
     """
     xt, yt, pt, kind, like = prepare_call(mass_model, x, y, params)
-    ax, ay = mass_model._deflection(xt, yt, **pt)
+    ax, ay = mass_model.deflection_tensor(xt, yt, **pt)
     return from_tensor((xt - ax, yt - ay), kind, like, u.arcsec)
 
 
@@ -37,7 +37,7 @@ def jacobian_determinant(mass_model, x, y, **params):
 
 
 def _det(mass_model, xt, yt, pt):
-    hxx, hxy, hyy = mass_model._hessian(xt, yt, **pt)
+    hxx, hxy, hyy = mass_model.hessian_tensor(xt, yt, **pt)
     return (1 - hxx) * (1 - hyy) - hxy * hxy
 
 

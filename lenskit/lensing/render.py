@@ -55,7 +55,7 @@ def render(deflection, params, source, x, y, pixel_scale, *, supersample=1, sour
     ----------
     deflection : callable
         ``deflection(x, y, **params) -> (ax, ay)``: a mass model's kernel
-        (``MassModel._deflection``, possibly compiled) or any function of the
+        (``MassModel.deflection_tensor``, possibly compiled) or any function of the
         same form (arcsec).
     params : dict of `torch.Tensor`
         The mass parameters, broadcastable against the grid (shape (n, 1, 1)

@@ -44,6 +44,10 @@ class CompositeMassModel(MassModel):
             self._maps.append(m)
         self.param_names = tuple(names)
         self.param_units = units
+        self.param_ranges = {o: c.param_ranges[i] for c, m in zip(components, self._maps)
+                             for o, i in m.items() if i in c.param_ranges}
+        self.param_defaults = {o: c.param_defaults[i] for c, m in zip(components, self._maps)
+                               for o, i in m.items() if i in c.param_defaults}
 
     def check_params(self, params):
         super().check_params(params)

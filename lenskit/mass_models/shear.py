@@ -2,9 +2,9 @@
 
 import astropy.units as u
 import numpy as np
-import torch
 
 from lenskit.core.interfaces import MassModel
+from lenskit.mass_models.func import shear as kernels
 
 __all__ = ["ExternalShear"]
 
@@ -23,6 +23,8 @@ class ExternalShear(MassModel):
     name = "external_shear"
     param_names = ("gamma1", "gamma2")
     param_units = {"gamma1": u.dimensionless_unscaled, "gamma2": u.dimensionless_unscaled}
+    param_ranges = {"gamma1": (-0.8, 0.8), "gamma2": (-0.8, 0.8)}
+    param_defaults = {"gamma1": 0.0, "gamma2": 0.0}
 
     def check_params(self, params):
         super().check_params(params)
@@ -31,14 +33,13 @@ class ExternalShear(MassModel):
             raise ValueError(f"external_shear: shear modulus must be < 1; got {g[g >= 1].ravel()[:5]}")
 
     def _deflection(self, x, y, gamma1, gamma2):
-        return gamma1 * x + gamma2 * y, gamma2 * x - gamma1 * y
+        return kernels.deflection(x, y, gamma1, gamma2)
 
     def _convergence(self, x, y, gamma1, gamma2):
-        return torch.zeros_like(x + y + gamma1)
+        return kernels.convergence(x, y, gamma1, gamma2)
 
     def _potential(self, x, y, gamma1, gamma2):
-        return 0.5 * gamma1 * (x * x - y * y) + gamma2 * x * y
+        return kernels.potential(x, y, gamma1, gamma2)
 
     def _hessian(self, x, y, gamma1, gamma2):
-        z = torch.zeros_like(x + y + gamma1)
-        return z + gamma1, z + gamma2, z - gamma1
+        return kernels.hessian(x, y, gamma1, gamma2)

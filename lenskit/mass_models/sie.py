@@ -30,35 +30,9 @@ import torch
 from lenskit.core.interfaces import MassModel
 from lenskit.core.validation import as_float
 from lenskit.lensing.geometry import elliptical_frame
+from lenskit.mass_models.func import sie as kernels
 
 __all__ = ["SIE"]
-
-_SERIES_F = 1e-2  # below this f = sqrt(1 - q^2) the q -> 1 series is used
-
-
-def _atan_over_f(f, t):
-    """arctan(f t) / f, continuous at f = 0."""
-    small = f < _SERIES_F
-    if not torch.compiler.is_compiling() and not bool(small.any()):
-        return torch.atan(f * t) / f
-    f_safe = torch.where(small, torch.ones_like(f), f)
-    direct = torch.atan(f_safe * t) / f_safe
-    f2t2 = (f * t) ** 2
-    series = t * (1 - f2t2 / 3 + f2t2 * f2t2 / 5)
-    return torch.where(small, series, direct)
-
-
-def _atanh_over_f(f, t):
-    """artanh(f t) / f, continuous at f = 0 (|f t| < 1 always holds for q > 0)."""
-    small = f < _SERIES_F
-    if not torch.compiler.is_compiling() and not bool(small.any()):
-        return torch.atanh(f * t) / f
-    f_safe = torch.where(small, torch.ones_like(f), f)
-    direct = torch.atanh(f_safe * t) / f_safe
-    f2t2 = (f * t) ** 2
-    series = t * (1 + f2t2 / 3 + f2t2 * f2t2 / 5)
-    return torch.where(small, series, direct)
-
 
 class SIE(MassModel):
     """
@@ -86,6 +60,9 @@ class SIE(MassModel):
     param_names = ("theta_E", "e1", "e2", "x0", "y0")
     param_units = {"theta_E": u.arcsec, "e1": u.dimensionless_unscaled, "e2": u.dimensionless_unscaled,
                    "x0": u.arcsec, "y0": u.arcsec}
+    # what a fit searches: theta_E > 0 and |e1|, |e2| < 0.8 (q >= 0.11); centres unbounded
+    param_ranges = {"theta_E": (0.0, None), "e1": (-0.8, 0.8), "e2": (-0.8, 0.8)}
+    param_defaults = {"theta_E": 1.0, "e1": 0.0, "e2": 0.0, "x0": 0.0, "y0": 0.0}
 
     def __init__(self, r_core=1e-8):
         self.r_core = as_float(r_core, "r_core", u.arcsec)
@@ -100,46 +77,20 @@ class SIE(MassModel):
             raise ValueError(f"sie: sqrt(e1**2 + e2**2) must be < 1 (q in (0, 1]); got {c[c >= 1].ravel()[:5]}")
 
     def _deflection(self, x, y, theta_E, e1, e2, x0, y0):
-        q, cp, sp, xp, yp = elliptical_frame(x, y, e1, e2, x0, y0)
-        f = torch.sqrt(torch.clamp(1 - q * q, min=0))
-        psi2 = q * q * xp * xp + yp * yp
-        # psi2 == 0 only where x' = y' = 0: adding 1 there keeps sqrt and its gradient finite,
-        # and the ratios below are then 0/1 = 0 (the deflection at the centre is 0)
-        psi = torch.sqrt(psi2 + (psi2 == 0).to(psi2.dtype))
-        b = theta_E * torch.sqrt(q)
-        axp = b * _atan_over_f(f, xp / psi)
-        ayp = b * _atanh_over_f(f, yp / psi)
-        return cp * axp - sp * ayp, sp * axp + cp * ayp
+        return kernels.deflection(x, y, theta_E, e1, e2, x0, y0)
 
     def _core(self, dtype):
         """Cap radius: ``r_core``, but at least 1e-4" in single precision so derivatives do not overflow."""
         return self.r_core if dtype == torch.float64 else max(self.r_core, 1e-4)
 
     def _convergence(self, x, y, theta_E, e1, e2, x0, y0):
-        q, cp, sp, xp, yp = elliptical_frame(x, y, e1, e2, x0, y0)
-        r2 = q * xp * xp + yp * yp / q
-        r2 = torch.clamp(r2, min=self._core(r2.dtype) ** 2)
-        return theta_E / (2 * torch.sqrt(r2))
+        return kernels.convergence(x, y, theta_E, e1, e2, x0, y0, r_core=self._core(torch.result_type(x, theta_E)))
 
     def _potential(self, x, y, theta_E, e1, e2, x0, y0):
-        ax, ay = self._deflection(x, y, theta_E, e1, e2, x0, y0)
-        return (x - x0) * ax + (y - y0) * ay
+        return kernels.potential(x, y, theta_E, e1, e2, x0, y0)
 
     def _hessian(self, x, y, theta_E, e1, e2, x0, y0):
-        q, cp, sp, xp, yp = elliptical_frame(x, y, e1, e2, x0, y0)
-        rc2 = self._core(xp.dtype) ** 2
-        psi2 = torch.clamp(q * q * xp * xp + yp * yp, min=q * q * rc2)
-        r2 = torch.clamp(xp * xp + yp * yp, min=rc2)
-        pref = theta_E * torch.sqrt(q) / (torch.sqrt(psi2) * r2)
-        hxx_p = pref * yp * yp
-        hyy_p = pref * xp * xp
-        hxy_p = -pref * xp * yp
-        # rotate back: H = R^T H' R with R = [[c, s], [-s, c]]
-        c2, s2, cs = cp * cp, sp * sp, cp * sp
-        hxx = c2 * hxx_p - 2 * cs * hxy_p + s2 * hyy_p
-        hyy = s2 * hxx_p + 2 * cs * hxy_p + c2 * hyy_p
-        hxy = cs * (hxx_p - hyy_p) + (c2 - s2) * hxy_p
-        return hxx, hxy, hyy
+        return kernels.hessian(x, y, theta_E, e1, e2, x0, y0, r_core=self._core(torch.result_type(x, theta_E)))
 
     def critical_curve(self, theta_E, e1, e2, x0, y0, n=256):
         """
@@ -171,7 +122,7 @@ class SIE(MassModel):
         theta_E, e1, e2, x0, y0 = [p[..., None] for p in params]
         t = torch.linspace(0, 2 * np.pi, n + 1, dtype=theta_E.dtype)[:-1]
         eps = 1e-6
-        ax, ay = self._deflection(x0 + eps * torch.cos(t), y0 + eps * torch.sin(t), theta_E, e1, e2, x0, y0)
+        ax, ay = kernels.deflection(x0 + eps * torch.cos(t), y0 + eps * torch.sin(t), theta_E, e1, e2, x0, y0)
         return x0 - ax, y0 - ay
 
     # -- closed forms the lensing module asks for (lenskit.core.MassModel capabilities) --------------------------
@@ -183,6 +134,6 @@ class SIE(MassModel):
         """Tangential caustics and cuts of N SIEs at once (float64), each shaped (N, n, 2)."""
         p = [torch.as_tensor(np.asarray(v, dtype=float)) for v in (theta_E, e1, e2, x0, y0)]
         cx, cy = self.critical_curve(*p, n=n)
-        ax, ay = self._deflection(cx, cy, *[v[:, None] for v in p])
+        ax, ay = kernels.deflection(cx, cy, *[v[:, None] for v in p])
         ux, uy = self.cut(*p, n=n)
         return torch.stack([cx - ax, cy - ay], dim=-1).numpy(), torch.stack([ux, uy], dim=-1).numpy()

@@ -178,7 +178,7 @@ class Simulator:
                 raise ValueError(f"mass model parameter {outer!r} has no default prior; pass priors={{{outer!r}: ...}}")
         self._grid = None
         self.compile = bool(compile)
-        self._deflect = self.mass_model._deflection
+        self._deflect = self.mass_model.deflection_tensor
         self._light = elliptical_sersic
         self._source_kernels = {}
         if self.compile:

@@ -1,4 +1,7 @@
-"""lenskit.pipeline.model_lens: deblend, CNN, refine, on a simulated cutout with a WCS, and the SLACS sample."""
+"""lenskit.modelling.model_lens: deblend, CNN, refine, on a simulated cutout with a WCS, and the SLACS sample."""
+
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -7,9 +10,12 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from lenskit.core.conventions import phi_to_position_angle, position_angle_to_phi, q_phi_to_ellipticity
-from lenskit.fitting import render_model
+from lenskit.modelling import render_model
 from lenskit.io.fits import read_cutout
-from lenskit.pipeline import _pa, model_lens, slacs_sample
+from lenskit.modelling.pipeline import _pa, model_lens
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from devdata import slacs_sample  # noqa: E402  (the development-data loader: not in the package)
 
 
 def _wcs(n, scale=0.05, rot_deg=30.0):

@@ -1,0 +1,98 @@
+"""
+Singular isothermal ellipsoid: torch kernels (Kormann et al. 1994; Keeton 2001).
+
+Pure functions of tensors in arcsec with lenskit's conventions (``theta_E``
+the intermediate-axis Einstein radius, ``e1, e2`` the spin-2 ellipticity
+``(1-q)/(1+q) (cos 2phi, sin 2phi)``, ``x0, y0`` the centre); parameters
+broadcast against ``x`` and ``y``.  In the frame rotated by ``phi``, with
+``b = theta_E sqrt(q)``, ``f = sqrt(1 - q**2)`` and
+``psi = sqrt(q**2 x'**2 + y'**2)``::
+
+    alpha'_x = (b / f) arctan(f x' / psi)
+    alpha'_y = (b / f) artanh(f y' / psi)
+    kappa    = theta_E / (2 sqrt(q x'**2 + y'**2 / q))
+    potential = x' alpha'_x + y' alpha'_y
+    Hessian'  = b / (psi r**2) [[y'**2, -x' y'], [-x' y', x'**2]]
+
+The q -> 1 limit is a series (no 0/0); the deflection at the centre is 0 and
+the convergence and Hessian are capped at radius ``r_core``, so nothing is
+ever NaN or infinite.
+"""
+
+import torch
+
+from lenskit.lensing.geometry import elliptical_frame
+
+__all__ = ["deflection", "convergence", "potential", "hessian"]
+
+_SERIES_F = 1e-2  # below this f = sqrt(1 - q^2) the q -> 1 series is used
+
+
+def _atan_over_f(f, t):
+    """arctan(f t) / f, continuous at f = 0."""
+    small = f < _SERIES_F
+    if not torch.compiler.is_compiling() and not bool(small.any()):
+        return torch.atan(f * t) / f
+    f_safe = torch.where(small, torch.ones_like(f), f)
+    direct = torch.atan(f_safe * t) / f_safe
+    f2t2 = (f * t) ** 2
+    series = t * (1 - f2t2 / 3 + f2t2 * f2t2 / 5)
+    return torch.where(small, series, direct)
+
+
+def _atanh_over_f(f, t):
+    """artanh(f t) / f, continuous at f = 0 (|f t| < 1 always holds for q > 0)."""
+    small = f < _SERIES_F
+    if not torch.compiler.is_compiling() and not bool(small.any()):
+        return torch.atanh(f * t) / f
+    f_safe = torch.where(small, torch.ones_like(f), f)
+    direct = torch.atanh(f_safe * t) / f_safe
+    f2t2 = (f * t) ** 2
+    series = t * (1 + f2t2 / 3 + f2t2 * f2t2 / 5)
+    return torch.where(small, series, direct)
+
+
+def deflection(x, y, theta_E, e1, e2, x0, y0):
+    """(alpha_x, alpha_y) in arcsec; 0 at the centre."""
+    q, cp, sp, xp, yp = elliptical_frame(x, y, e1, e2, x0, y0)
+    f = torch.sqrt(torch.clamp(1 - q * q, min=0))
+    psi2 = q * q * xp * xp + yp * yp
+    # psi2 == 0 only where x' = y' = 0: adding 1 there keeps sqrt and its gradient finite,
+    # and the ratios below are then 0/1 = 0 (the deflection at the centre is 0)
+    psi = torch.sqrt(psi2 + (psi2 == 0).to(psi2.dtype))
+    b = theta_E * torch.sqrt(q)
+    axp = b * _atan_over_f(f, xp / psi)
+    ayp = b * _atanh_over_f(f, yp / psi)
+    return cp * axp - sp * ayp, sp * axp + cp * ayp
+
+
+def convergence(x, y, theta_E, e1, e2, x0, y0, r_core=1e-8):
+    """kappa, capped inside ``r_core`` arcsec."""
+    q, cp, sp, xp, yp = elliptical_frame(x, y, e1, e2, x0, y0)
+    r2 = q * xp * xp + yp * yp / q
+    r2 = torch.clamp(r2, min=r_core ** 2)
+    return theta_E / (2 * torch.sqrt(r2))
+
+
+def potential(x, y, theta_E, e1, e2, x0, y0):
+    """psi in arcsec**2 (the SIE's potential is r . alpha)."""
+    ax, ay = deflection(x, y, theta_E, e1, e2, x0, y0)
+    return (x - x0) * ax + (y - y0) * ay
+
+
+def hessian(x, y, theta_E, e1, e2, x0, y0, r_core=1e-8):
+    """(psi_xx, psi_xy, psi_yy), capped inside ``r_core`` arcsec."""
+    q, cp, sp, xp, yp = elliptical_frame(x, y, e1, e2, x0, y0)
+    rc2 = r_core ** 2
+    psi2 = torch.clamp(q * q * xp * xp + yp * yp, min=q * q * rc2)
+    r2 = torch.clamp(xp * xp + yp * yp, min=rc2)
+    pref = theta_E * torch.sqrt(q) / (torch.sqrt(psi2) * r2)
+    hxx_p = pref * yp * yp
+    hyy_p = pref * xp * xp
+    hxy_p = -pref * xp * yp
+    # rotate back: H = R^T H' R with R = [[c, s], [-s, c]]
+    c2, s2, cs = cp * cp, sp * sp, cp * sp
+    hxx = c2 * hxx_p - 2 * cs * hxy_p + s2 * hyy_p
+    hyy = s2 * hxx_p + 2 * cs * hxy_p + c2 * hyy_p
+    hxy = cs * (hxx_p - hyy_p) + (c2 - s2) * hxy_p
+    return hxx, hxy, hyy

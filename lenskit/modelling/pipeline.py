@@ -1,0 +1,237 @@
+"""
+From a real cutout to SIE parameters: deblend, estimate with a CNN, refine by maximum likelihood.
+
+`model_lens` chains what lenskit offers for one real lens image (one band):
+
+1. artefacts: cosmic rays and hot pixels are masked (`lenskit.modelling.outliers.outlier_mask`);
+2. lens light: an elliptical Sérsic fit is subtracted
+   (`~lenskit.deblenders.sersic.SersicDeblender`; skip it for images whose
+   lens light is already removed);
+3. CNN: the arcs are resampled (flux conserved) onto the shipped
+   estimator's grid, centred on the lens light, and estimated in milliseconds;
+4. refinement: `lenskit.fit` (SIE + external shear, Sérsic source) on the arcs
+   at the cutout's own resolution with its PSF and noise, within a box about
+   the lens, the central ``core_radius`` (where the lens-light residuals
+   are) masked, started from the CNN's estimate (and its other starts), with
+   the Einstein radius bounded by the masked core and the box (otherwise a
+   faint ring can be "explained" by an unlensed, elongated source).
+
+Positions are in arcsec from the lens-light centre; ``phi`` is measured from
+the image's +x axis (columns) towards +y (rows), and is converted to a
+position angle east of north when the cutout has a WCS.
+"""
+
+import time
+
+import astropy.units as u
+import numpy as np
+from astropy.table import QTable
+
+from lenskit.core.conventions import ellipticity_to_q_phi, phi_to_position_angle
+from lenskit.core.statistics import robust_sigma
+from lenskit.deblenders.sersic import SersicDeblender
+from lenskit.estimators.pretrained import load_estimator
+from lenskit.estimators.tta import check_targets
+from lenskit.io.fits import Cutout, read_cutout
+from lenskit.modelling.fit import fit
+from lenskit.modelling.outliers import outlier_mask
+
+__all__ = ["model_lens", "LensModel"]
+
+
+class LensModel:
+    """
+    What `model_lens` found for one cutout.
+
+    Attributes
+    ----------
+    table : `~astropy.table.QTable`
+        One row: ``theta_E, e1, e2, q, phi, x0, y0`` of the refined fit (with
+        ``*_std`` Laplace errors), the same with a ``cnn_`` prefix for the CNN,
+        ``pa`` / ``cnn_pa`` (degrees east of north, where a WCS exists),
+        ``reduced_chi2``, ``seconds_cnn``, ``seconds_fit``, ``seconds_deblend``.
+    cutout : `~lenskit.io.fits.Cutout`
+    arcs : ndarray
+        The cutout with the lens light subtracted.
+    lens_light : ndarray or None
+    mask : ndarray of bool
+        Pixels excluded from the fit (artefacts, core, outside the box), on the cutout's grid.
+    box : tuple of slice
+        The fitted region of the cutout.
+    estimate : `~lenskit.Estimate`
+        The CNN's estimate (in the frame of the resampled, lens-centred stamp).
+    fit : `~lenskit.modelling.fit.FitResult` or None
+    """
+
+    def __init__(self, table, cutout, arcs, lens_light, mask, box, estimate, fit):
+        self.table = table
+        self.cutout = cutout
+        self.arcs = arcs
+        self.lens_light = lens_light
+        self.mask = mask
+        self.box = box
+        self.estimate = estimate
+        self.fit = fit
+
+    def __getitem__(self, name):
+        return self.table[name][0]
+
+    def __repr__(self):
+        t = self.table[0]
+        ml = "" if self.fit is None else f", fit theta_E={t['theta_E'].value:.3f}\" q={t['q']:.2f}"
+        return f"<LensModel CNN theta_E={t['cnn_theta_E'].value:.3f}\" q={t['cnn_q']:.2f}{ml}>"
+
+
+def _background_noise(image, mask):
+    h, w = image.shape
+    yy, xx = np.indices(image.shape)
+    outer = np.hypot(xx - (w - 1) / 2, yy - (h - 1) / 2) > 0.35 * min(h, w)
+    use = ~mask & outer
+    return robust_sigma(image[use if use.sum() > 50 else ~mask])
+
+
+def _pa(cutout, phi):
+    """Position angle east of north (deg, 0-180) of the image-frame angle ``phi``, or NaN without a WCS."""
+    return np.nan if cutout.wcs is None else float(phi_to_position_angle(phi, cutout.wcs))
+
+
+def model_lens(cutout, estimator="hst_wfc3", deblend=True, refine=True, psf=None, core_radius=0.35, box=3.0,
+               mask_outliers=True, centre=None, fit_kwargs=None, tta=1):
+    """
+    SIE parameters of a real lens in one band: deblend, estimate with a CNN, refine by maximum likelihood.
+
+    Parameters
+    ----------
+    cutout : `~lenskit.io.fits.Cutout` or path
+        The image (``read_cutout`` for files; its noise map and PSF are used
+        when present).  Without a noise map the background's robust sigma is
+        used everywhere (the background-limited case).
+    estimator : str or estimator
+        A shipped estimator name or object whose ``expects`` has ``pixel_scale``.
+    deblend : bool
+        Subtract a Sérsic lens light first (False for lens-subtracted images).
+    refine : bool
+        Refine with `lenskit.fit` (False: the CNN alone).
+    psf : array-like, optional
+        PSF kernel on the cutout's pixel grid (overrides the cutout's).
+    core_radius : float
+        Arcsec about the lens centre excluded from the fit.
+    box : float
+        Half-size (arcsec) of the square about the lens that is fitted.
+    mask_outliers : bool
+        Mask cosmic rays and hot pixels (`~lenskit.modelling.outliers.outlier_mask`).
+    centre : (float, float), optional
+        Pixel (x, y, 0-based) of the lens centre.  Default: the lens light's
+        peak (`~lenskit.io.fits.Cutout.light_centre`), or the middle of the
+        cutout when ``deblend`` is False (a lens-subtracted image has no
+        light centre).
+    tta : {1, 2, 4, 8}
+        Test-time augmentation of the CNN step (``estimator.predict(tta=...)``):
+        averaged over this many symmetries of the pixel grid.
+    fit_kwargs : dict, optional
+        Passed to `lenskit.fit` (``n_starts``, ``adam_steps``, ...).
+
+    Returns
+    -------
+    `LensModel`
+    """
+    if not isinstance(cutout, Cutout):
+        cutout = read_cutout(cutout)
+    if isinstance(estimator, str):
+        estimator = load_estimator(estimator)
+    if "pixel_scale" not in getattr(estimator, "expects", {}):
+        raise ValueError("estimator must record the pixel scale it expects (estimator.expects['pixel_scale'])")
+    if tta != 1:
+        check_targets(estimator.targets, tta, estimator.in_shape)
+    if not core_radius >= 0:
+        raise ValueError(f"core_radius must be >= 0 arcsec; got {core_radius}")
+    if not box > core_radius:
+        raise ValueError(f"box must exceed core_radius; got {box} and {core_radius}")
+    kern = cutout.psf if psf is None else np.asarray(psf, float)
+    if kern is not None:
+        if kern.ndim != 2 or not np.all(np.isfinite(kern)) or kern.sum() <= 0:
+            raise ValueError(f"psf must be a finite 2-D kernel with positive sum; got shape {kern.shape}")
+        kern = kern / kern.sum()
+    ps = cutout.pixel_scale
+    mask = cutout.mask.copy()
+    noise = cutout.noise
+    if noise is None:
+        noise = np.full(cutout.shape, _background_noise(cutout.image, mask))
+    noise = np.where(mask, np.inf, noise)
+    if mask_outliers:
+        mask |= outlier_mask(cutout.image, noise)
+    if centre is not None:
+        cx, cy = (float(v) for v in centre)
+        if not (0 <= cx < cutout.shape[1] and 0 <= cy < cutout.shape[0]):
+            raise ValueError(f"centre must be a pixel (x, y) inside the {cutout.shape} cutout; got {centre}")
+    elif deblend:
+        cx, cy = cutout.light_centre()
+    else:
+        cx, cy = (cutout.shape[1] - 1) / 2, (cutout.shape[0] - 1) / 2
+    # -- lens light ----------------------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    lens_light = None
+    arcs = cutout.image
+    if deblend:
+        work = Cutout(cutout.image, ps, noise=np.where(mask, np.nan, noise), psf=kern, mask=mask)
+        res = SersicDeblender().separate(work.to_dataset(), psf=kern)
+        arcs = np.where(mask, 0.0, res.arcs[0, 0])
+        lens_light = res.lens_light[0, 0]
+    t_deblend = time.perf_counter() - t0
+    # -- CNN on the estimator's grid ------------------------------------------------------------------------
+    arcs_cut = Cutout(arcs, ps, noise=np.where(mask, np.nan, noise), psf=kern, wcs=cutout.wcs, mask=mask)
+    stamp = arcs_cut.resample(estimator.expects["pixel_scale"], estimator.in_shape[1:], centre=(cx, cy))
+    t0 = time.perf_counter()
+    est = estimator.predict(stamp.to_dataset(), **({"tta": tta} if tta != 1 else {}))
+    t_cnn = time.perf_counter() - t0
+    cnn = {k: float(getattr(est.table[k][0], "value", est.table[k][0])) for k in ("theta_E", "e1", "e2", "x0", "y0")}
+    row = QTable()
+    q_c, phi_c = (float(np.ravel(v)[0]) for v in ellipticity_to_q_phi(cnn["e1"], cnn["e2"]))
+    for k, v in cnn.items():
+        row[f"cnn_{k}"] = [v] * (u.arcsec if k in ("theta_E", "x0", "y0") else 1)
+    row["cnn_q"] = [q_c]
+    row["cnn_phi"] = [phi_c] * u.rad
+    row["cnn_pa"] = [_pa(cutout, phi_c)] * u.deg
+    row["seconds_deblend"] = [t_deblend] * u.s
+    row["seconds_cnn"] = [t_cnn] * u.s
+    # -- maximum-likelihood refinement ------------------------------------------------------------------------
+    h, w = cutout.shape
+    half = int(round(box / ps))
+    ix, iy = int(round(cx)), int(round(cy))
+    sl = (slice(max(iy - half, 0), min(iy + half + 1, h)), slice(max(ix - half, 0), min(ix + half + 1, w)))
+    yy, xx = np.indices(cutout.shape)
+    fit_mask = mask | (np.hypot(xx - cx, yy - cy) * ps < core_radius)
+    result = None
+    if refine:
+        sub_h, sub_w = sl[0].stop - sl[0].start, sl[1].stop - sl[1].start
+        # the fit's frame is centred on the box; the CNN's on the light centre
+        off_x = (cx - (sl[1].start + (sub_w - 1) / 2)) * ps
+        off_y = (cy - (sl[0].start + (sub_h - 1) / 2)) * ps
+        init = {**cnn, "x0": cnn["x0"] + off_x, "y0": cnn["y0"] + off_y}
+        k = kern
+        if k is not None and k.shape[0] > 25 and k.shape[0] == k.shape[1]:  # the PSF core carries the likelihood
+            c = k.shape[0] // 2
+            k = k[c - 12:c + 13, c - 12:c + 13]
+        if k is not None and (k.shape[0] != k.shape[1] or k.shape[0] % 2 == 0):
+            raise ValueError(f"psf must be square and odd-sized for the fit; got shape {k.shape}")
+        kwargs = {"theta_E_range": (core_radius, box), **(fit_kwargs or {})}
+        result = fit(arcs[sl], np.where(fit_mask, 1.0, noise)[sl], ps, psf=k, mask=fit_mask[sl], init=init,
+                     lens_light=False, **kwargs)
+        p = result.params
+        vals = {n: float(getattr(p[n][0], "value", p[n][0])) for n in ("theta_E", "e1", "e2", "x0", "y0")}
+        stds = {n: float(getattr(p[f"{n}_std"][0], "value", p[f"{n}_std"][0])) for n in vals}
+        vals["x0"] -= off_x
+        vals["y0"] -= off_y
+        q_f, phi_f = (float(np.ravel(v)[0]) for v in ellipticity_to_q_phi(vals["e1"], vals["e2"]))
+        for n in vals:
+            unit = u.arcsec if n in ("theta_E", "x0", "y0") else 1
+            row[n] = [vals[n]] * unit
+            row[f"{n}_std"] = [stds[n]] * unit
+        row["q"] = [q_f]
+        row["phi"] = [phi_f] * u.rad
+        row["pa"] = [_pa(cutout, phi_f)] * u.deg
+        row["reduced_chi2"] = [result.reduced_chi2]
+        row["seconds_fit"] = [result.seconds] * u.s
+    full_mask = np.ones(cutout.shape, bool)
+    full_mask[sl] = fit_mask[sl]
+    return LensModel(row, cutout, arcs, lens_light, full_mask, sl, est, result)
