@@ -11,9 +11,7 @@ eq. 5, and ASDF weights.
 """
 
 import math
-import time
 from contextlib import nullcontext
-from pathlib import Path
 
 import astropy.units as u
 import numpy as np
@@ -28,8 +26,10 @@ from lenskit.core.provenance import Provenance, array_checksum
 from lenskit.core.statistics import robust_sigma
 from lenskit.core.validation import check_int, check_number
 from lenskit.core.weights import ModelWeights
+from lenskit.estimators.finder_metrics import auroc, tpr_at_fpr
 from lenskit.estimators.inputs import network_inputs
 from lenskit.estimators.networks import build, check_weights
+from lenskit.estimators.training import Checkpoint, FixedBatches, TrainingLoop, ddp_context, step_schedule
 
 __all__ = ["DeepLensFinder", "augment"]
 
@@ -313,7 +313,7 @@ class DeepLensFinder(Estimator):
 
     def fit(self, train, validation=None, epochs=30, batch_size=128, lr=1e-3, lr_drops=None, fpr=0.01,
             checkpoint=None, time_limit=None, seed=0, progress=True, log=None, augmentation=True, bfloat16=False,
-            statistics=True):
+            statistics=True, ddp=None):
         """
         Train on a labelled `~lenskit.LensDataset` (from `~lenskit.simulation.finder.LensFinderSimulator`).
 
@@ -343,13 +343,19 @@ class DeepLensFinder(Estimator):
             Set the preprocessing statistics (mean image, noise sigma) from
             ``train`` (default).  False keeps the current ones: for
             fine-tuning loaded weights, whose first layer expects them.
+        ddp : bool, optional
+            Data-parallel training over the initialised process group (launch
+            with ``torchrun``): each rank takes every world-th batch of an epoch.
+            Default: whenever a process group is initialised.
+
+        The loop is `lenskit.estimators.training.TrainingLoop`, as for the
+        regression estimators; a record (with the validation AUROC and
+        completeness) and a checkpoint are made after every epoch.
 
         Returns
         -------
         self
         """
-        from lenskit.estimators.finder_metrics import auroc, tpr_at_fpr
-
         epochs = check_int("epochs", epochs, minimum=1)
         batch_size = check_int("batch_size", batch_size, minimum=1)
         lr = check_number("lr", lr, low=0, low_open=True)
@@ -363,81 +369,43 @@ class DeepLensFinder(Estimator):
             self._labels(validation, "validation")
         x_all, m_all = self._inputs(train, None)
         drops = sorted(lr_drops) if lr_drops is not None else [epochs / 3, 2 * epochs / 3]
-        net = self.network
-        opt = torch.optim.Adam(net.parameters(), lr=lr)
-        start, history = 0, []
-        if checkpoint is not None and Path(checkpoint).exists():
-            start, history = self._load_checkpoint(checkpoint, opt)
-        elif statistics:
-            self.set_statistics(train)
-        self.train_fraction = float(np.mean(y_all))
-        g = torch.Generator().manual_seed(int(seed))
-        rng = np.random.default_rng([int(seed), start])
-        x_t = torch.as_tensor(x_all)
-        y_t = torch.as_tensor(y_all, dtype=torch.float32)
-        m_t = None if m_all is None else torch.as_tensor(np.ascontiguousarray(m_all))
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=epochs, initial=start, desc="training", unit="epoch")
-        t0 = time.time()
-        net.to(memory_format=torch.channels_last)
+        opt = torch.optim.Adam(self.network.parameters(), lr=lr)
+        ddp, rank, world = ddp_context(ddp)
+        data = FixedBatches(torch.as_tensor(x_all), torch.as_tensor(y_all, dtype=torch.float32),
+                            None if m_all is None else torch.as_tensor(np.ascontiguousarray(m_all)), batch_size,
+                            seed=seed, augment=augment if augmentation else None, rank=rank, world=world)
+        spe = data.per_epoch
         config = {"epochs": epochs, "batch_size": int(batch_size), "lr": lr, "lr_drops": drops, "seed": int(seed),
                   "n_train": len(y_all), "augmentation": bool(augmentation), "bfloat16": bool(bfloat16),
                   "statistics_from_train": bool(statistics)}
-        try:
-            for epoch in range(start, epochs):
-                frac = epoch / epochs
-                if time_limit is not None:
-                    frac = max(frac, (time.time() - t0) / time_limit)
-                lr_now = lr * 0.1 ** sum(frac * epochs >= d for d in drops)
-                for grp in opt.param_groups:
-                    grp["lr"] = lr_now
-                net.train()
-                order = torch.as_tensor(rng.permutation(len(y_all)))
-                total, seen = 0.0, 0
-                for i in range(0, len(order), batch_size):
-                    idx = order[i:i + batch_size]
-                    if len(idx) < 2:
-                        continue
-                    xb = x_t[idx]
-                    mb = None if m_t is None else m_t[idx]
-                    if augmentation:
-                        if mb is not None:  # augment the mask alongside (nearest)
-                            both = augment(torch.cat([xb, mb.to(xb.dtype)], 1), g)
-                            xb, mb = both[:, :xb.shape[1]], both[:, xb.shape[1]:] > 0.5
-                        else:
-                            xb = augment(xb, g)
-                    xb = xb.to(self.device).contiguous(memory_format=torch.channels_last)
-                    with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bool(bfloat16)):
-                        out = net(xb, None if mb is None else mb.to(self.device)).reshape(-1)
-                    loss = F.binary_cross_entropy_with_logits(out.float(), y_t[idx].to(self.device))
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    total += float(loss.detach()) * len(idx)
-                    seen += len(idx)
-                rec = {"epoch": epoch + 1, "loss": total / max(seen, 1), "lr": lr_now, "seconds": time.time() - t0}
-                if validation is not None:
-                    z = self.logits(validation)
-                    yv = self._labels(validation, "validation")
-                    rec.update(val_auroc=auroc(z, yv), val_tpr_at_fpr=tpr_at_fpr(z, yv, fpr))
-                history.append(rec)
-                if log is not None:
-                    log(rec)
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix({k: f"{v:.4f}" for k, v in rec.items() if k in ("loss", "val_auroc")})
-                self.training = {**config, "completed_epochs": epoch + 1, "history": history}
-                if checkpoint is not None:
-                    self._save_checkpoint(checkpoint, opt, epoch + 1, history)
-                if time_limit is not None and time.time() - t0 > time_limit:
-                    break
-        finally:
-            if bar is not None:
-                bar.close()
-            net.to(memory_format=torch.contiguous_format)
+
+        def loss(out, y):
+            return F.binary_cross_entropy_with_logits(out.reshape(-1), y)
+
+        def on_record(step):
+            epoch = math.ceil(step / spe)
+            rec = {"epoch": epoch}
+            if validation is not None:
+                z = self.logits(validation)
+                yv = self._labels(validation, "validation")
+                rec.update(val_auroc=auroc(z, yv), val_tpr_at_fpr=tpr_at_fpr(z, yv, fpr))
+            self.training = {**config, "completed_epochs": epoch, "completed_steps": step}
+            return rec
+
+        loop = TrainingLoop(self.network, opt, loss, steps=epochs * spe, schedule=step_schedule(lr, drops, epochs),
+                            record_every=spe, device=self.device,
+                            checkpoint=None if checkpoint is None else Checkpoint(checkpoint), time_limit=time_limit,
+                            autocast=torch.bfloat16 if bfloat16 else None, evaluate=on_record, ddp=ddp,
+                            extra=lambda step, history: {"train_fraction": self.train_fraction},
+                            progress=progress, log=log)
+        if loop.resume(steps_per_epoch=spe):
+            self.train_fraction = float(loop.resumed_extra["train_fraction"])
+        elif statistics:
+            self.set_statistics(train)
+        self.train_fraction = float(np.mean(y_all))
+        history = loop.run(data.batches(loop.step))
+        self.training = {**config, "completed_epochs": math.ceil(loop.step / spe), "completed_steps": loop.step,
+                         "history": history}
         self.tta_thresholds = {}  # chosen for the old weights
         if validation is not None:
             self.set_threshold(validation, fpr=fpr)
@@ -453,32 +421,6 @@ class DeepLensFinder(Estimator):
         if y.all() or not y.any():
             raise ValueError(f"{name} must hold both lenses and non-lenses; got {int(y.sum())} of {len(y)} lenses")
         return y
-
-    def _save_checkpoint(self, path, opt, epoch, history):
-        from lenskit.estimators.training import write_checkpoint
-
-        write_checkpoint(path, "lenskit_finder_checkpoint", self.network, opt,
-                         {"epoch": int(epoch), "history": history, "train_fraction": self.train_fraction})
-
-    def _load_checkpoint(self, path, opt):
-        import asdf
-
-        from lenskit.core.exceptions import LenskitFileError
-        from lenskit.estimators.training import _arrays_to_state
-
-        try:
-            with asdf.open(path, lazy_load=False, memmap=False) as af:
-                ck = af.tree["lenskit_finder_checkpoint"]
-                model = {k: torch.as_tensor(np.array(v)) for k, v in ck["model"].items()}
-                state = _arrays_to_state({k: np.array(v) for k, v in ck["optimizer"].items()},
-                                         dict(ck["optimizer_meta"]))
-                epoch, history = int(ck["epoch"]), [dict(h) for h in ck["history"]]
-                self.train_fraction = float(ck["train_fraction"])
-        except Exception as exc:
-            raise LenskitFileError(f"checkpoint {path} could not be read: {type(exc).__name__}: {exc}") from exc
-        self.network.load_state_dict(model)
-        opt.load_state_dict(state)
-        return epoch, history
 
     # -- persistence ---------------------------------------------------------------------
     def config(self):

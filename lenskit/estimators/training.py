@@ -1,12 +1,26 @@
 """
-Training with on-the-fly simulation, checkpoints and resume.
+The one training loop of lenskit's estimators: streams or fixed datasets, checkpoints, resume, DDP.
 
-Every step draws a new batch from the `~lenskit.Simulator` (new lenses,
-sources and observational effects, as in Hezaveh et al. 2017), optionally in
-background worker processes.  A checkpoint (network, optimiser, step, history)
-is written atomically to ASDF every ``checkpoint_every`` steps, and ``fit``
-started again with the same checkpoint path resumes from it, so an
-interruption loses at most the steps since the last checkpoint.
+Every network lenskit trains (the regression CNNs and the lens finder) goes
+through `TrainingLoop`:
+
+* batches come from a `SimulatedBatches` stream (Hezaveh et al.: a new
+  realisation every step, optionally simulated in background worker
+  processes) or from `FixedBatches` (epochs over a fixed labelled set, as
+  Lanusse et al. train their finder), each per data-parallel rank;
+* the learning rate follows a schedule of the step and of the fraction of the
+  run done (by steps or by wall time, whichever is further along);
+* every ``record_every`` steps (and at the end) a record is added to the
+  history, the caller's evaluation is run, and a `Checkpoint` is written
+  atomically (network, optimiser, step, history: plain arrays, no pickle);
+  a loop started again with the same checkpoint path resumes from it, so an
+  interruption loses at most the steps since the last checkpoint;
+* with ``ddp`` the network is wrapped in
+  `~torch.nn.parallel.DistributedDataParallel`; rank 0 alone evaluates, logs
+  and writes checkpoints, and all ranks stop together.
+
+`train` (the regression estimators' ``fit``) and
+`~lenskit.estimators.finder.DeepLensFinder.fit` are thin set-ups of this loop.
 """
 
 import math
@@ -14,16 +28,25 @@ import os
 import time
 from pathlib import Path
 
+import asdf
 import numpy as np
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, IterableDataset
+from tqdm.auto import tqdm
 
+from lenskit.core.exceptions import LenskitFileError
 from lenskit.core.files import atomic_open, check_output_path
 from lenskit.core.validation import check_int, check_number
+from lenskit.estimators.metrics import summary
+from lenskit.estimators.targets import TargetSpec, gaussian_nll
 
-__all__ = ["train", "SimulatedBatches", "evaluate", "init_ddp"]
+__all__ = ["train", "TrainingLoop", "Checkpoint", "SimulatedBatches", "FixedBatches", "evaluate", "init_ddp",
+           "write_checkpoint", "cosine_schedule", "step_schedule"]
 
 
+# -- batches ------------------------------------------------------------------------------------------------------
 class SimulatedBatches(IterableDataset):
     """Endless simulated batches; each worker process (and each data-parallel rank) gets its own seed."""
 
@@ -47,7 +70,85 @@ class SimulatedBatches(IterableDataset):
         for images, y, masks in self.simulator.stream(self.batch_size, device="cpu", targets=self.targets):
             yield images, y, masks if masks is not None else torch.zeros(0)
 
+    def batches(self, start_step, workers=0):
+        """Iterator of ``(images, targets, masks)`` (masks empty when there are none)."""
+        loader = DataLoader(self, batch_size=None, num_workers=int(workers), persistent_workers=False,
+                            prefetch_factor=2 if workers else None)
+        return iter(loader)
 
+
+class FixedBatches:
+    """
+    Epochs over a fixed set of ``(inputs, labels, masks)`` tensors, in a new order every epoch.
+
+    Epoch ``e`` is shuffled by ``default_rng([seed, e])`` and augmented with a
+    torch generator seeded the same way, so a run resumed at any step sees the
+    batches the uninterrupted run would have.  Data-parallel rank ``r`` of
+    ``world`` takes every ``world``-th batch.  Batches of fewer than
+    ``min_batch`` (batch normalisation needs two) are skipped.
+
+    Parameters
+    ----------
+    x, y : `torch.Tensor`
+    masks : `torch.Tensor` or None
+    batch_size : int
+    seed : int
+    augment : callable, optional
+        ``augment(batch, generator) -> batch`` (the masks, when present,
+        are stacked onto the images as extra channels and split back after).
+    """
+
+    def __init__(self, x, y, masks, batch_size, seed=0, augment=None, rank=0, world=1, min_batch=2):
+        self.x, self.y, self.masks = x, y, masks
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.augment = augment
+        self.rank, self.world = int(rank), int(world)
+        starts = [i for i in range(0, len(y), self.batch_size) if min(self.batch_size, len(y) - i) >= min_batch]
+        self.per_epoch = max(1, len(starts[self.rank::self.world]))
+        self._starts = starts
+
+    def batches(self, start_step, workers=0):
+        epoch = int(start_step) // self.per_epoch
+        while True:
+            order = torch.as_tensor(np.random.default_rng([self.seed, epoch]).permutation(len(self.y)))
+            g = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, epoch]).generate_state(1)[0]))
+            mine = self._starts[self.rank::self.world][:self.per_epoch]
+            for k, i in enumerate(mine):
+                idx = order[i:i + self.batch_size]
+                xb = self.x[idx]
+                mb = None if self.masks is None else self.masks[idx]
+                if self.augment is not None:  # drawn for every batch, so a resumed epoch replays the same ones
+                    if mb is not None:  # augment the mask alongside (nearest)
+                        both = self.augment(torch.cat([xb, mb.to(xb.dtype)], 1), g)
+                        xb, mb = both[:, :xb.shape[1]], both[:, xb.shape[1]:] > 0.5
+                    else:
+                        xb = self.augment(xb, g)
+                if epoch * self.per_epoch + k < start_step:
+                    continue
+                yield xb, self.y[idx], (mb if mb is not None else torch.zeros(0))
+            epoch += 1
+
+
+# -- schedules ----------------------------------------------------------------------------------------------------
+def cosine_schedule(lr, min_lr, warmup=0):
+    """Cosine decay from ``lr`` to ``min_lr`` over the run, after a linear warm-up of ``warmup`` steps."""
+    def at(step, frac):
+        cos = 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
+        # linear warm-up: Adam's first full-size steps on wide layers throw the outputs far off
+        warm = min(1.0, (step + 1) / max(warmup, 1))
+        return (min_lr + (lr - min_lr) * cos) * warm
+    return at
+
+
+def step_schedule(lr, drops, total):
+    """``lr`` divided by 10 at each fraction ``d / total`` of the run in ``drops`` (Lanusse et al.: epochs 40, 80)."""
+    def at(step, frac):
+        return lr * 0.1 ** sum(frac * total >= d for d in drops)
+    return at
+
+
+# -- checkpoints ------------------------------------------------------------------------------------------------
 def _state_to_arrays(state):
     """Optimiser state_dict -> flat dict of arrays + JSON-like meta (no pickle)."""
     arrays, meta = {}, {"param_groups": state["param_groups"], "keys": {}}
@@ -74,8 +175,6 @@ def _arrays_to_state(arrays, meta):
 
 def write_checkpoint(path, key, network, optimizer, extra):
     """Write a network's and optimiser's state (plain arrays, no pickle) plus ``extra`` to ASDF, atomically."""
-    import asdf
-
     model = {k: v.detach().cpu().numpy() for k, v in network.state_dict().items()}
     opt_arrays, opt_meta = _state_to_arrays(optimizer.state_dict())
     tree = {key: {"model": model, "optimizer": opt_arrays, "optimizer_meta": opt_meta, **extra}}
@@ -83,33 +182,60 @@ def write_checkpoint(path, key, network, optimizer, extra):
         asdf.AsdfFile(tree).write_to(f)
 
 
-def save_checkpoint(path, estimator, optimizer, step, history, config):
-    write_checkpoint(path, "lenskit_checkpoint", estimator.network, optimizer,
-                     {"step": int(step), "history": history, "config": config,
-                      "targets": estimator.spec.to_config()})
+class Checkpoint:
+    """
+    One checkpoint file: network and optimiser state, the step reached, the history and the caller's ``extra``.
+
+    Reads the finder checkpoints of lenskit 0.x too (``lenskit_finder_checkpoint``,
+    positioned by epoch).
+    """
+
+    KEY = "lenskit_checkpoint"
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def exists(self):
+        return self.path.exists()
+
+    def save(self, network, optimizer, step, history, extra=None):
+        write_checkpoint(self.path, self.KEY, network, optimizer,
+                         {"step": int(step), "history": list(history), **(extra or {})})
+
+    def load(self, network, optimizer, steps_per_epoch=None):
+        """Restore ``network`` and ``optimizer``; returns ``(step, history, extra)``."""
+        try:
+            with asdf.open(self.path, lazy_load=False, memmap=False) as af:
+                key = self.KEY if self.KEY in af.tree else "lenskit_finder_checkpoint"
+                ck = af.tree[key]
+                model = {k: torch.as_tensor(np.array(v)) for k, v in ck["model"].items()}
+                opt = _arrays_to_state({k: np.array(v) for k, v in ck["optimizer"].items()},
+                                       dict(ck["optimizer_meta"]))
+                if "step" in ck:
+                    step = int(ck["step"])
+                else:  # an epoch-positioned finder checkpoint
+                    step = int(ck["epoch"]) * int(steps_per_epoch or 1)
+                history = [dict(h) for h in ck["history"]]
+                extra = {k: v for k, v in ck.items()
+                         if k not in ("model", "optimizer", "optimizer_meta", "step", "epoch", "history")}
+                extra = _plain(extra)
+        except Exception as exc:
+            raise LenskitFileError(f"checkpoint {self.path} could not be read: {type(exc).__name__}: {exc}") from exc
+        network.load_state_dict(model)
+        optimizer.load_state_dict(opt)
+        return step, history, extra
 
 
-def load_checkpoint(path, estimator, optimizer):
-    import asdf
-
-    from lenskit.core.exceptions import LenskitFileError
-    from lenskit.estimators.targets import TargetSpec
-
-    try:
-        with asdf.open(path, lazy_load=False, memmap=False) as af:
-            ck = af.tree["lenskit_checkpoint"]
-            model = {k: torch.as_tensor(np.array(v)) for k, v in ck["model"].items()}
-            opt = _arrays_to_state({k: np.array(v) for k, v in ck["optimizer"].items()}, dict(ck["optimizer_meta"]))
-            step, history = int(ck["step"]), list(ck["history"])
-            spec = TargetSpec.from_config(dict(ck["targets"]))
-    except Exception as exc:
-        raise LenskitFileError(f"checkpoint {path} could not be read: {type(exc).__name__}: {exc}") from exc
-    estimator.network.load_state_dict(model)
-    estimator.spec = spec
-    optimizer.load_state_dict(opt)
-    return step, history
+def _plain(tree):
+    """ASDF tree nodes -> plain dicts and lists."""
+    if isinstance(tree, dict) or hasattr(tree, "items"):
+        return {k: _plain(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return [_plain(v) for v in tree]
+    return tree
 
 
+# -- data parallelism -----------------------------------------------------------------------------------------------
 def init_ddp(backend=None):
     """
     Join the process group that ``torchrun`` describes in the environment, for `train` with ``ddp=True``.
@@ -124,8 +250,6 @@ def init_ddp(backend=None):
     -------
     (rank, world size, device)
     """
-    import torch.distributed as dist
-
     need = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
     if any(k not in os.environ for k in need):
         raise ValueError("--ddp needs the environment torchrun sets (RANK, WORLD_SIZE, ...): launch with "
@@ -146,11 +270,192 @@ def init_ddp(backend=None):
     return dist.get_rank(), dist.get_world_size(), device
 
 
+def ddp_context(ddp):
+    """``(ddp, rank, world)`` for a ``ddp`` argument (None: whether a process group is initialised)."""
+    ready = dist.is_available() and dist.is_initialized()
+    if ddp is None:
+        ddp = ready
+    if ddp and not ready:
+        raise RuntimeError("ddp=True needs an initialised torch.distributed process group (launch with torchrun "
+                           "and call torch.distributed.init_process_group first, as `lenskit train --ddp` does)")
+    return (True, dist.get_rank(), dist.get_world_size()) if ddp else (False, 0, 1)
+
+
+# -- the loop ---------------------------------------------------------------------------------------------------------
+class TrainingLoop:
+    """
+    Optimise a network on a stream of batches: schedule, records, checkpoints, resume, data parallelism.
+
+    Parameters
+    ----------
+    network : `torch.nn.Module`
+        Called as ``network(images, masks)``.
+    optimizer : `torch.optim.Optimizer`
+    loss : callable
+        ``loss(outputs, targets) -> scalar tensor`` (targets already on the device).
+    steps : int
+        Total optimisation steps of the run (including those before a resume).
+    schedule : callable
+        ``schedule(step, fraction) -> learning rate``; the fraction is the
+        larger of ``step / steps`` and elapsed / ``time_limit``.
+    record_every : int
+        Steps between records, evaluations and checkpoints.
+    device : `torch.device`
+    checkpoint : `Checkpoint`, optional
+    time_limit : float, optional
+        Stop (after a record and a checkpoint) once this many seconds have passed.
+    clip_grad : float, optional
+        Clip the gradient norm.
+    channels_last : bool
+        Train in the channels-last memory format (10-50% faster for the larger networks on CPUs).
+    autocast : torch.dtype, optional
+        Mixed precision (e.g. ``torch.bfloat16``); weights and the loss stay float32.
+    evaluate : callable, optional
+        ``evaluate(step) -> dict`` merged into each record (rank 0 only).
+    extra : callable, optional
+        ``extra(step, history) -> dict`` stored in each checkpoint beside the state.
+    ddp : bool, optional
+        Data parallelism over the initialised process group (default: whenever one is initialised).
+    progress : bool
+    log : callable, optional
+        Called with each record.
+    unit : str
+        The progress bar's unit name.
+    """
+
+    def __init__(self, network, optimizer, loss, *, steps, schedule, record_every, device, checkpoint=None,
+                 time_limit=None, clip_grad=None, channels_last=True, autocast=None, evaluate=None, extra=None,
+                 ddp=None, progress=True, log=None):
+        self.network = network
+        self.optimizer = optimizer
+        self.loss = loss
+        self.steps = int(steps)
+        self.schedule = schedule
+        self.record_every = int(record_every)
+        self.device = torch.device(device)
+        self.checkpoint = checkpoint
+        self.time_limit = time_limit
+        self.clip_grad = clip_grad
+        self.channels_last = bool(channels_last)
+        self.autocast = autocast
+        self.evaluate = evaluate
+        self.extra = extra
+        self.ddp, self.rank, self.world = ddp_context(ddp)
+        self.progress = progress
+        self.log = log
+        self.step = 0
+        self.history = []
+        self.resumed_extra = {}
+        self.images_seen = 0
+
+    @property
+    def main(self):
+        """Whether this process is rank 0 (the one that evaluates, logs and writes)."""
+        return self.rank == 0
+
+    def resume(self, steps_per_epoch=None):
+        """Restore from the checkpoint when it exists; returns whether it did."""
+        if self.checkpoint is None or not self.checkpoint.exists():
+            return False
+        self.step, self.history, self.resumed_extra = self.checkpoint.load(self.network, self.optimizer,
+                                                                            steps_per_epoch)
+        return True
+
+    def _elapsed(self, t0):
+        elapsed = time.time() - t0
+        if self.ddp and self.time_limit is not None:  # rank 0's clock, so all ranks anneal and stop together
+            clock = torch.tensor([elapsed], dtype=torch.float64, device=self.device)
+            dist.broadcast(clock, 0)
+            elapsed = float(clock)
+        return elapsed
+
+    def run(self, batches):
+        """
+        Train from the current step to ``steps`` (or the time limit) on ``batches``.
+
+        ``batches`` is an iterator of ``(images, targets, masks)`` tensors
+        (``masks`` empty when there are none).  Returns the history.
+        """
+        net = self.network
+        if self.channels_last:
+            net.to(memory_format=torch.channels_last)
+        model = net
+        if self.ddp:
+            model = DistributedDataParallel(net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        bar = tqdm(total=self.steps, initial=self.step, desc="training", unit="step") \
+            if self.progress and self.main else None
+        t0 = time.time()
+        losses = []
+        try:
+            while self.step < self.steps:
+                images, y, masks = next(batches)
+                images = images.to(self.device)
+                if self.channels_last:
+                    images = images.contiguous(memory_format=torch.channels_last)
+                mask = masks.to(self.device) if masks.numel() else None
+                elapsed = self._elapsed(t0)
+                frac = self.step / max(self.steps, 1)
+                if self.time_limit is not None:  # anneal by wall time too, so a time-limited run ends annealed
+                    frac = max(frac, elapsed / self.time_limit)
+                lr = self.schedule(self.step, frac)
+                for g in self.optimizer.param_groups:
+                    g["lr"] = lr
+                net.train()
+                with torch.autocast(self.device.type, dtype=self.autocast or torch.bfloat16,
+                                    enabled=self.autocast is not None):
+                    out = model(images, mask)
+                loss = self.loss(out.float(), y.to(self.device))
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if self.clip_grad:
+                    torch.nn.utils.clip_grad_norm_(net.parameters(), self.clip_grad)
+                self.optimizer.step()
+                self.step += 1
+                self.images_seen += len(images) * self.world
+                losses.append(float(loss.detach()))
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
+                done = self.step >= self.steps or (self.time_limit is not None and elapsed > self.time_limit)
+                if (self.step % self.record_every == 0 or done) and self.main:
+                    rec = {"step": self.step, "loss": float(np.mean(losses)), "lr": lr,
+                           "seconds": time.time() - t0, "images": self.images_seen}
+                    losses = []
+                    if self.evaluate is not None:
+                        rec.update(self.evaluate(self.step))
+                    self.history.append(rec)
+                    if self.log is not None:
+                        self.log(rec)
+                    if self.checkpoint is not None:
+                        extra = self.extra(self.step, self.history) if self.extra is not None else {}
+                        self.checkpoint.save(net, self.optimizer, self.step, self.history, extra)
+                if done:
+                    break
+        finally:
+            if bar is not None:
+                bar.close()
+            net.to(memory_format=torch.contiguous_format)
+        if self.ddp:
+            self._check_ranks_agree()
+        return self.history
+
+    def _check_ranks_agree(self):
+        # the ranks must hold the same weights: compare checksums of the parameters (batch-norm running
+        # statistics are rank 0's, broadcast at every forward pass; the saved model is rank 0's)
+        flat = torch.cat([t.detach().double().reshape(-1) for t in self.network.parameters()])
+        weights = (torch.arange(len(flat), device=flat.device) % 7 + 1).double()
+        sums = torch.stack([flat.sum(), (flat * weights).sum()])
+        gathered = [torch.zeros_like(sums) for _ in range(self.world)]
+        dist.all_gather(gathered, sums)
+        self.ranks_agree = bool(all(torch.equal(g, gathered[0]) for g in gathered))
+        if not self.ranks_agree:
+            raise RuntimeError("data-parallel ranks ended with different weights")
+
+
+# -- the regression estimators' set-up -----------------------------------------------------------------------------
 @torch.no_grad()
 def evaluate(estimator, dataset, batch_size=128):
     """Metrics of an estimator on a `~lenskit.LensDataset`: RMS, bias, 68% error and coverage per target."""
-    from lenskit.estimators.metrics import summary
-
     est = estimator.predict(dataset, batch_size=batch_size)
     return summary(est, dataset.params)
 
@@ -204,10 +509,6 @@ def train(estimator, simulator, steps=1000, batch_size=64, lr=1e-3, min_lr=None,
     list of dict
         The history: step, training loss, time and validation metrics.
     """
-    import torch.distributed as dist
-
-    from lenskit.estimators.targets import TargetSpec, gaussian_nll
-
     # every argument is checked before anything is simulated, trained or written
     steps = check_int("steps", steps, minimum=1)
     batch_size = check_int("batch_size", batch_size, minimum=1)
@@ -224,131 +525,63 @@ def train(estimator, simulator, steps=1000, batch_size=64, lr=1e-3, min_lr=None,
         check_output_path(checkpoint, overwrite=True, name="checkpoint")
     if validation is not None and not hasattr(validation, "params"):
         raise TypeError(f"validation must be a LensDataset; got {type(validation).__name__}")
-
-    net = estimator.network
-    dev = estimator.device
-    if ddp is None:
-        ddp = dist.is_available() and dist.is_initialized()
-    if ddp and not (dist.is_available() and dist.is_initialized()):
-        raise RuntimeError("ddp=True needs an initialised torch.distributed process group (launch with torchrun "
-                           "and call torch.distributed.init_process_group first, as `lenskit train --ddp` does)")
-    rank, world = (dist.get_rank(), dist.get_world_size()) if ddp else (0, 1)
-    main = rank == 0
     if tuple(simulator.instrument.shape) != estimator.in_shape[1:] or len(simulator.instrument.bands) != estimator.in_shape[0]:
         raise ValueError(f"the simulator makes ({len(simulator.instrument.bands)}, {simulator.instrument.shape[0]}, "
                          f"{simulator.instrument.shape[1]}) stamps; the estimator expects {estimator.in_shape}")
-    opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
+    ddp, rank, world = ddp_context(ddp)
+    opt = torch.optim.Adam(estimator.network.parameters(), lr=lr, weight_decay=weight_decay)
     min_lr = lr / 30 if min_lr is None else min_lr
-    step, history = 0, []
-    if checkpoint is not None and Path(checkpoint).exists():
-        step, history = load_checkpoint(checkpoint, estimator, opt)
-    elif np.allclose(estimator.spec.mean, 0) and np.allclose(estimator.spec.std, 1):
-        # standardise targets with the simulator's prior (on rank 0, broadcast to the others)
-        stats = torch.zeros(2, estimator.spec.k, dtype=torch.float64)
-        if main:
-            if standardize_samples is None:  # enough for the prior's moments; no more than a short run sees
-                standardize_samples = min(2048, max(256, int(steps) * int(batch_size)))
-            rows = [y for _, y, _ in simulator.stream(min(standardize_samples, 512), targets=estimator.targets,
-                                                      steps=max(1, standardize_samples // 512))]
-            y = torch.cat(rows)
-            spec0 = TargetSpec(estimator.targets, spin=estimator.spec.spin)
-            z = spec0.to_network(y).numpy()
-            stats = torch.as_tensor(np.stack([z.mean(0), np.maximum(z.std(0), 1e-3)]), dtype=torch.float64)
-        if ddp:
-            stats = stats.to(dev)
-            dist.broadcast(stats, 0)
-            stats = stats.cpu()
-        estimator.spec = TargetSpec(estimator.targets, spin=estimator.spec.spin, mean=stats[0].numpy(),
-                                    std=stats[1].numpy())
-    if channels_last:
-        net.to(memory_format=torch.channels_last)
     config = {"steps": int(steps), "batch_size": int(batch_size), "lr": lr, "min_lr": min_lr, "workers": int(workers),
               "seed": int(seed), "simulator": simulator.config}
-    data = SimulatedBatches(simulator, batch_size, estimator.targets, seed=hash((seed, step)) % (2**31), rank=rank)
-    model = net
-    if ddp:
-        from torch.nn.parallel import DistributedDataParallel
 
-        model = DistributedDataParallel(net, device_ids=[dev.index] if dev.type == "cuda" else None)
+    def loss(out, y):
+        spec = estimator.spec
+        return gaussian_nll(out, spec.to_network(y), spec.k, spec, estimator.uncertainty)
+
+    def checkpoint_extra(step, history):
+        estimator.training = {**config, "completed_steps": step, "images_seen_since_start": loop.images_seen}
+        return {"config": config, "targets": estimator.spec.to_config()}
+
+    loop = TrainingLoop(estimator.network, opt, loss, steps=steps, schedule=cosine_schedule(lr, min_lr, warmup),
+                        record_every=checkpoint_every, device=estimator.device,
+                        checkpoint=None if checkpoint is None else Checkpoint(checkpoint), time_limit=time_limit,
+                        clip_grad=10.0, channels_last=channels_last, ddp=ddp, progress=progress, log=log,
+                        evaluate=None if validation is None else (lambda step: {"validation": evaluate(estimator,
+                                                                                                       validation)}),
+                        extra=checkpoint_extra)
+    if loop.resume():
+        estimator.spec = TargetSpec.from_config(dict(loop.resumed_extra["targets"]))
+    elif np.allclose(estimator.spec.mean, 0) and np.allclose(estimator.spec.std, 1):
+        _standardize(estimator, simulator, standardize_samples or min(2048, max(256, steps * batch_size)), ddp)
+    data = SimulatedBatches(simulator, batch_size, estimator.targets, seed=hash((seed, loop.step)) % (2**31),
+                            rank=rank)
+    if ddp:
         keys = [None] * world
         dist.all_gather_object(keys, data.seed_key(0))
         config["ddp"] = {"world_size": world, "backend": dist.get_backend(), "batch_size_per_rank": int(batch_size),
                          "global_batch_size": int(batch_size) * world, "rank_seed_keys": keys}
-    loader = DataLoader(data, batch_size=None, num_workers=int(workers), persistent_workers=False,
-                        prefetch_factor=2 if workers else None)
-    bar = None
-    if progress and main:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=steps, initial=step, desc="training", unit="step")
-    t0 = time.time()
-    seen = 0
-    running = None
-    it = iter(loader)
+    batches = data.batches(loop.step, workers)
     try:
-        while step < steps:
-            images, y, masks = next(it)
-            images = images.to(dev)
-            if channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            mask = masks.to(dev) if masks.numel() else None
-            elapsed = time.time() - t0
-            if ddp and time_limit is not None:  # rank 0's clock, so all ranks anneal and stop together
-                clock = torch.tensor([elapsed], dtype=torch.float64, device=dev)
-                dist.broadcast(clock, 0)
-                elapsed = float(clock)
-            progress_frac = step / max(steps, 1)
-            if time_limit is not None:  # anneal by wall time too, so a time-limited run ends annealed
-                progress_frac = max(progress_frac, elapsed / time_limit)
-            cos = 0.5 * (1 + math.cos(math.pi * min(progress_frac, 1.0)))
-            # linear warm-up: Adam's first full-size steps on wide layers throw the outputs far off
-            warm = min(1.0, (step + 1) / max(warmup, 1))
-            for g in opt.param_groups:
-                g["lr"] = (min_lr + (lr - min_lr) * cos) * warm
-            net.train()
-            out = model(images, mask)
-            loss = gaussian_nll(out, estimator.spec.to_network(y.to(dev)), estimator.spec.k, estimator.spec,
-                                estimator.uncertainty)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
-            opt.step()
-            step += 1
-            seen += len(images)
-            lv = float(loss.detach())
-            running = lv if running is None else 0.98 * running + 0.02 * lv
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{running:.3f}")
-            done = step >= steps or (time_limit is not None and elapsed > time_limit)
-            if (step % checkpoint_every == 0 or done) and main:
-                rec = {"step": step, "loss": running, "seconds": time.time() - t0, "images": seen * world}
-                if validation is not None:
-                    m = evaluate(estimator, validation)
-                    rec["validation"] = m
-                history.append(rec)
-                if log is not None:
-                    log(rec)
-                if checkpoint is not None:
-                    estimator.training = {**config, "completed_steps": step, "images_seen_since_start": seen * world}
-                    save_checkpoint(checkpoint, estimator, opt, step, history, config)
-            if done:
-                break
+        history = loop.run(batches)
     finally:
-        if bar is not None:
-            bar.close()
-        del it
-    net.to(memory_format=torch.contiguous_format)
+        del batches
     if ddp:
-        # the ranks must hold the same weights: compare checksums of the parameters (batch-norm running
-        # statistics are rank 0's, broadcast at every forward pass; the saved model is rank 0's)
-        flat = torch.cat([t.detach().double().reshape(-1) for t in net.parameters()])
-        weights = (torch.arange(len(flat), device=flat.device) % 7 + 1).double()
-        sums = torch.stack([flat.sum(), (flat * weights).sum()])
-        gathered = [torch.zeros_like(sums) for _ in range(world)]
-        dist.all_gather(gathered, sums)
-        config["ddp"]["weights_identical_on_all_ranks"] = bool(all(torch.equal(g, gathered[0]) for g in gathered))
-        if not config["ddp"]["weights_identical_on_all_ranks"]:
-            raise RuntimeError("data-parallel ranks ended with different weights")
-    estimator.training = {**config, "completed_steps": step, "history": history[-5:]}
+        config["ddp"]["weights_identical_on_all_ranks"] = loop.ranks_agree
+    estimator.training = {**config, "completed_steps": loop.step, "history": history[-5:]}
     return history
+
+
+def _standardize(estimator, simulator, n, ddp):
+    """Standardise the targets with the simulator's prior and selection (rank 0 draws, the others receive)."""
+    stats = torch.zeros(2, estimator.spec.k, dtype=torch.float64)
+    if not ddp or dist.get_rank() == 0:
+        rows = [y for _, y, _ in simulator.stream(min(n, 512), targets=estimator.targets, steps=max(1, n // 512))]
+        spec0 = TargetSpec(estimator.targets, spin=estimator.spec.spin)
+        z = spec0.to_network(torch.cat(rows)).numpy()
+        stats = torch.as_tensor(np.stack([z.mean(0), np.maximum(z.std(0), 1e-3)]), dtype=torch.float64)
+    if ddp:
+        stats = stats.to(estimator.device)
+        dist.broadcast(stats, 0)
+        stats = stats.cpu()
+    estimator.spec = TargetSpec(estimator.targets, spin=estimator.spec.spin, mean=stats[0].numpy(),
+                                std=stats[1].numpy())

@@ -1,0 +1,96 @@
+"""The one training loop: fixed-set batches that replay on resume, and a resumed run equal to an uninterrupted one."""
+
+import numpy as np
+import pytest
+import torch
+
+from lenskit.core.exceptions import LenskitFileError
+from lenskit.estimators.training import Checkpoint, FixedBatches, TrainingLoop, cosine_schedule, step_schedule
+
+
+class Tiny(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.lin = torch.nn.Linear(16, 1)
+
+    def forward(self, x, mask=None):
+        return self.lin(x.reshape(len(x), -1)).reshape(-1)
+
+
+def _data(n=40):
+    g = np.random.default_rng(3)
+    x = torch.as_tensor(g.normal(size=(n, 1, 4, 4)), dtype=torch.float32)
+    y = (x.sum((1, 2, 3)) > 0).float()
+    return x, y
+
+
+def _flip(batch, generator):
+    keep = torch.rand(len(batch), generator=generator) < 0.5
+    return torch.where(keep[:, None, None, None], batch, batch.flip(-1))
+
+
+def test_fixed_batches_resume_mid_epoch_replays_the_same_batches():
+    x, y = _data()
+    data = FixedBatches(x, y, None, 8, seed=5, augment=_flip)
+    assert data.per_epoch == 5
+    full = [b for _, b in zip(range(12), data.batches(0))]
+    resumed = [b for _, b in zip(range(5), data.batches(7))]
+    for a, b in zip(full[7:], resumed):
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    # a new order every epoch, every item once per epoch
+    ep0 = torch.cat([b[1] for b in full[:5]])
+    assert sorted(ep0.tolist()) == sorted(y.tolist())
+    assert not torch.equal(full[0][0], full[5][0])
+    # ranks split an epoch's batches
+    r0, r1 = (FixedBatches(x, y, None, 8, seed=5, rank=r, world=2) for r in (0, 1))
+    assert r0.per_epoch == 3 and r1.per_epoch == 2
+
+
+def _loop(ck, steps):
+    net = Tiny()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    loop = TrainingLoop(net, opt, torch.nn.functional.binary_cross_entropy_with_logits, steps=steps,
+                        schedule=step_schedule(1e-2, [2], 3), record_every=5, device="cpu",
+                        checkpoint=Checkpoint(ck), channels_last=False, progress=False, ddp=False,
+                        extra=lambda step, history: {"note": "x"})
+    return net, loop
+
+
+def test_resumed_run_equals_the_uninterrupted_one(tmp_path):
+    x, y = _data()
+    data = FixedBatches(x, y, None, 8, seed=1, augment=_flip)
+    net_a, a = _loop(tmp_path / "a.asdf", 15)
+    a.run(data.batches(0))
+    # interrupted during step 13 (after the checkpoint of step 10), then resumed
+
+    def interrupted(batches, n):
+        for _ in range(n):
+            yield next(batches)
+        raise KeyboardInterrupt
+
+    net_b, b = _loop(tmp_path / "b.asdf", 15)
+    with pytest.raises(KeyboardInterrupt):
+        b.run(interrupted(data.batches(0), 12))
+    net_c, c = _loop(tmp_path / "b.asdf", 15)
+    assert c.resume() and c.step == 10 and c.resumed_extra == {"note": "x"}
+    c.run(data.batches(c.step))
+    for p, q in zip(net_a.parameters(), net_c.parameters()):
+        assert torch.equal(p, q)
+    assert [h["step"] for h in c.history] == [5, 10, 15] == [h["step"] for h in a.history]
+
+
+def test_schedules():
+    cos = cosine_schedule(1.0, 0.1, warmup=10)
+    assert cos(0, 0.0) == pytest.approx(0.1) and cos(50, 0.0) == pytest.approx(1.0)
+    assert cos(50, 1.0) == pytest.approx(0.1) and cos(50, 0.5) == pytest.approx(0.55)
+    drop = step_schedule(1.0, [10, 20], 30)
+    assert [drop(0, f) for f in (0.0, 0.34, 0.7)] == pytest.approx([1.0, 0.1, 0.01])
+
+
+def test_a_damaged_checkpoint_is_refused(tmp_path):
+    bad = tmp_path / "ck.asdf"
+    bad.write_bytes(b"#ASDF 1.0.0\nnot really")
+    net, loop = _loop(bad, 5)
+    with pytest.raises(LenskitFileError, match="could not be read"):
+        loop.resume()
