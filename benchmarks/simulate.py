@@ -43,7 +43,7 @@ def rate(fn, n, repeats):
 
 def simulator_rate(sim, n, repeats, chunk=None):
     def run(k):
-        sim._simulate(k, sim.rng, keep_truth=False)
+        sim.simulate(k, keep_truth=False)
 
     return rate(run, n, repeats)
 
@@ -54,13 +54,13 @@ _WORKER = {}
 def _init_worker(compile_):
     torch.set_num_threads(1)
     sim = lenskit.Simulator(source="sersic", instrument=basic_hst(), seed=os.getpid(), compile=compile_)
-    sim._simulate(32, sim.rng, keep_truth=False)
+    sim.simulate(32, keep_truth=False)
     _WORKER["sim"] = sim
 
 
 def _work(k):
     sim = _WORKER["sim"]
-    sim._simulate(k, sim.rng, keep_truth=False)
+    sim.simulate(k, keep_truth=False)
     return k
 
 

@@ -12,6 +12,8 @@ import abc
 import astropy.units as u
 import numpy as np
 
+from lenskit.core.config import Configurable
+
 __all__ = [
     "MassModel",
     "Source",
@@ -23,7 +25,7 @@ __all__ = [
 ]
 
 
-class MassModel(abc.ABC):
+class MassModel(Configurable, abc.ABC):
     """
     A lens mass distribution: deflection, convergence, potential and Hessian.
 
@@ -225,7 +227,7 @@ class SourceBatch(abc.ABC):
         """
 
 
-class Source(abc.ABC):
+class Source(Configurable, abc.ABC):
     """A population of background galaxies that can be sampled."""
 
     name = None
@@ -258,7 +260,7 @@ class Source(abc.ABC):
         """
 
 
-class Instrument(abc.ABC):
+class Instrument(Configurable, abc.ABC):
     """
     A telescope and camera: bands, pixels, PSF, noise and artefacts.
 

@@ -10,12 +10,13 @@ import numbers
 import astropy.units as u
 import numpy as np
 
+from lenskit.core.config import Configurable
 from lenskit.core.validation import as_float
 
 __all__ = ["Prior", "Fixed", "Uniform", "LogUniform", "Normal", "EinsteinRadius", "as_prior"]
 
 
-class Prior:
+class Prior(Configurable):
     """A one-dimensional distribution sampled with a `numpy.random.Generator`."""
 
     def sample(self, rng, n):

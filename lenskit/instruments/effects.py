@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lenskit.core.config import Configurable
 from lenskit.core.priors import as_prior
 from lenskit.core.validation import as_float
 from lenskit.lensing.convolution import fft_convolve
@@ -83,7 +84,7 @@ def torch_generator(rng, device="cpu"):
     return g
 
 
-class Effect:
+class Effect(Configurable):
     """Base class: ``effect(obs, rng) -> obs``."""
 
     name = "effect"

@@ -187,6 +187,18 @@ class _Registry:
         self._check_kind(kind)
         return sorted(self._entries[kind])
 
+    def packages(self):
+        """Top-level packages that hold registered implementations (lenskit's and the loaded plugins')."""
+        self._ensure()
+        out = {"lenskit"}
+        for table in self._entries.values():
+            for entry in table.values():
+                spec = entry.spec
+                module = spec.partition(":")[0] if isinstance(spec, str) else getattr(spec, "__module__", "")
+                if module:
+                    out.add(module.split(".")[0])
+        return out
+
     def plugins(self):
         with self._lock:
             if self._entries is None:
@@ -253,6 +265,16 @@ def get(kind, name):
 def available(kind=None):
     """Sorted names registered for ``kind``, or a dict of all kinds when None."""
     return _REGISTRY.available(kind)
+
+
+def plugin_module_allowed(module):
+    """
+    Whether a configuration may name a class in ``module``: lenskit's own and the registered plugins' packages.
+
+    `lenskit.core.config.rebuild` imports nothing else, so a configuration
+    read from a file cannot make lenskit import arbitrary code.
+    """
+    return isinstance(module, str) and module.split(".")[0] in _REGISTRY.packages()
 
 
 def plugins():

@@ -11,10 +11,12 @@ counts.
 import numpy as np
 import torch
 
+from lenskit.core.config import Configurable
+
 __all__ = ["LineOfSight"]
 
 
-class LineOfSight:
+class LineOfSight(Configurable):
     """
     A Poisson number of unlensed galaxies scattered uniformly over each stamp.
 
@@ -86,12 +88,12 @@ class LineOfSight:
         xc = rng.uniform(-w * pix / 2, w * pix / 2, total)
         yc = rng.uniform(-h * pix / 2, h * pix / 2, total)
         mags = self.draw_magnitudes(rng, total)
-        fluxes, _ = simulator._band_fluxes(mags, "source", rng)  # (total, bands) e-/s
+        fluxes, _ = simulator.drawer.band_fluxes(mags, "source", rng)  # (total, bands) e-/s
         gal = self.source.sample(total, rng)
-        X = (x.reshape(1, 1, -1) - simulator._t(xc).reshape(-1, 1, 1)).expand(total, h, w)
-        Y = (y.reshape(1, -1, 1) - simulator._t(yc).reshape(-1, 1, 1)).expand(total, h, w)
+        X = (x.reshape(1, 1, -1) - simulator.renderer.tensor(xc).reshape(-1, 1, 1)).expand(total, h, w)
+        Y = (y.reshape(1, -1, 1) - simulator.renderer.tensor(yc).reshape(-1, 1, 1)).expand(total, h, w)
         sb = gal.brightness(X, Y)  # (total, H, W) per arcsec^2, integrating to gal.flux
-        norm = simulator._t(fluxes / np.asarray(gal.flux, float)[:, None] * pix * pix)  # (total, bands)
+        norm = simulator.renderer.tensor(fluxes / np.asarray(gal.flux, float)[:, None] * pix * pix)  # (total, bands)
         img = sb.unsqueeze(1) * norm.reshape(total, -1, 1, 1)
         out.index_add_(0, torch.as_tensor(owner, device=simulator.device), img)
         return out, counts

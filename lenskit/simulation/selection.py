@@ -7,10 +7,12 @@ A criterion looks at a system twice: `Selection.pre` before observation
 
 import numpy as np
 
+from lenskit.core.config import Configurable
+
 __all__ = ["Selection", "NoSelection", "MinMagnification", "Pearson2019", "as_selection"]
 
 
-class Selection:
+class Selection(Configurable):
     """Base class; both stages accept every system."""
 
     name = "none"

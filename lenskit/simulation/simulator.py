@@ -7,49 +7,38 @@ ray-traces it through the lens on the instrument's pixel grid (optionally
 supersampled), adds the lens galaxy's light, keeps the systems the selection
 accepts, and passes them through the instrument's observational effects.
 Work is done in small chunks so each step's working set stays in cache.
+
+The `Simulator` is a short orchestrator over parts that can be used and
+tested alone: `~lenskit.simulation.drawing.SystemDrawer` (priors and draws),
+`~lenskit.simulation.placement.SourcePlacer` (source positions),
+`~lenskit.simulation.rendering.StampRenderer` (the one renderer on the
+instrument's grid) and `lenskit.simulation.assembly` (tables and datasets).
 """
 
-
-import astropy.units as u
 import numpy as np
 import torch
-from astropy.table import QTable
-from matplotlib.path import Path
+from tqdm.auto import tqdm
 
-from lenskit.core.dataset import LensDataset
+from lenskit.core.config import ConfigError, Configurable, decode, describe, rebuild
 from lenskit.core.interfaces import Instrument, MassModel, Source
-from lenskit.core.priors import Normal, Uniform, as_prior
-from lenskit.core.provenance import Provenance, array_checksum
 from lenskit.core.resources import check_memory
-from lenskit.core.validation import as_float, as_rng, check_int, check_number
-from lenskit.lensing.critical import multiple_image_region
-from lenskit.lensing.light import elliptical_sersic, sersic_b, sersic_total_flux
-from lenskit.lensing.render import pixel_grid, render
-from lenskit.simulation.selection import as_selection
+from lenskit.core.validation import as_rng, check_int, check_number
+from lenskit.mass_models.composite import CompositeMassModel
+from lenskit.plugins import get, plugin_module_allowed
+from lenskit.simulation.assembly import Accepted, arc_snr, assemble, params_table
+from lenskit.simulation.drawing import GENERIC_PRIORS, KNOWN_PRIORS, PRIOR_UNITS, SystemDrawer, build_priors
+from lenskit.simulation.line_of_sight import LineOfSight
+from lenskit.simulation.placement import SourcePlacer
+from lenskit.simulation.rendering import StampRenderer
+from lenskit.simulation.selection import Selection, as_selection
 
-__all__ = ["Simulator", "DEFAULT_TARGETS"]
+__all__ = ["Simulator", "DEFAULT_TARGETS", "arc_snr", "GENERIC_PRIORS", "KNOWN_PRIORS", "PRIOR_UNITS"]
 
 #: The five SIE parameters networks regress.
 DEFAULT_TARGETS = ("theta_E", "e1", "e2", "x0", "y0")
 
-#: Priors that do not depend on the instrument.
-GENERIC_PRIORS = {
-    "gamma": Uniform(0.0, 0.1),              # external shear modulus
-    "light_q_ratio": Normal(1.02, 0.12, 0.5, 2.0),  # q_mass / q_light (Pearson et al. 2019)
-    "light_dphi": Normal(0.0, 10.0),         # degrees, light minus mass angle (Pearson et al. 2019)
-    "colour_scatter": 0.1,                   # mag rms about the instrument's typical colours
-}
-KNOWN_PRIORS = {"theta_E", "ellipticity", "x0", "y0", "gamma", "lens_mag", "source_mag", "light_R_e",
-                "light_n", "light_q_ratio", "light_dphi", "colour_scatter"}
-#: The unit of each known prior (Quantities are converted to it; plain numbers are taken to be in it).
-PRIOR_UNITS = {"theta_E": u.arcsec, "x0": u.arcsec, "y0": u.arcsec, "light_R_e": u.arcsec, "lens_mag": u.mag,
-               "source_mag": u.mag, "light_dphi": u.deg, "colour_scatter": u.mag, "ellipticity": u.one,
-               "gamma": u.one, "light_n": u.one, "light_q_ratio": u.one}
-
 
 def _resolve(kind, value, iface):
-    from lenskit.plugins import get
-
     if isinstance(value, str):
         return get(kind, value)()
     if isinstance(value, type) and issubclass(value, iface):
@@ -128,8 +117,6 @@ class Simulator:
                  supersample=1, chunk_size=8, device="cpu", dtype=torch.float32, max_tries=50, compile=False,
                  split=None, line_of_sight=None):
         if isinstance(mass_model, (list, tuple)):
-            from lenskit.mass_models.composite import CompositeMassModel
-
             comps = [_resolve("mass_model", m, MassModel) for m in mass_model]
             mass_model = comps[0] if len(comps) == 1 else CompositeMassModel(comps)
         self.mass_model = _resolve("mass_model", mass_model, MassModel)
@@ -142,7 +129,7 @@ class Simulator:
             selection = getattr(self.instrument, "default_selection", "hezaveh2017")
         self.selection = as_selection(selection)
         self.rng = as_rng(seed)
-        self.seed = seed if isinstance(seed, (int, np.integer)) else None
+        self.seed = int(seed) if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) else None
         if lens_light is None:
             lens_light = self.instrument.default_lens_light
         elif isinstance(lens_light, str):
@@ -160,56 +147,44 @@ class Simulator:
             raise ValueError(f"dtype must be torch.float32 or torch.float64; got {dtype}")
         self.dtype = dtype
         self.max_tries = check_int("max_tries", max_tries, minimum=1)
-        self.priors = self._build_priors(priors or {})
+        self.priors = build_priors(priors or {}, self.instrument, self.mass_model)
         if line_of_sight is True:
-            from lenskit.simulation.line_of_sight import LineOfSight
-
             line_of_sight = LineOfSight()
         elif line_of_sight is False:
             line_of_sight = None
         if line_of_sight is not None and not hasattr(line_of_sight, "render"):
             raise TypeError(f"line_of_sight must be a LineOfSight, True or None; got {line_of_sight!r}")
         self.line_of_sight = line_of_sight
-        self._mass_names = list(self.mass_model.param_names)
-        self._plain = {n: n.split("_", 1)[1] if n[:1].isdigit() and "_" in n else n for n in self._mass_names}
-        for outer, plain in self._plain.items():
-            if plain not in ("theta_E", "e1", "e2", "x0", "y0", "gamma1", "gamma2") and outer not in self.priors \
-                    and plain not in self.priors:
-                raise ValueError(f"mass model parameter {outer!r} has no default prior; pass priors={{{outer!r}: ...}}")
-        self._grid = None
         self.compile = bool(compile)
-        self._deflect = self.mass_model.deflection_tensor
-        self._light = elliptical_sersic
-        self._source_kernels = {}
-        if self.compile:
-            self._deflect = torch.compile(self._deflect)
-            self._light = torch.compile(elliptical_sersic)
+        # the parts
+        self.drawer = SystemDrawer(self.mass_model, self.instrument, self.priors, self.misalignment)
+        self.placer = SourcePlacer(self.mass_model, self.caustic_margin)
+        xs = [k for k, v in self.drawer.plain.items() if v == "x0"]
+        ys = [k for k, v in self.drawer.plain.items() if v == "y0"]
+        self.renderer = StampRenderer(self.mass_model, self.instrument, self.supersample, self.device, self.dtype,
+                                      self.compile, (xs[0], ys[0]) if xs and ys else None)
 
     # -- configuration --------------------------------------------------------------
-    def _build_priors(self, user):
-        if not isinstance(user, dict):
-            raise TypeError(f"priors must be a dict; got {type(user).__name__}")
-        priors = dict(GENERIC_PRIORS)
-        priors.update(getattr(self.instrument, "default_priors", {}) or {})
-        mass_params = set(self.mass_model.param_names)
-        for key, value in user.items():
-            if key not in KNOWN_PRIORS and key not in mass_params:
-                raise ValueError(f"unknown prior {key!r}; expected one of {sorted(KNOWN_PRIORS | mass_params)}")
-            priors[key] = value
-        out = {}
-        for key, value in priors.items():
-            unit = PRIOR_UNITS.get(key) or self.mass_model.param_units.get(key)
-            out[key] = (as_float(value, f"priors[{key!r}]", unit) if key == "colour_scatter"
-                        else as_prior(value, f"priors[{key!r}]", unit))
-        for key in ("theta_E", "x0", "y0", "ellipticity", "lens_mag", "source_mag", "light_R_e", "light_n"):
-            if key not in out:
-                raise ValueError(f"instrument {self.instrument.name!r} has no default prior for {key!r}; "
-                                 f"pass priors={{{key!r}: ...}}")
-        return out
-
     @property
     def config(self):
-        """JSON-like description of this simulator (stored in provenance)."""
+        """
+        JSON-like description of this simulator (stored in provenance).
+
+        Its ``"build"`` entry describes every component exactly (their
+        classes and arguments, `lenskit.core.config`), so that `from_config`
+        rebuilds the simulator; the other entries are for people to read.
+        """
+        try:
+            build = {"mass_model": describe(self.mass_model, "mass_model"),
+                     "source": describe(self.source, "source"),
+                     "instrument": describe(self.instrument, "instrument"),
+                     "selection": describe(self.selection, "selection"),
+                     "priors": {k: (v if not isinstance(v, Configurable) else describe(v, f"priors[{k!r}]"))
+                                for k, v in self.priors.items()},
+                     "line_of_sight": None if self.line_of_sight is None else describe(self.line_of_sight,
+                                                                                        "line_of_sight")}
+        except ConfigError as exc:  # a component lenskit cannot describe: the config is descriptive only
+            build = {"unavailable": str(exc)}
         return {
             "mass_model": getattr(self.mass_model, "name", type(self.mass_model).__name__),
             "mass_components": [c.name for c in getattr(self.mass_model, "components", [self.mass_model])],
@@ -222,116 +197,66 @@ class Simulator:
             "caustic_margin": self.caustic_margin, "supersample": self.supersample, "chunk_size": self.chunk_size,
             "compile": self.compile,
             "dtype": str(self.dtype).replace("torch.", ""),
+            "seed": self.seed,
+            "build": build,
         }
 
-    # -- drawing parameters -----------------------------------------------------------
-    def _draw_lens(self, n, rng):
-        p = {}
-        pr = self.priors
-        aux = {}
-        if hasattr(pr["theta_E"], "sample_aux"):  # e.g. EinsteinRadius: also sigma_v and redshifts
-            theta_E, aux = pr["theta_E"].sample_aux(rng, n)
-        else:
-            theta_E = pr["theta_E"].sample(rng, n)
-        eps = np.clip(pr["ellipticity"].sample(rng, n), 0.0, 0.98)
-        q = 1 - eps
-        phi = rng.uniform(0, np.pi, n)
-        c = (1 - q) / (1 + q)
-        gam = pr["gamma"].sample(rng, n)
-        gphi = rng.uniform(0, np.pi, n)
-        x0, y0 = pr["x0"].sample(rng, n), pr["y0"].sample(rng, n)
-        generic = {"theta_E": theta_E, "e1": c * np.cos(2 * phi), "e2": c * np.sin(2 * phi), "x0": x0, "y0": y0,
-                   "gamma1": gam * np.cos(2 * gphi), "gamma2": gam * np.sin(2 * gphi)}
-        for outer, plain in self._plain.items():
-            if outer in pr:
-                p[outer] = pr[outer].sample(rng, n)
-            elif plain in pr and plain not in generic:
-                p[outer] = pr[plain].sample(rng, n)
-            else:
-                p[outer] = generic[plain]
-        self.mass_model.check_params(p)
-        extra = {"q": q, "phi": phi, "theta_E": theta_E, "x0": x0, "y0": y0, "aux": aux}
-        return p, extra
+    @classmethod
+    def from_config(cls, config, *, seed=None, device="cpu", **overrides):
+        """
+        The simulator a `config` describes: ``Simulator.from_config(dataset.provenance.config)``.
 
-    def _draw_light(self, n, rng, q_mass, phi_mass):
-        pr = self.priors
-        if self.misalignment:
-            q_l = np.clip(q_mass / pr["light_q_ratio"].sample(rng, n), 0.05, 1.0)
-            phi_l = phi_mass + np.deg2rad(pr["light_dphi"].sample(rng, n))
-        else:
-            q_l, phi_l = q_mass, phi_mass
-        c = (1 - q_l) / (1 + q_l)
-        return {"light_e1": c * np.cos(2 * phi_l), "light_e2": c * np.sin(2 * phi_l),
-                "light_R_e": pr["light_R_e"].sample(rng, n), "light_n": pr["light_n"].sample(rng, n),
-                "lens_mag": pr["lens_mag"].sample(rng, n)}
+        With the same seed, its first `sample` of ``len(dataset)`` systems is
+        the dataset bit for bit (on the same platform), when the dataset was
+        the first sample of its simulator.
 
-    def _band_fluxes(self, mag, kind, rng):
-        inst = self.instrument
-        n = len(mag)
-        offs = inst.colour_offsets(kind)[None, :] + rng.normal(0, self.priors["colour_scatter"], (n, len(inst.bands)))
-        if inst.reference_band in inst.bands:  # the drawn magnitude is the reference band's own
-            offs[:, inst.bands.index(inst.reference_band)] = 0.0
-        mags = mag[:, None] + offs
-        return np.stack([inst.flux(mags[:, i], b) for i, b in enumerate(inst.bands)], axis=1), mags
+        Parameters
+        ----------
+        config : dict
+            A `config` (from a dataset's provenance or a weight file's training record).
+        seed : int, optional
+            Default: the config's own seed.
+        device : str or `torch.device`
+        **overrides
+            Any `Simulator` argument, replacing the config's (for example a
+            ``source`` whose data the config cannot carry).
 
-    # -- source placement ----------------------------------------------------------------
-    def _regions(self, p):
-        """Per system, the polygons bounding the multiply-imaged region."""
-        n = len(next(iter(p.values())))
-        closed = self.mass_model.multiple_image_regions(n=96, **{k: p[k] for k in self._mass_names})
-        if closed is not None:  # the model has them in closed form, for all systems at once
-            caustic, cut = closed
-            return [[caustic[i], cut[i]] for i in range(n)]
-        out = []
-        for i in range(n):
-            try:
-                out.append(multiple_image_region(self.mass_model, n=96, **{k: float(v[i]) for k, v in p.items()}))
-            except Exception:  # a model without caustics: fall back to a disc of radius theta_E
-                out.append([])
-        return out
-
-    def _place(self, p, extra, rng):
-        n = len(extra["theta_E"])
-        regions = self._regions(p)
-        beta = np.zeros((n, 2))
-        inside = np.zeros(n, dtype=bool)
-        margin = 1 + rng.uniform(0, self.caustic_margin, n)
-        for i in range(n):
-            c = np.array([extra["x0"][i], extra["y0"][i]])
-            polys = [poly for poly in regions[i] if len(poly) >= 3 and np.all(np.isfinite(poly))]
-            if not polys:
-                r = extra["theta_E"][i] * np.sqrt(rng.uniform(0, 1)) * 0.5
-                a = rng.uniform(0, 2 * np.pi)
-                beta[i] = c + r * np.array([np.cos(a), np.sin(a)])
-                continue
-            grown = [c + (poly - c) * margin[i] for poly in polys]
-            paths = [Path(g) for g in grown]
-            allpts = np.concatenate(grown)
-            lo, hi = allpts.min(0), allpts.max(0)
-            for _ in range(20):
-                cand = lo + (hi - lo) * rng.random((64, 2))
-                ok = np.zeros(64, dtype=bool)
-                for path in paths:
-                    ok |= path.contains_points(cand)
-                if ok.any():
-                    beta[i] = cand[np.argmax(ok)]
-                    break
-            else:
-                beta[i] = c
-            inside[i] = any(Path(poly).contains_point(beta[i]) for poly in polys)
-        return beta, inside
+        Raises
+        ------
+        ValueError
+            When the config does not describe its components (it was made by
+            an older lenskit, or holds something lenskit cannot record), naming
+            what to pass instead.
+        """
+        if not hasattr(config, "keys"):
+            raise TypeError(f"config must be a dict (a Simulator.config); got {type(config).__name__}")
+        build = config.get("build")
+        if build is None or "unavailable" in build:
+            why = "it has no 'build' entry (made by an older lenskit)" if build is None else build["unavailable"]
+            raise ValueError(f"config cannot rebuild a Simulator: {why}; pass the components as overrides")
+        kw = {
+            "mass_model": lambda: rebuild(build["mass_model"], MassModel, "mass_model", plugin_module_allowed),
+            "source": lambda: rebuild(build["source"], Source, "source", plugin_module_allowed),
+            "instrument": lambda: rebuild(build["instrument"], Instrument, "instrument", plugin_module_allowed),
+            "selection": lambda: rebuild(build["selection"], Selection, "selection", plugin_module_allowed),
+            "priors": lambda: {k: decode(v, f"priors[{k!r}]", plugin_module_allowed) for k, v in build["priors"].items()},
+            "line_of_sight": lambda: (None if build["line_of_sight"] is None else
+                                      rebuild(build["line_of_sight"], LineOfSight, "line_of_sight",
+                                              plugin_module_allowed)),
+        }
+        args = {k: (overrides[k] if k in overrides else make()) for k, make in kw.items()}
+        for k in ("lens_light", "misalignment", "caustic_margin", "supersample", "chunk_size", "compile", "split"):
+            args[k] = overrides.get(k, config[k])
+        args["dtype"] = overrides.get("dtype", getattr(torch, config["dtype"]))
+        args["seed"] = seed if seed is not None else config.get("seed")
+        unknown = set(overrides) - set(args) - {"max_tries"}
+        if unknown:
+            raise TypeError(f"unknown Simulator argument(s) {sorted(unknown)}")
+        if "max_tries" in overrides:
+            args["max_tries"] = overrides["max_tries"]
+        return cls(args.pop("mass_model"), args.pop("source"), args.pop("instrument"), device=device, **args)
 
     # -- rendering ---------------------------------------------------------------------
-    def _pixel_grid(self):
-        if self._grid is None:
-            x, y = pixel_grid(self.instrument.shape, self.instrument.pixel_scale.to_value(u.arcsec), self.supersample,
-                              self.device, self.dtype)
-            self._grid = (x.reshape(1, 1, -1), y.reshape(1, -1, 1))
-        return self._grid
-
-    def _t(self, a):
-        return torch.as_tensor(np.asarray(a, dtype=float), dtype=self.dtype, device=self.device)
-
     def render(self, params, source_positions, sources, source_flux, light=None, lens_flux=None):
         """
         Noise-free arcs and lens light of given systems on this simulator's grid (before the instrument's effects).
@@ -361,48 +286,7 @@ class Simulator:
         lens_light : `torch.Tensor` (n, bands, H, W) or None
         magnification : ndarray (n,)
         """
-        X, Y = self._pixel_grid()
-        beta = np.asarray(source_positions, dtype=float)
-        n = beta.shape[0]
-        shape = (n, 1, 1)
-        pt = {k: self._t(v).reshape(shape) for k, v in params.items()}
-        pix = self.instrument.pixel_scale.to_value(u.arcsec)
-        lens_sb = None
-        if light is not None:
-            R_e, nn = light["light_R_e"], light["light_n"]
-            args = (self._t(light["light_e1"]).reshape(shape), self._t(light["light_e2"]).reshape(shape),
-                    pt[self._centre_keys[0]], pt[self._centre_keys[1]], self._t(R_e).reshape(shape),
-                    self._t(nn).reshape(shape), self._t(sersic_b(nn)).reshape(shape),
-                    self._t(1.0 / sersic_total_flux(R_e, nn)).reshape(shape))
-
-            def lens_sb(x, y):
-                return self._light(x, y, *args)
-
-        sb, lb, total = render(self._deflect, pt, lambda bx, by: self._source_brightness(sources, bx, by), X, Y, pix,
-                               supersample=self.supersample, light=lens_sb,
-                               source_offset=(self._t(beta[:, 0]).reshape(shape), self._t(beta[:, 1]).reshape(shape)))
-        mu = total.double().cpu().numpy() / np.asarray(sources.flux)
-        arcs = sb.unsqueeze(1) * (self._t(source_flux) * pix * pix).reshape(n, -1, 1, 1)
-        lens = None if lb is None else lb.unsqueeze(1) * (self._t(lens_flux) * pix * pix).reshape(n, -1, 1, 1)
-        return arcs, lens, mu
-
-    def _source_brightness(self, src, bx, by):
-        kernel = getattr(src, "kernel", None)
-        if kernel is None:
-            return src.brightness(bx, by)
-        key = type(src)
-        if key not in self._source_kernels:
-            self._source_kernels[key] = torch.compile(kernel) if self.compile else kernel
-        shape = (-1,) + (1,) * (bx.dim() - 1)
-        return self._source_kernels[key](bx, by, *src.kernel_args(shape, bx.dtype, bx.device))
-
-    @property
-    def _centre_keys(self):
-        xs = [k for k, v in self._plain.items() if v == "x0"]
-        ys = [k for k, v in self._plain.items() if v == "y0"]
-        if not xs:
-            raise ValueError("lens light needs a mass model with a centre (x0, y0)")
-        return xs[0], ys[0]
+        return self.renderer.render(params, source_positions, sources, source_flux, light, lens_flux)
 
     # -- the loop ------------------------------------------------------------------------
     def _seeing(self):
@@ -413,24 +297,42 @@ class Simulator:
 
     def _candidates(self, m, rng):
         """Draw, place and render m candidates; return the dict of arrays and tensors."""
-        p, extra = self._draw_lens(m, rng)
-        beta, inside = self._place(p, extra, rng)
+        p, extra = self.drawer.lens(m, rng)
+        beta, inside = self.placer.place(p, extra, rng)
         src = self.source.sample(m, rng)
         src_mag = self.priors["source_mag"].sample(rng, m)
-        src_flux, src_mags = self._band_fluxes(src_mag, "source", rng)
-        light = lens_flux = lens_mags = None
+        src_flux, src_mags = self.drawer.band_fluxes(src_mag, "source", rng)
+        light = lens_flux = None
         if self.lens_light:
-            light = self._draw_light(m, rng, extra["q"], extra["phi"])
-            lens_flux, lens_mags = self._band_fluxes(light["lens_mag"], "lens", rng)
+            light = self.drawer.light(m, rng, extra["q"], extra["phi"])
+            lens_flux, _ = self.drawer.band_fluxes(light["lens_mag"], "lens", rng)
         return dict(p=p, extra=extra, beta=beta, inside=inside, src=src, src_mag=src_mag, src_flux=src_flux,
                     light=light, lens_flux=lens_flux)
 
-    def _simulate(self, n, rng, keep_truth=True):
-        """Simulate ``n`` accepted systems; returns tensors and per-system arrays."""
-        if int(n) != n or n < 0:
-            raise ValueError(f"n must be a non-negative integer; got {n}")
-        n = int(n)
-        out_img, out_var, out_mask, out_arcs, out_lens, rows = [], [], [], [], [], []
+    def simulate(self, n, rng=None, keep_truth=True):
+        """
+        Simulate ``n`` accepted systems without assembling a dataset: the raw tensors, chunk by chunk.
+
+        `sample` and `stream` are built on it; use it where the tensors are
+        wanted on the simulator's device (training on a GPU, benchmarks).
+
+        Parameters
+        ----------
+        n : int
+        rng : `numpy.random.Generator`, optional
+            Default: the simulator's own.
+        keep_truth : bool
+            Keep the noise-free arcs and lens light.
+
+        Returns
+        -------
+        `~lenskit.simulation.assembly.Accepted`
+        """
+        n = check_int("n", n, minimum=0)
+        rng = self.rng if rng is None else rng
+        acc = Accepted()
+        out_img, out_var, out_mask, out_arcs, out_lens, rows = (acc.images, acc.variance, acc.masks, acc.arcs,
+                                                                acc.lens_light, acc.rows)
         got, empty_rounds = 0, 0
         while got < n:
             if empty_rounds >= self.max_tries:
@@ -504,7 +406,7 @@ class Simulator:
                 rows.append(row)
                 got += len(post)
             empty_rounds = empty_rounds + 1 if got == before else 0
-        return out_img, out_var, out_mask, out_arcs, out_lens, rows
+        return acc
 
     # -- public --------------------------------------------------------------------------
     def sample(self, n, keep_truth=True, progress=False):
@@ -528,40 +430,22 @@ class Simulator:
         n = check_int("n", n, minimum=1)
         check_memory(2 * n * self.bytes_per_system(keep_truth), "n", n,
                      "simulate in batches with Simulator.stream(batch_size), or to disk in shards with "
-                     "lenskit.distributed.simulate (lenskit simulate --workers N --shard-size M)")
+                     "lenskit.scale.simulate (lenskit simulate --workers N --shard-size M)")
         block = max(self.chunk_size * 8, 64)
         parts = []
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=n, desc="simulating", unit="lens")
+        bar = tqdm(total=n, desc="simulating", unit="lens") if progress else None
         done = 0
         while done < n:
             k = min(block, n - done)
-            parts.append(self._simulate(k, self.rng, keep_truth))
+            parts.append(self.simulate(k, self.rng, keep_truth))
             done += k
             if bar is not None:
                 bar.update(k)
         if bar is not None:
             bar.close()
-        cat = lambda lists: torch.cat([t for part in lists for t in part]).cpu().numpy()  # noqa: E731
-        images = cat([pt[0] for pt in parts]).astype(np.float32, copy=False)
-        noise = np.sqrt(cat([pt[1] for pt in parts])).astype(np.float32, copy=False)
-        masks = None
-        if all(m is not None for pt in parts for m in pt[2]):
-            masks = cat([pt[2] for pt in parts]).astype(bool)
-        truth = {}
-        if keep_truth:
-            truth["arcs"] = cat([pt[3] for pt in parts]).astype(np.float32, copy=False)
-            if self.lens_light:
-                truth["lens_light"] = cat([pt[4] for pt in parts]).astype(np.float32, copy=False)
-        rows = [r for pt in parts for r in pt[5]]
-        params = self._table(rows)
-        prov = Provenance.current(seed=self.seed, config=self.config,
-                                  checksums={"images": array_checksum(images)})
-        return LensDataset(images, params, bands=self.instrument.bands, pixel_scale=self.instrument.pixel_scale,
-                           instrument=self.instrument.name, noise=noise, masks=masks, truth=truth, provenance=prov)
+        table = params_table([r for part in parts for r in part.rows], self.mass_model, self.drawer.plain)
+        return assemble(parts, self.instrument, table, seed=self.seed, config=self.config, keep_truth=keep_truth,
+                        lens_light=bool(self.lens_light))
 
     def bytes_per_system(self, keep_truth=True):
         """
@@ -572,26 +456,6 @@ class Simulator:
         pixels = len(self.instrument.bands) * int(np.prod(self.instrument.shape))
         planes = 2 + (1 + bool(self.lens_light) if keep_truth else 0)
         return pixels * (4 * planes + 1) + 2048  # + its row of parameters
-
-    def _table(self, rows):
-        keys = [k for k in rows[0] if k != "_src"]
-        t = QTable()
-        units = {"theta_E": u.arcsec, "x0": u.arcsec, "y0": u.arcsec, "source_x": u.arcsec, "source_y": u.arcsec,
-                 "light_R_e": u.arcsec, "psf_fwhm": u.arcsec, "phi": u.rad, "source_mag": u.mag,
-                 "lens_mag": u.mag, "sigma_v": u.km / u.s}
-        for k in keys:
-            col = np.concatenate([r[k] for r in rows])
-            plain = self._plain.get(k, k)
-            unit = units.get(plain) or (u.arcsec if self.mass_model.param_units.get(k) == u.arcsec else None)
-            t[k] = col * unit if unit is not None else col
-        srct = [r["_src"].params for r in rows]
-        from astropy.table import vstack
-
-        st = vstack(srct) if srct and srct[0] is not None else None
-        if st is not None:
-            for c in st.colnames:
-                t[c] = st[c]
-        return t
 
     def stream(self, batch_size, device=None, targets=DEFAULT_TARGETS, steps=None):
         """
@@ -614,17 +478,18 @@ class Simulator:
         check_memory(2 * batch_size * self.bytes_per_system(False), "batch_size", batch_size,
                      "use smaller batches")
         device = torch.device(device) if device is not None else self.device
-        unknown = [t for t in targets if t not in self._plain.values() and t not in self._mass_names]
+        unknown = [t for t in targets if t not in self.drawer.plain.values() and t not in self.mass_model.param_names]
         if unknown:
-            raise ValueError(f"unknown target(s) {unknown}; the mass model has {self._mass_names}")
+            raise ValueError(f"unknown target(s) {unknown}; the mass model has {list(self.mass_model.param_names)}")
         step = 0
         while steps is None or step < steps:
-            img, var, masks, _, _, rows = self._simulate(int(batch_size), self.rng, keep_truth=False)
+            acc = self.simulate(int(batch_size), keep_truth=False)
+            img, masks, rows = acc.images, acc.masks, acc.rows
             images = torch.cat(img).to(device)
             m = None if any(x is None for x in masks) else torch.cat(masks).to(device)
             cols = []
             for t in targets:
-                key = t if t in rows[0] else next(k for k, v in self._plain.items() if v == t)
+                key = t if t in rows[0] else next(k for k, v in self.drawer.plain.items() if v == t)
                 cols.append(np.concatenate([r[key] for r in rows]))
             y = torch.as_tensor(np.stack(cols, axis=1), dtype=torch.float32, device=device)
             yield images, y, m
@@ -633,32 +498,3 @@ class Simulator:
     def __repr__(self):
         return (f"<Simulator {self.config['mass_components']} + {self.source.name} -> {self.instrument.name}, "
                 f"selection={self.selection.name}>")
-
-
-def arc_snr(arcs, variance):
-    """
-    Arc signal-to-noise of Lanusse et al. (2018, eq. 10), per image and band.
-
-    ``S/N = F_tot / (sigma sqrt(N_pix))`` with ``F_tot`` the total flux of the
-    noise-free lensed source, ``sigma`` the rms noise of the image and
-    ``N_pix`` the number of pixels where the noise-free arc exceeds
-    ``0.5 sigma``.
-
-    Parameters
-    ----------
-    arcs, variance : `torch.Tensor`
-        (N, bands, H, W).
-
-    Returns
-    -------
-    ndarray
-        (N, bands).
-    """
-    n, nb = arcs.shape[:2]
-    sigma = torch.sqrt(variance.reshape(n, nb, -1).mean(2).double())
-    a = arcs.reshape(n, nb, -1).double()
-    npix = (a > 0.5 * sigma.unsqueeze(2)).sum(2).double()
-    ftot = a.sum(2)
-    snr = torch.where(npix > 0, ftot / (sigma * torch.sqrt(torch.clamp(npix, min=1)) + 1e-300),
-                      torch.zeros_like(ftot))
-    return snr.cpu().numpy()

@@ -120,8 +120,8 @@ def test_subtracted_lens_light_keeps_its_shot_noise():
 def test_misalignment_statistics():
     sim = lenskit.Simulator(instrument=lenskit.instruments.lsst.LSST(bands=("r",), stamp=24), seed=4, selection=None,
                             priors={"ellipticity": (0.2, 0.4)})
-    p, extra = sim._draw_lens(20000, np.random.default_rng(0))
-    light = sim._draw_light(20000, np.random.default_rng(1), extra["q"], extra["phi"])
+    p, extra = sim.drawer.lens(20000, np.random.default_rng(0))
+    light = sim.drawer.light(20000, np.random.default_rng(1), extra["q"], extra["phi"])
     phi_l = 0.5 * np.arctan2(light["light_e2"], light["light_e1"])
     d = np.rad2deg((phi_l - extra["phi"] + np.pi / 2) % np.pi - np.pi / 2)
     assert d.std() == pytest.approx(10.0, rel=0.05)

@@ -1,0 +1,119 @@
+"""
+Assembling simulated systems: the accepted chunks of a run, their table of parameters and the `LensDataset`.
+"""
+
+import dataclasses
+
+import astropy.units as u
+import numpy as np
+import torch
+from astropy.table import QTable, vstack
+
+from lenskit.core.dataset import LensDataset
+from lenskit.core.provenance import Provenance, array_checksum
+
+__all__ = ["Accepted", "arc_snr", "params_table", "assemble"]
+
+#: Units of the table's columns that are not mass parameters.
+COLUMN_UNITS = {"theta_E": u.arcsec, "x0": u.arcsec, "y0": u.arcsec, "source_x": u.arcsec, "source_y": u.arcsec,
+                "light_R_e": u.arcsec, "psf_fwhm": u.arcsec, "phi": u.rad, "source_mag": u.mag,
+                "lens_mag": u.mag, "sigma_v": u.km / u.s}
+
+
+@dataclasses.dataclass
+class Accepted:
+    """
+    What a simulation round kept, chunk by chunk (tensors on the simulator's device).
+
+    Attributes
+    ----------
+    images, variance : list of `torch.Tensor`
+        (k, bands, H, W) per chunk.
+    masks : list of `torch.Tensor` or None
+    arcs, lens_light : list of `torch.Tensor`
+        Noise-free components (empty unless kept).
+    rows : list of dict
+        Per chunk, the parameters of its systems (arrays) and ``_src``, the sources' batch.
+    """
+
+    images: list = dataclasses.field(default_factory=list)
+    variance: list = dataclasses.field(default_factory=list)
+    masks: list = dataclasses.field(default_factory=list)
+    arcs: list = dataclasses.field(default_factory=list)
+    lens_light: list = dataclasses.field(default_factory=list)
+    rows: list = dataclasses.field(default_factory=list)
+
+    def __len__(self):
+        return sum(len(t) for t in self.images)
+
+
+def arc_snr(arcs, variance):
+    """
+    Arc signal-to-noise of Lanusse et al. (2018, eq. 10), per image and band.
+
+    ``S/N = F_tot / (sigma sqrt(N_pix))`` with ``F_tot`` the total flux of the
+    noise-free lensed source, ``sigma`` the rms noise of the image and
+    ``N_pix`` the number of pixels where the noise-free arc exceeds
+    ``0.5 sigma``.
+
+    Parameters
+    ----------
+    arcs, variance : `torch.Tensor`
+        (N, bands, H, W).
+
+    Returns
+    -------
+    ndarray
+        (N, bands).
+    """
+    n, nb = arcs.shape[:2]
+    sigma = torch.sqrt(variance.reshape(n, nb, -1).mean(2).double())
+    a = arcs.reshape(n, nb, -1).double()
+    npix = (a > 0.5 * sigma.unsqueeze(2)).sum(2).double()
+    ftot = a.sum(2)
+    snr = torch.where(npix > 0, ftot / (sigma * torch.sqrt(torch.clamp(npix, min=1)) + 1e-300),
+                      torch.zeros_like(ftot))
+    return snr.cpu().numpy()
+
+
+def params_table(rows, mass_model, plain):
+    """One `~astropy.table.QTable` row per system from the rounds' parameter dicts (with the sources' own columns)."""
+    keys = [k for k in rows[0] if k != "_src"]
+    t = QTable()
+    for k in keys:
+        col = np.concatenate([r[k] for r in rows])
+        unit = COLUMN_UNITS.get(plain.get(k, k)) or (u.arcsec if mass_model.param_units.get(k) == u.arcsec else None)
+        t[k] = col * unit if unit is not None else col
+    srct = [r["_src"].params for r in rows]
+    st = vstack(srct) if srct and srct[0] is not None else None
+    if st is not None:
+        for c in st.colnames:
+            t[c] = st[c]
+    return t
+
+
+def _cat(tensors):
+    return torch.cat(list(tensors)).cpu().numpy()
+
+
+def assemble(parts, instrument, table, seed=None, config=None, keep_truth=True, lens_light=False):
+    """
+    One `~lenskit.LensDataset` from the `Accepted` parts of a run, in order.
+
+    Noise maps are the square root of the variance; masks are kept when every
+    chunk has them; noise-free arcs (and lens light) when ``keep_truth``.  The
+    provenance records ``seed``, ``config`` and the images' checksum.
+    """
+    images = _cat(t for p in parts for t in p.images).astype(np.float32, copy=False)
+    noise = np.sqrt(_cat(t for p in parts for t in p.variance)).astype(np.float32, copy=False)
+    masks = None
+    if all(m is not None for p in parts for m in p.masks):
+        masks = _cat(m for p in parts for m in p.masks).astype(bool)
+    truth = {}
+    if keep_truth:
+        truth["arcs"] = _cat(t for p in parts for t in p.arcs).astype(np.float32, copy=False)
+        if lens_light:
+            truth["lens_light"] = _cat(t for p in parts for t in p.lens_light).astype(np.float32, copy=False)
+    provenance = Provenance.current(seed=seed, config=config, checksums={"images": array_checksum(images)})
+    return LensDataset(images, table, bands=instrument.bands, pixel_scale=instrument.pixel_scale,
+                       instrument=instrument.name, noise=noise, masks=masks, truth=truth, provenance=provenance)

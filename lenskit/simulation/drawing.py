@@ -1,0 +1,137 @@
+"""
+Drawing the parameters of simulated systems: priors, lens mass, lens light and band fluxes.
+
+`build_priors` merges the generic priors, the instrument's and the user's
+(Quantities converted, unknown names refused); `SystemDrawer` draws from them
+in a fixed order of random numbers, so the same generator gives the same
+systems.
+"""
+
+import astropy.units as u
+import numpy as np
+
+from lenskit.core.priors import Normal, Uniform, as_prior
+from lenskit.core.validation import as_float
+
+__all__ = ["SystemDrawer", "build_priors", "GENERIC_PRIORS", "KNOWN_PRIORS", "PRIOR_UNITS", "plain_names"]
+
+#: Priors that do not depend on the instrument.
+GENERIC_PRIORS = {
+    "gamma": Uniform(0.0, 0.1),              # external shear modulus
+    "light_q_ratio": Normal(1.02, 0.12, 0.5, 2.0),  # q_mass / q_light (Pearson et al. 2019)
+    "light_dphi": Normal(0.0, 10.0),         # degrees, light minus mass angle (Pearson et al. 2019)
+    "colour_scatter": 0.1,                   # mag rms about the instrument's typical colours
+}
+KNOWN_PRIORS = {"theta_E", "ellipticity", "x0", "y0", "gamma", "lens_mag", "source_mag", "light_R_e",
+                "light_n", "light_q_ratio", "light_dphi", "colour_scatter"}
+#: The unit of each known prior (Quantities are converted to it; plain numbers are taken to be in it).
+PRIOR_UNITS = {"theta_E": u.arcsec, "x0": u.arcsec, "y0": u.arcsec, "light_R_e": u.arcsec, "lens_mag": u.mag,
+               "source_mag": u.mag, "light_dphi": u.deg, "colour_scatter": u.mag, "ellipticity": u.one,
+               "gamma": u.one, "light_n": u.one, "light_q_ratio": u.one}
+#: Mass parameters every simulator draws without a prior of their own.
+GENERIC_MASS = ("theta_E", "e1", "e2", "x0", "y0", "gamma1", "gamma2")
+
+
+def plain_names(mass_model):
+    """Each mass parameter's name without a composite's component prefix (``"0_x0"`` -> ``"x0"``)."""
+    return {n: n.split("_", 1)[1] if n[:1].isdigit() and "_" in n else n for n in mass_model.param_names}
+
+
+def build_priors(user, instrument, mass_model):
+    """The simulator's priors: generic, then the instrument's, then ``user``'s (a dict; names checked)."""
+    if not isinstance(user, dict):
+        raise TypeError(f"priors must be a dict; got {type(user).__name__}")
+    priors = dict(GENERIC_PRIORS)
+    priors.update(getattr(instrument, "default_priors", {}) or {})
+    mass_params = set(mass_model.param_names)
+    for key, value in user.items():
+        if key not in KNOWN_PRIORS and key not in mass_params:
+            raise ValueError(f"unknown prior {key!r}; expected one of {sorted(KNOWN_PRIORS | mass_params)}")
+        priors[key] = value
+    out = {}
+    for key, value in priors.items():
+        unit = PRIOR_UNITS.get(key) or mass_model.param_units.get(key)
+        out[key] = (as_float(value, f"priors[{key!r}]", unit) if key == "colour_scatter"
+                    else as_prior(value, f"priors[{key!r}]", unit))
+    for key in ("theta_E", "x0", "y0", "ellipticity", "lens_mag", "source_mag", "light_R_e", "light_n"):
+        if key not in out:
+            raise ValueError(f"instrument {instrument.name!r} has no default prior for {key!r}; "
+                             f"pass priors={{{key!r}: ...}}")
+    for outer, plain in plain_names(mass_model).items():
+        if plain not in GENERIC_MASS and outer not in out and plain not in out:
+            raise ValueError(f"mass model parameter {outer!r} has no default prior; pass priors={{{outer!r}: ...}}")
+    return out
+
+
+class SystemDrawer:
+    """
+    Draws lens mass, lens light and band fluxes of N systems from the priors.
+
+    Parameters
+    ----------
+    mass_model : `~lenskit.core.MassModel`
+    instrument : `~lenskit.core.Instrument`
+    priors : dict
+        From `build_priors`.
+    misalignment : bool
+        Scatter the light's axis ratio and angle about the mass's.
+    """
+
+    def __init__(self, mass_model, instrument, priors, misalignment=True):
+        self.mass_model = mass_model
+        self.instrument = instrument
+        self.priors = priors
+        self.misalignment = bool(misalignment)
+        self.plain = plain_names(mass_model)
+
+    def lens(self, n, rng):
+        """Mass parameters (dict of arrays (n,)) and the drawn q, phi, theta_E, centre and auxiliary draws."""
+        p = {}
+        pr = self.priors
+        aux = {}
+        if hasattr(pr["theta_E"], "sample_aux"):  # e.g. EinsteinRadius: also sigma_v and redshifts
+            theta_E, aux = pr["theta_E"].sample_aux(rng, n)
+        else:
+            theta_E = pr["theta_E"].sample(rng, n)
+        eps = np.clip(pr["ellipticity"].sample(rng, n), 0.0, 0.98)
+        q = 1 - eps
+        phi = rng.uniform(0, np.pi, n)
+        c = (1 - q) / (1 + q)
+        gam = pr["gamma"].sample(rng, n)
+        gphi = rng.uniform(0, np.pi, n)
+        x0, y0 = pr["x0"].sample(rng, n), pr["y0"].sample(rng, n)
+        generic = {"theta_E": theta_E, "e1": c * np.cos(2 * phi), "e2": c * np.sin(2 * phi), "x0": x0, "y0": y0,
+                   "gamma1": gam * np.cos(2 * gphi), "gamma2": gam * np.sin(2 * gphi)}
+        for outer, plain in self.plain.items():
+            if outer in pr:
+                p[outer] = pr[outer].sample(rng, n)
+            elif plain in pr and plain not in generic:
+                p[outer] = pr[plain].sample(rng, n)
+            else:
+                p[outer] = generic[plain]
+        self.mass_model.check_params(p)
+        extra = {"q": q, "phi": phi, "theta_E": theta_E, "x0": x0, "y0": y0, "aux": aux}
+        return p, extra
+
+    def light(self, n, rng, q_mass, phi_mass):
+        """Lens-light shape and magnitude (dict of arrays (n,)), misaligned from the mass when asked."""
+        pr = self.priors
+        if self.misalignment:
+            q_l = np.clip(q_mass / pr["light_q_ratio"].sample(rng, n), 0.05, 1.0)
+            phi_l = phi_mass + np.deg2rad(pr["light_dphi"].sample(rng, n))
+        else:
+            q_l, phi_l = q_mass, phi_mass
+        c = (1 - q_l) / (1 + q_l)
+        return {"light_e1": c * np.cos(2 * phi_l), "light_e2": c * np.sin(2 * phi_l),
+                "light_R_e": pr["light_R_e"].sample(rng, n), "light_n": pr["light_n"].sample(rng, n),
+                "lens_mag": pr["lens_mag"].sample(rng, n)}
+
+    def band_fluxes(self, mag, kind, rng):
+        """Fluxes (n, bands) and magnitudes of reference-band magnitudes ``mag`` with ``kind``'s colours."""
+        inst = self.instrument
+        n = len(mag)
+        offs = inst.colour_offsets(kind)[None, :] + rng.normal(0, self.priors["colour_scatter"], (n, len(inst.bands)))
+        if inst.reference_band in inst.bands:  # the drawn magnitude is the reference band's own
+            offs[:, inst.bands.index(inst.reference_band)] = 0.0
+        mags = mag[:, None] + offs
+        return np.stack([inst.flux(mags[:, i], b) for i, b in enumerate(inst.bands)], axis=1), mags
