@@ -49,7 +49,7 @@ def guard(monkeypatch):
     @contextlib.contextmanager
     def active():
         with monkeypatch.context() as m:
-            m.setattr(Simulator, "_simulate", _refuse)
+            m.setattr(Simulator, "simulate", _refuse)
             m.setattr(torch.nn.Module, "__call__", _refuse)
             m.setattr(torch.optim.Adam, "step", _refuse)
             m.setattr(torch.optim.LBFGS, "step", _refuse)
