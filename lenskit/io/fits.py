@@ -18,6 +18,11 @@ when the scales differ.  Variances propagate with the squared weights
 (correlations that resampling introduces are not tracked).  Rotation is not
 resampled: lenskit's angles are measured on the image's own axes, and
 `Cutout.phi_from_position_angle` converts sky angles to them.
+
+The FITS reader family (one pixel-scale policy, `lenskit.core.headers`):
+`read_image` (one HDU and its header), `read_images` (cutouts or cubes for the
+estimators, or a dataset), `read_cutout` (image, noise, PSF, WCS) and
+`read_band_images` (one file per band on one grid).
 """
 
 import json
@@ -26,11 +31,13 @@ from pathlib import Path
 import astropy.units as u
 import numpy as np
 
+from lenskit.core.dataset import LensDataset
 from lenskit.core.exceptions import LenskitFileError
 from lenskit.core.headers import SCALE_KEYWORDS, celestial_wcs, header_band, header_pixel_scale
 from lenskit.core.validation import as_float, as_real_array
+from lenskit.io.asdf import read
 
-__all__ = ["Cutout", "read_cutout", "read_band_images", "overlap_matrix", "write_estimate_fits", "read_estimate_fits"]
+__all__ = ["Cutout", "read_image", "read_images", "read_cutout", "read_band_images", "overlap_matrix", "write_estimate_fits", "read_estimate_fits"]
 
 COUNT_UNITS = ("COUNTS", "ELECTRONS", "ELECTRON", "E-", "DN", "ADU")
 RATE_UNITS = ("ELECTRONS/S", "ELECTRON/S", "E-/S", "E/S", "COUNTS/S", "CPS", "DN/S")
@@ -79,6 +86,72 @@ def _open(path):
         return fits.open(path, memmap=False)
     except OSError as exc:
         raise LenskitFileError(f"{path} is not a readable FITS file: {exc}") from exc
+
+def read_image(path, hdu=0):
+    """
+    One 2-D image HDU and its header: ``(data (float64), header)``.
+
+    A missing file is a `FileNotFoundError`; an empty, unreadable or
+    non-image HDU is a `~lenskit.LenskitFileError` naming the file.
+    """
+    with _open(path) as hl:
+        if isinstance(hdu, int) and hdu >= len(hl):
+            raise LenskitFileError(f"{path} has {len(hl)} HDU(s); HDU {hdu} was asked for")
+        try:
+            data, header = hl[hdu].data, hl[hdu].header
+        except Exception as exc:
+            raise LenskitFileError(f"{path} could not be read as FITS: {type(exc).__name__}: {exc}") from exc
+        if data is None or np.ndim(data) < 2:
+            raise LenskitFileError(f"{path} HDU {hdu} holds no 2-D image")
+        return np.array(data, dtype=float), header
+
+
+def read_images(path, as_cube=True):
+    """
+    Images from a `~lenskit.LensDataset` ``.asdf`` file or a FITS image / cube.
+
+    Parameters
+    ----------
+    path : path
+    as_cube : bool
+        Return FITS data as (N, bands, H, W): a 2-D image is one single-band
+        cutout, a 3-D cube N single-band cutouts.  Otherwise as stored.
+
+    Returns
+    -------
+    `~lenskit.LensDataset` or `numpy.ndarray` (float32)
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    if path.suffix == ".asdf":
+        obj = read(path)
+        if not isinstance(obj, LensDataset):
+            raise TypeError(f"{path} holds a {type(obj).__name__}, not a LensDataset")
+        return obj
+    if not (path.suffix.lower() in (".fits", ".fit", ".fz") or path.name.lower().endswith(".fits.gz")):
+        raise ValueError(f"{path}: expected a .asdf dataset or a .fits image / cube")
+    with _open(path) as hl:
+        try:
+            hdu = next((h for h in hl if h.data is not None and np.ndim(h.data) >= 2), None)
+            if hdu is None:
+                raise LenskitFileError(f"{path} holds no image")
+            if np.asarray(hdu.data).dtype.kind not in "iuf":
+                raise LenskitFileError(f"{path} holds {np.asarray(hdu.data).dtype} pixels; expected real numbers")
+            data = np.asarray(hdu.data, dtype=np.float32)
+        except LenskitFileError:
+            raise
+        except Exception as exc:
+            raise LenskitFileError(f"{path} could not be read as FITS: {type(exc).__name__}: {exc}") from exc
+    if not as_cube:
+        return data
+    if data.ndim == 2:
+        data = data[None, None]
+    elif data.ndim == 3:
+        data = data[:, None]
+    elif data.ndim != 4:
+        raise LenskitFileError(f"{path} holds a {data.ndim}-D image; expected (H, W), (N, H, W) or (N, B, H, W)")
+    return data
 
 
 class Cutout:

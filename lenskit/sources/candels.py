@@ -5,7 +5,8 @@ from pathlib import Path
 import numpy as np
 
 from lenskit.core.exceptions import LenskitFileError
-from lenskit.sources.stamps import StampSource, read_fits_image
+from lenskit.io.fits import read_image
+from lenskit.sources.stamps import StampSource
 
 __all__ = ["CandelsSource"]
 
@@ -59,7 +60,7 @@ class CandelsSource(StampSource):
         for p, what in ((self.mosaic, "mosaic"), (self.catalog, "catalogue")):
             if not p.exists():
                 raise FileNotFoundError(f"{what} {p} does not exist")
-        self.data, header = read_fits_image(self.mosaic, hdu)
+        self.data, header = read_image(self.mosaic, hdu)
         self.wcs = WCS(header)
         if not self.wcs.has_celestial and x_column is None:
             raise LenskitFileError(f"{self.mosaic} has no celestial WCS; give x_column and y_column")
@@ -84,7 +85,7 @@ class CandelsSource(StampSource):
         self.stamp_factor, self.min_stamp, self.max_stamp = float(stamp_factor), int(min_stamp), int(max_stamp)
         self.weight = None
         if weight is not None:
-            self.weight, _ = read_fits_image(Path(weight), 0)
+            self.weight, _ = read_image(Path(weight), 0)
             if self.weight.shape != self.data.shape:
                 raise LenskitFileError(f"weight map {weight} has shape {self.weight.shape}, the mosaic "
                                        f"{self.data.shape}")

@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-
 from lenskit.core.headers import header_pixel_scale
-from lenskit.sources.stamps import StampSource, read_fits_image
+from lenskit.io.fits import read_image
+from lenskit.sources.stamps import StampSource
 
 __all__ = ["ImageDirectorySource"]
 
@@ -58,6 +58,6 @@ class ImageDirectorySource(StampSource):
 
     def _read(self):
         for path in self.files:
-            data, header = read_fits_image(path, self.hdu)
+            data, header = read_image(path, self.hdu)
             ident = str(path.relative_to(self.directory).with_suffix(""))
             yield ident, data, self._scale(header, path), str(path), None

@@ -34,7 +34,6 @@ import torch.nn.functional as F
 from astropy.stats import sigma_clipped_stats
 from astropy.table import QTable
 
-from lenskit.core.exceptions import LenskitFileError
 from lenskit.core.interfaces import Source, SourceBatch
 from lenskit.core.priors import as_prior
 from lenskit.core.validation import as_float
@@ -426,24 +425,3 @@ class StampSource(Source):
         angle = rng.uniform(0, 2 * np.pi, n) if self.rotate else np.zeros(n)
         flip = rng.random(n) < 0.5 if self.flip else np.zeros(n, bool)
         return StampBatch(stamps, size / native, angle, flip, size)
-
-
-def read_fits_image(path, hdu=0):
-    """Read one image HDU; a missing, unreadable or non-image HDU is a `LenskitFileError` naming the file."""
-    from astropy.io import fits
-
-    try:
-        with fits.open(path, memmap=False) as hl:
-            if isinstance(hdu, int) and hdu >= len(hl):
-                raise LenskitFileError(f"{path} has {len(hl)} HDU(s); HDU {hdu} was asked for")
-            data = hl[hdu].data
-            header = hl[hdu].header
-            if data is None or np.ndim(data) < 2:
-                raise LenskitFileError(f"{path} HDU {hdu} holds no 2-D image")
-            return np.array(data, dtype=float), header
-    except LenskitFileError:
-        raise
-    except FileNotFoundError:
-        raise
-    except Exception as exc:
-        raise LenskitFileError(f"{path} could not be read as FITS: {type(exc).__name__}: {exc}") from exc
