@@ -30,15 +30,15 @@ load = read
 def __getattr__(name):
     # heavy pieces (torch) load on first use so that `import lenskit` stays fast
     if name == "Simulator":
-        from lenskit.simulation.simulator import Simulator
+        from lenskit.simulation.simulator import Simulator  # heavy (torch): loaded on first use
 
         return Simulator
     if name == "fit":
-        from lenskit.modelling.fit import fit
+        from lenskit.modelling.fit import fit  # heavy (torch): loaded on first use
 
         return fit
     if name == "load_estimator":
-        from lenskit.estimators.pretrained import load_estimator
+        from lenskit.estimators.pretrained import load_estimator  # heavy (torch): loaded on first use
 
         return load_estimator
     raise AttributeError(f"module 'lenskit' has no attribute {name!r}")

@@ -5,9 +5,26 @@ The ``lenskit`` command line.
 """
 
 import argparse
+import inspect
 import json
+import math
+import os
 import sys
+import time
 from pathlib import Path
+
+import astropy.units as u
+import numpy as np
+from astropy.table import QTable
+
+import lenskit
+from lenskit import __version__
+from lenskit.core.dataset import LensDataset
+from lenskit.core.exceptions import LenskitError
+from lenskit.core.files import check_output_path
+from lenskit.io import read_images
+from lenskit.io.fits import read_band_images, read_cutout, write_estimate_fits
+from lenskit.plugins import plugins
 
 __all__ = ["main"]
 
@@ -27,8 +44,6 @@ def _int_at_least(low):
 
 
 def _positive_float(text):
-    import math
-
     try:
         v = float(text)
     except ValueError:
@@ -87,7 +102,6 @@ _TABLES = (".asdf", ".fits", ".fit")
 
 def _output(args, suffixes, what):
     """Check ``-o`` before any work: its kind of file, its directory, and --overwrite."""
-    from lenskit.core.files import check_output_path
 
     out = Path(args.output)
     if out.suffix.lower() not in suffixes:
@@ -99,8 +113,6 @@ def _output(args, suffixes, what):
 
 
 def _cmd_plugins(args):
-    from lenskit.plugins import plugins
-
     found = plugins()
     rows = []
     for p in found:
@@ -130,13 +142,12 @@ def _cmd_plugins(args):
 
 def _print_shipped_weights(details):
     """The estimators whose weights ship with lenskit (and, with ``details``, what each expects)."""
-    from lenskit.estimators.pretrained import WEIGHTS_DIR, shipped
+    from lenskit.estimators.pretrained import WEIGHTS_DIR, shipped  # heavy (torch): only for this command
 
     names = shipped()
     if not details:
         print(f"\nshipped weights (lenskit.load_estimator(NAME); --weights for what each expects): {', '.join(names)}")
         return
-    import lenskit
 
     print("\nshipped weights (lenskit.load_estimator(NAME)):")
     rows = [("name", "estimator", "instrument", "bands", "pixel scale", "stamp", "lens light")]
@@ -167,7 +178,7 @@ _PRESET_DECIDES = ("instrument", "bands", "source", "mass_model", "shear", "sele
 
 def _preset_simulator(args):
     """The simulator of ``--preset``, refusing options the preset decides."""
-    from lenskit.simulation import presets
+    from lenskit.simulation import presets  # heavy (torch): only for this command
 
     defaults = vars(build_parser().parse_args(["simulate", "-n", "1", "-o", "x.asdf"]))
     fixed = [f"--{k.replace('_', '-')}" for k in _PRESET_DECIDES if getattr(args, k) != defaults[k]]
@@ -185,8 +196,6 @@ def _preset_simulator(args):
 
 
 def _cmd_simulate(args):
-    import lenskit
-
     out = Path(args.output)
     distributed = args.workers is not None or args.scheduler is not None
     if not distributed:
@@ -210,7 +219,7 @@ def _cmd_simulate(args):
 
 def _simulate_with(sim, args, out, distributed):
     if distributed:
-        from lenskit.scale import simulate
+        from lenskit.scale import simulate  # heavy (torch): only for this command
 
         seed = 0 if args.seed is None else args.seed
         index = simulate(sim, args.n, out, shard_size=args.shard_size, seed=seed, scheduler=args.scheduler,
@@ -226,14 +235,12 @@ def _simulate_with(sim, args, out, distributed):
 
 def _load_images(path):
     """A LensDataset from ASDF, or the image / cube of a FITS file as stored."""
-    from lenskit.io import read_images
 
     return read_images(path, as_cube=False)
 
 
 def _display_table(table, input_name):
     """Rows for the terminal: an input column first, then every column at 4 significant figures."""
-    from astropy.table import QTable
 
     t = QTable(table, copy=True)
     t.add_column([input_name] * len(t), name="input", index=0)
@@ -245,7 +252,7 @@ def _display_table(table, input_name):
 
 
 def _print_metrics(estimate, truth, label):
-    from lenskit.estimators.metrics import error_table, summary
+    from lenskit.estimators.metrics import error_table, summary  # heavy (torch): only for this command
 
     res = {label: summary(estimate, truth)}
     for metric, title in (("err68", "68% error interval (Hezaveh et al. Table 1)"), ("rms", "RMS (Pearson et al. Table 1)"),
@@ -268,7 +275,7 @@ def _shard_output(output):
 
 def _run_distributed(args, estimator, lens_fraction=None):
     """`lenskit estimate` / `lenskit find` with --scheduler or --workers: shards on Dask, then one file."""
-    from lenskit.scale import estimate
+    from lenskit.scale import estimate  # heavy (torch): only for this command
 
     shard_dir, combined = _shard_output(args.output)
     if combined is not None:
@@ -279,7 +286,6 @@ def _run_distributed(args, estimator, lens_fraction=None):
     result = index.concatenate()
     if combined is not None:
         if combined.suffix.lower() in (".fits", ".fit"):
-            from lenskit.io.fits import write_estimate_fits
 
             write_estimate_fits(result, combined, overwrite=args.overwrite)
         else:
@@ -290,9 +296,6 @@ def _run_distributed(args, estimator, lens_fraction=None):
 
 
 def _cmd_estimate(args):
-    import lenskit
-    from lenskit.core.dataset import LensDataset
-
     if args.scheduler is not None or args.workers is not None:
         if args.tta != 1:
             raise ValueError("--tta applies to single-process runs; drop it with --scheduler / --workers")
@@ -307,7 +310,6 @@ def _cmd_estimate(args):
     est = lenskit.load_estimator(args.estimator)
     extra = {}
     if args.tta != 1:
-        import inspect
 
         if "tta" not in inspect.signature(est.predict).parameters:
             raise ValueError(f"--tta: the estimator {args.estimator!r} has no test-time augmentation")
@@ -315,7 +317,6 @@ def _cmd_estimate(args):
     data = _load_images(args.input)
     if not isinstance(data, LensDataset) and data.ndim == 2 and "pixel_scale" in est.expects:
         # a real cutout: centre on the lens light and resample onto the estimator's grid (flux conserved)
-        from lenskit.io.fits import read_cutout
 
         cut = read_cutout(args.input, pixel_scale=args.pixel_scale)
         data = cut.resample(est.expects["pixel_scale"], est.in_shape[1:]).to_dataset()
@@ -323,7 +324,6 @@ def _cmd_estimate(args):
               f"pixels of {est.expects['pixel_scale']}\" centred on the lens light")
     estimate = est.predict(data, batch_size=args.batch_size, progress=not args.quiet, **extra)
     if out.suffix.lower() in (".fits", ".fit"):
-        from lenskit.io.fits import write_estimate_fits
 
         write_estimate_fits(estimate, out, overwrite=args.overwrite)
     else:
@@ -339,7 +339,6 @@ def _cmd_estimate(args):
 
 def _parse_arch(items):
     """``["stretch=asinh", "first_stride=1"]`` -> ``{"stretch": "asinh", "first_stride": 1}`` (JSON values)."""
-    import json
 
     out = {}
     for item in items or ():
@@ -354,16 +353,13 @@ def _parse_arch(items):
 
 
 def _cmd_train(args):
-    import lenskit
-
     out = _output(args, _ASDF, "weights")
     if args.checkpoint is not None:
-        from lenskit.core.files import check_output_path
 
         check_output_path(args.checkpoint, overwrite=True, name="--checkpoint")
     rank, world, device = 0, 1, "cpu"
     if args.ddp:
-        from lenskit.estimators.training import init_ddp
+        from lenskit.estimators.training import init_ddp  # heavy (torch): only for this command
 
         rank, world, device = init_ddp(args.backend)
     elif args.backend:
@@ -397,23 +393,18 @@ def _cmd_train(args):
             print(f"wrote {out}{extra}")
             _print_metrics(est.predict(val), val.params, args.estimator)
         if args.ddp:  # the ranks leave together: a rank that exits while rank 0 still writes can abort gloo
-            import torch.distributed as dist
+            import torch.distributed as dist  # heavy (torch): only for --ddp
 
             dist.barrier()
     finally:
         if args.ddp:
-            import torch.distributed as dist
+            import torch.distributed as dist  # heavy (torch): only for --ddp
 
             dist.destroy_process_group()
     return 0
 
 
 def _cmd_deblend(args):
-    import numpy as np
-
-    import lenskit
-    from lenskit.io.fits import read_band_images
-
     out = _output(args, _ASDF, "a Deblended result")
     missing = [p for p in args.inputs if not Path(p).exists()]
     if missing:
@@ -435,10 +426,6 @@ def _cmd_deblend(args):
 
 
 def _cmd_find(args):
-    import numpy as np
-
-    import lenskit
-
     if args.scheduler is not None or args.workers is not None:
         if args.fast or args.tta != 1:
             raise ValueError("--fast and --tta apply to single-process runs; drop them with --scheduler / --workers")
@@ -455,7 +442,6 @@ def _cmd_find(args):
     if len(args.input) != 1:
         raise ValueError("several inputs need --scheduler or --workers (a Dask run); pass one input otherwise")
     args.input = args.input[0]
-    from lenskit.io import read_images
 
     out = _output(args, _TABLES, "candidates")
     finder = lenskit.load_estimator(args.finder)
@@ -467,7 +453,6 @@ def _cmd_find(args):
     est = finder.predict(data, batch_size=args.batch_size, lens_fraction=args.lens_fraction, progress=not args.quiet,
                          tta=args.tta, **fast)
     if out.suffix.lower() in (".fits", ".fit"):
-        from lenskit.io.fits import write_estimate_fits
 
         write_estimate_fits(est, out, overwrite=args.overwrite)
     else:
@@ -481,23 +466,18 @@ def _cmd_find(args):
     for i in order:
         print(f"{i:>7d} {p[i]:>9.4f}")
     if hasattr(data, "params") and "is_lens" in data.params.colnames:
-        from lenskit.estimators.finder_metrics import finder_summary
+        from lenskit.estimators.finder_metrics import finder_summary  # heavy (torch): only for this command
 
         print(json.dumps(finder_summary(p, np.asarray(data.params["is_lens"], bool)), indent=1))
     return 0
 
 
 def _cmd_demo(args):
-    import time
-
-    import matplotlib
+    import matplotlib  # optional output: only with --plot
 
     matplotlib.use("Agg")
-    import astropy.units as u
-    import numpy as np
 
-    import lenskit
-    from lenskit.plotting import plot_gallery
+    from lenskit.plotting import plot_gallery  # heavy (torch): only for this command
 
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -522,10 +502,10 @@ def _cmd_demo(args):
                       ("masked arc flux", t["masked_flux_fraction"])):
         col = np.asarray(col, float)
         print(f"{name:<22}{col.min():>9.3f}{np.median(col):>9.3f}{col.max():>9.3f}")
-    from lenskit.estimators.pretrained import shipped
+    from lenskit.estimators.pretrained import shipped  # heavy (torch): only for this command
 
     if "hst_wfc3" in shipped():
-        from lenskit.plotting import plot_predicted_vs_true
+        from lenskit.plotting import plot_predicted_vs_true  # heavy (torch): only for this command
 
         est = lenskit.load_estimator("hst_wfc3")
         t0 = time.perf_counter()
@@ -552,8 +532,6 @@ def _dask_arguments(p):
 
 
 def build_parser():
-    from lenskit import __version__
-
     parser = argparse.ArgumentParser(prog="lenskit", description="Simulate, deblend, model and find strong lenses.",
                                      formatter_class=_HelpFormatter,
                                      epilog="examples:\n  lenskit demo\n  lenskit simulate -n 1000 -o train.asdf\n"
@@ -682,7 +660,6 @@ def build_parser():
 
 def main(argv=None):
     """Run the command line; returns the exit status (0 done, 1 failed, 2 usage or input error)."""
-    import os
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -710,7 +687,6 @@ def main(argv=None):
     except Exception as exc:  # noqa: BLE001 - a command line answers with a message, never a traceback
         if debug:
             raise
-        from lenskit.core.exceptions import LenskitError
 
         code = 2 if isinstance(exc, LenskitError) else 1
         hint = "" if code == 2 else " (set LENSKIT_DEBUG=1 for the traceback)"
@@ -719,8 +695,6 @@ def main(argv=None):
 
 
 def _describe(exc):
-    from lenskit.core.exceptions import LenskitError
-
     text = str(exc) or type(exc).__name__
     if isinstance(exc, (LenskitError, ValueError, TypeError, FileNotFoundError, FileExistsError)):
         return text

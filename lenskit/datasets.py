@@ -45,6 +45,8 @@ import urllib.request
 import warnings
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from lenskit.core.exceptions import LenskitDataWarning, LenskitFileError
 from lenskit.core.files import atomic_open, atomic_path
 
@@ -174,7 +176,6 @@ def _download(url, dest, progress):
         total = int(resp.headers.get("Content-Length") or 0) or None
         bar = None
         if progress:
-            from tqdm.auto import tqdm
 
             bar = tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {Path(url).name}")
         got = 0

@@ -7,6 +7,10 @@ confident and doubtful cutouts (Lanusse et al. Fig. 8).
 import astropy.units as u
 import numpy as np
 
+from lenskit.estimators.finder_metrics import auroc, check_scores, roc_curve
+from lenskit.lensing import caustics, critical_curves
+from lenskit.plugins import get
+
 __all__ = ["show_image", "plot_curves", "plot_gallery", "plot_predicted_vs_true", "plot_roc", "plot_finder_gallery"]
 
 
@@ -48,7 +52,6 @@ def show_image(ax, image, pixel_scale, stretch="asinh", mask=None, **kwargs):
 
 def plot_curves(ax, mass_model, critical_kwargs=None, caustic_kwargs=None, **params):
     """Overlay the critical curves (white) and caustics (cyan) of one system on ``ax``."""
-    from lenskit.lensing import caustics, critical_curves
 
     ck = {"color": "white", "lw": 0.8}
     ck.update(critical_kwargs or {})
@@ -80,14 +83,13 @@ def plot_gallery(dataset, n=8, ncols=4, mass_model=None, show_curves=True, figsi
     -------
     `matplotlib.figure.Figure`
     """
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # pyplot picks a backend when imported: only when a figure is drawn
 
     n = min(n, len(dataset))
     nrows = int(np.ceil(n / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=figsize or (3 * ncols, 3 * nrows), squeeze=False)
     t = dataset.params
     if mass_model is None and show_curves and all(c in t.colnames for c in ("theta_E", "e1", "e2", "x0", "y0")):
-        from lenskit.plugins import get
 
         mass_model = get("mass_model", "sie")()
     for i, ax in enumerate(axes.flat):
@@ -125,7 +127,7 @@ def plot_predicted_vs_true(estimate, truth, targets=None, bins=12, axes=None, la
 
     Returns the matplotlib figure.
     """
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # pyplot picks a backend when imported: only when a figure is drawn
 
     t = estimate.table if hasattr(estimate, "table") else estimate
     targets = targets or [c for c in t.colnames if not c.endswith("_std") and c in truth.colnames]
@@ -159,9 +161,8 @@ def plot_predicted_vs_true(estimate, truth, targets=None, bins=12, axes=None, la
 
 def plot_roc(scores, params, cuts=((0.0, 0.0), (1.4, 0.0), (1.4, 20.0)), fpr=0.01, ax=None):
     """ROC curves for cuts ``(theta_E_min, snr_min)`` of the lenses (Lanusse et al. Fig. 6), log FPR axis."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # pyplot picks a backend when imported: only when a figure is drawn
 
-    from lenskit.estimators.finder_metrics import auroc, roc_curve
 
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 4.5))
@@ -190,9 +191,8 @@ def plot_finder_gallery(images, scores, labels, n=5, fig=None):
     Rows: lenses scored highest, lenses scored lowest, non-lenses scored
     highest, non-lenses scored lowest; ``n`` cutouts each (first band).
     """
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # pyplot picks a backend when imported: only when a figure is drawn
 
-    from lenskit.estimators.finder_metrics import check_scores
 
     s, y = check_scores(scores, labels)
     imgs = np.asarray(images)

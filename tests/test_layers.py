@@ -116,3 +116,18 @@ def test_no_builtin_plugin_module_imports_another():
         if here in plugin_modules and there in plugin_modules and there != here:
             bad.append(f"{here}:{line} imports the plugin module {there}")
     assert not bad, "\n".join(bad)
+
+
+def test_function_local_imports_say_why():
+    """A function-local import is for an optional or heavy dependency, and its line says which (a comment)."""
+    bare = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        src = path.read_text()
+        lines = src.split("\n")
+        for fn in ast.walk(ast.parse(src, str(path))):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(fn):
+                if isinstance(node, (ast.Import, ast.ImportFrom)) and "#" not in lines[node.end_lineno - 1]:
+                    bare.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}")
+    assert not bare, "function-local imports without a reason (hoist them, or say why):\n" + "\n".join(sorted(set(bare)))

@@ -184,7 +184,7 @@ class LensDataset:
     # -- conversions ----------------------------------------------------------------
     def to_torch(self, device="cpu", dtype=None):
         """Images as a `torch.Tensor` on ``device``."""
-        import torch
+        import torch  # heavy (torch): `import lenskit` stays light
 
         return torch.as_tensor(self.images, device=device, dtype=dtype or torch.float32)
 

@@ -30,7 +30,7 @@ SCALE_KEYWORDS = ("PIXSCALE", "PIXSCAL", "PIXELSCL", "PIXEL_SCALE")
 
 def celestial_wcs(header):
     """The 2-D celestial `~astropy.wcs.WCS` of a header, or None."""
-    from astropy.wcs import WCS
+    from astropy.wcs import WCS  # astropy.wcs (80 ms): only where a WCS is
 
     try:
         with warnings.catch_warnings():
@@ -53,7 +53,7 @@ def header_pixel_scale(header, wcs=None, where="the header"):
     where : str
         The file, for the warning.
     """
-    from astropy.wcs.utils import proj_plane_pixel_scales
+    from astropy.wcs.utils import proj_plane_pixel_scales  # astropy.wcs (80 ms): only where a WCS is
 
     wcs = celestial_wcs(header) if wcs is None else wcs
     from_wcs = float(np.mean(proj_plane_pixel_scales(wcs)) * 3600) if wcs is not None else None

@@ -68,7 +68,7 @@ class MassModel(Configurable, abc.ABC):
 
     def _hessian(self, x, y, **params):
         """Return (psi_xx, psi_xy, psi_yy) by automatic differentiation."""
-        import torch
+        import torch  # heavy (torch): `import lenskit` stays light
 
         with torch.enable_grad():
             xg = x.detach().clone().requires_grad_(True)

@@ -9,6 +9,8 @@ import numbers
 
 import astropy.units as u
 import numpy as np
+from astropy.constants import c
+from astropy.cosmology import Planck18
 
 from lenskit.core.config import Configurable
 from lenskit.core.validation import as_float
@@ -124,9 +126,7 @@ class EinsteinRadius(Prior):
         self.sigma_v = as_prior(sigma_v, "sigma_v")
         self.z_lens = as_prior(z_lens, "z_lens")
         self.z_source = as_prior(z_source, "z_source")
-        if cosmology is None:
-            from astropy.cosmology import Planck18 as cosmology
-        self.cosmology = cosmology
+        self.cosmology = Planck18 if cosmology is None else cosmology
         self._table = None
 
     def _ratio(self, z_l, z_s):
@@ -147,7 +147,6 @@ class EinsteinRadius(Prior):
 
     def sample_aux(self, rng, n):
         """Einstein radii (arcsec) and a dict of the drawn ``sigma_v``, ``z_lens``, ``z_source``."""
-        from astropy.constants import c
 
         sv = self.sigma_v.sample(rng, n)
         zl = self.z_lens.sample(rng, n)

@@ -1,6 +1,7 @@
 """Robust statistics shared by the deblenders, the lens finder's preprocessing and real-data noise estimates."""
 
 import numpy as np
+from astropy.stats import mad_std
 
 __all__ = ["robust_sigma"]
 
@@ -13,7 +14,6 @@ def robust_sigma(values, axis=None):
     NaN and infinite values.  With ``axis=None`` a float (0.0 when no value is
     finite); otherwise an array reduced along ``axis``.
     """
-    from astropy.stats import mad_std
 
     v = np.asarray(values, dtype=float)
     if axis is None:

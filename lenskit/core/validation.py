@@ -174,7 +174,7 @@ def check_images(images, name="images", ndim=4, allow_nan=False):
     when ``ndim`` is 4.
     """
     try:
-        import torch
+        import torch  # heavy (torch): `import lenskit` stays light
 
         if isinstance(images, torch.Tensor):
             images = images.detach().cpu().numpy()

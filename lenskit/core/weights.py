@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from lenskit.core import storage
+from lenskit.core.exceptions import LenskitFileError
 from lenskit.core.provenance import Provenance
 
 __all__ = ["ModelWeights"]
@@ -94,7 +95,7 @@ class ModelWeights:
 
     def to_state_dict(self, dtype=None):
         """Arrays as a torch ``state_dict`` (floats cast to ``dtype``, default float32)."""
-        import torch
+        import torch  # heavy (torch): `import lenskit` stays light
 
         out = {}
         for k, a in self.arrays.items():
@@ -110,7 +111,6 @@ class ModelWeights:
         ``meta`` device, so nothing is allocated) from this configuration has
         exactly these arrays' names and shapes.
         """
-        from lenskit.core.exceptions import LenskitFileError
 
         want = {k: tuple(v.shape) for k, v in network_on_meta.state_dict().items()}
         have = {k: tuple(a.shape) for k, a in self.arrays.items()}

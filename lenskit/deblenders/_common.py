@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from lenskit.core.dataset import LensDataset
 from lenskit.core.validation import as_real_array
 
 __all__ = ["as_cube", "circular_mask"]
@@ -15,7 +16,6 @@ def as_cube(images, masks=None, bands=None, name="images"):
     or, for one band, (H, W).  NaN or infinite pixels are allowed only under
     masks.  Returns ``(cube, masks, bands, pixel_scale)``.
     """
-    from lenskit.core.dataset import LensDataset
 
     pixel_scale = None
     if isinstance(images, LensDataset):

@@ -24,10 +24,18 @@ spatially independent images.  This deblender:
    everything else (``images - arcs``), so the two add up to the input.
 """
 
+import warnings
+
 import astropy.units as u
 import numpy as np
+from astropy.table import QTable
+from photutils.psf_matching import TopHatWindow, make_kernel
 from scipy import ndimage
+from scipy.signal import fftconvolve
+from sklearn.decomposition import FastICA
+from tqdm.auto import tqdm
 
+from lenskit.core.dataset import LensDataset
 from lenskit.core.deblended import Deblended
 from lenskit.core.interfaces import Deblender
 from lenskit.core.provenance import Provenance, array_checksum
@@ -80,8 +88,6 @@ def match_psfs(cube, psfs, pixel_scale=None):
             if s > 0:
                 out[:, b] = ndimage.gaussian_filter(cube[:, b], sigma=(0, s, s), mode="nearest")
             continue
-        from photutils.psf_matching import TopHatWindow, make_kernel
-        from scipy.signal import fftconvolve
 
         src, tgt = [np.asarray(q, float) if not np.isscalar(q) else _gaussian_image(q, pixel_scale, 25)
                     for q in (p, psfs[target])]
@@ -200,7 +206,6 @@ class ICADeblender(Deblender):
             components' light-weighted radii and the mixing coefficients;
             ``diagnostics["components"]`` the unmixed images (N, k, H, W).
         """
-        from lenskit.core.dataset import LensDataset
 
         if noise is None and isinstance(images, LensDataset):
             noise = images.noise
@@ -230,7 +235,6 @@ class ICADeblender(Deblender):
         rows = []
         it = range(n)
         if progress:
-            from tqdm.auto import tqdm
 
             it = tqdm(it, desc="ICA", unit="image")
         for i in it:
@@ -238,7 +242,6 @@ class ICADeblender(Deblender):
             arcs[i], comps[i], fit_masks[i] = a, s, mask
             rows.append(row)
         lens = cube - arcs
-        from astropy.table import QTable
 
         params = QTable(rows=[tuple(r.values()) for r in rows], names=list(rows[0]))
         prov = Provenance.current(config=self.config(), checksums={"input": array_checksum(cube.astype(np.float32))})
@@ -279,8 +282,6 @@ class ICADeblender(Deblender):
         return found
 
     def _one(self, img, user_mask, pixel_scale, noise=None):
-        from sklearn.decomposition import FastICA
-
         nb, h, w = img.shape
         mask = user_mask.copy()
         cy, cx = self._centre(img, mask)
@@ -310,7 +311,6 @@ class ICADeblender(Deblender):
                 fit_px = lit
         ica = FastICA(n_components=self.n_components, whiten="unit-variance", random_state=self.random_state,
                       max_iter=self.max_iter, tol=self.tol)
-        import warnings
 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

@@ -16,9 +16,16 @@ import warnings
 import astropy.units as u
 import numpy as np
 from astropy.modeling import Fittable2DModel, Parameter
+from astropy.modeling.fitting import TRFLSQFitter
 from astropy.modeling.models import Const2D
+from astropy.table import QTable
+from photutils.morphology import data_properties
 from scipy import ndimage
+from scipy.signal import fftconvolve
+from scipy.special import gammaincinv
+from tqdm.auto import tqdm
 
+from lenskit.core.dataset import LensDataset
 from lenskit.core.deblended import Deblended
 from lenskit.core.interfaces import Deblender
 from lenskit.core.provenance import Provenance, array_checksum
@@ -59,8 +66,6 @@ class PixelSersic2D(Fittable2DModel):
         super().__init__(*args, **kwargs)
 
     def evaluate(self, x, y, amplitude, r_eff, n, x_0, y_0, ellip, theta):
-        from scipy.special import gammaincinv
-
         bn = gammaincinv(2.0 * n, 0.5)
         ct, st = np.cos(theta), np.sin(theta)
         b = np.maximum(1 - ellip, 1e-3) * r_eff
@@ -88,7 +93,6 @@ class PixelSersic2D(Fittable2DModel):
             out[near] = acc / (s * s)
         out = amplitude * out
         if self.psf is not None and out.ndim == 2 and min(out.shape) > 1:
-            from scipy.signal import fftconvolve
 
             out = fftconvolve(out, self.psf, mode="same")
         return out
@@ -183,7 +187,6 @@ class SersicDeblender(Deblender):
             ``q``, ``phi``, ``amplitude``, ``sky``, ``reduced_chi2``,
             ``iterations``, ``arc_fraction``), ``masks`` (the final arc masks).
         """
-        from lenskit.core.dataset import LensDataset
 
         if noise is None and isinstance(images, LensDataset):
             noise = images.noise
@@ -205,7 +208,6 @@ class SersicDeblender(Deblender):
         rows = []
         it = [(i, b) for i in range(n) for b in range(nb)]
         if progress:
-            from tqdm.auto import tqdm
 
             it = tqdm(it, desc="Sérsic fits", unit="fit")
         for i, b in it:
@@ -225,8 +227,6 @@ class SersicDeblender(Deblender):
 
     # -- one image and band ----------------------------------------------------------------
     def _initial(self, img, mask):
-        from photutils.morphology import data_properties
-
         h, w = img.shape
         border = np.zeros_like(mask)
         k = max(2, min(h, w) // 10)
@@ -253,8 +253,6 @@ class SersicDeblender(Deblender):
         return sky, sigma, float(cx), float(cy), max(float(peak), sigma), ellip, theta, r_half
 
     def _fit(self, img, user_mask, noise, psf, pixel_scale):
-        from astropy.modeling.fitting import TRFLSQFitter
-
         h, w = img.shape
         sky0, sigma0, cx, cy, peak, ellip, theta, r_half = self._initial(img, user_mask)
         yy, xx = np.mgrid[:h, :w].astype(float)
@@ -314,8 +312,6 @@ class SersicDeblender(Deblender):
 
     @staticmethod
     def _table(rows, pixel_scale, h, w):
-        from astropy.table import QTable
-
         t = QTable()
         t["image"] = [r["image"] for r in rows]
         t["band"] = [r["band"] for r in rows]

@@ -16,6 +16,7 @@ import astropy.units as u
 import numpy as np
 import torch
 from astropy.table import QTable
+from tqdm.auto import tqdm
 
 from lenskit.core.estimate import Estimate
 from lenskit.core.interfaces import Estimator
@@ -24,6 +25,10 @@ from lenskit.core.weights import ModelWeights
 from lenskit.estimators.inputs import network_inputs
 from lenskit.estimators.networks import build, check_weights
 from lenskit.estimators.targets import UNITS, TargetSpec, log_sigma
+from lenskit.estimators.training import train
+from lenskit.estimators.tta import DIHEDRAL, check_targets, transform_images, untransform
+from lenskit.io.asdf import read
+from lenskit.plugins import get
 
 __all__ = ["CNNEstimator", "DEFAULT_TARGETS"]
 
@@ -129,7 +134,6 @@ class CNNEstimator(Estimator):
             Columns per target, with ``<target>_std`` when the estimator has
             uncertainties.
         """
-        from lenskit.estimators.tta import DIHEDRAL, check_targets, transform_images, untransform
 
         arr, m = self._inputs(images, masks, strict=strict)
         if int(batch_size) < 1:
@@ -138,7 +142,6 @@ class CNNEstimator(Estimator):
         means, stds = [], []
         it = range(0, len(arr), batch_size)
         if progress:
-            from tqdm.auto import tqdm
 
             it = tqdm(it, desc="estimating", unit="batch")
         for i in it:
@@ -185,7 +188,6 @@ class CNNEstimator(Estimator):
         -------
         self
         """
-        from lenskit.estimators.training import train
 
         train(self, simulator, steps=steps, **kwargs)
         return self
@@ -210,7 +212,6 @@ class CNNEstimator(Estimator):
         """Rebuild an estimator from `~lenskit.core.ModelWeights`."""
         c = weights.config
         spec = TargetSpec.from_config(c["targets"])
-        from lenskit.plugins import get
 
         klass = cls
         if cls is CNNEstimator and c.get("estimator") not in (None, "cnn"):
@@ -234,7 +235,6 @@ class CNNEstimator(Estimator):
     @classmethod
     def load(cls, path, device="cpu"):
         """Read an estimator written by `save`."""
-        from lenskit.io.asdf import read
 
         w = read(path)
         if not isinstance(w, ModelWeights):

@@ -10,13 +10,18 @@ standardised means and log standard deviations to the combined mean and log
 standard deviation.  Its estimate also reports the members' spread.
 """
 
+import astropy.units as u
 import numpy as np
 import torch
 import torch.nn as nn
+from astropy.table import QTable
 
 from lenskit.core.estimate import Estimate
+from lenskit.core.provenance import Provenance, array_checksum
+from lenskit.core.weights import ModelWeights
 from lenskit.estimators.cnn import CNNEstimator
-from lenskit.estimators.targets import TargetSpec
+from lenskit.estimators.targets import UNITS, TargetSpec, log_sigma
+from lenskit.estimators.training import train
 
 __all__ = ["EnsembleEstimator", "Combination"]
 
@@ -100,7 +105,6 @@ class EnsembleEstimator(CNNEstimator):
 
     def fit(self, simulator, steps=500, **kwargs):
         """Train only the combination layer (the members stay fixed)."""
-        from lenskit.estimators.training import train
 
         kwargs.setdefault("channels_last", False)
         train(self, simulator, steps=steps, **kwargs)
@@ -108,11 +112,7 @@ class EnsembleEstimator(CNNEstimator):
 
     def predict(self, images, masks=None, batch_size=64, progress=False, strict=True):
         """As `CNNEstimator.predict`, plus ``<target>_spread``: the standard deviation of the members' means."""
-        import astropy.units as u
-        from astropy.table import QTable
 
-        from lenskit.core.provenance import Provenance, array_checksum
-        from lenskit.estimators.targets import UNITS, log_sigma
 
         arr, m = self._inputs(images, masks, strict=strict)
         k = self.spec.k
@@ -146,8 +146,6 @@ class EnsembleEstimator(CNNEstimator):
 
     @classmethod
     def from_weights(cls, weights, device="cpu"):
-        from lenskit.core.weights import ModelWeights
-
         c = weights.config
         members = []
         for i, mc in enumerate(c["members"]):

@@ -10,6 +10,7 @@ target false-positive rate on a validation set, the class-prior correction of
 eq. 5, and ASDF weights.
 """
 
+import copy
 import math
 from contextlib import nullcontext
 
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from astropy.table import QTable
+from tqdm.auto import tqdm
 
 from lenskit.core.estimate import Estimate
 from lenskit.core.files import check_output_path
@@ -26,10 +28,12 @@ from lenskit.core.provenance import Provenance, array_checksum
 from lenskit.core.statistics import robust_sigma
 from lenskit.core.validation import check_int, check_number
 from lenskit.core.weights import ModelWeights
-from lenskit.estimators.finder_metrics import auroc, tpr_at_fpr
+from lenskit.estimators.finder_metrics import auroc, prior_correction, threshold_at_fpr, tpr_at_fpr
 from lenskit.estimators.inputs import network_inputs
 from lenskit.estimators.networks import build, check_weights
 from lenskit.estimators.training import Checkpoint, FixedBatches, TrainingLoop, ddp_context, step_schedule
+from lenskit.estimators.tta import DIHEDRAL, check_targets, transform_images
+from lenskit.io.asdf import read
 
 __all__ = ["DeepLensFinder", "augment"]
 
@@ -118,7 +122,6 @@ class DeepLensFinder(Estimator):
         """The network compiled for inference (weights frozen in), cached until any weight changes."""
         key = self._weights_key()
         if getattr(self, "_compiled", None) is None or self._compiled[0] != key:
-            import copy
 
             # a private copy in the default layout: freezing folds the weights into the graph (oneDNN
             # pre-packed convolutions that choose their own layout; channels-last inputs break them),
@@ -138,7 +141,6 @@ class DeepLensFinder(Estimator):
         With ``tta`` = 2, 4 or 8 the log-odds are averaged over that many
         symmetries of the pixel grid (`lenskit.estimators.tta.DIHEDRAL`).
         """
-        from lenskit.estimators.tta import check_targets
 
         arr, m = self._inputs(images, masks, strict=strict)
         if int(batch_size) < 1:
@@ -152,14 +154,13 @@ class DeepLensFinder(Estimator):
             net = net.to(memory_format=torch.channels_last)
         patch = nullcontext()
         if compile:
-            import torch._inductor.config as inductor_config
+            import torch._inductor.config as inductor_config  # torch.compile's settings: only when compiling
 
             net = self._compiled_network()
             patch = inductor_config.patch(freezing=True)
         out = []
         it = range(0, len(arr), int(batch_size))
         if progress:
-            from tqdm.auto import tqdm
 
             it = tqdm(it, desc="finding", unit="batch")
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bool(bfloat16)), patch:
@@ -180,7 +181,6 @@ class DeepLensFinder(Estimator):
         the largest ``tta`` serves every smaller one
         (`lenskit.estimators.tta.DIHEDRAL`).
         """
-        from lenskit.estimators.tta import DIHEDRAL, check_targets, transform_images
 
         arr, m = self._inputs(images, masks, strict=strict)
         check_targets(self.targets, n, arr.shape)
@@ -230,7 +230,6 @@ class DeepLensFinder(Estimator):
             Columns ``p_lens`` and ``candidate`` (``p_lens >= threshold``);
             ``meta`` holds the threshold and the false-positive rate it was chosen at.
         """
-        from lenskit.estimators.finder_metrics import prior_correction
 
         lens_fraction = check_number("lens_fraction", lens_fraction, low=0, high=1, low_open=True, high_open=True,
                                      allow_none=True)
@@ -253,7 +252,6 @@ class DeepLensFinder(Estimator):
 
     def _threshold_for(self, tta):
         """The detection threshold for ``tta`` (ValueError, before any work, where none was chosen)."""
-        from lenskit.estimators.tta import check_targets
 
         check_targets(self.targets, tta, self.in_shape)
         if tta == 1:
@@ -274,8 +272,6 @@ class DeepLensFinder(Estimator):
         with ``tta=1`` drops those chosen at another rate.  Returns the
         threshold(s) on ``p_lens``.
         """
-        from lenskit.estimators.finder_metrics import threshold_at_fpr
-        from lenskit.estimators.tta import check_targets
 
         yv = self._labels(validation, "validation")
         many = np.ndim(tta) > 0
@@ -455,8 +451,6 @@ class DeepLensFinder(Estimator):
 
     @classmethod
     def load(cls, path, device="cpu"):
-        from lenskit.io.asdf import read
-
         w = read(path)
         if not isinstance(w, ModelWeights) or w.architecture != "deeplens":
             raise TypeError(f"{path} does not hold DeepLens finder weights")

@@ -12,6 +12,8 @@ Metrics of lens finders (Lanusse et al. 2018; Metcalf et al. 2019).
 """
 
 import numpy as np
+from astropy.table import Table
+from scipy.stats import rankdata
 
 __all__ = ["roc_curve", "auroc", "threshold_at_fpr", "tpr_at_fpr", "tpr0", "tpr10", "prior_correction", "check_scores",
            "completeness_table", "finder_summary"]
@@ -59,7 +61,6 @@ def roc_curve(scores, labels):
 def auroc(scores, labels):
     """Area under the ROC curve: the probability that a lens scores above a non-lens (ties count half)."""
     s, y = check_scores(scores, labels)
-    from scipy.stats import rankdata
 
     r = rankdata(s)
     n1, n0 = y.sum(), (~y).sum()
@@ -138,7 +139,6 @@ def completeness_table(scores, params, fpr=0.01, threshold=None, theta_E_cuts=(0
     `~astropy.table.Table`
         Columns theta_E_min, snr_min, n_lenses, completeness, auroc.
     """
-    from astropy.table import Table
 
     y = np.asarray(params["is_lens"], bool)
     theta = np.asarray(getattr(params["theta_E"], "value", params["theta_E"]), float)

@@ -3,6 +3,10 @@
 from pathlib import Path
 
 from lenskit.core.exceptions import LenskitPluginError
+from lenskit.core.weights import ModelWeights
+from lenskit.estimators.cnn import CNNEstimator
+from lenskit.io.asdf import read
+from lenskit.plugins import get
 
 __all__ = ["WEIGHTS_DIR", "shipped", "load_estimator"]
 
@@ -39,10 +43,6 @@ def load_estimator(name="hst_wfc3", device="cpu"):
         With its training recipe in ``.training`` and measured test metrics
         in ``.metrics``.
     """
-    from lenskit.core.weights import ModelWeights
-    from lenskit.estimators.cnn import CNNEstimator
-    from lenskit.io.asdf import read
-    from lenskit.plugins import get
 
     p = Path(str(name))
     if p.suffix == ".asdf" and p.exists():

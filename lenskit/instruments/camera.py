@@ -5,6 +5,7 @@ import numpy as np
 import torch
 
 from lenskit.core.interfaces import Instrument
+from lenskit.core.priors import Normal, Uniform
 from lenskit.core.validation import as_float
 from lenskit.instruments.effects import Observation
 from lenskit.lensing.render import pixel_grid
@@ -21,7 +22,6 @@ def survey_priors(pixel_scale):
     lens and source magnitudes in the reference band, and lens-light sizes
     and indices typical of massive early-type galaxies.
     """
-    from lenskit.core.priors import Normal, Uniform
 
     centre = Normal(0.0, pixel_scale, -3 * pixel_scale, 3 * pixel_scale)
     return {"theta_E": Uniform(0.5, 2.5), "ellipticity": Uniform(0.0, 0.5), "x0": centre, "y0": centre,

@@ -20,6 +20,7 @@ import astropy.units as u
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.ndimage import zoom
 
 from lenskit.core.config import Configurable
 from lenskit.core.priors import as_prior
@@ -273,7 +274,6 @@ class ImagePSF(Effect):
         key = (band, pixel_scale)
         if key not in self._cache:
             if self.pixel_scale is not None and abs(self.pixel_scale - pixel_scale) > 1e-9 * pixel_scale:
-                from scipy.ndimage import zoom
 
                 k = zoom(k, self.pixel_scale / pixel_scale, order=3)
                 k = np.clip(k, 0, None)

@@ -30,10 +30,16 @@ from pathlib import Path
 
 import astropy.units as u
 import numpy as np
+from astropy.io import fits
+from astropy.table import QTable, Table
 
-from lenskit.core.dataset import LensDataset
+from lenskit.core.conventions import position_angle_to_phi
+from lenskit.core.dataset import UNKNOWN_BAND, LensDataset
+from lenskit.core.estimate import Estimate
 from lenskit.core.exceptions import LenskitFileError
+from lenskit.core.files import atomic_path
 from lenskit.core.headers import SCALE_KEYWORDS, celestial_wcs, header_band, header_pixel_scale
+from lenskit.core.provenance import Provenance
 from lenskit.core.validation import as_float, as_real_array
 from lenskit.io.asdf import read
 
@@ -75,8 +81,6 @@ def _hdu_data(hdul, hdu, path, what):
 
 
 def _open(path):
-    from astropy.io import fits
-
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
@@ -85,7 +89,7 @@ def _open(path):
     try:
         return fits.open(path, memmap=False)
     except OSError as exc:
-        raise LenskitFileError(f"{path} is not a readable FITS file: {exc}") from exc
+        raise LenskitFileError(f"{path} could not be read as FITS: {type(exc).__name__}: {exc}") from exc
 
 def read_image(path, hdu=0):
     """
@@ -217,7 +221,7 @@ class Cutout:
         (default half the cutout), refined to sub-pixel precision by a
         quadratic fitted to the 5 x 5 pixels about it.
         """
-        from scipy import ndimage
+        from scipy import ndimage  # heavy (scipy): `import lenskit` stays light
 
         h, w = self.shape
         box = int(box or max(h, w) // 2)
@@ -226,7 +230,7 @@ class Cutout:
         y0, x0 = (h - box) // 2, (w - box) // 2
         win[y0:y0 + box, x0:x0 + box] = sm[y0:y0 + box, x0:x0 + box]
         py, px = np.unravel_index(np.argmax(win), win.shape)
-        from photutils.centroids import centroid_quadratic
+        from photutils.centroids import centroid_quadratic  # heavy: `import lenskit` stays light
 
         y0, x0 = max(py - 4, 0), max(px - 4, 0)
         sub = sm[y0:py + 5, x0:px + 5]
@@ -273,7 +277,7 @@ class Cutout:
             noise = np.where(mask, np.inf, np.maximum(noise, 1e-30))
         psf = self.psf
         if psf is not None and not np.isclose(pixel_scale, s_in, rtol=1e-3):
-            from scipy import ndimage
+            from scipy import ndimage  # heavy (scipy): `import lenskit` stays light
 
             k = ndimage.zoom(psf, s_in / pixel_scale, order=1)
             psf = k / k.sum() if k.sum() > 0 else None
@@ -282,7 +286,6 @@ class Cutout:
 
     def phi_from_position_angle(self, pa_deg):
         """lenskit ``phi`` (radians, from the image's +x axis) of a position angle east of north."""
-        from lenskit.core.conventions import position_angle_to_phi
 
         if self.wcs is None:
             raise ValueError(f"{self.path or 'this cutout'} has no WCS: its orientation is unknown, so a position "
@@ -302,9 +305,7 @@ class Cutout:
         when the header names none: estimators then check the pixel scale
         alone (`lenskit.estimators.inputs.check_expects`).
         """
-        from astropy.table import QTable
 
-        from lenskit.core.dataset import UNKNOWN_BAND, LensDataset
 
         band = band or self.band or UNKNOWN_BAND
 
@@ -434,9 +435,7 @@ def write_estimate_fits(estimate, path, overwrite=False):
 
     Written to a temporary file and renamed, so a failure leaves no partial file.
     """
-    from astropy.table import Table
 
-    from lenskit.core.files import atomic_path
 
     path = Path(path)
     t = Table(estimate.table)
@@ -450,10 +449,7 @@ def write_estimate_fits(estimate, path, overwrite=False):
 
 def read_estimate_fits(path):
     """Read a table written by `write_estimate_fits` back into an `~lenskit.Estimate`."""
-    from astropy.table import QTable
 
-    from lenskit.core.estimate import Estimate
-    from lenskit.core.provenance import Provenance
 
     with _open(path):
         pass

@@ -6,15 +6,8 @@ lenskit's conventions (see :doc:`/conventions`): ``theta_E`` is the
 intermediate-axis Einstein radius, ``e1, e2`` the spin-2 ellipticity
 ``(1-q)/(1+q) (cos 2phi, sin 2phi)`` and ``x0, y0`` the centre.
 
-In the frame rotated by ``phi`` (x' along the major axis), with
-``b = theta_E sqrt(q)``, ``f = sqrt(1 - q**2)`` and
-``psi = sqrt(q**2 x'**2 + y'**2)``::
-
-    alpha'_x = (b / f) arctan(f x' / psi)
-    alpha'_y = (b / f) artanh(f y' / psi)
-    kappa    = theta_E / (2 sqrt(q x'**2 + y'**2 / q))
-    potential = x' alpha'_x + y' alpha'_y
-    Hessian'  = b / (psi r**2) [[y'**2, -x' y'], [-x' y', x'**2]]
+The closed forms are the public kernels of `lenskit.mass_models.func.sie`;
+this class adds units, NumPy conversion and parameter checks.
 
 The q -> 1 limit (the SIS, alpha = theta_E r_hat) is evaluated with a series
 so there is no 0/0.  The centre itself is a branch point: the deflection

@@ -19,7 +19,15 @@ and advertises the module in its ``pyproject.toml``::
 from lenskit.plugins import registry  # noqa: F401
 from lenskit.plugins.hookspecs import hookimpl, hookspec  # noqa: F401
 from lenskit.plugins.registry import (  # noqa: F401
-    ENTRY_POINT_GROUP, PluginInfo, available, get, plugin_module_allowed, plugin_versions, plugins, reset)
+    ENTRY_POINT_GROUP,
+    PluginInfo,
+    available,
+    get,
+    plugin_module_allowed,
+    plugin_versions,
+    plugins,
+    reset,
+)
 
 __all__ = ["hookimpl", "hookspec", "get", "available", "plugins", "plugin_versions", "plugin_module_allowed", "reset",
            "PluginInfo", "ENTRY_POINT_GROUP"]

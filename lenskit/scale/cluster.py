@@ -55,7 +55,7 @@ def get_client(client=None, scheduler=None, workers=None, connect_timeout=30):
     if scheduler is not None and scheduler.endswith(".json") and not Path(scheduler).exists():
         raise FileNotFoundError(f"scheduler file {scheduler} does not exist")
     require_dask()
-    from dask.distributed import Client
+    from dask.distributed import Client  # optional dependency (the [distributed] extra)
 
     if scheduler is None or scheduler == "local":
         return Client(local_cluster(workers)), True
@@ -87,8 +87,8 @@ def local_cluster(workers=None, **kwargs):
     **kwargs
         Passed to `~dask.distributed.LocalCluster`.
     """
-    import dask
-    from dask.distributed import LocalCluster
+    import dask  # optional dependency (the [distributed] extra)
+    from dask.distributed import LocalCluster  # optional dependency (the [distributed] extra)
 
     n = int(workers) if workers else (os.cpu_count() or 1)
     opts = {"n_workers": n, "threads_per_worker": 1, "processes": True, "dashboard_address": None, **kwargs}

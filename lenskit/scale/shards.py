@@ -14,6 +14,7 @@ from pathlib import Path
 import asdf
 import numpy as np
 from astropy.table import vstack
+from tqdm.auto import tqdm
 
 from lenskit.core.dataset import LensDataset
 from lenskit.core.estimate import Estimate
@@ -247,7 +248,6 @@ def execute_tasks(fn, tasks, directory, record, client, retries, progress, desc)
     idx_path = directory / INDEX_NAME
     bar = None
     if progress:
-        from tqdm.auto import tqdm
 
         done0 = sum(s["status"] == "done" for s in record["shards"])
         bar = tqdm(total=len(record["shards"]), initial=done0, desc=desc, unit="shard")
@@ -277,7 +277,7 @@ def execute_tasks(fn, tasks, directory, record, client, retries, progress, desc)
                     finish(i, res, attempts=attempt)
                     break
         else:
-            from dask.distributed import as_completed
+            from dask.distributed import as_completed  # optional dependency (the [distributed] extra)
 
             futures = {}
             for i, args in tasks:

@@ -15,6 +15,7 @@ from lenskit.core.dataset import LensDataset
 from lenskit.core.priors import EinsteinRadius, Fixed, Uniform
 from lenskit.core.provenance import Provenance, array_checksum
 from lenskit.core.validation import as_rng
+from lenskit.instruments.lsst import LSST
 from lenskit.simulation.simulator import Simulator
 
 __all__ = ["LensFinderSimulator"]
@@ -79,7 +80,6 @@ class LensFinderSimulator:
         if not 0 < lo <= hi <= 1:
             raise ValueError(f"axis_ratio must satisfy 0 < low <= high <= 1; got {axis_ratio}")
         if instrument is None:
-            from lenskit.instruments.lsst import LSST
 
             instrument = LSST.lanusse2018(bands=bands, mode=mode)
         self.lens_fraction = float(lens_fraction)

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 
 from lenskit.core.config import Configurable
+from lenskit.plugins import get
+from lenskit.sources.sersic import SersicSource
 
 __all__ = ["LineOfSight"]
 
@@ -49,11 +51,9 @@ class LineOfSight(Configurable):
         self.slope = float(slope)
         self.max_per_stamp = int(max_per_stamp)
         if source is None:
-            from lenskit.sources.sersic import SersicSource
 
             source = SersicSource(R_e=(0.1, 1.0), n=(0.5, 4.0), ellipticity=(0.0, 0.6))
         elif isinstance(source, str):
-            from lenskit.plugins import get
 
             source = get("source", source)()
         self.source = source

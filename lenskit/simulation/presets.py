@@ -20,6 +20,7 @@ import astropy.units as u
 
 from lenskit.core.priors import Normal
 from lenskit.core.validation import as_float, check_choice, check_int
+from lenskit.plugins import get
 from lenskit.simulation.finder import LensFinderSimulator
 from lenskit.simulation.simulator import Simulator
 
@@ -32,8 +33,6 @@ _SURVEYS = ("lsst", "euclid")
 
 
 def _instrument(name, test=False):
-    from lenskit.plugins import get
-
     if name == "hst":
         return get("instrument", "hst_wfc3")(test=test)
     if name == "lsst":
@@ -97,7 +96,6 @@ def pearson2019_priors(survey, pixel_scale=None):
 
 def pearson2019_source():
     """Pearson et al.'s source model: Sérsic galaxies with indices around 4 (N(4, 1) within 0.5-8)."""
-    from lenskit.plugins import get
 
     return get("source", "sersic")(n=Normal(4.0, 1.0, 0.5, 8.0))
 

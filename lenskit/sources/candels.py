@@ -3,6 +3,10 @@
 from pathlib import Path
 
 import numpy as np
+from astropy.nddata import Cutout2D, NoOverlapError
+from astropy.table import Table
+from astropy.wcs import WCS
+from astropy.wcs.utils import proj_plane_pixel_scales
 
 from lenskit.core.exceptions import LenskitFileError
 from lenskit.io.fits import read_image
@@ -50,10 +54,6 @@ class CandelsSource(StampSource):
     def __init__(self, mosaic, catalog, hdu=0, id_column="ID", ra_column="RA", dec_column="DEC", x_column=None,
                  y_column=None, size_column=None, size_unit="pix", stamp_factor=8.0, min_stamp=32, max_stamp=160,
                  weight=None, **kwargs):
-        from astropy.table import Table
-        from astropy.wcs import WCS
-        from astropy.wcs.utils import proj_plane_pixel_scales
-
         super().__init__(**kwargs)
         self.mosaic = Path(mosaic)
         self.catalog = Path(catalog)
@@ -98,8 +98,6 @@ class CandelsSource(StampSource):
         return x, y
 
     def _read(self):
-        from astropy.nddata import Cutout2D, NoOverlapError
-
         x, y = self._positions()
         t, c = self.table, self.cols
         for i in range(len(t)):

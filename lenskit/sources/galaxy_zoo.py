@@ -4,6 +4,7 @@ from pathlib import Path
 
 import astropy.units as u
 import numpy as np
+from astropy.table import Table
 
 from lenskit.core.exceptions import LenskitFileError
 from lenskit.core.validation import as_float
@@ -71,8 +72,6 @@ class GalaxyZooSource(StampSource):
 
     @staticmethod
     def _read_solutions(path, select):
-        from astropy.table import Table
-
         if not path.exists():
             raise FileNotFoundError(f"solutions file {path} does not exist")
         try:
@@ -91,7 +90,7 @@ class GalaxyZooSource(StampSource):
         return [str(i) for i in t["GalaxyID"][keep]]
 
     def _read(self):
-        from PIL import Image, UnidentifiedImageError
+        from PIL import Image, UnidentifiedImageError  # Pillow comes with matplotlib; only JPEG sources need it
 
         for ident, path in self.files.items():
             try:

@@ -4,6 +4,8 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+from astropy.io import fits
+from astropy.table import Table
 
 from lenskit.core.exceptions import LenskitFileError
 from lenskit.sources.stamps import StampSource
@@ -21,7 +23,6 @@ def read_real_galaxy_catalog(path):
     FITS table, a missing required column or an empty table raise an error
     naming the file.
     """
-    from astropy.table import Table
 
     path = Path(path)
     if not path.exists():
@@ -78,8 +79,6 @@ class GREAT3Source(StampSource):
                            for i, t in enumerate(self.tables))
 
     def _read(self):
-        from astropy.io import fits
-
         rows = []
         for cat, t in zip(self.catalogs, self.tables):
             folder = self.directory or cat.parent

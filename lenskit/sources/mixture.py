@@ -1,10 +1,14 @@
 """A source population drawn from several source populations with weights."""
 
+import copy
+
+import astropy.units as u
 import numpy as np
 import torch
 from astropy.table import QTable
 
 from lenskit.core.interfaces import Source, SourceBatch
+from lenskit.plugins import get
 
 __all__ = ["MixtureSource", "MixtureBatch"]
 
@@ -26,7 +30,6 @@ class MixtureBatch(SourceBatch):
             self.size[idx] = b.size
             if getattr(b, "galaxy_id", None) is not None:
                 self.galaxy_id[idx] = np.asarray(b.galaxy_id).astype(str)
-        import astropy.units as u
 
         self.params = QTable({"source_component": np.array([self.names[k] for k in self.component]),
                               "source_size": self.size * u.arcsec})
@@ -68,8 +71,6 @@ class MixtureSource(Source):
     name = "mixture"
 
     def __init__(self, sources=("sersic_clump", "sersic"), weights=None):
-        from lenskit.plugins import get
-
         resolved = []
         for i, s in enumerate(sources):
             if isinstance(s, str):
@@ -86,8 +87,6 @@ class MixtureSource(Source):
         self.weights = w / w.sum()
 
     def with_split(self, split):
-        import copy
-
         other = copy.copy(self)
         other.sources = [s.with_split(split) for s in self.sources]
         return other

@@ -24,6 +24,7 @@ galaxies is deterministic by galaxy identity (a hash), so a test set never
 contains a galaxy seen in training.
 """
 
+import copy
 import hashlib
 import warnings
 
@@ -33,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from astropy.stats import sigma_clipped_stats
 from astropy.table import QTable
+from photutils.segmentation import deblend_sources, detect_sources
+from scipy.ndimage import gaussian_filter
 
 from lenskit.core.interfaces import Source, SourceBatch
 from lenskit.core.priors import as_prior
@@ -149,7 +152,6 @@ def prepare_stamp(image, pixel_scale, ident="", source="", noise=None, detect_si
         NaN pixels (with ``nan_policy='raise'``), a wrong shape, or no galaxy
         detected at the centre; the message names ``source``.
     """
-    from photutils.segmentation import deblend_sources, detect_sources
 
     where = f" in {source}" if source else ""
     label = f"stamp {ident!r}{where}"
@@ -182,7 +184,6 @@ def prepare_stamp(image, pixel_scale, ident="", source="", noise=None, detect_si
     if not np.isfinite(sigma) or sigma <= 0:
         sigma = max(float(np.std(det)), 1e-12)
     # smooth lightly before detection
-    from scipy.ndimage import gaussian_filter
 
     sm = gaussian_filter(det, 1.0)
     # a unit-width Gaussian smoothing divides white-noise rms by sqrt(4 pi)
@@ -401,7 +402,6 @@ class StampSource(Source):
 
     def with_split(self, split):
         """A copy of this source restricted to ``split`` (sharing the prepared stamps)."""
-        import copy
 
         if split is not None and split not in SPLITS:
             raise ValueError(f"split must be one of {list(SPLITS)} or None; got {split!r}")

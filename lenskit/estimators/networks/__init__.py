@@ -5,6 +5,8 @@ Network architectures, one per file; each a `torch.nn.Module` taking
 
 import importlib
 
+import torch
+
 __all__ = ["ARCHITECTURES", "build", "check_weights"]
 
 #: Architecture name -> "module:Class".
@@ -34,7 +36,6 @@ def check_weights(weights, name, **kwargs):
     The network is built on torch's ``meta`` device, so a configuration asking for an enormous network allocates
     nothing before it is refused (`~lenskit.core.LenskitFileError`).
     """
-    import torch
 
     with torch.device("meta"):
         probe = build(name, **kwargs)

@@ -12,9 +12,15 @@ import re
 import warnings
 from pathlib import Path
 
+import asdf
+from asdf.exceptions import AsdfConversionWarning, ValidationError
+
 from lenskit.core import storage
+from lenskit.core.dataset import LensDataset
 from lenskit.core.exceptions import LenskitCorruptFileError, LenskitFileError
 from lenskit.core.files import atomic_open
+from lenskit.core.provenance import array_checksum
+from lenskit.io.asdf.converters import CONVERTERS
 from lenskit.io.asdf.preflight import check_header
 from lenskit.io.asdf.uris import URI_PREFIX
 
@@ -41,7 +47,6 @@ def write(obj, path, overwrite=False, extra=None):
     extra : dict, optional
         Additional top-level entries (JSON-like) to store beside the object.
     """
-    import asdf
 
     key = ROOT_KEYS.get(type(obj).__name__)
     if key is None:
@@ -70,8 +75,6 @@ def read(path):
     -------
     `~lenskit.LensDataset`, `~lenskit.Estimate`, `~lenskit.core.Deblended` or `~lenskit.core.ModelWeights`
     """
-    import asdf
-    from asdf.exceptions import AsdfConversionWarning, ValidationError
 
     path = Path(path)
     if not path.exists():
@@ -118,7 +121,6 @@ def read(path):
 
 def _conversion_problem(path, message):
     """Why asdf could not convert a tagged node: an unknown (newer) lenskit tag, or a damaged known one."""
-    from lenskit.io.asdf.converters import CONVERTERS
 
     known = {t for c in CONVERTERS for t in c.tags}
     text = _first_line(message)
@@ -131,8 +133,6 @@ def _conversion_problem(path, message):
 
 def _verify_checksums(path, obj):
     """Compare the images with the SHA-256 their provenance records (written by `write`)."""
-    from lenskit.core.dataset import LensDataset
-    from lenskit.core.provenance import array_checksum
 
     if isinstance(obj, LensDataset):
         stored = obj.provenance.checksums.get("images")

@@ -1,13 +1,19 @@
 """asdf converters for lenskit's value types."""
 
+import numpy as np
 from asdf.extension import Converter
 
+from lenskit.core.dataset import LensDataset
+from lenskit.core.deblended import Deblended
+from lenskit.core.estimate import Estimate
+from lenskit.core.exceptions import LenskitFileError
+from lenskit.core.provenance import Provenance, array_checksum
+from lenskit.core.weights import ModelWeights
 from lenskit.io.asdf.uris import TAG
 
 
 def _only(node, kind, allowed):
     """Refuse keys the schema does not declare (asdf's own validation lets them through, and they were dropped)."""
-    from lenskit.core.exceptions import LenskitFileError
 
     extra = sorted(set(node) - set(allowed))
     if extra:
@@ -24,8 +30,6 @@ class ProvenanceConverter(Converter):
         return obj.to_dict()
 
     def from_yaml_tree(self, node, tag, ctx):
-        from lenskit.core.provenance import Provenance
-
         _only(node, "provenance", Provenance._fields)
         return Provenance.from_dict(dict(node))
 
@@ -35,8 +39,6 @@ class LensDatasetConverter(Converter):
     types = ["lenskit.core.dataset.LensDataset"]
 
     def to_yaml_tree(self, obj, tag, ctx):
-        from lenskit.core.provenance import array_checksum
-
         return {
             "images": obj.images,
             "params": obj.params,
@@ -52,8 +54,6 @@ class LensDatasetConverter(Converter):
         }
 
     def from_yaml_tree(self, node, tag, ctx):
-        from lenskit.core.dataset import LensDataset
-
         _only(node, "lens_dataset", ("images", "params", "bands", "pixel_scale", "instrument", "noise", "masks",
                                      "truth", "provenance"))
         return LensDataset(
@@ -70,8 +70,6 @@ class EstimateConverter(Converter):
         return {"table": obj.table, "covariance": obj.covariance, "provenance": obj.provenance}
 
     def from_yaml_tree(self, node, tag, ctx):
-        from lenskit.core.estimate import Estimate
-
         _only(node, "estimate", ("table", "covariance", "provenance"))
         return Estimate(node["table"], covariance=node.get("covariance"), provenance=node["provenance"])
 
@@ -86,8 +84,6 @@ class DeblendedConverter(Converter):
                 "provenance": obj.provenance}
 
     def from_yaml_tree(self, node, tag, ctx):
-        from lenskit.core.deblended import Deblended
-
         _only(node, "deblended", ("arcs", "lens_light", "bands", "method", "params", "masks", "diagnostics",
                                   "provenance"))
         return Deblended(node["arcs"], node["lens_light"], node["bands"], node["method"], params=node["params"],
@@ -111,11 +107,6 @@ class ModelWeightsConverter(Converter):
         }
 
     def from_yaml_tree(self, node, tag, ctx):
-        import numpy as np
-
-        from lenskit.core.exceptions import LenskitFileError
-        from lenskit.core.weights import ModelWeights
-
         _only(node, "model_weights", ("architecture", "arrays", "checksum", "config_checksum", "config", "metrics",
                                       "provenance"))
         arrays = {k: np.asarray(v) for k, v in node["arrays"].items()}

@@ -20,6 +20,8 @@ memoised pass; it takes milliseconds for any lenskit file.
 
 import re
 
+import yaml
+
 from lenskit.core.exceptions import LenskitFileError
 
 __all__ = ["check_header", "MAX_HEADER_BYTES", "MAX_EXPANSION", "EXPANSION_SLACK"]
@@ -53,8 +55,6 @@ def _header(path):
 
 
 def _children(node):
-    import yaml
-
     if isinstance(node, yaml.MappingNode):
         for k, v in node.value:
             yield k
@@ -64,8 +64,6 @@ def _children(node):
 
 
 def _check_external(path, node):
-    import yaml
-
     if isinstance(node, yaml.MappingNode) and "ndarray" in (node.tag or ""):
         for k, v in node.value:
             if isinstance(k, yaml.ScalarNode) and k.value == "source" and isinstance(v, yaml.ScalarNode) \
@@ -84,7 +82,6 @@ def check_header(path):
     LenskitFileError
         Naming the file and the problem; nothing else is read.
     """
-    import yaml
 
     text = _header(path)
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

@@ -8,6 +8,6 @@ classes in `lenskit.mass_models` are thin wrappers that add units, NumPy
 conversion and parameter checks.
 """
 
-from lenskit.mass_models.func import sie, shear  # noqa: F401
+from lenskit.mass_models.func import shear, sie  # noqa: F401
 
 __all__ = ["sie", "shear"]
