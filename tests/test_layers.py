@@ -131,3 +131,15 @@ def test_function_local_imports_say_why():
                 if isinstance(node, (ast.Import, ast.ImportFrom)) and "#" not in lines[node.end_lineno - 1]:
                     bare.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}")
     assert not bare, "function-local imports without a reason (hoist them, or say why):\n" + "\n".join(sorted(set(bare)))
+
+
+def test_layers_above_the_plugins_reach_them_through_the_registry():
+    """simulation/, modelling/, scale/ and the rest name implementations by registry key, never by module."""
+    from lenskit.plugins.builtin import BUILTINS
+
+    plugin_modules = {spec.partition(":")[0] for names in BUILTINS.values() for spec in names.values()}
+    users = ("lenskit.core", "lenskit.lensing", "lenskit.io", "lenskit.simulation", "lenskit.modelling",
+             "lenskit.scale", "lenskit.plotting")
+    bad = [f"{here}:{line} imports {_existing(name)}" for here, name, line in IMPORTS
+           if here.startswith(users) and _existing(name) in plugin_modules]
+    assert not bad, "\n".join(bad)

@@ -5,4 +5,8 @@ try:
 except ImportError:  # pragma: no cover - running from a source tree without setuptools_scm
     VERSION = "0.0.0+unknown"
 
-__all__ = ["VERSION"]
+__all__ = ["VERSION", "DISTRIBUTION"]
+
+#: The distribution's name on package indexes (the import package is ``lenskit``; PyPI's ``lenskit`` is
+#: LensKit, a recommender-systems toolkit).
+DISTRIBUTION = "lenskit-astro"

@@ -19,10 +19,10 @@ from astropy.table import QTable
 from tqdm.auto import tqdm
 
 from lenskit.core.estimate import Estimate
-from lenskit.core.interfaces import Estimator
 from lenskit.core.provenance import Provenance, array_checksum
 from lenskit.core.weights import ModelWeights
 from lenskit.estimators.inputs import network_inputs
+from lenskit.estimators.network_estimator import NetworkEstimator
 from lenskit.estimators.networks import build, check_weights
 from lenskit.estimators.targets import UNITS, TargetSpec, log_sigma
 from lenskit.estimators.training import train
@@ -35,7 +35,7 @@ __all__ = ["CNNEstimator", "DEFAULT_TARGETS"]
 DEFAULT_TARGETS = ("theta_E", "e1", "e2", "x0", "y0")
 
 
-class CNNEstimator(Estimator):
+class CNNEstimator(NetworkEstimator):
     """
     A CNN that estimates lens parameters from images.
 
@@ -197,15 +197,6 @@ class CNNEstimator(Estimator):
         return {"estimator": self.name, "architecture": self.architecture, "in_shape": list(self.in_shape),
                 "targets": self.spec.to_config(), "uncertainty": self.uncertainty, "arch_kwargs": self.arch_kwargs,
                 "expects": self.expects, "training": self.training}
-
-    def weights(self, dtype=None):
-        """The network state as `~lenskit.core.ModelWeights` (optionally cast, e.g. to float16)."""
-        return ModelWeights.from_module(self.architecture, self.network, dtype=dtype, config=self.config(),
-                                        metrics=self.metrics)
-
-    def save(self, path, dtype=None, overwrite=True):
-        """Write the weights, configuration and metrics to an ASDF file (atomically)."""
-        self.weights(dtype=dtype).write(path, overwrite=overwrite)
 
     @classmethod
     def from_weights(cls, weights, device="cpu"):

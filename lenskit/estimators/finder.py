@@ -23,13 +23,13 @@ from tqdm.auto import tqdm
 
 from lenskit.core.estimate import Estimate
 from lenskit.core.files import check_output_path
-from lenskit.core.interfaces import Estimator
 from lenskit.core.provenance import Provenance, array_checksum
 from lenskit.core.statistics import robust_sigma
 from lenskit.core.validation import check_int, check_number
 from lenskit.core.weights import ModelWeights
 from lenskit.estimators.finder_metrics import auroc, prior_correction, threshold_at_fpr, tpr_at_fpr
 from lenskit.estimators.inputs import network_inputs
+from lenskit.estimators.network_estimator import NetworkEstimator
 from lenskit.estimators.networks import build, check_weights
 from lenskit.estimators.training import Checkpoint, FixedBatches, TrainingLoop, ddp_context, step_schedule
 from lenskit.estimators.tta import DIHEDRAL, check_targets, transform_images
@@ -65,7 +65,7 @@ def augment(x, generator=None, max_angle=90.0, zoom=(0.9, 1.0), flips=True):
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-class DeepLensFinder(Estimator):
+class DeepLensFinder(NetworkEstimator):
     """
     CMU DeepLens lens finder: ``p_lens`` for each cutout.
 
@@ -425,14 +425,6 @@ class DeepLensFinder(Estimator):
                 "train_fraction": self.train_fraction, "threshold": self.threshold,
                 "threshold_fpr": self.threshold_fpr,
                 "tta_thresholds": {str(k): float(v) for k, v in sorted(self.tta_thresholds.items())}}
-
-    def weights(self, dtype=None):
-        return ModelWeights.from_module(self.architecture, self.network, dtype=dtype, config=self.config(),
-                                        metrics=self.metrics)
-
-    def save(self, path, dtype=None, overwrite=True):
-        """Write weights, preprocessing statistics, threshold and metrics to ASDF (atomically)."""
-        self.weights(dtype=dtype).write(path, overwrite=overwrite)
 
     @classmethod
     def from_weights(cls, weights, device="cpu"):

@@ -5,7 +5,7 @@ From a real cutout to SIE parameters: deblend, estimate with a CNN, refine by ma
 
 1. artefacts: cosmic rays and hot pixels are masked (`lenskit.modelling.outliers.outlier_mask`);
 2. lens light: an elliptical Sérsic fit is subtracted
-   (`~lenskit.deblenders.sersic.SersicDeblender`; skip it for images whose
+   (the ``sersic`` deblender, `~lenskit.deblenders.sersic.SersicDeblender`; skip it for images whose
    lens light is already removed);
 3. CNN: the arcs are resampled (flux conserved) onto the shipped
    estimator's grid, centred on the lens light, and estimated in milliseconds;
@@ -29,12 +29,13 @@ from astropy.table import QTable
 
 from lenskit.core.conventions import ellipticity_to_q_phi, phi_to_position_angle
 from lenskit.core.statistics import robust_sigma
-from lenskit.deblenders.sersic import SersicDeblender
+from lenskit.core.validation import as_float
 from lenskit.estimators.pretrained import load_estimator
 from lenskit.estimators.tta import check_targets
 from lenskit.io.fits import Cutout, read_cutout
 from lenskit.modelling.fit import fit
 from lenskit.modelling.outliers import outlier_mask
+from lenskit.plugins import get
 
 __all__ = ["model_lens", "LensModel"]
 
@@ -114,9 +115,9 @@ def model_lens(cutout, estimator="hst_wfc3", deblend=True, refine=True, psf=None
         Refine with `lenskit.fit` (False: the CNN alone).
     psf : array-like, optional
         PSF kernel on the cutout's pixel grid (overrides the cutout's).
-    core_radius : float
+    core_radius : float or `~astropy.units.Quantity`
         Arcsec about the lens centre excluded from the fit.
-    box : float
+    box : float or `~astropy.units.Quantity`
         Half-size (arcsec) of the square about the lens that is fitted.
     mask_outliers : bool
         Mask cosmic rays and hot pixels (`~lenskit.modelling.outliers.outlier_mask`).
@@ -143,6 +144,8 @@ def model_lens(cutout, estimator="hst_wfc3", deblend=True, refine=True, psf=None
         raise ValueError("estimator must record the pixel scale it expects (estimator.expects['pixel_scale'])")
     if tta != 1:
         check_targets(estimator.targets, tta, estimator.in_shape)
+    core_radius = as_float(core_radius, "core_radius", u.arcsec)
+    box = as_float(box, "box", u.arcsec)
     if not core_radius >= 0:
         raise ValueError(f"core_radius must be >= 0 arcsec; got {core_radius}")
     if not box > core_radius:
@@ -174,7 +177,7 @@ def model_lens(cutout, estimator="hst_wfc3", deblend=True, refine=True, psf=None
     arcs = cutout.image
     if deblend:
         work = Cutout(cutout.image, ps, noise=np.where(mask, np.nan, noise), psf=kern, mask=mask)
-        res = SersicDeblender().separate(work.to_dataset(), psf=kern)
+        res = get("deblender", "sersic")().separate(work.to_dataset(), psf=kern)
         arcs = np.where(mask, 0.0, res.arcs[0, 0])
         lens_light = res.lens_light[0, 0]
     t_deblend = time.perf_counter() - t0

@@ -26,10 +26,11 @@ import pluggy
 from lenskit.core.exceptions import LenskitPluginError, LenskitPluginWarning
 from lenskit.core.interfaces import INTERFACES
 from lenskit.core.provenance import set_plugin_versions
-from lenskit.core.version import VERSION
+from lenskit.core.version import DISTRIBUTION, VERSION
 from lenskit.plugins import builtin, hookspecs
 
-__all__ = ["ENTRY_POINT_GROUP", "PluginInfo", "get", "available", "plugins", "plugin_versions", "reset"]
+__all__ = ["ENTRY_POINT_GROUP", "PluginInfo", "get", "available", "plugins", "plugin_versions", "plugin_module_allowed",
+           "reset"]
 
 ENTRY_POINT_GROUP = "lenskit.plugins"
 BUILTIN_NAME = "lenskit"
@@ -84,7 +85,7 @@ class _Registry:
         plugins = {}
         claims = {kind: {} for kind in INTERFACES}  # kind -> name -> every plugin that registers it
 
-        candidates = [(BUILTIN_NAME, "lenskit", VERSION, lambda: builtin)]
+        candidates = [(BUILTIN_NAME, DISTRIBUTION, VERSION, lambda: builtin)]
         eps = sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
         seen = set()
         for ep in eps:

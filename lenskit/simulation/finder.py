@@ -15,7 +15,7 @@ from lenskit.core.dataset import LensDataset
 from lenskit.core.priors import EinsteinRadius, Fixed, Uniform
 from lenskit.core.provenance import Provenance, array_checksum
 from lenskit.core.validation import as_rng
-from lenskit.instruments.lsst import LSST
+from lenskit.plugins import get
 from lenskit.simulation.simulator import Simulator
 
 __all__ = ["LensFinderSimulator"]
@@ -81,7 +81,7 @@ class LensFinderSimulator:
             raise ValueError(f"axis_ratio must satisfy 0 < low <= high <= 1; got {axis_ratio}")
         if instrument is None:
 
-            instrument = LSST.lanusse2018(bands=bands, mode=mode)
+            instrument = get("instrument", "lsst").lanusse2018(bands=bands, mode=mode)
         self.lens_fraction = float(lens_fraction)
         self.rng = as_rng(seed)
         self.seed = seed if isinstance(seed, (int, np.integer)) else None

@@ -8,12 +8,13 @@ they lie behind the deflector.  `LineOfSight` does the same for any
 counts.
 """
 
+import astropy.units as u
 import numpy as np
 import torch
 
 from lenskit.core.config import Configurable
+from lenskit.core.validation import as_float
 from lenskit.plugins import get
-from lenskit.sources.sersic import SersicSource
 
 __all__ = ["LineOfSight"]
 
@@ -39,20 +40,23 @@ class LineOfSight(Configurable):
     """
 
     def __init__(self, density=60.0, mag_range=(20.0, 27.0), slope=0.3, source=None, max_per_stamp=12):
+        density = as_float(density, "density", u.arcmin ** -2)
         if not density >= 0:
             raise ValueError(f"density must be >= 0 per arcmin^2; got {density}")
-        lo, hi = (float(m) for m in mag_range)
+        if np.ndim(mag_range) != 1 or len(mag_range) != 2:
+            raise ValueError(f"mag_range must be (bright, faint) magnitudes; got {mag_range!r}")
+        lo, hi = (as_float(m, "mag_range", u.mag) for m in mag_range)
         if not lo < hi:
             raise ValueError(f"mag_range must be (bright, faint) with bright < faint; got {mag_range}")
         if int(max_per_stamp) != max_per_stamp or max_per_stamp < 1:
             raise ValueError(f"max_per_stamp must be a positive integer; got {max_per_stamp}")
         self.density = float(density)
         self.mag_range = (lo, hi)
-        self.slope = float(slope)
+        self.slope = as_float(slope, "slope", u.mag ** -1)
         self.max_per_stamp = int(max_per_stamp)
         if source is None:
 
-            source = SersicSource(R_e=(0.1, 1.0), n=(0.5, 4.0), ellipticity=(0.0, 0.6))
+            source = get("source", "sersic")(R_e=(0.1, 1.0), n=(0.5, 4.0), ellipticity=(0.0, 0.6))
         elif isinstance(source, str):
 
             source = get("source", source)()
