@@ -1,11 +1,10 @@
 """
 The ``lenskit`` command line.
 
-``lenskit plugins | demo | simulate | train | estimate | deblend | find``, each with ``--help``.
+``lenskit plugins | demo | simulate | train | estimate | model | deblend | find``, each with ``--help``.
 """
 
 import argparse
-import inspect
 import json
 import math
 import os
@@ -20,8 +19,10 @@ from astropy.table import QTable
 import lenskit
 from lenskit import __version__
 from lenskit.core.dataset import LensDataset
+from lenskit.core.estimate import Estimate
 from lenskit.core.exceptions import LenskitError
 from lenskit.core.files import check_output_path
+from lenskit.core.provenance import Provenance, array_checksum
 from lenskit.io import read_images
 from lenskit.io.fits import read_band_images, read_cutout, write_estimate_fits
 from lenskit.plugins import plugins
@@ -75,8 +76,12 @@ EXAMPLES = {
     "plugins": ["lenskit plugins", "lenskit plugins --json"],
     "demo": ["lenskit demo", "lenskit demo -n 50 -o demo-out"],
     "estimate": ["lenskit estimate lenses.asdf -o estimates.asdf",
+                 "lenskit deblend a.fits b.fits -o arcs.asdf && lenskit estimate arcs.asdf -o estimates.asdf",
                  "lenskit estimate lsst.asdf --estimator lsst_gri --tta 8 -o estimates.fits",
                  "lenskit estimate shards/ --workers 2 -o estimates.asdf"],
+    "model": ["lenskit model SDSSJ0029-0055.fits -o J0029.asdf",
+              "lenskit model cutout.fits --noise NOISE --psf psf.fits --no-refine -o cnn_only.fits",
+              "lenskit model arcs.fits --no-deblend --shear -o model.asdf --plot model.pdf"],
     "deblend": ["lenskit deblend SL2SJ0219_F475X.fits SL2SJ0219_F600LP.fits -o deblended.asdf",
                 "lenskit deblend lenses.asdf --method sersic -o deblended.asdf"],
     "find": ["lenskit find cutouts.fits -o candidates.asdf --top 20",
@@ -286,7 +291,6 @@ def _run_distributed(args, estimator, lens_fraction=None):
     result = index.concatenate()
     if combined is not None:
         if combined.suffix.lower() in (".fits", ".fit"):
-
             write_estimate_fits(result, combined, overwrite=args.overwrite)
         else:
             result.write(combined, overwrite=args.overwrite)
@@ -310,21 +314,25 @@ def _cmd_estimate(args):
     est = lenskit.load_estimator(args.estimator)
     extra = {}
     if args.tta != 1:
-
-        if "tta" not in inspect.signature(est.predict).parameters:
+        if not est.supports_tta:
             raise ValueError(f"--tta: the estimator {args.estimator!r} has no test-time augmentation")
         extra["tta"] = args.tta
     data = _load_images(args.input)
     if not isinstance(data, LensDataset) and data.ndim == 2 and "pixel_scale" in est.expects:
-        # a real cutout: centre on the lens light and resample onto the estimator's grid (flux conserved)
-
+        # a real cutout: a FITS image cannot say whether the lens light is in it, so the user says so
+        if est.expects.get("lens_light") in (False, "subtracted") and not args.no_lens_light:
+            raise ValueError(f"input: the estimator {args.estimator!r} expects arcs with the lens light removed, and "
+                             f"a FITS image does not say whether its lens light is there: run `lenskit model "
+                             f"{args.input} -o model.asdf` (removes the lens light, estimates, refines), or pass "
+                             f"--no-lens-light if this image has none")
+        # centre on the lens light and resample onto the estimator's grid (flux conserved)
         cut = read_cutout(args.input, pixel_scale=args.pixel_scale)
-        data = cut.resample(est.expects["pixel_scale"], est.in_shape[1:]).to_dataset()
+        data = cut.resample(est.expects["pixel_scale"], est.in_shape[1:]).to_dataset(
+            lens_light=False if args.no_lens_light else None)
         print(f"resampled {args.input} ({cut.pixel_scale:.3f}\"/px) onto {est.in_shape[1]}x{est.in_shape[2]} "
               f"pixels of {est.expects['pixel_scale']}\" centred on the lens light")
     estimate = est.predict(data, batch_size=args.batch_size, progress=not args.quiet, **extra)
     if out.suffix.lower() in (".fits", ".fit"):
-
         write_estimate_fits(estimate, out, overwrite=args.overwrite)
     else:
         estimate.write(out, overwrite=args.overwrite)
@@ -334,6 +342,63 @@ def _cmd_estimate(args):
         print(f"... {len(estimate) - 10} more row(s) in {out}")
     if isinstance(data, LensDataset) and all(t in data.params.colnames for t in est.targets):
         _print_metrics(estimate, data.params, args.estimator)
+    return 0
+
+
+def _image_or_hdu(value, image_path):
+    """``--noise`` / ``--psf``: an existing file, else an HDU (name or index) of the image's own file."""
+    if value is None:
+        return None, None
+    if Path(value).exists():
+        return value, None
+    if Path(value).suffix.lower() in (".fits", ".fit", ".fz", ".gz"):
+        raise FileNotFoundError(f"{value} does not exist (a file, or an HDU name / index of {image_path})")
+    return None, (int(value) if value.lstrip("-").isdigit() else value)
+
+
+def _cmd_model(args):
+    from lenskit.modelling import model_lens  # heavy (torch): only for this command
+
+    out = _output(args, _TABLES, "the lens model")
+    plot = None if args.no_plot else Path(args.plot) if args.plot else out.with_suffix(".png")
+    if plot is not None:
+        check_output_path(plot, overwrite=args.overwrite, name="--plot")
+    if not Path(args.input).exists():
+        raise FileNotFoundError(f"input: {args.input} does not exist")
+    noise, noise_hdu = _image_or_hdu(args.noise, args.input)
+    psf, psf_hdu = _image_or_hdu(args.psf, args.input)
+    cut = read_cutout(args.input, noise=noise, noise_hdu=noise_hdu, psf=psf, psf_hdu=psf_hdu,
+                      pixel_scale=args.pixel_scale)
+    est = lenskit.load_estimator(args.estimator)
+    if not args.quiet:
+        steps = ["lens light removed by a Sérsic fit" if not args.no_deblend else "lens light already removed",
+                 f"CNN {args.estimator}", "maximum-likelihood refinement" if not args.no_refine else "no refinement"]
+        print(f"modelling {args.input} ({cut.shape[1]}x{cut.shape[0]} px of {cut.pixel_scale:.4g}\"): "
+              + ", then ".join(steps))
+    res = model_lens(cut, est, deblend=not args.no_deblend, refine=not args.no_refine, tta=args.tta,
+                     fit_kwargs={"shear": args.shear, "laplace": True})
+    prov = Provenance.current(config={"command": "lenskit model", "estimator": args.estimator,
+                                      "deblend": not args.no_deblend, "refine": not args.no_refine,
+                                      "shear": args.shear, "tta": args.tta, "input": Path(args.input).name},
+                              checksums={"input": array_checksum(np.asarray(cut.image, np.float32))})
+    estimate = Estimate(res.table, provenance=prov)
+    if out.suffix.lower() in (".fits", ".fit"):
+        write_estimate_fits(estimate, out, overwrite=args.overwrite)
+    else:
+        estimate.write(out, overwrite=args.overwrite)
+    print("\n".join(_display_table(res.table, Path(args.input).name)))
+    wrote = [str(out)]
+    if plot is not None:
+        import matplotlib  # optional output: a figure file
+
+        matplotlib.use("Agg")
+        from lenskit.plotting import plot_lens_model  # heavy (torch): only for this command
+
+        fig = plot_lens_model(res)
+        fig.suptitle(f"{Path(args.input).name}: lenskit model", fontsize=10)
+        fig.savefig(plot, dpi=130)
+        wrote.append(str(plot))
+    print(f"wrote {' and '.join(wrote)}")
     return 0
 
 
@@ -355,7 +420,6 @@ def _parse_arch(items):
 def _cmd_train(args):
     out = _output(args, _ASDF, "weights")
     if args.checkpoint is not None:
-
         check_output_path(args.checkpoint, overwrite=True, name="--checkpoint")
     rank, world, device = 0, 1, "cpu"
     if args.ddp:
@@ -453,7 +517,6 @@ def _cmd_find(args):
     est = finder.predict(data, batch_size=args.batch_size, lens_fraction=args.lens_fraction, progress=not args.quiet,
                          tta=args.tta, **fast)
     if out.suffix.lower() in (".fits", ".fit"):
-
         write_estimate_fits(est, out, overwrite=args.overwrite)
     else:
         est.write(out, overwrite=args.overwrite)
@@ -553,8 +616,11 @@ def build_parser():
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser("estimate", formatter_class=_HelpFormatter, epilog=_epilog("estimate"), help="estimate lens parameters of a dataset (.asdf) or image (.fits)")
-    p.add_argument("input", nargs="+", help="a LensDataset .asdf or a FITS image / cube (several, a shard directory "
+    p = sub.add_parser("estimate", formatter_class=_HelpFormatter, epilog=_epilog("estimate"),
+                       help="estimate lens parameters of a dataset (.asdf), deblended arcs "
+                       "(.asdf from lenskit deblend) or an image (.fits)")
+    p.add_argument("input", nargs="+", help="a LensDataset .asdf, a Deblended .asdf (its arcs) or a FITS image / "
+                                            "cube (several, a shard directory "
                                             "or a glob pattern with --scheduler / --workers)")
     _dask_arguments(p)
     p.add_argument("-o", "--output", required=True, help="output estimates: .asdf, or .fits for a FITS table")
@@ -562,12 +628,41 @@ def build_parser():
     p.add_argument("--pixel-scale", type=_positive_float, default=None,
                    help="arcsec per pixel of a FITS cutout without WCS or PIXSCALE")
     p.add_argument("--batch-size", type=_POSITIVE, default=64, help="images per network pass")
+    p.add_argument("--no-lens-light", action="store_true",
+                   help="the FITS image holds no lens light (already removed); otherwise an estimator trained "
+                        "without lens light refuses a FITS image: use `lenskit model` for one with lens light")
     p.add_argument("--tta", type=int, choices=(1, 2, 4, 8), default=1,
                    help="average over this many symmetries of the pixel grid (test-time augmentation: more accurate, "
                         "that many times slower)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_estimate)
+
+    p = sub.add_parser("model", formatter_class=_HelpFormatter, epilog=_epilog("model"),
+                       help="model a real lens cutout: remove the lens light, estimate with a CNN, refine by maximum "
+                            "likelihood (lenskit.modelling.model_lens)")
+    p.add_argument("input", help="the cutout: a FITS image of one lens (one band), with its lens light unless "
+                                 "--no-deblend")
+    p.add_argument("-o", "--output", required=True, help="the model's table: .asdf (an Estimate) or .fits")
+    p.add_argument("--noise", default=None, metavar="HDU|FILE",
+                   help="noise map (1 sigma): a FITS file, or an HDU name / index of the input (default: the "
+                        "background's robust sigma everywhere)")
+    p.add_argument("--psf", default=None, metavar="HDU|FILE", help="PSF on the cutout's pixel grid: a FITS file or an "
+                                                                  "HDU of the input (default: none)")
+    p.add_argument("--pixel-scale", type=_positive_float, default=None,
+                   help="arcsec per pixel of a cutout without WCS or PIXSCALE")
+    p.add_argument("--estimator", default="hst_wfc3", help="shipped estimator name or weights .asdf")
+    p.add_argument("--no-deblend", action="store_true", help="the input's lens light is already removed")
+    p.add_argument("--no-refine", action="store_true", help="the CNN alone (milliseconds instead of minutes)")
+    p.add_argument("--shear", action="store_true", help="fit an external shear with the SIE")
+    p.add_argument("--tta", type=int, choices=(1, 2, 4, 8), default=1,
+                   help="average the CNN step over this many symmetries of the pixel grid")
+    p.add_argument("--plot", default=None, help="the figure (data, arcs, model, residual); default: the output's "
+                                                "name with .png")
+    p.add_argument("--no-plot", action="store_true", help="no figure")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the result")
+    p.set_defaults(func=_cmd_model)
 
     p = sub.add_parser("deblend", formatter_class=_HelpFormatter, epilog=_epilog("deblend"), help="remove the lens light: ICA of two or more bands, or a Sérsic fit")
     p.add_argument("inputs", nargs="+", help="a LensDataset .asdf, or one co-registered FITS image per band")

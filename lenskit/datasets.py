@@ -176,7 +176,6 @@ def _download(url, dest, progress):
         total = int(resp.headers.get("Content-Length") or 0) or None
         bar = None
         if progress:
-
             bar = tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {Path(url).name}")
         got = 0
         while True:

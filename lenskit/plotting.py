@@ -7,11 +7,13 @@ confident and doubtful cutouts (Lanusse et al. Fig. 8).
 import astropy.units as u
 import numpy as np
 
+from lenskit.core.statistics import robust_sigma
 from lenskit.estimators.finder_metrics import auroc, check_scores, roc_curve
 from lenskit.lensing import caustics, critical_curves
 from lenskit.plugins import get
 
-__all__ = ["show_image", "plot_curves", "plot_gallery", "plot_predicted_vs_true", "plot_roc", "plot_finder_gallery"]
+__all__ = ["show_image", "plot_curves", "plot_gallery", "plot_predicted_vs_true", "plot_roc", "plot_finder_gallery",
+           "plot_lens_model", "add_scale_bar"]
 
 
 def _extent(shape, pixel_scale):
@@ -90,7 +92,6 @@ def plot_gallery(dataset, n=8, ncols=4, mass_model=None, show_curves=True, figsi
     fig, axes = plt.subplots(nrows, ncols, figsize=figsize or (3 * ncols, 3 * nrows), squeeze=False)
     t = dataset.params
     if mass_model is None and show_curves and all(c in t.colnames for c in ("theta_E", "e1", "e2", "x0", "y0")):
-
         mass_model = get("mass_model", "sie")()
     for i, ax in enumerate(axes.flat):
         ax.set_xticks([])
@@ -163,7 +164,6 @@ def plot_roc(scores, params, cuts=((0.0, 0.0), (1.4, 0.0), (1.4, 20.0)), fpr=0.0
     """ROC curves for cuts ``(theta_E_min, snr_min)`` of the lenses (Lanusse et al. Fig. 6), log FPR axis."""
     import matplotlib.pyplot as plt  # pyplot picks a backend when imported: only when a figure is drawn
 
-
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 4.5))
     y = np.asarray(params["is_lens"], bool)
@@ -193,7 +193,6 @@ def plot_finder_gallery(images, scores, labels, n=5, fig=None):
     """
     import matplotlib.pyplot as plt  # pyplot picks a backend when imported: only when a figure is drawn
 
-
     s, y = check_scores(scores, labels)
     imgs = np.asarray(images)
     groups = [("lenses, highest p", np.nonzero(y)[0][np.argsort(-s[y])][:n]),
@@ -218,3 +217,89 @@ def plot_finder_gallery(images, scores, labels, n=5, fig=None):
             if c == 0:
                 ax.set_ylabel(title, fontsize=7)
     return fig
+
+
+def add_scale_bar(ax, length=1.0, label=None, color="white"):
+    """A horizontal bar of ``length`` arcsec in the lower left of an image drawn by `show_image`."""
+    x0, x1 = ax.get_xlim()
+    y0, y1 = ax.get_ylim()
+    left = x0 + 0.07 * (x1 - x0)
+    bottom = y0 + 0.07 * (y1 - y0)
+    ax.plot([left, left + length], [bottom, bottom], color=color, lw=2, solid_capstyle="butt")
+    ax.text(left + length / 2, bottom + 0.03 * (y1 - y0), label or f'{length:g}"', color=color, ha="center",
+            va="bottom", fontsize=8)
+
+
+def plot_lens_model(result, fig=None):
+    """
+    What `~lenskit.modelling.model_lens` found for a real cutout: data, arcs, model and normalised residual.
+
+    Panels (the fitted box, arcsec from its centre): the cutout; the arcs
+    after lens-light removal with the fitted SIE's critical curve (white) and
+    the CNN's (cyan, dashed); the maximum-likelihood model; the residual in
+    units of the noise (masked pixels grey).  Each panel has a colour bar;
+    images use one asinh stretch so faint arcs show.
+
+    Returns the figure.
+    """
+    import matplotlib.pyplot as plt  # pyplot picks a backend when imported: only when a figure is drawn
+
+    box = result.box
+    cut = result.cutout
+    ps = cut.pixel_scale
+    data = cut.image[box]
+    arcs = result.arcs[box]
+    mask = result.mask[box]
+    if fig is None:
+        fig = plt.figure(figsize=(13, 3.6))
+    axes = fig.subplots(1, 4)
+    t = result.table[0]
+    sie = get("mass_model", "sie")()
+
+    def curves(ax, pre, style):
+        vals = {k: float(getattr(t[f"{pre}{k}"], "value", t[f"{pre}{k}"])) for k in ("theta_E", "e1", "e2", "x0", "y0")}
+        # the table's centre is relative to the lens-light centre; the panel's frame is the box's
+        cy, cx = (result.box[0].start + result.box[0].stop - 1) / 2, (result.box[1].start + result.box[1].stop - 1) / 2
+        lx, ly = result.centre
+        vals["x0"] += (lx - cx) * ps
+        vals["y0"] += (ly - cy) * ps
+        plot_curves(ax, sie, critical_kwargs=style, caustic_kwargs={"lw": 0}, **vals)
+
+    im = show_image(axes[0], data, ps)
+    axes[0].set_title("cutout")
+    fig.colorbar(im, ax=axes[0], fraction=0.046, pad=0.04, label="asinh stretch")
+    im = show_image(axes[1], arcs, ps, mask=mask)
+    axes[1].set_title("arcs (lens light removed)")
+    fig.colorbar(im, ax=axes[1], fraction=0.046, pad=0.04, label="asinh stretch")
+    curves(axes[1], "cnn_", {"color": "cyan", "lw": 1.0, "ls": "--", "label": "CNN critical curve"})
+    handles = []
+    if result.fit is not None:
+        curves(axes[1], "", {"color": "white", "lw": 1.0, "label": "fit critical curve"})
+        im = show_image(axes[2], result.fit.model, ps, mask=mask)
+        axes[2].set_title(f"model (reduced chi2 {result.fit.reduced_chi2:.2f})")
+        fig.colorbar(im, ax=axes[2], fraction=0.046, pad=0.04, label="asinh stretch")
+        noise = cut.noise[box] if cut.noise is not None else np.full(data.shape, _robust_noise(result.fit.residual, mask))
+        chi = np.ma.masked_array(result.fit.residual / np.where(noise > 0, noise, np.inf), mask=mask)
+        cmap = plt.get_cmap("RdBu_r").with_extremes(bad="0.6")
+        im = axes[3].imshow(chi, origin="lower", cmap=cmap, vmin=-5, vmax=5, extent=_extent(chi.shape, ps))
+        axes[3].set_title("residual / noise")
+        fig.colorbar(im, ax=axes[3], fraction=0.046, pad=0.04, label="sigma")
+    else:
+        for ax in axes[2:]:
+            ax.text(0.5, 0.5, "no maximum-likelihood fit\n(--no-refine)", ha="center", va="center",
+                    transform=ax.transAxes)
+    for ax in axes:
+        ax.set_xlabel("x [arcsec]")
+        if ax.images:
+            add_scale_bar(ax, 1.0, color="black" if ax is axes[3] else "white")
+    axes[0].set_ylabel("y [arcsec]")
+    handles = [h for h in axes[1].get_lines() if not h.get_label().startswith("_")]
+    if handles:
+        axes[1].legend(handles=handles[:2], loc="upper right", fontsize=7, framealpha=0.5)
+    fig.tight_layout()
+    return fig
+
+
+def _robust_noise(residual, mask):
+    """The robust sigma of the unmasked pixels of a residual (for cutouts without a noise map)."""
+    return float(robust_sigma(np.asarray(residual)[~np.asarray(mask, bool)]))

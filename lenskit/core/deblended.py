@@ -1,10 +1,13 @@
 """`Deblended`: lensed arcs separated from the lens galaxy's light."""
 
+import astropy.units as u
 import numpy as np
 from astropy.table import QTable, Table
 
 from lenskit.core import storage
+from lenskit.core.dataset import LensDataset
 from lenskit.core.provenance import Provenance
+from lenskit.core.validation import as_float
 
 __all__ = ["Deblended"]
 
@@ -83,6 +86,31 @@ class Deblended:
         if name not in self.bands:
             raise ValueError(f"no band {name!r}; this result has {self.bands}")
         return self.arcs[:, self.bands.index(name)]
+
+    def to_dataset(self, pixel_scale=None):
+        """
+        The arcs as a `~lenskit.LensDataset`, for an estimator that expects the lens light removed.
+
+        Parameters
+        ----------
+        pixel_scale : float or `~astropy.units.Quantity`, optional
+            Arcsec per pixel; default the one the deblender recorded
+            (``diagnostics["pixel_scale"]``).
+
+        The dataset records ``lens_light="deblended"`` and the deblender in
+        its provenance, so estimators know what they are given.
+        """
+        if pixel_scale is None:
+            pixel_scale = self.diagnostics.get("pixel_scale")
+        if pixel_scale is None:
+            raise ValueError("pixel_scale: this Deblended does not record its pixel scale (made by an older "
+                             "lenskit, or from plain arrays); pass pixel_scale= (arcsec per pixel)")
+        pixel_scale = as_float(pixel_scale, "pixel_scale", u.arcsec)
+        masks = None if self.masks is None else np.repeat(self.masks[:, None], self.arcs.shape[1], axis=1)
+        prov = Provenance.current(config={"lens_light": "deblended", "deblender": self.method},
+                                  checksums=dict(self.provenance.checksums or {}))
+        return LensDataset(self.arcs, QTable({"image": np.arange(len(self))}), bands=self.bands,
+                           pixel_scale=pixel_scale, masks=masks, provenance=prov)
 
     def write(self, path, overwrite=False):
         """Write to ASDF (atomically)."""

@@ -319,6 +319,8 @@ class Estimator(abc.ABC):
     name = None
     targets = ()
     expects = {}
+    #: Whether ``predict(images, tta=n)`` averages over n symmetries of the pixel grid (test-time augmentation).
+    supports_tta = False
 
     @abc.abstractmethod
     def predict(self, images, **kwargs):

@@ -235,7 +235,6 @@ class ICADeblender(Deblender):
         rows = []
         it = range(n)
         if progress:
-
             it = tqdm(it, desc="ICA", unit="image")
         for i in it:
             a, s, mask, row = self._one(cube[i], m[i], pixel_scale, None if noise is None else noise[i])
@@ -246,7 +245,7 @@ class ICADeblender(Deblender):
         params = QTable(rows=[tuple(r.values()) for r in rows], names=list(rows[0]))
         prov = Provenance.current(config=self.config(), checksums={"input": array_checksum(cube.astype(np.float32))})
         return Deblended(arcs, lens, bands, self.name, params=params, masks=fit_masks,
-                         diagnostics={"components": comps}, provenance=prov)
+                         diagnostics={"components": comps, "pixel_scale": pixel_scale}, provenance=prov)
 
     # -- one image -------------------------------------------------------------------
     def _centre(self, img, mask):

@@ -93,7 +93,6 @@ class PixelSersic2D(Fittable2DModel):
             out[near] = acc / (s * s)
         out = amplitude * out
         if self.psf is not None and out.ndim == 2 and min(out.shape) > 1:
-
             out = fftconvolve(out, self.psf, mode="same")
         return out
 
@@ -208,7 +207,6 @@ class SersicDeblender(Deblender):
         rows = []
         it = [(i, b) for i in range(n) for b in range(nb)]
         if progress:
-
             it = tqdm(it, desc="Sérsic fits", unit="fit")
         for i, b in it:
             sig = None if noise is None else noise[i, b]
@@ -221,7 +219,7 @@ class SersicDeblender(Deblender):
         arcs = cube - lens - sky
         params = self._table(rows, pixel_scale, h, w)
         prov = Provenance.current(config=self.config(), checksums={"input": array_checksum(cube.astype(np.float32))})
-        diag = {"converged": [bool(r["converged"]) for r in rows]}
+        diag = {"converged": [bool(r["converged"]) for r in rows], "pixel_scale": pixel_scale}
         return Deblended(arcs, lens, bands, self.name, params=params, masks=arc_masks, diagnostics=diag,
                          provenance=prov)
 

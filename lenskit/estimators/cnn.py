@@ -142,7 +142,6 @@ class CNNEstimator(NetworkEstimator):
         means, stds = [], []
         it = range(0, len(arr), batch_size)
         if progress:
-
             it = tqdm(it, desc="estimating", unit="batch")
         for i in it:
             mus, sds = [], []

@@ -79,6 +79,8 @@ class EnsembleEstimator(CNNEstimator):
         Trained estimators with the same input shape and targets.
     """
 
+    supports_tta = False  # its members each see the images once
+
     name = "ensemble"
 
     def __init__(self, members=(), device="cpu", **kwargs):
@@ -112,7 +114,6 @@ class EnsembleEstimator(CNNEstimator):
 
     def predict(self, images, masks=None, batch_size=64, progress=False, strict=True):
         """As `CNNEstimator.predict`, plus ``<target>_spread``: the standard deviation of the members' means."""
-
 
         arr, m = self._inputs(images, masks, strict=strict)
         k = self.spec.k

@@ -122,7 +122,6 @@ class DeepLensFinder(NetworkEstimator):
         """The network compiled for inference (weights frozen in), cached until any weight changes."""
         key = self._weights_key()
         if getattr(self, "_compiled", None) is None or self._compiled[0] != key:
-
             # a private copy in the default layout: freezing folds the weights into the graph (oneDNN
             # pre-packed convolutions that choose their own layout; channels-last inputs break them),
             # and the eager path's layout changes to self.network then cannot trigger recompilation.
@@ -161,7 +160,6 @@ class DeepLensFinder(NetworkEstimator):
         out = []
         it = range(0, len(arr), int(batch_size))
         if progress:
-
             it = tqdm(it, desc="finding", unit="batch")
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bool(bfloat16)), patch:
             for i in it:

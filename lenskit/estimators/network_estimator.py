@@ -14,6 +14,9 @@ class NetworkEstimator(Estimator):
     `~lenskit.core.ModelWeights` and writes them.
     """
 
+    #: CNN estimators and the finder average over symmetries of the pixel grid with ``predict(tta=n)``.
+    supports_tta = True
+
     def weights(self, dtype=None):
         """The network state as `~lenskit.core.ModelWeights` (optionally cast, e.g. to float16)."""
         return ModelWeights.from_module(self.architecture, self.network, dtype=dtype, config=self.config(),

@@ -274,7 +274,6 @@ class ImagePSF(Effect):
         key = (band, pixel_scale)
         if key not in self._cache:
             if self.pixel_scale is not None and abs(self.pixel_scale - pixel_scale) > 1e-9 * pixel_scale:
-
                 k = zoom(k, self.pixel_scale / pixel_scale, order=3)
                 k = np.clip(k, 0, None)
             if k.shape[0] % 2 == 0:  # odd size, centred

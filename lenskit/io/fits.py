@@ -35,6 +35,7 @@ from astropy.table import QTable, Table
 
 from lenskit.core.conventions import position_angle_to_phi
 from lenskit.core.dataset import UNKNOWN_BAND, LensDataset
+from lenskit.core.deblended import Deblended
 from lenskit.core.estimate import Estimate
 from lenskit.core.exceptions import LenskitFileError
 from lenskit.core.files import atomic_path
@@ -112,7 +113,8 @@ def read_image(path, hdu=0):
 
 def read_images(path, as_cube=True):
     """
-    Images from a `~lenskit.LensDataset` ``.asdf`` file or a FITS image / cube.
+    Images from a `~lenskit.LensDataset` ``.asdf`` file, the arcs of a `~lenskit.core.Deblended` one, or a FITS
+    image / cube.
 
     Parameters
     ----------
@@ -130,8 +132,10 @@ def read_images(path, as_cube=True):
         raise FileNotFoundError(f"{path} does not exist")
     if path.suffix == ".asdf":
         obj = read(path)
+        if isinstance(obj, Deblended):  # the arcs of `lenskit deblend`, for estimators that expect no lens light
+            return obj.to_dataset()
         if not isinstance(obj, LensDataset):
-            raise TypeError(f"{path} holds a {type(obj).__name__}, not a LensDataset")
+            raise TypeError(f"{path} holds a {type(obj).__name__}, not a LensDataset or a Deblended")
         return obj
     if not (path.suffix.lower() in (".fits", ".fit", ".fz") or path.name.lower().endswith(".fits.gz")):
         raise ValueError(f"{path}: expected a .asdf dataset or a .fits image / cube")
@@ -297,22 +301,23 @@ class Cutout:
         """The filter named by the header (``FILTER``, or ``FILTER1`` / ``FILTER2`` other than CLEAR), else None."""
         return header_band(self.header)
 
-    def to_dataset(self, band=None, instrument=None):
+    def to_dataset(self, band=None, instrument=None, lens_light=None):
         """
         A one-image `~lenskit.LensDataset` (masks and noise included) for estimators and deblenders.
 
         ``band`` defaults to the header's filter (`band`), or ``"unknown"``
         when the header names none: estimators then check the pixel scale
-        alone (`lenskit.estimators.inputs.check_expects`).
+        alone (`lenskit.estimators.inputs.check_expects`).  ``lens_light``
+        (True, False or ``"deblended"``) records whether the image holds the
+        lens galaxy's light, so that an estimator trained without it refuses
+        an image that has it; None (default) records nothing.
         """
-
-
         band = band or self.band or UNKNOWN_BAND
-
         noise = None if self.noise is None else np.where(self.mask, 1e30, self.noise)[None, None].astype(np.float32)
+        prov = None if lens_light is None else Provenance.current(config={"lens_light": lens_light})
         return LensDataset(self.image[None, None].astype(np.float32), QTable({"source_file": [self.path or ""]}),
                            bands=[band], pixel_scale=self.pixel_scale, instrument=instrument, noise=noise,
-                           masks=self.mask[None, None])
+                           masks=self.mask[None, None], provenance=prov)
 
     def __repr__(self):
         return (f"<Cutout {self.shape[0]}x{self.shape[1]} at {self.pixel_scale:g}\"/px"
@@ -436,7 +441,6 @@ def write_estimate_fits(estimate, path, overwrite=False):
     Written to a temporary file and renamed, so a failure leaves no partial file.
     """
 
-
     path = Path(path)
     t = Table(estimate.table)
     for key in list(t.meta):
@@ -449,7 +453,6 @@ def write_estimate_fits(estimate, path, overwrite=False):
 
 def read_estimate_fits(path):
     """Read a table written by `write_estimate_fits` back into an `~lenskit.Estimate`."""
-
 
     with _open(path):
         pass

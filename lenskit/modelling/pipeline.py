@@ -62,10 +62,13 @@ class LensModel:
     estimate : `~lenskit.Estimate`
         The CNN's estimate (in the frame of the resampled, lens-centred stamp).
     fit : `~lenskit.modelling.fit.FitResult` or None
+    centre : (float, float)
+        Pixel (x, y) of the lens centre the table's positions are measured from.
     """
 
-    def __init__(self, table, cutout, arcs, lens_light, mask, box, estimate, fit):
+    def __init__(self, table, cutout, arcs, lens_light, mask, box, estimate, fit, centre=None):
         self.table = table
+        self.centre = centre
         self.cutout = cutout
         self.arcs = arcs
         self.lens_light = lens_light
@@ -237,4 +240,4 @@ def model_lens(cutout, estimator="hst_wfc3", deblend=True, refine=True, psf=None
         row["seconds_fit"] = [result.seconds] * u.s
     full_mask = np.ones(cutout.shape, bool)
     full_mask[sl] = fit_mask[sl]
-    return LensModel(row, cutout, arcs, lens_light, full_mask, sl, est, result)
+    return LensModel(row, cutout, arcs, lens_light, full_mask, sl, est, result, centre=(cx, cy))

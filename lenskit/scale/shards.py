@@ -248,7 +248,6 @@ def execute_tasks(fn, tasks, directory, record, client, retries, progress, desc)
     idx_path = directory / INDEX_NAME
     bar = None
     if progress:
-
         done0 = sum(s["status"] == "done" for s in record["shards"])
         bar = tqdm(total=len(record["shards"]), initial=done0, desc=desc, unit="shard")
 

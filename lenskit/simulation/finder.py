@@ -80,7 +80,6 @@ class LensFinderSimulator:
         if not 0 < lo <= hi <= 1:
             raise ValueError(f"axis_ratio must satisfy 0 < low <= high <= 1; got {axis_ratio}")
         if instrument is None:
-
             instrument = get("instrument", "lsst").lanusse2018(bands=bands, mode=mode)
         self.lens_fraction = float(lens_fraction)
         self.rng = as_rng(seed)

@@ -55,10 +55,8 @@ class LineOfSight(Configurable):
         self.slope = as_float(slope, "slope", u.mag ** -1)
         self.max_per_stamp = int(max_per_stamp)
         if source is None:
-
             source = get("source", "sersic")(R_e=(0.1, 1.0), n=(0.5, 4.0), ellipticity=(0.0, 0.6))
         elif isinstance(source, str):
-
             source = get("source", source)()
         self.source = source
 

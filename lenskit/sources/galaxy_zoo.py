@@ -90,7 +90,10 @@ class GalaxyZooSource(StampSource):
         return [str(i) for i in t["GalaxyID"][keep]]
 
     def _read(self):
-        from PIL import Image, UnidentifiedImageError  # Pillow comes with matplotlib; only JPEG sources need it
+        from PIL import (  # Pillow comes with matplotlib; only JPEG sources need it
+            Image,
+            UnidentifiedImageError,
+        )
 
         for ident, path in self.files.items():
             try:

@@ -9,9 +9,10 @@ import torch
 from astropy.io import fits
 from astropy.wcs import WCS
 
+import lenskit
 from lenskit.core.conventions import phi_to_position_angle, position_angle_to_phi, q_phi_to_ellipticity
-from lenskit.modelling import render_model
 from lenskit.io.fits import read_cutout
+from lenskit.modelling import render_model
 from lenskit.modelling.pipeline import _pa, model_lens
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
@@ -66,6 +67,17 @@ def test_model_lens_recovers_a_simulated_lens(simulated_cutout):
     assert res.mask[40, 20:26].all()  # the cosmic ray is not fitted
     assert res.lens_light is not None and res.fit.model.shape == res.arcs[res.box].shape
     assert "LensModel" in repr(res)
+    # its figure: data, arcs with both critical curves, model and residual, each with a colour bar
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from lenskit.plotting import plot_lens_model
+
+    fig = plot_lens_model(res)
+    panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    assert len(fig.axes) == 8 and len(panels) == 4
+    assert [t.get_text() for t in panels[1].get_legend().get_texts()] == ["CNN critical curve", "fit critical curve"]
+    assert panels[3].get_title() == "residual / noise"
 
 
 def test_pa_is_nan_without_a_wcs(simulated_cutout):
@@ -98,3 +110,47 @@ def test_slacs_sample(shared_data):
     sub = [lens["name"] for lens in lenses if lens["lens_subtracted"]]
     assert sub == ["SDSSJ2303+1422"]
     assert all(lens["cutout"].pixel_scale == 0.05 for lens in lenses)
+
+
+def test_cli_model_writes_the_model_and_its_figure(simulated_cutout, tmp_path, capsys):
+    from lenskit.cli import main
+
+    path, truth = simulated_cutout
+    out = tmp_path / "m.asdf"
+    assert main(["model", str(path), "--noise", "NOISE", "--psf", "PSF", "--no-refine", "-o", str(out), "-q"]) == 0
+    text = capsys.readouterr().out
+    assert "lens.fits" in text and "cnn_theta_E" in text and (tmp_path / "m.png").stat().st_size > 10000
+    est = lenskit.read(out)
+    assert 0.5 < est.table["cnn_theta_E"][0].value < 2.0 and est.provenance.config["command"] == "lenskit model"
+    # a missing noise file is named; an existing output is not replaced
+    assert main(["model", str(path), "--noise", "nowhere.fits", "-o", str(tmp_path / "x.asdf")]) == 2
+    assert "nowhere.fits does not exist" in capsys.readouterr().err
+    assert main(["model", str(path), "--no-refine", "-o", str(out)]) == 2
+    assert "exists" in capsys.readouterr().err
+
+
+def test_cli_estimate_refuses_a_fits_image_that_may_hold_lens_light(simulated_cutout, tmp_path, capsys):
+    from lenskit.cli import main
+
+    path, _ = simulated_cutout
+    assert main(["estimate", str(path), "-o", str(tmp_path / "e.asdf")]) == 2
+    err = capsys.readouterr().err
+    assert "lenskit model" in err and "--no-lens-light" in err and not (tmp_path / "e.asdf").exists()
+    assert main(["estimate", str(path), "--no-lens-light", "-o", str(tmp_path / "e.asdf"), "-q"]) == 0
+
+
+def test_cli_deblend_output_chains_into_estimate(tmp_path, capsys):
+    from lenskit.cli import main
+
+    ds = lenskit.Simulator(seed=4, lens_light=True).sample(3)
+    ds.write(tmp_path / "lenses.asdf")
+    assert main(["deblend", str(tmp_path / "lenses.asdf"), "--method", "sersic", "-o", str(tmp_path / "arcs.asdf"),
+                 "-q"]) == 0
+    assert main(["estimate", str(tmp_path / "arcs.asdf"), "-o", str(tmp_path / "e.asdf"), "-q"]) == 0
+    est = lenskit.read(tmp_path / "e.asdf")
+    assert len(est) == 3 and np.all(np.isfinite(est.table["theta_E"].value))
+    # the arcs say they were deblended; an estimator trained with lens light refuses them
+    arcs = lenskit.read(tmp_path / "arcs.asdf").to_dataset()
+    assert arcs.provenance.config["lens_light"] == "deblended" and arcs.pixel_scale.value == 0.04
+    with pytest.raises(ValueError, match="lens_light"):
+        lenskit.load_estimator("euclid_vis").predict(arcs, strict=True)
