@@ -5,6 +5,8 @@ The ``lenskit`` command line.
 """
 
 import argparse
+import contextlib
+import io
 import json
 import math
 import os
@@ -98,6 +100,9 @@ EXAMPLES = {
 def _epilog(command):
     return "examples:\n" + "\n".join(f"  {line}" for line in EXAMPLES[command])
 
+
+#: What -q does, for every command.
+QUIET_HELP = "quiet: no progress bars and nothing on standard output (errors still go to standard error)"
 
 _POSITIVE = _int_at_least(1)
 _NON_NEGATIVE = _int_at_least(0)
@@ -613,7 +618,7 @@ def build_parser():
     p.add_argument("-n", type=_POSITIVE, default=200, help="number of lenses (default 200)")
     p.add_argument("-o", "--output", default="lenskit-demo", help="output folder (default ./lenskit-demo)")
     p.add_argument("--seed", type=_NON_NEGATIVE, default=2017, help="seed of the test set")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("estimate", formatter_class=_HelpFormatter, epilog=_epilog("estimate"),
@@ -635,7 +640,7 @@ def build_parser():
                    help="average over this many symmetries of the pixel grid (test-time augmentation: more accurate, "
                         "that many times slower)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     p.set_defaults(func=_cmd_estimate)
 
     p = sub.add_parser("model", formatter_class=_HelpFormatter, epilog=_epilog("model"),
@@ -661,7 +666,7 @@ def build_parser():
                                                 "name with .png")
     p.add_argument("--no-plot", action="store_true", help="no figure")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    p.add_argument("-q", "--quiet", action="store_true", help="print only the result")
+    p.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     p.set_defaults(func=_cmd_model)
 
     p = sub.add_parser("deblend", formatter_class=_HelpFormatter, epilog=_epilog("deblend"), help="remove the lens light: ICA of two or more bands, or a Sérsic fit")
@@ -670,7 +675,7 @@ def build_parser():
     p.add_argument("--method", default="ica", help="deblender: ica (default) or sersic")
     p.add_argument("--pixel-scale", type=_positive_float, default=None, help="arcsec per pixel (default from the WCS)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     p.set_defaults(func=_cmd_deblend)
 
     p = sub.add_parser("find", formatter_class=_HelpFormatter, epilog=_epilog("find"), help="score survey cutouts with the DeepLens lens finder")
@@ -692,7 +697,7 @@ def build_parser():
                         "augmentation, with its own validation threshold: a little more complete, that many times "
                         "slower)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     p.set_defaults(func=_cmd_find)
 
     p = sub.add_parser("train", formatter_class=_HelpFormatter, epilog=_epilog("train"), help="train an estimator on lenses simulated on the fly")
@@ -719,7 +724,7 @@ def build_parser():
                                                    "gloo on CPUs)")
     p.add_argument("-o", "--output", required=True, help="weights .asdf")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("simulate", formatter_class=_HelpFormatter, epilog=_epilog("simulate"), help="simulate lenses to an ASDF file")
@@ -748,7 +753,7 @@ def build_parser():
                    help="simulate shards on this Dask scheduler (address, scheduler .json, 'local' or 'serial')")
     p.add_argument("--shard-size", type=_POSITIVE, default=1000, help="systems per shard (default 1000)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     p.set_defaults(func=_cmd_simulate)
     return parser
 
@@ -766,7 +771,8 @@ def main(argv=None):
         args.selection = None
     debug = os.environ.get("LENSKIT_DEBUG", "").strip().lower() in ("1", "true", "yes")
     try:
-        return args.func(args)
+        with contextlib.redirect_stdout(io.StringIO()) if getattr(args, "quiet", False) else contextlib.nullcontext():
+            return args.func(args)
     except KeyboardInterrupt:
         print(f"lenskit {args.command}: interrupted", file=sys.stderr)
         return 130

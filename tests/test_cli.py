@@ -36,9 +36,12 @@ def test_simulate_bad_band(tmp_path, capsys):
 
 
 def test_demo(tmp_path, capsys):
-    assert main(["demo", "-n", "6", "-o", str(tmp_path), "-q"]) == 0
+    assert main(["demo", "-n", "6", "-o", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "read back bit for bit" in out
+    # -q: nothing on standard output
+    assert main(["demo", "-n", "6", "-o", str(tmp_path / "q"), "-q"]) == 0
+    assert capsys.readouterr().out == "" and (tmp_path / "q" / "hst_lenses.asdf").exists()
     assert (tmp_path / "hst_lenses.asdf").exists() and (tmp_path / "hst_gallery.png").stat().st_size > 10000
 
 
@@ -70,14 +73,14 @@ def test_cli_find(tmp_path, capsys):
     cube = tmp_path / "cutouts.fits"
     fits.writeto(cube, ds.images[:, 0])
     out = tmp_path / "candidates.asdf"
-    assert main(["find", str(cube), "-o", str(out), "--finder", str(weights), "-q", "--top", "3"]) == 0
+    assert main(["find", str(cube), "-o", str(out), "--finder", str(weights), "--top", "3"]) == 0
     est = lenskit.read(out)
     assert len(est) == 40 and "p_lens" in est.table.colnames
     assert "scored 40 cutout(s)" in capsys.readouterr().out
     # a dataset with labels also prints the metrics
     ds.write(tmp_path / "cut.asdf")
     assert main(["find", str(tmp_path / "cut.asdf"), "-o", str(tmp_path / "c2.asdf"), "--finder", str(weights),
-                 "-q", "--lens-fraction", "0.01"]) == 0
+                 "--lens-fraction", "0.01"]) == 0
     assert '"auroc"' in capsys.readouterr().out
     assert main(["find", str(cube), "-o", str(out), "--finder", str(weights), "-q"]) == 2  # exists
     assert main(["find", str(cube), "-o", str(tmp_path / "x.asdf"), "--finder", "hst_wfc3", "-q"]) == 2
@@ -159,8 +162,7 @@ def test_estimate_table_names_its_input_at_four_significant_figures(tmp_path, ca
 
     ds = lenskit.Simulator(instrument="lsst", seed=4).sample(2)
     ds.write(tmp_path / "in.asdf")
-    assert main(["estimate", str(tmp_path / "in.asdf"), "--estimator", "lsst_gri", "-o", str(tmp_path / "e.asdf"),
-                 "-q"]) == 0
+    assert main(["estimate", str(tmp_path / "in.asdf"), "--estimator", "lsst_gri", "-o", str(tmp_path / "e.asdf")]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[1].split()[:3] == ["input", "row", "theta_E"]
     first = lines[4].split()

@@ -194,7 +194,7 @@ def test_cli_simulate_workers_and_estimate_scheduler(tmp_path, capsys):
                  "--seed", "2", "-o", str(d), "-q"]) == 0
     assert ShardIndex.open(d).n == 10
     out = tmp_path / "est.asdf"
-    assert main(["estimate", str(d), "--estimator", "lsst_gri", "--scheduler", "serial", "-o", str(out), "-q"]) == 0
+    assert main(["estimate", str(d), "--estimator", "lsst_gri", "--scheduler", "serial", "-o", str(out)]) == 0
     e = lenskit.read(out)
     assert len(e) == 10 and (tmp_path / "est.asdf.shards" / "index.json").exists()
     assert "10 row(s)" in capsys.readouterr().out

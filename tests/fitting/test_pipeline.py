@@ -117,7 +117,7 @@ def test_cli_model_writes_the_model_and_its_figure(simulated_cutout, tmp_path, c
 
     path, truth = simulated_cutout
     out = tmp_path / "m.asdf"
-    assert main(["model", str(path), "--noise", "NOISE", "--psf", "PSF", "--no-refine", "-o", str(out), "-q"]) == 0
+    assert main(["model", str(path), "--noise", "NOISE", "--psf", "PSF", "--no-refine", "-o", str(out)]) == 0
     text = capsys.readouterr().out
     assert "lens.fits" in text and "cnn_theta_E" in text and (tmp_path / "m.png").stat().st_size > 10000
     est = lenskit.read(out)
