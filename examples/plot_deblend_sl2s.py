@@ -13,6 +13,12 @@ different mixture of two images that are spatially independent: ICA unmixes
 them.  lenskit masks the lens centre and bright cosmic rays (0.2" discs),
 decides which component holds the arcs from the morphology (the lens light is
 the concentrated one), and returns the arcs in each band's flux units.
+
+.. note::
+
+   This tutorial reads real telescope data from lenskit's development data
+   (``../shared/data`` beside a checkout). Where that folder is absent, the
+   documentation shows the code without running it.
 """
 
 from pathlib import Path

@@ -11,6 +11,12 @@ COSMOS HST galaxies (bottom), all rescaled to a half-light radius of 0.35".
 The COSMOS galaxies are read from a GalSim RealGalaxyCatalog: the small
 sample in the repository's shared data folder when it is there, or the full
 COSMOS 23.5 training sample that `lenskit.datasets` downloads.
+
+.. note::
+
+   This tutorial reads real telescope data from lenskit's development data
+   (``../shared/data`` beside a checkout). Where that folder is absent, the
+   documentation shows the code without running it.
 """
 
 import os

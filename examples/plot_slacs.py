@@ -20,6 +20,12 @@ Table 5) measured by detailed modelling.  For each lens,
    it and its position angle no longer compares with theirs.
 
 Real lenses are never used for training.
+
+.. note::
+
+   This tutorial reads real telescope data from lenskit's development data
+   (``../shared/data`` beside a checkout). Where that folder is absent, the
+   documentation shows the code without running it.
 """
 
 import sys
