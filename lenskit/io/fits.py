@@ -92,6 +92,12 @@ def _open(path):
     except OSError as exc:
         raise LenskitFileError(f"{path} could not be read as FITS: {type(exc).__name__}: {exc}") from exc
 
+def _std_uncertainty():
+    from astropy.nddata import StdDevUncertainty  # astropy.nddata: only for NDData input
+
+    return StdDevUncertainty
+
+
 def read_image(path, hdu=0):
     """
     One 2-D image HDU and its header: ``(data (float64), header)``.
@@ -212,6 +218,37 @@ class Cutout:
         self.wcs = wcs
         self.header = header
         self.path = None if path is None else str(path)
+
+    @classmethod
+    def from_nddata(cls, data, pixel_scale=None, psf=None):
+        """
+        A `Cutout` from an `~astropy.nddata.NDData` (or `~astropy.nddata.CCDData`): what photutils users hold.
+
+        The image is ``data.data`` (in its ``unit``; rates are expected), the
+        noise its uncertainty converted to a standard deviation, the mask its
+        ``mask``, the WCS its celestial WCS, and the pixel scale, unless given,
+        comes from that WCS or the ``PIXSCALE``-like keywords of its ``meta``
+        (lenskit's one policy, `lenskit.core.headers`).  ``psf`` defaults to
+        ``data.psf`` where the object has one.
+        """
+        if not hasattr(data, "data") or not hasattr(data, "uncertainty"):
+            raise TypeError(f"data must be an astropy NDData or CCDData; got {type(data).__name__}")
+        image = np.asarray(data.data, dtype=float)
+        noise = None
+        if data.uncertainty is not None:
+            unc = data.uncertainty
+            noise = np.broadcast_to(np.asarray(unc.represent_as(_std_uncertainty()).array, float), image.shape)
+        wcs = None if data.wcs is None else getattr(data.wcs, "celestial", data.wcs)
+        header = dict(getattr(data, "meta", {}) or {})
+        if pixel_scale is None:
+            pixel_scale = header_pixel_scale(header, wcs=wcs, where="the NDData's meta")
+        if pixel_scale is None:
+            raise ValueError("pixel_scale: the NDData has no celestial WCS or PIXSCALE-like keyword; pass "
+                             "pixel_scale= (arcsec per pixel)")
+        mask = None if data.mask is None else np.broadcast_to(np.asarray(data.mask, bool), image.shape)
+        if psf is None:
+            psf = getattr(data, "psf", None)
+        return cls(image, pixel_scale, noise=noise, psf=psf, wcs=wcs, mask=mask)
 
     @property
     def shape(self):

@@ -106,10 +106,11 @@ def model_lens(cutout, estimator="hst_wfc3", deblend=True, refine=True, psf=None
 
     Parameters
     ----------
-    cutout : `~lenskit.io.fits.Cutout` or path
-        The image (``read_cutout`` for files; its noise map and PSF are used
-        when present).  Without a noise map the background's robust sigma is
-        used everywhere (the background-limited case).
+    cutout : `~lenskit.io.fits.Cutout`, path, or `~astropy.nddata.NDData` / `~astropy.nddata.CCDData`
+        The image (``read_cutout`` for files, `~lenskit.io.fits.Cutout.from_nddata`
+        for NDData; its noise map and PSF are used when present).  Without a
+        noise map the background's robust sigma is used everywhere (the
+        background-limited case).
     estimator : str or estimator
         A shipped estimator name or object whose ``expects`` has ``pixel_scale``.
     deblend : bool
@@ -140,7 +141,7 @@ def model_lens(cutout, estimator="hst_wfc3", deblend=True, refine=True, psf=None
     `LensModel`
     """
     if not isinstance(cutout, Cutout):
-        cutout = read_cutout(cutout)
+        cutout = Cutout.from_nddata(cutout) if hasattr(cutout, "uncertainty") else read_cutout(cutout)
     if isinstance(estimator, str):
         estimator = load_estimator(estimator)
     if "pixel_scale" not in getattr(estimator, "expects", {}):

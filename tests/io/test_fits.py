@@ -7,8 +7,14 @@ from astropy.table import QTable
 import lenskit
 from lenskit.core.estimate import Estimate
 from lenskit.core.exceptions import LenskitFileError
-from lenskit.io.fits import (Cutout, overlap_matrix, read_band_images, read_cutout, read_estimate_fits,
-                             write_estimate_fits)
+from lenskit.io.fits import (
+    Cutout,
+    overlap_matrix,
+    read_band_images,
+    read_cutout,
+    read_estimate_fits,
+    write_estimate_fits,
+)
 
 
 def test_overlap_matrix_conserves_flux():
@@ -152,3 +158,28 @@ def test_one_pixel_scale_policy_for_every_fits_reader(tmp_path):
     with pytest.warns(LenskitDataWarning):
         assert src._scale(both, "both.fits") == pytest.approx(0.05)
     assert src._scale(only_key, "key.fits") == pytest.approx(0.03)
+
+
+def test_cutout_from_nddata_and_ccddata():
+    from astropy.nddata import CCDData, NDData, StdDevUncertainty, VarianceUncertainty
+    from astropy.wcs import WCS
+
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    w.wcs.cdelt = [-0.05 / 3600, 0.05 / 3600]
+    w.wcs.crpix = [25, 25]
+    w.wcs.crval = [10, 10]
+    img = np.random.default_rng(0).normal(size=(50, 50))
+    mask = np.zeros((50, 50), bool)
+    mask[3, 4] = True
+    ccd = CCDData(img, unit="electron/s", uncertainty=VarianceUncertainty(np.full((50, 50), 0.25)), wcs=w, mask=mask)
+    cut = Cutout.from_nddata(ccd)
+    assert cut.pixel_scale == pytest.approx(0.05) and cut.wcs is not None
+    assert np.allclose(cut.noise, 0.5) and cut.mask[3, 4] and cut.mask.sum() == 1  # variance -> 1 sigma
+    nd = NDData(img, uncertainty=StdDevUncertainty(np.full((50, 50), 0.3)), meta={"PIXSCALE": 0.04})
+    assert Cutout.from_nddata(nd).pixel_scale == pytest.approx(0.04)
+    assert Cutout.from_nddata(NDData(img), pixel_scale=0.1 * u.arcsec).pixel_scale == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="pixel_scale"):
+        Cutout.from_nddata(NDData(img))
+    with pytest.raises(TypeError, match="NDData or CCDData"):
+        Cutout.from_nddata(img)
