@@ -38,8 +38,8 @@ from astropy.table import QTable
 
 import lenskit
 from lenskit.core import ellipticity_to_q_phi
-from lenskit.plotting import plot_predicted_vs_true
 from lenskit.modelling import model_lens
+from lenskit.plotting import plot_lens_model, plot_predicted_vs_true
 
 # the validation lenses are development data (../shared beside a lenskit checkout); their loader lives with
 # the benchmarks, not in the installed package
@@ -128,25 +128,9 @@ fig.tight_layout()
 # %%
 # One lens in detail
 # ------------------
-# The image, the arcs after the Sérsic subtraction with the fit's mask, and the
-# refined model's residual in units of the noise.
-res = results[0]
-sl = res.box
-fig, axs = plt.subplots(1, 4, figsize=(12, 3.2))
-img = res.cutout.image[sl]
-axs[0].imshow(np.arcsinh(img / np.percentile(img, 99)), origin="lower", cmap="magma")
-axs[0].set_title(lenses[0]["name"])
-arcs = np.where(res.mask[sl], np.nan, res.arcs[sl])
-v = np.nanpercentile(arcs, [2, 99.5])
-axs[1].imshow(arcs, origin="lower", vmin=v[0], vmax=v[1], cmap="magma")
-axs[1].set_title("arcs (masked)")
-axs[2].imshow(res.fit.model, origin="lower", vmin=v[0], vmax=v[1], cmap="magma")
-axs[2].set_title("SIE + Sérsic model")
-noise = np.nanstd(np.where(res.mask[sl], np.nan, res.fit.residual))
-axs[3].imshow(np.where(res.mask[sl], np.nan, res.fit.residual) / noise, origin="lower", vmin=-4, vmax=4,
-              cmap="RdBu_r")
-axs[3].set_title("residual / sigma")
-for a in axs:
-    a.set_xticks([])
-    a.set_yticks([])
-fig.tight_layout()
+# `lenskit.plotting.plot_lens_model` draws what ``lenskit model`` draws: the
+# cutout, the arcs after the Sérsic subtraction with the CNN's (dashed) and the
+# fit's critical curves, the refined model, and the residual in units of the
+# noise (masked pixels grey).
+fig = plot_lens_model(results[0])
+fig.suptitle(lenses[0]["name"], fontsize=10)

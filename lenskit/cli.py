@@ -563,8 +563,6 @@ def _cmd_demo(args):
     ds.write(path, overwrite=True)
     back = lenskit.read(path)
     assert back == ds, "ASDF round trip changed the data"
-    fig = plot_gallery(ds, n=min(8, len(ds)), title="lenskit demo: simulated HST WFC3 lenses")
-    fig.savefig(out / "hst_gallery.png", dpi=90)
     t = ds.params
     print(f"\nsimulated {len(ds)} systems in {t_sim:.1f} s ({len(ds) / t_sim:.0f} per second)")
     print(f"{'quantity':<22}{'min':>9}{'median':>9}{'max':>9}")
@@ -598,6 +596,11 @@ def _cmd_demo(args):
         fig = plot_predicted_vs_true(estimate, t)
         fig.savefig(out / "predicted_vs_true.png", dpi=90)
         print(f"\nwrote {out / 'estimates.asdf'} and {out / 'predicted_vs_true.png'}")
+    else:
+        estimate = None
+    fig = plot_gallery(ds, n=min(8, len(ds)), estimate=estimate,
+                       title="lenskit demo: simulated HST WFC3 lenses" + (" and the CNN's estimates" if estimate else ""))
+    fig.savefig(out / "hst_gallery.png", dpi=90)
     print(f"wrote {path} (read back bit for bit) and {out / 'hst_gallery.png'}")
     return 0
 

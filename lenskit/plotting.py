@@ -67,9 +67,14 @@ def plot_curves(ax, mass_model, critical_kwargs=None, caustic_kwargs=None, **par
         ax.plot(np.r_[c[:, 0], c[:1, 0]], np.r_[c[:, 1], c[:1, 1]], **sk)
 
 
-def plot_gallery(dataset, n=8, ncols=4, mass_model=None, show_curves=True, figsize=None, title=None):
+def plot_gallery(dataset, n=8, ncols=4, mass_model=None, show_curves=True, figsize=None, title=None, estimate=None):
     """
-    A grid of lenses from a `~lenskit.LensDataset`, with critical curves and caustics.
+    A grid of lenses from a `~lenskit.LensDataset`, with critical curves, caustics and (optionally) estimates.
+
+    Every panel uses one asinh stretch (from the percentiles of the panels
+    together, so faint arcs show and panels compare), a 1" scale bar, and the
+    true Einstein radius and arc S/N in its title; one colour bar serves the
+    grid and a legend names the curves.
 
     Parameters
     ----------
@@ -80,19 +85,31 @@ def plot_gallery(dataset, n=8, ncols=4, mass_model=None, show_curves=True, figsi
         Model whose curves are drawn from each row's parameters (default: SIE
         when the table has SIE columns).
     show_curves : bool
+    estimate : `~lenskit.Estimate`, optional
+        Its SIE estimates are drawn too (critical curve dashed, estimated
+        theta_E in the title).
 
     Returns
     -------
     `matplotlib.figure.Figure`
     """
     import matplotlib.pyplot as plt  # pyplot picks a backend when imported: only when a figure is drawn
+    from matplotlib.lines import Line2D  # with pyplot
 
     n = min(n, len(dataset))
     nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=figsize or (3 * ncols, 3 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=figsize or (3 * ncols + 0.6, 3 * nrows + 0.5), squeeze=False)
     t = dataset.params
-    if mass_model is None and show_curves and all(c in t.colnames for c in ("theta_E", "e1", "e2", "x0", "y0")):
+    sie_columns = ("theta_E", "e1", "e2", "x0", "y0")
+    if mass_model is None and show_curves and all(c in t.colnames for c in sie_columns):
         mass_model = get("mass_model", "sie")()
+    shown = dataset.images[:n]
+    single = shown.shape[1] != 3
+    if single:  # one stretch for the whole grid
+        flat = shown[:, 0][np.isfinite(shown[:, 0])]
+        lo, hi = np.percentile(flat, [1, 99.7])
+    im = None
+    et = None if estimate is None else (estimate.table if hasattr(estimate, "table") else estimate)
     for i, ax in enumerate(axes.flat):
         ax.set_xticks([])
         ax.set_yticks([])
@@ -100,22 +117,51 @@ def plot_gallery(dataset, n=8, ncols=4, mass_model=None, show_curves=True, figsi
             ax.set_visible(False)
             continue
         img = dataset.images[i]
-        show_image(ax, img if img.shape[0] == 3 else img[0], dataset.pixel_scale,
-                   mask=None if dataset.masks is None else dataset.masks[i, 0])
+        kw = {} if not single else {"vmin": 0, "vmax": 1}
+        im = show_image(ax, img if img.shape[0] == 3 else _grid_stretch(img[0], lo, hi), dataset.pixel_scale,
+                        stretch="linear" if single else "asinh",
+                        mask=None if dataset.masks is None else dataset.masks[i, 0], **kw)
+        xl, yl = ax.get_xlim(), ax.get_ylim()
         if show_curves and mass_model is not None:
             p = {k: t[k][i] for k in mass_model.param_names}
-            xl, yl = ax.get_xlim(), ax.get_ylim()
             plot_curves(ax, mass_model, **p)
-            ax.set_xlim(xl)
-            ax.set_ylim(yl)
+        if et is not None and all(c in et.colnames for c in sie_columns):
+            sie = get("mass_model", "sie")()
+            plot_curves(ax, sie, critical_kwargs={"color": "lime", "ls": "--", "lw": 0.9}, caustic_kwargs={"lw": 0},
+                        **{k: et[k][i] for k in sie_columns})
+        ax.set_xlim(xl)
+        ax.set_ylim(yl)
+        add_scale_bar(ax, 1.0)
         label = f"θE={t['theta_E'][i].to_value(u.arcsec):.2f}\"" if "theta_E" in t.colnames else ""
+        if et is not None and "theta_E" in et.colnames:
+            label += f" (est. {float(getattr(et['theta_E'][i], 'value', et['theta_E'][i])):.2f}\")"
         if "arc_snr" in t.colnames:
             label += f"  S/N={t['arc_snr'][i]:.0f}"
-        ax.set_title(label, fontsize=9)
+        ax.set_title(label, fontsize=8)
+    handles = []
+    if show_curves and mass_model is not None:
+        handles += [Line2D([], [], color="white", lw=1, label="true critical curve"),
+                    Line2D([], [], color="cyan", lw=1, label="true caustic")]
+    if et is not None:
+        handles.append(Line2D([], [], color="lime", ls="--", lw=1, label="estimated critical curve"))
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.06 if handles else 0, 0.93 if single else 1, 1))
+    if handles:
+        leg = fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=True)
+        leg.get_frame().set_facecolor("0.3")
+        for text in leg.get_texts():
+            text.set_color("white")
+    if single and im is not None:
+        cax = fig.add_axes((0.945, 0.15, 0.015, 0.7))
+        fig.colorbar(im, cax=cax, label="asinh(surface brightness), one stretch for all panels")
     return fig
+
+
+def _grid_stretch(img, lo, hi):
+    """One asinh stretch for a whole gallery (0-1 between the grid's 1st and 99.7th percentiles)."""
+    span = max(hi - lo, 1e-12)
+    return np.clip(np.arcsinh((np.asarray(img, float) - lo) / span * 10) / np.arcsinh(10), 0, 1)
 
 
 def _plain(col):
@@ -147,15 +193,19 @@ def plot_predicted_vs_true(estimate, truth, targets=None, bins=12, axes=None, la
             sel = (true >= edges[i]) & (true < edges[i + 1])
             if sel.sum() >= 5:
                 q[i] = np.percentile(pred[sel], [2.275, 15.865, 50, 84.135, 97.725])
-        ax.fill_between(mid, q[:, 0], q[:, 4], color=color, alpha=0.2, lw=0)
-        ax.fill_between(mid, q[:, 1], q[:, 3], color=color, alpha=0.4, lw=0)
-        ax.plot(mid, q[:, 2], color=color, lw=1.5, label=label)
+        ax.fill_between(mid, q[:, 0], q[:, 4], color=color, alpha=0.2, lw=0, label="95% of predictions")
+        ax.fill_between(mid, q[:, 1], q[:, 3], color=color, alpha=0.4, lw=0, label="68% of predictions")
+        ax.plot(mid, q[:, 2], color=color, lw=1.5, label=label or "median")
         ax.plot(true, pred, ".", ms=1.5, color=color, alpha=0.3)
         lo, hi = edges[0], edges[-1]
-        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8, label="predicted = true")
         unit = getattr(truth[name], "unit", None)
-        ax.set_xlabel(f"true {name}" + (f" [{unit}]" if unit not in (None, u.dimensionless_unscaled) else ""))
-        ax.set_ylabel(f"predicted {name}")
+        suffix = f" [{unit}]" if unit not in (None, u.dimensionless_unscaled) else ""
+        ax.set_xlabel(f"true {name}{suffix}")
+        ax.set_ylabel(f"predicted {name}{suffix}")
+        ax.text(0.97, 0.03, f"N = {int(np.isfinite(pred).sum())}", transform=ax.transAxes, ha="right", va="bottom",
+                fontsize=8)
+    axes[0].legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     return fig
 

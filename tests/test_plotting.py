@@ -19,6 +19,17 @@ def test_gallery_and_predicted_vs_true():
     fig = plotting.plot_predicted_vs_true(est, ds.params, targets=["theta_E", "e1"])
     assert len(fig.axes) == 2
     assert fig.axes[0].get_xlabel() == "true theta_E [arcsec]"
+    assert fig.axes[0].get_ylabel() == "predicted theta_E [arcsec]"
+    assert "68% of predictions" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert any(t.get_text() == "N = 6" for t in fig.axes[0].texts)
+    # estimates on a gallery, with a legend of the curves; one band gets a colour bar for the one stretch
+    fig = plotting.plot_gallery(ds, n=4, ncols=2, estimate=est)
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["true critical curve", "true caustic",
+                                                                 "estimated critical curve"]
+    assert "est." in fig.axes[0].get_title()
+    hst = lenskit.Simulator(seed=3).sample(2)
+    fig = plotting.plot_gallery(hst, n=2, ncols=2)
+    assert any("one stretch" in a.get_ylabel() for a in fig.axes)
 
 
 def test_roc_and_finder_gallery():
