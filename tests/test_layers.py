@@ -128,7 +128,9 @@ def test_function_local_imports_say_why():
             if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 continue
             for node in ast.walk(fn):
-                if isinstance(node, (ast.Import, ast.ImportFrom)) and "#" not in lines[node.end_lineno - 1]:
+                if not isinstance(node, (ast.Import, ast.ImportFrom)):
+                    continue
+                if "#" not in "\n".join(lines[node.lineno - 1:node.end_lineno]):
                     bare.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}")
     assert not bare, "function-local imports without a reason (hoist them, or say why):\n" + "\n".join(sorted(set(bare)))
 

@@ -188,14 +188,14 @@ class LensDataset:
 
         return torch.as_tensor(self.images, device=device, dtype=dtype or torch.float32)
 
-    def write(self, path, overwrite=False):
-        """Write the dataset to an ASDF file (atomically)."""
-        storage.write(self, path, overwrite=overwrite)
+    def write(self, path, overwrite=False, format=None):
+        """Write the dataset to an ASDF file (atomically); its table alone goes anywhere with ``params.write``."""
+        storage.write(self, path, overwrite=overwrite, format=format)
 
     @classmethod
-    def read(cls, path):
+    def read(cls, path, format=None):
         """Read a dataset written by `write`, validating it against its schema."""
-        obj = storage.read(path)
+        obj = storage.read(path, format=format)
         if not isinstance(obj, cls):
             raise TypeError(f"{path} holds a {type(obj).__name__}, not a LensDataset")
         return obj

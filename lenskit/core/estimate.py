@@ -91,14 +91,20 @@ class Estimate:
     def __repr__(self):
         return f"<Estimate {len(self)} row(s), targets={list(self.targets)}>"
 
-    def write(self, path, overwrite=False):
-        """Write to ASDF (atomically)."""
-        storage.write(self, path, overwrite=overwrite)
+    def write(self, path, overwrite=False, format=None):
+        """
+        Write the estimate (atomically): ASDF natively, or a FITS or ECSV table.
+
+        ``format`` is ``"asdf"``, ``"fits"`` or ``"ascii.ecsv"``; by default
+        it follows the file's suffix (``.asdf``, ``.fits``, ``.ecsv``).  The
+        tables keep the units and the provenance (as JSON in their metadata).
+        """
+        storage.write(self, path, overwrite=overwrite, format=format)
 
     @classmethod
-    def read(cls, path):
-        """Read an estimate written by `write`."""
-        obj = storage.read(path)
+    def read(cls, path, format=None):
+        """Read an estimate written by `write` (any of its formats)."""
+        obj = storage.read(path, format=format)
         if not isinstance(obj, cls):
             raise TypeError(f"{path} holds a {type(obj).__name__}, not an Estimate")
         return obj

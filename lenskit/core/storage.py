@@ -8,7 +8,7 @@ registers its reader and writer here when it is imported (which
 ``import lenskit`` does), and the methods call them.
 """
 
-__all__ = ["register", "read", "write", "FORMATS"]
+__all__ = ["register", "read", "write", "guess_format", "FORMATS", "SUFFIXES"]
 
 #: Format name -> (reader, writer), filled by `lenskit.io`.
 FORMATS = {}
@@ -21,6 +21,18 @@ def register(name, reader, writer):
     FORMATS[str(name)] = (reader, writer)
 
 
+#: File suffix -> format, for ``format=None``.
+SUFFIXES = {".asdf": "asdf", ".fits": "fits", ".fit": "fits", ".fts": "fits", ".ecsv": "ascii.ecsv"}
+
+
+def guess_format(path, format=None):
+    """``format`` when given, else the format of ``path``'s suffix (ASDF for any other)."""
+    if format is not None:
+        return str(format)
+    name = str(path).lower()
+    return next((f for suf, f in SUFFIXES.items() if name.endswith(suf)), "asdf")
+
+
 def _get(name):
     if name not in FORMATS:
         raise ValueError(f"format must be one of {sorted(FORMATS) or ['(none registered: import lenskit)']}; "
@@ -28,11 +40,11 @@ def _get(name):
     return FORMATS[name]
 
 
-def write(obj, path, overwrite=False, format="asdf"):
-    """Write a lenskit value type with the registered writer of ``format``."""
-    return _get(format)[1](obj, path, overwrite=overwrite)
+def write(obj, path, overwrite=False, format=None):
+    """Write a lenskit value type with the registered writer of ``format`` (default: from the suffix)."""
+    return _get(guess_format(path, format))[1](obj, path, overwrite=overwrite)
 
 
-def read(path, format="asdf"):
-    """Read a lenskit value type with the registered reader of ``format``."""
-    return _get(format)[0](path)
+def read(path, format=None):
+    """Read a lenskit value type with the registered reader of ``format`` (default: from the suffix)."""
+    return _get(guess_format(path, format))[0](path)
