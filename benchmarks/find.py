@@ -82,7 +82,7 @@ def main(argv=None):
         variants.update(predict_compiled={"compile": True},
                         predict_bfloat16_compiled={"bfloat16": True, "compile": True})
     for name, kw in variants.items():
-        finder._compiled = None  # a fresh frozen graph per variant
+        finder.clear_compiled()  # a fresh frozen graph per variant
         r, z = rate(lambda b: finder.predict(b, batch_size=args.batch_size, **kw).table["p_lens"].value,
                     ds.images, args.repeats)
         out[name] = {"cutouts_per_second": round(r, 1), "auroc": round(auroc(z, y), 5)}

@@ -118,6 +118,10 @@ class DeepLensFinder(NetworkEstimator):
         """Identity and in-place version of every weight and buffer: changes whenever any of them does."""
         return tuple((id(t), t._version) for t in (*self.network.parameters(), *self.network.buffers()))
 
+    def clear_compiled(self):
+        """Forget the compiled inference graph, so the next ``predict(compile=True)`` compiles afresh."""
+        self._compiled = None
+
     def _compiled_network(self):
         """The network compiled for inference (weights frozen in), cached until any weight changes."""
         key = self._weights_key()
