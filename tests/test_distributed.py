@@ -214,7 +214,7 @@ def _torchrun(tmp_path, steps):
            "--master_port", str(_free_port()), "-m", "lenskit", "train", "--ddp", "--backend", "gloo",
            "--instrument", "lsst", "--steps", str(steps), "--batch-size", "4", "--validation-size", "8",
            "--checkpoint-every", "2", "--checkpoint", str(tmp_path / "ck.asdf"), "-o", str(tmp_path / "w.asdf"),
-           "--overwrite", "-q"]
+           "--overwrite"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
 
