@@ -1,5 +1,7 @@
 """`LensDataset`: simulated or real lens images with their true parameters."""
 
+import os
+
 import astropy.units as u
 import numpy as np
 from astropy.table import QTable, Table
@@ -188,12 +190,12 @@ class LensDataset:
 
         return torch.as_tensor(self.images, device=device, dtype=dtype or torch.float32)
 
-    def write(self, path, overwrite=False, format=None):
+    def write(self, path: str | os.PathLike, overwrite: bool = False, format: str | None = None) -> None:
         """Write the dataset to an ASDF file (atomically); its table alone goes anywhere with ``params.write``."""
         storage.write(self, path, overwrite=overwrite, format=format)
 
     @classmethod
-    def read(cls, path, format=None):
+    def read(cls, path: str | os.PathLike, format: str | None = None) -> "LensDataset":
         """Read a dataset written by `write`, validating it against its schema."""
         obj = storage.read(path, format=format)
         if not isinstance(obj, cls):

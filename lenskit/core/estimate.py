@@ -1,5 +1,7 @@
 """`Estimate`: what an estimator predicted, with uncertainties and provenance."""
 
+import os
+
 import astropy.units as u
 import numpy as np
 from astropy.table import QTable, Table
@@ -91,7 +93,7 @@ class Estimate:
     def __repr__(self):
         return f"<Estimate {len(self)} row(s), targets={list(self.targets)}>"
 
-    def write(self, path, overwrite=False, format=None):
+    def write(self, path: str | os.PathLike, overwrite: bool = False, format: str | None = None) -> None:
         """
         Write the estimate (atomically): ASDF natively, or a FITS or ECSV table.
 
@@ -102,7 +104,7 @@ class Estimate:
         storage.write(self, path, overwrite=overwrite, format=format)
 
     @classmethod
-    def read(cls, path, format=None):
+    def read(cls, path: str | os.PathLike, format: str | None = None) -> "Estimate":
         """Read an estimate written by `write` (any of its formats)."""
         obj = storage.read(path, format=format)
         if not isinstance(obj, cls):

@@ -1,8 +1,12 @@
 """The estimators whose weights ship inside lenskit."""
 
+import os
 from pathlib import Path
 
+import torch
+
 from lenskit.core.exceptions import LenskitPluginError
+from lenskit.core.interfaces import Estimator
 from lenskit.core.weights import ModelWeights
 from lenskit.estimators.cnn import CNNEstimator
 from lenskit.io.asdf import read
@@ -15,12 +19,12 @@ ALIASES = {"hst": "hst_wfc3", "lsst": "lsst_gri", "euclid": "euclid_vis", "defau
            "deeplens": "deeplens_lsst_g", "finder": "deeplens_lsst_g"}
 
 
-def shipped():
+def shipped() -> list[str]:
     """Names of the estimators with shipped weights."""
     return sorted(p.stem for p in WEIGHTS_DIR.glob("*.asdf"))
 
 
-def load_estimator(name="hst_wfc3", device="cpu"):
+def load_estimator(name: str | os.PathLike = "hst_wfc3", device: str | torch.device = "cpu") -> Estimator:
     """
     Load a pretrained estimator shipped with lenskit, or one saved to a file.
 

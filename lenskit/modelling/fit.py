@@ -21,12 +21,16 @@ is assembled from parts that can be used alone:
 """
 
 import time
+from collections.abc import Mapping
+from typing import Any
 
 import astropy.units as u
 import numpy as np
 import torch
 from astropy.table import QTable
+from numpy.typing import ArrayLike
 
+from lenskit.core.interfaces import MassModel
 from lenskit.core.validation import as_float, as_real_array, check_int
 from lenskit.modelling.likelihood import LIGHT, SOURCE, ImageLikelihood, lens_mass_model, light_centre_names
 from lenskit.modelling.search import laplace_covariance, multistart
@@ -99,9 +103,11 @@ def _check_psf(psf):
     return torch.as_tensor(k / k.sum())
 
 
-def fit(image, noise, pixel_scale, psf=None, mask=None, init=None, shear=True, lens_light=True, n_starts=12,
-        search_steps=60, n_refine=2, adam_steps=150, lbfgs_steps=60, supersample=2, seed=0, laplace=True,
-        theta_E_range=None, *, mass_model="sie"):
+def fit(image: ArrayLike, noise: ArrayLike, pixel_scale: float | u.Quantity, psf: ArrayLike | None = None,
+        mask: ArrayLike | None = None, init: Mapping[str, Any] | None = None, shear: bool = True,
+        lens_light: bool = True, n_starts: int = 12, search_steps: int = 60, n_refine: int = 2,
+        adam_steps: int = 150, lbfgs_steps: int = 60, supersample: int = 2, seed: int = 0, laplace: bool = True,
+        theta_E_range: tuple[float, float] | None = None, *, mass_model: str | MassModel = "sie") -> FitResult:
     """
     Maximum-likelihood fit of a lens model with a Sérsic source and Sérsic lens light.
 

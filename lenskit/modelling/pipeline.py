@@ -21,13 +21,17 @@ the image's +x axis (columns) towards +y (rows), and is converted to a
 position angle east of north when the cutout has a WCS.
 """
 
+import os
 import time
+from typing import Any
 
 import astropy.units as u
 import numpy as np
 from astropy.table import QTable
+from numpy.typing import ArrayLike
 
 from lenskit.core.conventions import ellipticity_to_q_phi, phi_to_position_angle
+from lenskit.core.interfaces import Estimator
 from lenskit.core.statistics import robust_sigma
 from lenskit.core.validation import as_float
 from lenskit.estimators.pretrained import load_estimator
@@ -99,8 +103,11 @@ def _pa(cutout, phi):
     return np.nan if cutout.wcs is None else float(phi_to_position_angle(phi, cutout.wcs))
 
 
-def model_lens(cutout, estimator="hst_wfc3", deblend=True, refine=True, psf=None, core_radius=0.35, box=3.0,
-               mask_outliers=True, centre=None, fit_kwargs=None, tta=1):
+def model_lens(cutout: Cutout | str | os.PathLike | Any, estimator: str | Estimator = "hst_wfc3",
+               deblend: bool = True, refine: bool = True, psf: ArrayLike | None = None,
+               core_radius: float | u.Quantity = 0.35, box: float | u.Quantity = 3.0, mask_outliers: bool = True,
+               centre: tuple[float, float] | None = None, fit_kwargs: dict[str, Any] | None = None,
+               tta: int = 1) -> LensModel:
     """
     SIE parameters of a real lens in one band: deblend, estimate with a CNN, refine by maximum likelihood.
 

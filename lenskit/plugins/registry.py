@@ -239,7 +239,7 @@ def _check_result(plugin, result):
 _REGISTRY = _Registry()
 
 
-def get(kind, name):
+def get(kind: str, name: str) -> type:
     """
     Return the class registered as ``name`` for ``kind``.
 
@@ -263,7 +263,7 @@ def get(kind, name):
     return _REGISTRY.get(kind, name)
 
 
-def available(kind=None):
+def available(kind: str | None = None) -> list[str] | dict[str, list[str]]:
     """Sorted names registered for ``kind``, or a dict of all kinds when None."""
     return _REGISTRY.available(kind)
 
@@ -278,7 +278,7 @@ def plugin_module_allowed(module):
     return isinstance(module, str) and module.split(".")[0] in _REGISTRY.packages()
 
 
-def plugins():
+def plugins() -> list[PluginInfo]:
     """`PluginInfo` of every plugin found, including failed and disabled ones."""
     return _REGISTRY.plugins()
 

@@ -15,11 +15,15 @@ tested alone: `~lenskit.simulation.drawing.SystemDrawer` (priors and draws),
 instrument's grid) and `lenskit.simulation.assembly` (tables and datasets).
 """
 
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from lenskit.core.config import ConfigError, Configurable, decode, describe, rebuild
+from lenskit.core.dataset import LensDataset
 from lenskit.core.interfaces import Instrument, MassModel, Source
 from lenskit.core.resources import check_memory
 from lenskit.core.validation import as_rng, check_int, check_number
@@ -112,10 +116,13 @@ class Simulator:
         before giving up (a selection that rejects everything).
     """
 
-    def __init__(self, mass_model="sie", source="sersic_clump", instrument="hst_wfc3", *, priors=None,
-                 selection="default", seed=None, lens_light=None, misalignment=True, caustic_margin=0.1,
-                 supersample=1, chunk_size=8, device="cpu", dtype=torch.float32, max_tries=50, compile=False,
-                 split=None, line_of_sight=None):
+    def __init__(self, mass_model: str | MassModel | Sequence[str | MassModel] = "sie",
+                 source: str | Source = "sersic_clump", instrument: str | Instrument = "hst_wfc3", *,
+                 priors: Mapping[str, Any] | None = None, selection: str | float | Selection | None = "default",
+                 seed: int | np.random.Generator | None = None, lens_light: bool | str | None = None,
+                 misalignment: bool = True, caustic_margin: float = 0.1, supersample: int = 1, chunk_size: int = 8,
+                 device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, max_tries: int = 50,
+                 compile: bool = False, split: str | None = None, line_of_sight: LineOfSight | bool | None = None):
         if isinstance(mass_model, (list, tuple)):
             comps = [_resolve("mass_model", m, MassModel) for m in mass_model]
             mass_model = comps[0] if len(comps) == 1 else CompositeMassModel(comps)
@@ -202,7 +209,8 @@ class Simulator:
         }
 
     @classmethod
-    def from_config(cls, config, *, seed=None, device="cpu", **overrides):
+    def from_config(cls, config: Mapping[str, Any], *, seed: int | None = None, device: str | torch.device = "cpu",
+                    **overrides: Any) -> "Simulator":
         """
         The simulator a `config` describes: ``Simulator.from_config(dataset.provenance.config)``.
 
@@ -309,7 +317,7 @@ class Simulator:
         return dict(p=p, extra=extra, beta=beta, inside=inside, src=src, src_mag=src_mag, src_flux=src_flux,
                     light=light, lens_flux=lens_flux)
 
-    def simulate(self, n, rng=None, keep_truth=True):
+    def simulate(self, n: int, rng: np.random.Generator | None = None, keep_truth: bool = True) -> Accepted:
         """
         Simulate ``n`` accepted systems without assembling a dataset: the raw tensors, chunk by chunk.
 
@@ -409,7 +417,7 @@ class Simulator:
         return acc
 
     # -- public --------------------------------------------------------------------------
-    def sample(self, n, keep_truth=True, progress=False):
+    def sample(self, n: int, keep_truth: bool = True, progress: bool = False) -> LensDataset:
         """
         Simulate ``n`` accepted lens systems.
 
@@ -457,7 +465,8 @@ class Simulator:
         planes = 2 + (1 + bool(self.lens_light) if keep_truth else 0)
         return pixels * (4 * planes + 1) + 2048  # + its row of parameters
 
-    def stream(self, batch_size, device=None, targets=DEFAULT_TARGETS, steps=None):
+    def stream(self, batch_size: int, device: str | torch.device | None = None, targets: Sequence[str] = DEFAULT_TARGETS,
+               steps: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
         """
         Yield fresh training batches forever (or for ``steps`` batches).
 
