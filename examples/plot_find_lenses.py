@@ -76,7 +76,7 @@ ax.set_title("DeepLens on simulated LSST g-band single epochs")
 # %%
 # The most and least confident lenses and non-lenses (Lanusse et al. Fig. 8)
 # ---------------------------------------------------------------------------
-plot_finder_gallery(test.images, p, is_lens, n=6)
+plot_finder_gallery(test.images, p, is_lens, n=6, pixel_scale=test.pixel_scale)
 
 # %%
 # A survey's lens fraction

@@ -234,12 +234,15 @@ def plot_roc(scores, params, cuts=((0.0, 0.0), (1.4, 0.0), (1.4, 20.0)), fpr=0.0
     return ax
 
 
-def plot_finder_gallery(images, scores, labels, n=5, fig=None):
+def plot_finder_gallery(images, scores, labels, n=5, fig=None, pixel_scale=None):
     """
     The most and least confident true and false positives (Lanusse et al. Fig. 8).
 
     Rows: lenses scored highest, lenses scored lowest, non-lenses scored
-    highest, non-lenses scored lowest; ``n`` cutouts each (first band).
+    highest, non-lenses scored lowest; ``n`` cutouts each (first band), all
+    with one asinh stretch (so faint arcs show and cutouts compare) and its
+    colour bar; with ``pixel_scale`` (arcsec) the axes are in arcsec with a
+    1" scale bar.
     """
     import matplotlib.pyplot as plt  # pyplot picks a backend when imported: only when a figure is drawn
 
@@ -250,8 +253,12 @@ def plot_finder_gallery(images, scores, labels, n=5, fig=None):
               ("non-lenses, highest p", np.nonzero(~y)[0][np.argsort(-s[~y])][:n]),
               ("non-lenses, lowest p", np.nonzero(~y)[0][np.argsort(s[~y])][:n])]
     if fig is None:
-        fig = plt.figure(figsize=(1.6 * n, 1.8 * 4))
+        fig = plt.figure(figsize=(1.6 * n + 0.8, 1.8 * 4))
     axes = fig.subplots(4, n, squeeze=False)
+    shown_idx = np.concatenate([idx for _, idx in groups]).astype(int)
+    lo, hi = np.percentile(imgs[shown_idx, 0], [1, 99.7])
+    pixel_scale = None if pixel_scale is None else float(getattr(pixel_scale, "value", pixel_scale))
+    shown = None
     for r, (title, idx) in enumerate(groups):
         for c in range(n):
             ax = axes[r, c]
@@ -260,12 +267,15 @@ def plot_finder_gallery(images, scores, labels, n=5, fig=None):
             if c >= len(idx):
                 ax.set_visible(False)
                 continue
-            im = imgs[idx[c], 0]
-            lo, hi = np.percentile(im, [1, 99.5])
-            ax.imshow(im, origin="lower", cmap="gray", vmin=lo, vmax=hi)
+            shown = ax.imshow(_grid_stretch(imgs[idx[c], 0], lo, hi), origin="lower", cmap="gray", vmin=0, vmax=1,
+                              extent=_extent(imgs.shape[-2:], pixel_scale) if pixel_scale else None)
+            if pixel_scale:
+                add_scale_bar(ax, 1.0)
             ax.set_title(f"p = {s[idx[c]]:.3f}", fontsize=7)
             if c == 0:
                 ax.set_ylabel(title, fontsize=7)
+    fig.subplots_adjust(right=0.88)
+    fig.colorbar(shown, cax=fig.add_axes((0.9, 0.15, 0.02, 0.7)), label="asinh stretch, one for all cutouts")
     return fig
 
 

@@ -41,5 +41,6 @@ def test_roc_and_finder_gallery():
     ax = plotting.plot_roc(scores, params)
     assert len(ax.get_lines()) == 4  # three cuts and the FPR marker
     assert "AUROC" in ax.get_legend().get_texts()[0].get_text()
-    fig = plotting.plot_finder_gallery(rng.normal(size=(n, 1, 45, 45)), scores, is_lens, n=3)
-    assert len(fig.axes) == 12
+    fig = plotting.plot_finder_gallery(rng.normal(size=(n, 1, 45, 45)), scores, is_lens, n=3, pixel_scale=0.2)
+    assert len(fig.axes) == 13 and "one for all cutouts" in fig.axes[-1].get_ylabel()  # 12 cutouts, a colour bar
+    assert fig.axes[0].get_xlim()[1] == 4.5  # arcsec
