@@ -244,7 +244,7 @@ def test_unreachable_scheduler_is_a_clear_error_before_any_write(tmp_path):
         port = s.getsockname()[1]
     with pytest.raises(LenskitError, match="could not reach the Dask scheduler"):
         get_client(scheduler=f"tcp://127.0.0.1:{port}", connect_timeout=2)
-    import lenskit.distributed as dist
+    import lenskit.scale.survey as dist  # where simulate looks up get_client
 
     original = dist.get_client
     try:

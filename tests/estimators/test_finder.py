@@ -276,6 +276,7 @@ def test_finder_fine_tune_keeps_statistics(finder_data):
     assert float(f.network.pre.sigma[0]) == pytest.approx(float(np.median(ds.noise)), rel=1e-3)
 
 
+@pytest.mark.slow  # torch.compile of the ResNet: tens of seconds
 @pytest.mark.skipif(not (shutil.which("g++") or shutil.which("c++")), reason="torch.compile needs a C++ compiler")
 def test_finder_compiled_predict_matches_eager(finder_data):
     _, ds = finder_data
