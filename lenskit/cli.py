@@ -327,16 +327,11 @@ def _cmd_estimate(args):
         extra["tta"] = args.tta
     data = _load_images(args.input)
     if not isinstance(data, LensDataset) and data.ndim == 2 and "pixel_scale" in est.expects:
-        # a real cutout: a FITS image cannot say whether the lens light is in it, so the user says so
-        if est.expects.get("lens_light") in (False, "subtracted") and not args.no_lens_light:
-            raise ValueError(f"input: the estimator {args.estimator!r} expects arcs with the lens light removed, and "
-                             f"a FITS image does not say whether its lens light is there: run `lenskit model "
-                             f"{args.input} -o model.asdf` (removes the lens light, estimates, refines), or pass "
-                             f"--no-lens-light if this image has none")
-        # centre on the lens light and resample onto the estimator's grid (flux conserved)
+        # a real cutout, centred on the lens light and resampled onto the estimator's grid (flux conserved); it
+        # records that its lens light is unknown (or absent, with --no-lens-light), which predict checks
         cut = read_cutout(args.input, pixel_scale=args.pixel_scale)
         data = cut.resample(est.expects["pixel_scale"], est.in_shape[1:]).to_dataset(
-            lens_light=False if args.no_lens_light else None)
+            lens_light=False if args.no_lens_light else "unknown")
         print(f"resampled {args.input} ({cut.pixel_scale:.3f}\"/px) onto {est.in_shape[1]}x{est.in_shape[2]} "
               f"pixels of {est.expects['pixel_scale']}\" centred on the lens light")
     estimate = est.predict(data, batch_size=args.batch_size, progress=not args.quiet, **extra)

@@ -29,7 +29,9 @@ def test_py_typed_ships():
 
 def test_published_module_names_still_work():
     from lenskit.distributed import ShardIndex, simulate  # noqa: F401
-    from lenskit.fitting import fit as fit_alias, outlier_mask, render_model, ring_radius  # noqa: F401
-    from lenskit.pipeline import LensModel, model_lens as model_lens_alias  # noqa: F401
+    from lenskit.fitting import fit as fit_alias  # noqa: F401
+    from lenskit.fitting import outlier_mask, render_model, ring_radius  # noqa: F401
+    from lenskit.pipeline import LensModel  # noqa: F401
+    from lenskit.pipeline import model_lens as model_lens_alias
 
     assert fit_alias is fit and model_lens_alias is model_lens and lenskit.fit is fit

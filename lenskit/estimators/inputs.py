@@ -89,7 +89,13 @@ def check_expects(data, expects, what="estimator", strict=True):
                         f"(lenskit.estimators.pretrained.shipped())")
     if "lens_light" in expects:
         want, have = expects["lens_light"], _has_lens_light(data)
-        if have is not None and (want in _NO_LIGHT) != (have in _NO_LIGHT):
+        if have == "unknown":  # a real cutout: nothing says whether its lens light is there
+            if want in _NO_LIGHT:
+                problems.append(f"lens_light: a real cutout does not say whether it holds the lens galaxy's light, "
+                                f"and this {what} expects it removed; run it through lenskit.modelling.model_lens "
+                                f"(`lenskit model CUTOUT.fits`), which removes it first, or record that it has none "
+                                f"(Cutout.to_dataset(lens_light=False), `lenskit estimate --no-lens-light`)")
+        elif have is not None and (want in _NO_LIGHT) != (have in _NO_LIGHT):
             if want in _NO_LIGHT:
                 problems.append(f"lens_light: the images hold the lens galaxy's light, this {what} expects arcs with "
                                 f"the lens light removed; deblend them first (lenskit.get('deblender', 'sersic') or "

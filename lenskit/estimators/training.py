@@ -84,7 +84,7 @@ class FixedBatches:
     Epoch ``e`` is shuffled by ``default_rng([seed, e])`` and augmented with a
     torch generator seeded the same way, so a run resumed at any step sees the
     batches the uninterrupted run would have.  Data-parallel rank ``r`` of
-    ``world`` takes every ``world``-th batch.  Batches of fewer than
+    ``world`` takes every ``world``-th batch, all ranks the same number.  Batches of fewer than
     ``min_batch`` (batch normalisation needs two) are skipped.
 
     Parameters
@@ -105,7 +105,9 @@ class FixedBatches:
         self.augment = augment
         self.rank, self.world = int(rank), int(world)
         starts = [i for i in range(0, len(y), self.batch_size) if min(self.batch_size, len(y) - i) >= min_batch]
-        self.per_epoch = max(1, len(starts[self.rank::self.world]))
+        # every rank takes the same number of batches (DDP steps together); a remainder of fewer than
+        # ``world`` batches waits for the next epoch's order
+        self.per_epoch = max(1, len(starts) // self.world)
         self._starts = starts
 
     def batches(self, start_step, workers=0):

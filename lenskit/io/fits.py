@@ -338,20 +338,21 @@ class Cutout:
         """The filter named by the header (``FILTER``, or ``FILTER1`` / ``FILTER2`` other than CLEAR), else None."""
         return header_band(self.header)
 
-    def to_dataset(self, band=None, instrument=None, lens_light=None):
+    def to_dataset(self, band=None, instrument=None, lens_light="unknown"):
         """
         A one-image `~lenskit.LensDataset` (masks and noise included) for estimators and deblenders.
 
         ``band`` defaults to the header's filter (`band`), or ``"unknown"``
         when the header names none: estimators then check the pixel scale
         alone (`lenskit.estimators.inputs.check_expects`).  ``lens_light``
-        (True, False or ``"deblended"``) records whether the image holds the
-        lens galaxy's light, so that an estimator trained without it refuses
-        an image that has it; None (default) records nothing.
+        records whether the image holds the lens galaxy's light: True, False,
+        ``"deblended"``, or ``"unknown"`` (default: a real image says nothing),
+        which an estimator trained without lens light refuses, naming
+        `~lenskit.modelling.pipeline.model_lens`.
         """
         band = band or self.band or UNKNOWN_BAND
         noise = None if self.noise is None else np.where(self.mask, 1e30, self.noise)[None, None].astype(np.float32)
-        prov = None if lens_light is None else Provenance.current(config={"lens_light": lens_light})
+        prov = Provenance.current(config={"lens_light": lens_light})
         return LensDataset(self.image[None, None].astype(np.float32), QTable({"source_file": [self.path or ""]}),
                            bands=[band], pixel_scale=self.pixel_scale, instrument=instrument, noise=noise,
                            masks=self.mask[None, None], provenance=prov)

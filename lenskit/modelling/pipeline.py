@@ -196,7 +196,8 @@ def model_lens(cutout: Cutout | str | os.PathLike | Any, estimator: str | Estima
     arcs_cut = Cutout(arcs, ps, noise=np.where(mask, np.nan, noise), psf=kern, wcs=cutout.wcs, mask=mask)
     stamp = arcs_cut.resample(estimator.expects["pixel_scale"], estimator.in_shape[1:], centre=(cx, cy))
     t0 = time.perf_counter()
-    est = estimator.predict(stamp.to_dataset(), **({"tta": tta} if tta != 1 else {}))
+    est = estimator.predict(stamp.to_dataset(lens_light="deblended" if deblend else False),
+                            **({"tta": tta} if tta != 1 else {}))
     t_cnn = time.perf_counter() - t0
     cnn = {k: float(getattr(est.table[k][0], "value", est.table[k][0])) for k in ("theta_E", "e1", "e2", "x0", "y0")}
     row = QTable()

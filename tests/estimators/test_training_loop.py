@@ -42,9 +42,11 @@ def test_fixed_batches_resume_mid_epoch_replays_the_same_batches():
     ep0 = torch.cat([b[1] for b in full[:5]])
     assert sorted(ep0.tolist()) == sorted(y.tolist())
     assert not torch.equal(full[0][0], full[5][0])
-    # ranks split an epoch's batches
+    # ranks split an epoch's batches, the same number each (data-parallel ranks step together), none shared
     r0, r1 = (FixedBatches(x, y, None, 8, seed=5, rank=r, world=2) for r in (0, 1))
-    assert r0.per_epoch == 3 and r1.per_epoch == 2
+    assert r0.per_epoch == r1.per_epoch == 2
+    rows = [{row.numpy().tobytes() for _, b in zip(range(2), r.batches(0)) for row in b[0]} for r in (r0, r1)]
+    assert len(rows[0]) == len(rows[1]) == 16 and not rows[0] & rows[1]
 
 
 def _loop(ck, steps):

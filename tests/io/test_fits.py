@@ -183,3 +183,16 @@ def test_cutout_from_nddata_and_ccddata():
         Cutout.from_nddata(NDData(img))
     with pytest.raises(TypeError, match="NDData or CCDData"):
         Cutout.from_nddata(img)
+
+
+def test_a_real_cutout_does_not_reach_an_estimator_trained_without_lens_light_unchecked():
+    """Cutout.to_dataset records that its lens light is unknown; hst_wfc3 (no lens light) refuses, naming model_lens."""
+    rng = np.random.default_rng(1)
+    cut = Cutout(rng.normal(size=(100, 100)) + 10 * np.exp(-0.5 * ((np.indices((100, 100)) - 50) ** 2).sum(0) / 9),
+                 0.05)
+    ready = cut.resample(0.04, (192, 192))
+    est = lenskit.load_estimator("hst_wfc3")
+    with pytest.raises(ValueError, match="model_lens"):
+        est.predict(ready.to_dataset())
+    assert len(est.predict(ready.to_dataset(lens_light=False))) == 1
+    assert len(lenskit.load_estimator("euclid_vis").predict(cut.resample(0.1, (57, 57)).to_dataset())) == 1
