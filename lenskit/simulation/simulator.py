@@ -505,5 +505,6 @@ class Simulator:
             step += 1
 
     def __repr__(self):
-        return (f"<Simulator {self.config['mass_components']} + {self.source.name} -> {self.instrument.name}, "
+        components = [c.name for c in getattr(self.mass_model, "components", [self.mass_model])]
+        return (f"<Simulator {components} + {self.source.name} -> {self.instrument.name}, "
                 f"selection={self.selection.name}>")
