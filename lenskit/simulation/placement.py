@@ -41,7 +41,41 @@ class SourcePlacer:
     def place(self, p, extra, rng):
         """``(positions (n, 2) arcsec, whether each is inside the multiply-imaged region)``."""
         n = len(extra["theta_E"])
-        regions = self.regions(p)
+        closed = self.mass_model.multiple_image_regions(n=96, **{k: p[k] for k in self.mass_names})
+        if closed is not None and n and all(np.all(np.isfinite(poly)) for poly in closed):
+            return self._place_all(np.stack(closed, 1), extra, rng)
+        regions = self.regions(p) if closed is None else [[closed[0][i], closed[1][i]] for i in range(n)]
+        return self._place_each(regions, extra, rng)
+
+    def _place_all(self, polys, extra, rng, tries=4):
+        """
+        Every system at once (closed-form regions): ``polys`` (n, k, V, 2), candidates in each system's box.
+
+        Rounds of ``tries`` candidates per system; a system keeps its first candidate inside the grown
+        region; the few without one after 20 rounds sit at the lens centre (as `_place_each`).
+        """
+        n = polys.shape[0]
+        c = np.stack([extra["x0"], extra["y0"]], 1)  # (n, 2)
+        margin = 1 + rng.uniform(0, self.caustic_margin, n)
+        grown = c[:, None, None, :] + (polys - c[:, None, None, :]) * margin[:, None, None, None]
+        lo = grown.reshape(n, -1, 2).min(1)
+        hi = grown.reshape(n, -1, 2).max(1)
+        beta = c.copy()
+        todo = np.arange(n)
+        for _ in range(20):
+            if not len(todo):
+                break
+            cand = lo[todo, None] + (hi - lo)[todo, None] * rng.random((len(todo), tries, 2))
+            ok = _inside_any(grown[todo], cand)  # (m, tries)
+            hit = ok.any(1)
+            beta[todo[hit]] = cand[hit, np.argmax(ok[hit], 1)]
+            todo = todo[~hit]
+        inside = _inside_any(polys, beta[:, None, :])[:, 0]
+        return beta, inside
+
+    def _place_each(self, regions, extra, rng):
+        """One system at a time (regions traced numerically, or none)."""
+        n = len(extra["theta_E"])
         beta = np.zeros((n, 2))
         inside = np.zeros(n, dtype=bool)
         margin = 1 + rng.uniform(0, self.caustic_margin, n)
@@ -69,3 +103,21 @@ class SourcePlacer:
                 beta[i] = c
             inside[i] = any(Path(poly).contains_point(beta[i]) for poly in polys)
         return beta, inside
+
+
+def _inside_any(polys, pts):
+    """
+    Whether points lie inside any of the polygons (even-odd rule), all systems at once.
+
+    ``polys`` (n, k, V, 2) closed polygons (the last vertex joins the first), ``pts`` (n, m, 2); returns (n, m).
+    """
+    x = pts[:, None, :, None, 0]  # (n, 1, m, 1)
+    y = pts[:, None, :, None, 1]
+    x1 = polys[:, :, None, :, 0]  # (n, k, 1, V)
+    y1 = polys[:, :, None, :, 1]
+    x2 = np.roll(x1, -1, axis=-1)
+    y2 = np.roll(y1, -1, axis=-1)
+    straddle = (y1 > y) != (y2 > y)
+    dy = np.where(straddle, y2 - y1, 1.0)
+    cross = straddle & (x < x1 + (y - y1) * (x2 - x1) / dy)
+    return (np.count_nonzero(cross, axis=-1) % 2 == 1).any(1)

@@ -15,6 +15,7 @@ tested alone: `~lenskit.simulation.drawing.SystemDrawer` (priors and draws),
 instrument's grid) and `lenskit.simulation.assembly` (tables and datasets).
 """
 
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -32,11 +33,15 @@ from lenskit.plugins import get, plugin_module_allowed
 from lenskit.simulation.assembly import Accepted, arc_snr, assemble, params_table
 from lenskit.simulation.drawing import GENERIC_PRIORS, KNOWN_PRIORS, PRIOR_UNITS, SystemDrawer, build_priors
 from lenskit.simulation.line_of_sight import LineOfSight
+from lenskit.simulation.parallel import default_workers, pool, round_rng
 from lenskit.simulation.placement import SourcePlacer
 from lenskit.simulation.rendering import StampRenderer
 from lenskit.simulation.selection import Selection, as_selection
 
 __all__ = ["Simulator", "DEFAULT_TARGETS", "arc_snr", "GENERIC_PRIORS", "KNOWN_PRIORS", "PRIOR_UNITS"]
+
+#: (Sub-)pixels per plane of a chunk when ``chunk_size`` is not given (8 HST stamps, 32 LSST g, r, i ones).
+CHUNK_PIXELS = 2 ** 18
 
 #: The five SIE parameters networks regress.
 DEFAULT_TARGETS = ("theta_E", "e1", "e2", "x0", "y0")
@@ -94,8 +99,10 @@ class Simulator:
         factor drawn up to ``1 + caustic_margin``.  Default 0.1.
     supersample : int
         Sub-pixels per pixel side for ray tracing.  Default 1.
-    chunk_size : int
-        Systems rendered together.  Default 8.
+    chunk_size : int, optional
+        Systems rendered together.  Default: a power of two that puts about
+        `CHUNK_PIXELS` (sub-)pixels in a chunk's plane (8 HST WFC3 stamps,
+        32 LSST g, r, i stamps), so that each step's working set stays in cache.
     device : str or `torch.device`
         Where to render.  Default ``"cpu"``.
     dtype : `torch.dtype`
@@ -114,15 +121,22 @@ class Simulator:
     max_tries : int
         Consecutive rounds of candidates without a single accepted system
         before giving up (a selection that rejects everything).
+    workers : int, optional
+        Threads that simulate rounds of systems in parallel on the CPU, each
+        running torch on one thread (`lenskit.simulation.parallel`: this keeps
+        its speed when other programs share the machine).  Default: torch's
+        thread count at the time of the call.  The systems drawn do not
+        depend on it.
     """
 
     def __init__(self, mass_model: str | MassModel | Sequence[str | MassModel] = "sie",
                  source: str | Source = "sersic_clump", instrument: str | Instrument = "hst_wfc3", *,
                  priors: Mapping[str, Any] | None = None, selection: str | float | Selection | None = "default",
                  seed: int | np.random.Generator | None = None, lens_light: bool | str | None = None,
-                 misalignment: bool = True, caustic_margin: float = 0.1, supersample: int = 1, chunk_size: int = 8,
+                 misalignment: bool = True, caustic_margin: float = 0.1, supersample: int = 1, chunk_size: int | None = None,
                  device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, max_tries: int = 50,
-                 compile: bool = False, split: str | None = None, line_of_sight: LineOfSight | bool | None = None):
+                 compile: bool = False, split: str | None = None, line_of_sight: LineOfSight | bool | None = None,
+                 workers: int | None = None):
         if isinstance(mass_model, (list, tuple)):
             comps = [_resolve("mass_model", m, MassModel) for m in mass_model]
             mass_model = comps[0] if len(comps) == 1 else CompositeMassModel(comps)
@@ -148,13 +162,16 @@ class Simulator:
         self.misalignment = bool(misalignment)
         self.caustic_margin = check_number("caustic_margin", caustic_margin, low=0)
         self.supersample = check_int("supersample", supersample, minimum=1)
-        self.chunk_size = check_int("chunk_size", chunk_size, minimum=1)
+        self.chunk_size = check_int("chunk_size", chunk_size, minimum=1, allow_none=True)
         self.device = torch.device(device)
         if dtype not in (torch.float32, torch.float64):
             raise ValueError(f"dtype must be torch.float32 or torch.float64; got {dtype}")
         self.dtype = dtype
         self.max_tries = check_int("max_tries", max_tries, minimum=1)
         self.priors = build_priors(priors or {}, self.instrument, self.mass_model)
+        if self.chunk_size is None:  # about CHUNK_PIXELS (sub-)pixels per plane of a chunk: cache-sized work
+            pixels = len(self.instrument.bands) * int(np.prod(self.instrument.shape)) * self.supersample ** 2
+            self.chunk_size = int(min(64, 2 ** max(0, round(np.log2(CHUNK_PIXELS / pixels)))))
         if line_of_sight is True:
             line_of_sight = LineOfSight()
         elif line_of_sight is False:
@@ -163,6 +180,8 @@ class Simulator:
             raise TypeError(f"line_of_sight must be a LineOfSight, True or None; got {line_of_sight!r}")
         self.line_of_sight = line_of_sight
         self.compile = bool(compile)
+        self._warm = False
+        self.workers = check_int("workers", workers, minimum=1, allow_none=True)
         # the parts
         self.drawer = SystemDrawer(self.mass_model, self.instrument, self.priors, self.misalignment)
         self.placer = SourcePlacer(self.mass_model, self.caustic_margin)
@@ -317,7 +336,113 @@ class Simulator:
         return dict(p=p, extra=extra, beta=beta, inside=inside, src=src, src_mag=src_mag, src_flux=src_flux,
                     light=light, lens_flux=lens_flux)
 
-    def simulate(self, n: int, rng: np.random.Generator | None = None, keep_truth: bool = True) -> Accepted:
+    def _round(self, rng: np.random.Generator, keep_truth: bool) -> list[dict]:
+        """
+        One round: draw, place and render a batch of candidates chunk by chunk, observe and select them.
+
+        Returns, per chunk with accepted systems, a dict of its tensors (``images``, ``variance``, ``masks``,
+        ``arcs``, ``lens_light``) and ``row``, the parameters of its systems.
+        """
+        out = []
+        m = max(4 * self.chunk_size, 16)
+        cand = self._candidates(m, rng)
+        for start in range(0, m, self.chunk_size):
+            sl = slice(start, min(start + self.chunk_size, m))
+            idx = np.arange(sl.start, sl.stop)
+            p = {k: v[idx] for k, v in cand["p"].items()}
+            light = None if cand["light"] is None else {k: v[idx] for k, v in cand["light"].items()}
+            src = cand["src"].take(idx)
+            arcs, lens, mu = self.render(p, cand["beta"][idx], src, cand["src_flux"][idx], light,
+                                          None if light is None else cand["lens_flux"][idx])
+            state = {"theta_E": cand["extra"]["theta_E"][idx], "magnification": mu,
+                     "multiply_imaged": cand["inside"][idx], "source_size": np.asarray(src.size),
+                     "seeing": self._seeing()}
+            keep = np.nonzero(self.selection.pre(state))[0]
+            if len(keep) == 0:
+                continue
+            whole = len(keep) == len(idx)  # every candidate kept: no copies
+            kt = None if whole else torch.as_tensor(keep, device=self.device)
+            arcs_k = arcs if whole else arcs[kt]
+            ideal = arcs_k if lens is None else arcs_k + (lens if whole else lens[kt])
+            n_los = None
+            if self.line_of_sight is not None:
+                los, n_los = self.line_of_sight.render(len(keep), rng, self)
+                ideal = ideal + los
+            truth = {"arcs": arcs_k}
+            if lens is not None:
+                truth["lens_light"] = lens if whole else lens[kt]
+            obs = self.instrument.observe(ideal, rng, **truth)
+            if self.lens_light == "subtracted":  # perfect removal: the light goes, its shot noise stays
+                sub = obs.truth["lens_light"] if obs.masks is None else obs.truth["lens_light"] * ~obs.masks
+                obs.images = obs.images - sub  # masked pixels stay zero
+            snr = arc_snr(obs.truth["arcs"], obs.variance)
+            state_k = {k: (v[keep] if isinstance(v, np.ndarray) else v) for k, v in state.items()}
+            state_k["arc_snr"] = snr.max(1)
+            post = np.nonzero(self.selection.post(state_k))[0]
+            if len(post) == 0:
+                continue
+            every = len(post) == len(keep)
+            pt = None if every else torch.as_tensor(post, device=self.device)
+
+            def pick(t):
+                return t if every or t is None else t[pt]
+
+            chunk = {"images": pick(obs.images), "variance": pick(obs.variance), "masks": pick(obs.masks),
+                     "arcs": pick(obs.truth["arcs"]) if keep_truth else None,
+                     "lens_light": pick(obs.truth["lens_light"]) if keep_truth and "lens_light" in obs.truth
+                     else None}
+            sel = idx[keep[post]]
+            row = {k: v[sel] for k, v in cand["p"].items()}
+            row.update({k: v[sel] for k, v in cand["extra"]["aux"].items()})
+            row.update(q=cand["extra"]["q"][sel], phi=cand["extra"]["phi"][sel],
+                       source_x=cand["beta"][sel, 0], source_y=cand["beta"][sel, 1],
+                       source_mag=cand["src_mag"][sel], magnification=mu[keep[post]],
+                       multiply_imaged=cand["inside"][sel], arc_snr=snr[post].max(1))
+            for b_i, b in enumerate(self.instrument.bands):
+                if len(self.instrument.bands) > 1:
+                    row[f"arc_snr_{b}"] = snr[post, b_i]
+            if cand["light"] is not None:
+                row.update({k: v[sel] for k, v in cand["light"].items()})
+            for k, v in obs.meta.items():
+                row[k] = np.asarray(v)[post]
+            if n_los is not None:
+                row["n_line_of_sight"] = n_los[post]
+            row["_src"] = cand["src"].take(sel)
+            chunk["row"] = row
+            out.append(chunk)
+        return out
+
+    def _rounds(self, base: int, keep_truth: bool, workers: int, want: int) -> Iterator[list[dict]]:
+        """Rounds 0, 1, 2 ... of a call, in order, computed ``workers`` at a time (see `lenskit.simulation.parallel`)."""
+        index = 0
+        if workers == 1 or self.device.type != "cpu":  # serial (a GPU runs each operation in parallel itself)
+            while True:
+                yield self._round(round_rng(base, index), keep_truth)
+                index += 1
+        if self.compile and not self._warm:  # compile the kernels once, in this thread, before workers use them
+            self._warm = True
+            yield self._round(round_rng(base, index), keep_truth)
+            index += 1
+        ex = pool(workers)
+        inflight = deque()
+        got = done = 0
+        try:
+            while True:
+                # keep every worker busy, but do not start rounds the call will most likely not need
+                per_round = got / done if done else 0.0
+                while len(inflight) < workers and (not done or got + per_round * len(inflight) < want):
+                    inflight.append(ex.submit(self._round, round_rng(base, index), keep_truth))
+                    index += 1
+                chunks = inflight.popleft().result()
+                done += 1
+                got += sum(len(c["images"]) for c in chunks)
+                yield chunks
+        finally:
+            for f in inflight:
+                f.cancel()
+
+    def simulate(self, n: int, rng: np.random.Generator | None = None, keep_truth: bool = True,
+                 workers: int | None = None, _progress=None) -> Accepted:
         """
         Simulate ``n`` accepted systems without assembling a dataset: the raw tensors, chunk by chunk.
 
@@ -328,93 +453,59 @@ class Simulator:
         ----------
         n : int
         rng : `numpy.random.Generator`, optional
-            Default: the simulator's own.
+            Default: the simulator's own.  The call takes one number from it;
+            the systems depend on that number only (not on ``workers``).
         keep_truth : bool
             Keep the noise-free arcs and lens light.
+        workers : int, optional
+            Threads that render rounds of systems in parallel, each with one
+            torch thread.  Default: the simulator's ``workers``.
 
         Returns
         -------
         `~lenskit.simulation.assembly.Accepted`
         """
         n = check_int("n", n, minimum=0)
+        workers = check_int("workers", workers, minimum=1, allow_none=True) or self.workers or default_workers()
         rng = self.rng if rng is None else rng
+        base = int(rng.integers(0, 2**63 - 1))
         acc = Accepted()
-        out_img, out_var, out_mask, out_arcs, out_lens, rows = (acc.images, acc.variance, acc.masks, acc.arcs,
-                                                                acc.lens_light, acc.rows)
         got, empty_rounds = 0, 0
-        while got < n:
-            if empty_rounds >= self.max_tries:
-                raise RuntimeError(f"the selection {self.selection!r} accepted none of the last {self.max_tries} "
-                                   f"rounds of candidates ({got} of {n} accepted in all); loosen the priors or "
-                                   f"the selection")
-            before = got
-            m = max(4 * self.chunk_size, 16)
-            cand = self._candidates(m, rng)
-            for start in range(0, m, self.chunk_size):
-                if got >= n:
-                    break
-                sl = slice(start, min(start + self.chunk_size, m))
-                idx = np.arange(sl.start, sl.stop)
-                p = {k: v[idx] for k, v in cand["p"].items()}
-                light = None if cand["light"] is None else {k: v[idx] for k, v in cand["light"].items()}
-                src = cand["src"].take(idx)
-                arcs, lens, mu = self.render(p, cand["beta"][idx], src, cand["src_flux"][idx], light,
-                                              None if light is None else cand["lens_flux"][idx])
-                state = {"theta_E": cand["extra"]["theta_E"][idx], "magnification": mu,
-                         "multiply_imaged": cand["inside"][idx], "source_size": np.asarray(src.size),
-                         "seeing": self._seeing()}
-                keep = np.nonzero(self.selection.pre(state))[0][: n - got]
-                if len(keep) == 0:
+        if n == 0:
+            return acc
+        rounds = self._rounds(base, keep_truth, workers, n)
+        try:
+            for chunks in rounds:
+                if not chunks:
+                    empty_rounds += 1
+                    if empty_rounds >= self.max_tries:
+                        raise RuntimeError(
+                            f"the selection {self.selection!r} accepted none of the last {self.max_tries} rounds "
+                            f"of candidates ({got} of {n} accepted in all); loosen the priors or the selection")
                     continue
-                kt = torch.as_tensor(keep, device=self.device)
-                arcs_k = arcs[kt]
-                ideal = arcs_k if lens is None else arcs_k + lens[kt]
-                n_los = None
-                if self.line_of_sight is not None:
-                    los, n_los = self.line_of_sight.render(len(keep), rng, self)
-                    ideal = ideal + los
-                truth = {"arcs": arcs_k}
-                if lens is not None:
-                    truth["lens_light"] = lens[kt]
-                obs = self.instrument.observe(ideal, rng, **truth)
-                if self.lens_light == "subtracted":  # perfect removal: the light goes, its shot noise stays
-                    sub = obs.truth["lens_light"] if obs.masks is None else obs.truth["lens_light"] * ~obs.masks
-                    obs.images = obs.images - sub  # masked pixels stay zero
-                snr = arc_snr(obs.truth["arcs"], obs.variance)
-                state_k = {k: (v[keep] if isinstance(v, np.ndarray) else v) for k, v in state.items()}
-                state_k["arc_snr"] = snr.max(1)
-                post = np.nonzero(self.selection.post(state_k))[0]
-                if len(post) == 0:
-                    continue
-                pt = torch.as_tensor(post, device=self.device)
-                out_img.append(obs.images[pt])
-                out_var.append(obs.variance[pt])
-                out_mask.append(None if obs.masks is None else obs.masks[pt])
-                if keep_truth:
-                    out_arcs.append(obs.truth["arcs"][pt])
-                    if "lens_light" in obs.truth:
-                        out_lens.append(obs.truth["lens_light"][pt])
-                sel = idx[keep[post]]
-                row = {k: v[sel] for k, v in cand["p"].items()}
-                row.update({k: v[sel] for k, v in cand["extra"]["aux"].items()})
-                row.update(q=cand["extra"]["q"][sel], phi=cand["extra"]["phi"][sel],
-                           source_x=cand["beta"][sel, 0], source_y=cand["beta"][sel, 1],
-                           source_mag=cand["src_mag"][sel], magnification=mu[keep[post]],
-                           multiply_imaged=cand["inside"][sel], arc_snr=snr[post].max(1))
-                for b_i, b in enumerate(self.instrument.bands):
-                    if len(self.instrument.bands) > 1:
-                        row[f"arc_snr_{b}"] = snr[post, b_i]
-                if cand["light"] is not None:
-                    row.update({k: v[sel] for k, v in cand["light"].items()})
-                for k, v in obs.meta.items():
-                    row[k] = np.asarray(v)[post]
-                if n_los is not None:
-                    row["n_line_of_sight"] = n_los[post]
-                row["_src"] = cand["src"].take(sel)
-                rows.append(row)
-                got += len(post)
-            empty_rounds = empty_rounds + 1 if got == before else 0
-        return acc
+                empty_rounds = 0
+                for c in chunks:
+                    k = min(len(c["images"]), n - got)
+                    whole = k == len(c["images"])
+                    acc.images.append(c["images"] if whole else c["images"][:k])
+                    acc.variance.append(c["variance"] if whole else c["variance"][:k])
+                    acc.masks.append(None if c["masks"] is None else c["masks"] if whole else c["masks"][:k])
+                    if c["arcs"] is not None:
+                        acc.arcs.append(c["arcs"] if whole else c["arcs"][:k])
+                    if c["lens_light"] is not None:
+                        acc.lens_light.append(c["lens_light"] if whole else c["lens_light"][:k])
+                    row = c["row"]
+                    if not whole:
+                        row = {key: (v.take(np.arange(k)) if key == "_src" else v[:k]) for key, v in row.items()}
+                    acc.rows.append(row)
+                    got += k
+                    if _progress is not None:
+                        _progress(k)
+                    if got >= n:
+                        return acc
+        finally:
+            rounds.close()
+        return acc  # pragma: no cover - the loop returns
 
     # -- public --------------------------------------------------------------------------
     def sample(self, n: int, keep_truth: bool = True, progress: bool = False) -> LensDataset:
@@ -439,18 +530,12 @@ class Simulator:
         check_memory(2 * n * self.bytes_per_system(keep_truth), "n", n,
                      "simulate in batches with Simulator.stream(batch_size), or to disk in shards with "
                      "lenskit.scale.simulate (lenskit simulate --workers N --shard-size M)")
-        block = max(self.chunk_size * 8, 64)
-        parts = []
         bar = tqdm(total=n, desc="simulating", unit="lens") if progress else None
-        done = 0
-        while done < n:
-            k = min(block, n - done)
-            parts.append(self.simulate(k, self.rng, keep_truth))
-            done += k
+        try:
+            parts = [self.simulate(n, self.rng, keep_truth, _progress=None if bar is None else bar.update)]
+        finally:
             if bar is not None:
-                bar.update(k)
-        if bar is not None:
-            bar.close()
+                bar.close()
         table = params_table([r for part in parts for r in part.rows], self.mass_model, self.drawer.plain)
         return assemble(parts, self.instrument, table, seed=self.seed, config=self.config, keep_truth=keep_truth,
                         lens_light=bool(self.lens_light))

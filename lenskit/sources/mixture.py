@@ -31,8 +31,10 @@ class MixtureBatch(SourceBatch):
             if getattr(b, "galaxy_id", None) is not None:
                 self.galaxy_id[idx] = np.asarray(b.galaxy_id).astype(str)
 
-        self.params = QTable({"source_component": np.array([self.names[k] for k in self.component]),
-                              "source_size": self.size * u.arcsec})
+    @property
+    def params(self):  # made when asked for (once per dataset), not for every chunk
+        return QTable({"source_component": np.array([self.names[k] for k in self.component]),
+                       "source_size": self.size * u.arcsec})
 
     def take(self, index):
         index = np.arange(len(self.component))[index]

@@ -24,8 +24,11 @@ class SersicBatch(SourceBatch):
         self.I_e = 1.0 / sersic_total_flux(self.R_e, self.n)
         self.flux = np.ones(len(self.R_e))
         self.size = self.R_e
-        self.params = QTable({"source_R_e": self.R_e * u.arcsec, "source_n": self.n,
-                              "source_e1": self.e1, "source_e2": self.e2})
+
+    @property
+    def params(self):  # made when asked for (once per dataset), not for every chunk
+        return QTable({"source_R_e": self.R_e * u.arcsec, "source_n": self.n,
+                       "source_e1": self.e1, "source_e2": self.e2})
 
     def take(self, index):
         return SersicBatch(self.R_e[index], self.n[index], self.e1[index], self.e2[index])

@@ -36,10 +36,10 @@ class SersicClumpBatch(SourceBatch):
         self.I_e = self.weight / sersic_total_flux(self.R_e, self.n)
         self.size = np.asarray(size, float)
         self.flux = self.weight.sum(axis=1)
-        self.params = QTable({
-            "source_size": self.size * u.arcsec,
-            "source_n_clumps": (self.weight > 0).sum(axis=1),
-        })
+
+    @property
+    def params(self):  # made when asked for (once per dataset), not for every chunk
+        return QTable({"source_size": self.size * u.arcsec, "source_n_clumps": (self.weight > 0).sum(axis=1)})
 
     def take(self, index):
         f = ("cx", "cy", "R_e", "n", "e1", "e2", "weight")

@@ -267,10 +267,12 @@ class StampBatch(SourceBatch):
         self.flux = np.ones(len(self.stamps))
         self.galaxy_id = np.array([s.ident for s in self.stamps], dtype=object)
         self.band = 0
-        self.params = QTable({"source_id": np.array([s.ident for s in self.stamps], dtype=str),
-                              "source_size": self.size * u.arcsec,
-                              "source_angle": self.angle * u.rad})
         self._cache = {}
+
+    @property
+    def params(self):  # made when asked for (once per dataset), not for every chunk
+        return QTable({"source_id": np.array([s.ident for s in self.stamps], dtype=str),
+                       "source_size": self.size * u.arcsec, "source_angle": self.angle * u.rad})
 
     def take(self, index):
         idx = np.arange(len(self.stamps))[index]
