@@ -117,37 +117,47 @@ def _gaussian_kernels(sigma_pix, dtype, device):
     return k.to(dtype=dtype, device=device)
 
 
-def _toeplitz(kernels, n):
-    """(M, n, n) banded matrices T with T[m, i, a] = k[m, i - a + K//2] (zero outside the band)."""
+#: Rows per block of the banded products in `separable_convolve`.
+BAND_BLOCK = 32
+
+
+def _band_toeplitz(kernels, block):
+    """(M, block, block + K - 1) matrices B with B[m, r, j] = k[m, r - j + K - 1] (zero outside the band)."""
     m, k = kernels.shape
-    half = k // 2
-    i = torch.arange(n, device=kernels.device)
-    d = i.reshape(n, 1) - i.reshape(1, n) + half  # (n, n)
+    r = torch.arange(block, device=kernels.device).reshape(block, 1)
+    j = torch.arange(block + k - 1, device=kernels.device).reshape(1, -1)
+    d = r - j + (k - 1)
     valid = (d >= 0) & (d < k)
-    idx = d.clamp(0, k - 1).reshape(1, n * n).expand(m, n * n)
-    t = torch.gather(kernels, 1, idx).reshape(m, n, n)
-    return t * valid.to(kernels.dtype)
+    idx = d.clamp(0, k - 1).reshape(1, -1).expand(m, -1)
+    return torch.gather(kernels, 1, idx).reshape(m, block, block + k - 1) * valid.to(kernels.dtype)
+
+
+def _convolve_rows(stack, band, half, block):
+    """Each (H, W) plane of ``stack`` (M, H, W) convolved along H: blocks of rows times the band (zero padding)."""
+    m, h, w = stack.shape
+    nb = -(-h // block)
+    padded = F.pad(stack, (0, 0, half, half + nb * block - h))
+    windows = padded.unfold(1, block + 2 * half, block).transpose(2, 3)  # (M, blocks, block + 2 half, W)
+    return torch.matmul(band.unsqueeze(1), windows).reshape(m, nb * block, w)[:, :h]
 
 
 def separable_convolve(stack, kernels):
     """
     Convolve each (H, W) plane of ``stack`` (M, H, W) with its separable kernel (M, K); zero padding.
 
-    For stamps up to 256 pixels the two 1-D passes are done as products with
-    banded Toeplitz matrices (``T_y @ image @ T_x^T``), which BLAS runs several
-    times faster than a grouped convolution on the CPU; larger stamps use
-    ``conv2d``.
+    Each 1-D pass multiplies blocks of `BAND_BLOCK` rows (with the kernel's
+    half-width on either side) by one banded Toeplitz matrix: BLAS products,
+    several times faster on the CPU than a grouped convolution and about 2x
+    faster than products with whole (H, H) Toeplitz matrices, whose entries
+    are nearly all zero.
     """
     m, h, w = stack.shape
     k = kernels.shape[1]
-    if max(h, w) <= 256:
-        ty = _toeplitz(kernels, h)
-        tx = ty if w == h else _toeplitz(kernels, w)
-        return torch.matmul(torch.matmul(ty, stack), tx.transpose(1, 2))
-    x = stack.reshape(1, m, h, w)
-    x = F.conv2d(x, kernels.reshape(m, 1, 1, k), padding=(0, k // 2), groups=m)
-    x = F.conv2d(x, kernels.reshape(m, 1, k, 1), padding=(k // 2, 0), groups=m)
-    return x.reshape(m, h, w)
+    if k % 2 != 1:
+        raise ValueError(f"kernels must have an odd length; got {k}")
+    band = _band_toeplitz(kernels, BAND_BLOCK)
+    out = _convolve_rows(stack, band, k // 2, BAND_BLOCK)
+    return _convolve_rows(out.transpose(1, 2), band, k // 2, BAND_BLOCK).transpose(1, 2)
 
 
 def _apply_linear(obs, fn):

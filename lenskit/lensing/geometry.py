@@ -2,7 +2,30 @@
 
 import torch
 
-__all__ = ["elliptical_frame"]
+__all__ = ["elliptical_frame", "frame_angles", "offsets"]
+
+
+def frame_angles(e1, e2):
+    """
+    ``q, cos_phi, sin_phi`` of an ellipticity ``(e1, e2) = |e| (cos 2 phi, sin 2 phi)`` (torch).
+
+    ``q = (1 - |e|) / (1 + |e|)``; the angle comes from ``e`` without atan2.
+    """
+    c = torch.sqrt(e1 * e1 + e2 * e2)
+    q = (1 - c) / (1 + c)
+    c_safe = torch.where(c > 0, c, torch.ones_like(c))
+    cos2 = torch.where(c > 0, e1 / c_safe, torch.ones_like(c))
+    sin2 = torch.where(c > 0, e2 / c_safe, torch.zeros_like(c))
+    cos_phi = torch.sqrt(torch.clamp((1 + cos2) / 2, min=0))
+    sin_phi = torch.sqrt(torch.clamp((1 - cos2) / 2, min=0)) * torch.where(sin2 < 0, -1.0, 1.0).to(c.dtype)
+    return q, cos_phi, sin_phi
+
+
+def offsets(x, y, x0, y0):
+    """``(x - x0, y - y0)``, without a pass over the grid when a centre is the number 0."""
+    dx = x if isinstance(x0, (int, float)) and x0 == 0 else x - x0
+    dy = y if isinstance(y0, (int, float)) and y0 == 0 else y - y0
+    return dx, dy
 
 
 def elliptical_frame(x, y, e1, e2, x0, y0):
@@ -17,16 +40,9 @@ def elliptical_frame(x, y, e1, e2, x0, y0):
     -------
     q, cos_phi, sin_phi, xp, yp : `torch.Tensor`
     """
-    c = torch.sqrt(e1 * e1 + e2 * e2)
-    q = (1 - c) / (1 + c)
-    # cos(phi), sin(phi) from e without atan2: cos 2phi = e1/c, sin 2phi = e2/c
-    c_safe = torch.where(c > 0, c, torch.ones_like(c))
-    cos2 = torch.where(c > 0, e1 / c_safe, torch.ones_like(c))
-    sin2 = torch.where(c > 0, e2 / c_safe, torch.zeros_like(c))
-    cos_phi = torch.sqrt(torch.clamp((1 + cos2) / 2, min=0))
-    sin_phi = torch.sqrt(torch.clamp((1 - cos2) / 2, min=0)) * torch.where(sin2 < 0, -1.0, 1.0).to(c.dtype)
-    dx = x - x0
-    dy = y - y0
-    xp = cos_phi * dx + sin_phi * dy
-    yp = -sin_phi * dx + cos_phi * dy
+    q, cos_phi, sin_phi = frame_angles(e1, e2)
+    dx, dy = offsets(x, y, x0, y0)
+    # one pass over the grid each (the products of parameters and a grid row or column are small)
+    xp = torch.addcmul(cos_phi * dx, sin_phi, dy)
+    yp = torch.addcmul(-sin_phi * dx, cos_phi, dy)
     return q, cos_phi, sin_phi, xp, yp

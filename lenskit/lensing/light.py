@@ -14,7 +14,7 @@ import torch
 from scipy.special import gamma as _gamma
 from scipy.special import gammaincinv
 
-from lenskit.lensing.geometry import elliptical_frame
+from lenskit.lensing.geometry import frame_angles, offsets
 
 __all__ = ["sersic_b", "sersic_total_flux", "elliptical_radius2", "sersic", "gaussian", "elliptical_sersic"]
 
@@ -78,8 +78,13 @@ def sersic_total_flux(R_e, n, I_e=1.0):
 
 def elliptical_radius2(x, y, e1, e2, x0=0.0, y0=0.0):
     """Squared elliptical radius ``q x'**2 + y'**2 / q`` (torch)."""
-    q, _, _, xp, yp = elliptical_frame(x, y, e1, e2, x0, y0)
-    return q * xp * xp + yp * yp / q
+    q, cp, sp = frame_angles(e1, e2)
+    dx, dy = offsets(x, y, x0, y0)
+    # the rotation scaled by sqrt(q) and 1/sqrt(q): the radius is then a plain sum of squares
+    rq = torch.sqrt(q)
+    xs = (cp * rq) * dx + (sp * rq) * dy
+    ys = (cp / rq) * dy - (sp / rq) * dx
+    return torch.addcmul(xs * xs, ys, ys)
 
 
 def sersic(r2, R_e, n, b=None):
@@ -93,12 +98,13 @@ def sersic(r2, R_e, n, b=None):
     R_e, n : `torch.Tensor`
         Half-light radius and index, broadcast against ``r2``.
     """
-    if b is None:
-        b = sersic_b(n)
-    # (r/R_e)**(1/n) = exp(log(r2 / R_e**2) / (2 n)); the clamp keeps the centre finite
-    tiny = torch.finfo(r2.dtype).tiny
-    s = torch.exp(torch.log(torch.clamp(r2, min=tiny) / (R_e * R_e)) / (2 * n))
-    return torch.exp(-b * (s - 1))
+    as_t = lambda v: torch.as_tensor(v, dtype=r2.dtype, device=r2.device)  # noqa: E731
+    R_e, n = as_t(R_e), as_t(n)
+    b = as_t(sersic_b(n) if b is None else b)
+    # (r/R_e)**(1/n) = exp((log r2 - log R_e**2) / (2 n)); the clamp keeps the centre finite
+    inv2n = 1 / (2 * n)
+    s = torch.exp(torch.log(torch.clamp(r2, min=torch.finfo(r2.dtype).tiny)) * inv2n - torch.log(R_e * R_e) * inv2n)
+    return torch.exp(b - b * s)
 
 
 def gaussian(r2, sigma):

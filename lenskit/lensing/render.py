@@ -89,10 +89,10 @@ def render(deflection, params, source, x, y, pixel_scale, *, supersample=1, sour
         source's own flux it is the magnification.
     """
     ax, ay = deflection(x, y, **params)
-    bx, by = x - ax, y - ay
-    if source_offset is not None:
-        bx = bx - source_offset[0]
-        by = by - source_offset[1]
+    if source_offset is not None:  # offsets taken from the grid's row and column first: one pass each
+        bx, by = (x - source_offset[0]) - ax, (y - source_offset[1]) - ay
+    else:
+        bx, by = x - ax, y - ay
     sb = source(bx, by)
     sub_area = (float(pixel_scale) / int(supersample)) ** 2
     total = sb.reshape(*sb.shape[:-2], -1).sum(-1) * sub_area

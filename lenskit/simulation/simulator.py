@@ -33,7 +33,7 @@ from lenskit.plugins import get, plugin_module_allowed
 from lenskit.simulation.assembly import Accepted, arc_snr, assemble, params_table
 from lenskit.simulation.drawing import GENERIC_PRIORS, KNOWN_PRIORS, PRIOR_UNITS, SystemDrawer, build_priors
 from lenskit.simulation.line_of_sight import LineOfSight
-from lenskit.simulation.parallel import default_workers, pool, round_rng
+from lenskit.simulation.parallel import default_workers, pool, round_rng, tune_malloc
 from lenskit.simulation.placement import SourcePlacer
 from lenskit.simulation.rendering import StampRenderer
 from lenskit.simulation.selection import Selection, as_selection
@@ -468,6 +468,7 @@ class Simulator:
         n = check_int("n", n, minimum=0)
         workers = check_int("workers", workers, minimum=1, allow_none=True) or self.workers or default_workers()
         rng = self.rng if rng is None else rng
+        tune_malloc()
         base = int(rng.integers(0, 2**63 - 1))
         acc = Accepted()
         got, empty_rounds = 0, 0

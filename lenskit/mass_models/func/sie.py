@@ -19,9 +19,11 @@ the convergence and Hessian are capped at radius ``r_core``, so nothing is
 ever NaN or infinite.
 """
 
+import math
+
 import torch
 
-from lenskit.lensing.geometry import elliptical_frame
+from lenskit.lensing.geometry import elliptical_frame, frame_angles, offsets
 
 __all__ = ["deflection", "convergence", "potential", "hessian"]
 
@@ -54,15 +56,26 @@ def _atanh_over_f(f, t):
 
 def deflection(x, y, theta_E, e1, e2, x0, y0):
     """(alpha_x, alpha_y) in arcsec; 0 at the centre."""
-    q, cp, sp, xp, yp = elliptical_frame(x, y, e1, e2, x0, y0)
+    # written for the CPU's eager kernels: plain products and sums (a grid row times a parameter is small),
+    # no comparisons or `where` over the grid (several times slower than arithmetic there)
+    q, cp, sp = frame_angles(e1, e2)
+    dx, dy = offsets(x, y, x0, y0)
+    xp = cp * dx + sp * dy
+    yp = cp * dy - sp * dx
     f = torch.sqrt(torch.clamp(1 - q * q, min=0))
-    psi2 = q * q * xp * xp + yp * yp
-    # psi2 == 0 only where x' = y' = 0: adding 1 there keeps sqrt and its gradient finite,
-    # and the ratios below are then 0/1 = 0 (the deflection at the centre is 0)
-    psi = torch.sqrt(psi2 + (psi2 == 0).to(psi2.dtype))
+    psi2 = torch.addcmul(yp * yp, xp * xp, q * q)
+    # psi2 < eps only within ~1e-10" of the centre, where x' and y' vanish: the ratios below are then 0,
+    # and eps**-1.5 stays finite, so the gradient is 0, not NaN (the deflection at the centre is 0)
+    inv_psi = torch.rsqrt(torch.clamp(psi2, min=math.sqrt(torch.finfo(psi2.dtype).tiny)))
     b = theta_E * torch.sqrt(q)
-    axp = b * _atan_over_f(f, xp / psi)
-    ayp = b * _atanh_over_f(f, yp / psi)
+    if torch.compiler.is_compiling() or bool((f < _SERIES_F).any()):
+        axp = b * _atan_over_f(f, xp * inv_psi)
+        ayp = b * _atanh_over_f(f, yp * inv_psi)
+    else:  # f folded into the one product with the grid, b / f into one multiplication per component
+        s = inv_psi * f
+        bf = b / f
+        axp = torch.atan(xp * s) * bf
+        ayp = torch.atanh(yp * s) * bf
     return cp * axp - sp * ayp, sp * axp + cp * ayp
 
 
