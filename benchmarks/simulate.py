@@ -1,18 +1,32 @@
 """
-Simulation throughput on the CPU, printed as JSON.
+Simulation throughput through the public API, against the peers users would pick instead; JSON out.
 
-Measures images per second (median of repeats, after a warm-up) for:
+Every lenskit line times a public call (``Simulator.sample`` or
+``Simulator.stream``), as users run it.  Images per second, median of
+``--repeats`` after a warm-up:
 
-* ``hst_basic``: HST WFC3 192x192, SIE + Sérsic source + Gaussian PSF + Poisson and Gaussian noise;
-* ``hst_hezaveh2017``: the full HST recipe (clumpy sources, cosmic rays, normalisation, masks);
-* ``lsst_gri``: LSST 57x57 g, r, i with lens light and physical CCD noise (no selection);
-* ``hst_basic_2proc``: ``hst_basic`` in two processes of one thread each (``torch.poisson``
-  runs on one thread, so this is how a training data loader uses two cores);
-* ``hst_basic_compiled``: ``hst_basic`` with ``Simulator(compile=True)``;
-* ``numpy_peer``: the same physics as ``hst_basic`` written per image in NumPy/SciPy on one
-  core, the yardstick the issue asks to beat by about eight times.
+* ``hst_basic``: ``Simulator(source="sersic", instrument=HSTWFC3(effects=[GaussianPSF, PoissonNoise,
+  GaussianNoise])).sample(n)``: HST WFC3 192x192 at 0.04", SIE + Sérsic source, Gaussian PSF (rms up to
+  0.1"), Poisson noise (counts factor 100-1000) and Gaussian noise (1-10% of the peak), the
+  magnification >= 2 selection of Hezaveh et al. (2017);
+* ``hst_basic_stream``: the same through ``stream(batch_size=64)`` (what training consumes);
+* ``hst_basic_loaded``: ``hst_basic`` while another process keeps one core busy
+  (``while True: pass``), and ``loaded_over_quiet`` its ratio to the quiet figure;
+* ``hst_wfc3``: the shipped recipe, ``Simulator(source="sersic_clump", instrument="hst_wfc3")``
+  (clumpy sources, cosmic rays, normalisation, masks);
+* ``lsst_gri``: LSST 57x57 g, r, i with lens light and CCD noise, no selection;
+* ``hst_basic_compiled``: ``hst_basic`` with ``Simulator(compile=True)`` (after its compilation);
+* peers, when installed (``pip install lenskit-astro[peers]``), doing the work of ``hst_basic``
+  in the same run: ``lenstronomy_2proc`` (lenstronomy's ``ImageModel`` per image, SIE +
+  ``SERSIC_ELLIPSE``, its Gaussian PSF, NumPy Poisson and Gaussian noise, in two single-thread
+  processes), ``caustics_2threads`` (caustics' ``LensSource`` batched with ``torch.vmap``,
+  a pixelised Gaussian PSF per image, ``torch.poisson`` and Gaussian noise, two torch threads) and
+  ``numpy_peer_1core`` (the same physics written per image in NumPy and SciPy);
+* on a CUDA device, when present: ``hst_basic_cuda`` and ``lsst_gri_cuda``.
 
-Usage: ``python benchmarks/simulate.py [--n 512] [--repeats 3] [--threads 2]``
+``ratios`` divides lenskit's figures by the peers'.
+
+Usage: ``python benchmarks/simulate.py [--n 512] [--repeats 3] [--threads 2] [--no-compile] [--no-peers]``
 """
 
 import argparse
@@ -20,6 +34,8 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -30,9 +46,12 @@ from lenskit.instruments.effects import GaussianNoise, GaussianPSF, PoissonNoise
 from lenskit.instruments.hst import HSTWFC3
 from lenskit.instruments.lsst import LSST
 
+NPIX, PIX = 192, 0.04
+
 
 def rate(fn, n, repeats):
-    fn(min(n, 64))  # warm-up (kernels, banks, caches)
+    """Images per second of ``fn(n)``: median of ``repeats`` after a warm-up."""
+    fn(min(n, 64))
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -41,55 +60,130 @@ def rate(fn, n, repeats):
     return n / statistics.median(times)
 
 
-def simulator_rate(sim, n, repeats, chunk=None):
-    def run(k):
-        sim.simulate(k, keep_truth=False)
-
-    return rate(run, n, repeats)
-
-
-_WORKER = {}
-
-
-def _init_worker(compile_):
-    torch.set_num_threads(1)
-    sim = lenskit.Simulator(source="sersic", instrument=basic_hst(), seed=os.getpid(), compile=compile_)
-    sim.simulate(32, keep_truth=False)
-    _WORKER["sim"] = sim
-
-
-def _work(k):
-    sim = _WORKER["sim"]
-    sim.simulate(k, keep_truth=False)
-    return k
-
-
 def basic_hst():
     return HSTWFC3(effects=[GaussianPSF(sigma=(0.0, 0.1)), PoissonNoise(), GaussianNoise()])
 
 
-def two_process_rate(n, repeats, compile_=False):
+def sample_rate(sim, n, repeats):
+    return rate(lambda k: sim.sample(k), n, repeats)
+
+
+def stream_rate(sim, n, repeats, batch=64):
+    def run(k):
+        for _ in sim.stream(batch, steps=max(1, k // batch)):
+            pass
+
+    return rate(run, n, repeats) if n >= batch else float("nan")
+
+
+def loaded_rate(sim, n, repeats):
+    """``sample`` while another process keeps one core busy."""
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)
+        return sample_rate(sim, n, repeats)
+    finally:
+        hog.kill()
+        hog.wait()
+
+
+# ------------------------------------------------------------------------------------------- peers
+def lenstronomy_images(k, seed):
+    """``k`` hst_basic images with lenstronomy, one per ImageModel (the PSF width differs per image)."""
+    from lenstronomy.Data.imaging_data import ImageData
+    from lenstronomy.Data.psf import PSF
+    from lenstronomy.ImSim.image_model import ImageModel
+    from lenstronomy.LensModel.lens_model import LensModel
+    from lenstronomy.LightModel.light_model import LightModel
+    from lenstronomy.Util.param_util import phi_q2_ellipticity
+
+    rng = np.random.default_rng(seed)
+    lens, source = LensModel(["SIE"]), LightModel(["SERSIC_ELLIPSE"])
+    corner = -(NPIX - 1) / 2 * PIX
+    for _ in range(k):
+        data = ImageData(image_data=np.zeros((NPIX, NPIX)), transform_pix2angle=np.eye(2) * PIX,
+                         ra_at_xy_0=corner, dec_at_xy_0=corner)
+        sigma = rng.uniform(0, 0.1)
+        psf = PSF(psf_type="GAUSSIAN", fwhm=max(sigma, 1e-3) * 2.3548, truncation=4, pixel_size=PIX)
+        model = ImageModel(data, psf, lens_model_class=lens, source_model_class=source,
+                           kwargs_numerics={"supersampling_factor": 1})
+        e1, e2 = phi_q2_ellipticity(rng.uniform(0, np.pi), 1 - rng.uniform(0, 0.9))
+        kl = [dict(theta_E=rng.uniform(0.1, 3), e1=e1, e2=e2, center_x=rng.uniform(-0.25, 0.25),
+                   center_y=rng.uniform(-0.25, 0.25))]
+        s1, s2 = phi_q2_ellipticity(rng.uniform(0, np.pi), 1 - rng.uniform(0, 0.5))
+        ks = [dict(amp=1.0, R_sersic=rng.uniform(0.05, 0.8), n_sersic=rng.uniform(0.5, 4), e1=s1, e2=s2,
+                   center_x=rng.uniform(-0.3, 0.3), center_y=rng.uniform(-0.3, 0.3))]
+        img = model.image(kl, ks)
+        img = np.clip(img, 0, None) / img.max()
+        f = rng.uniform(100, 1000)
+        img = rng.poisson(img * f) / f
+        img = img + rng.normal(0, rng.uniform(0.01, 0.1), img.shape)
+    return k
+
+
+def _one_thread():
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
+
+def lenstronomy_rate(n, repeats):
     import multiprocessing as mp
 
-    with mp.get_context("spawn").Pool(2, initializer=_init_worker, initargs=(compile_,)) as pool:
-        pool.map(_work, [16, 16])
+    with mp.get_context("spawn").Pool(2, initializer=_one_thread) as pool:
+        pool.starmap(lenstronomy_images, [(4, 0), (4, 1)])  # imports and first calls
         times = []
-        for _ in range(repeats):
+        for r in range(repeats):
             t0 = time.perf_counter()
-            pool.map(_work, [n // 2, n - n // 2])
+            pool.starmap(lenstronomy_images, [(n // 2, 2 * r + 2), (n - n // 2, 2 * r + 3)])
             times.append(time.perf_counter() - t0)
     return n / statistics.median(times)
 
 
+def caustics_rate(n, repeats, batch=64):
+    import caustics
+
+    torch.manual_seed(0)
+    cosmo = caustics.FlatLambdaCDM(name="cosmo")
+    lens = caustics.SIE(cosmology=cosmo, name="lens", z_l=0.5, z_s=1.0)
+    src = caustics.Sersic(name="src")
+    psf_size = 21  # 4 sigma either side of the widest PSF (0.1" = 2.5 pixels)
+    sim = caustics.LensSource(lens=lens, source=src, pixelscale=PIX, pixels_x=NPIX, psf_shape=(psf_size, psf_size),
+                              psf=None, name="sim")
+    batched = torch.vmap(sim)
+    i = torch.arange(psf_size, dtype=torch.float32) - psf_size // 2
+
+    def uniform(lo, hi, b):
+        return torch.rand(b) * (hi - lo) + lo
+
+    def run(k):
+        for start in range(0, k, batch):
+            b = min(batch, k - start)
+            s = (uniform(0, 0.1, b) / PIX).clamp(min=1e-3)[:, None, None]
+            psf = torch.exp(-0.5 * (i[None, :, None] ** 2 + i[None, None, :] ** 2) / s**2)
+            params = [psf / psf.sum((1, 2), keepdim=True),
+                      uniform(-0.25, 0.25, b), uniform(-0.25, 0.25, b), 1 - uniform(0, 0.9, b), uniform(0, np.pi, b),
+                      uniform(0.1, 3, b),
+                      uniform(-0.3, 0.3, b), uniform(-0.3, 0.3, b), 1 - uniform(0, 0.5, b), uniform(0, np.pi, b),
+                      uniform(0.5, 4, b), uniform(0.05, 0.8, b), torch.ones(b)]
+            with torch.no_grad():
+                img = batched(params)
+                img = img.clamp(min=0) / img.amax((1, 2), keepdim=True)
+                f = uniform(100, 1000, b)[:, None, None]
+                img = torch.poisson(img * f) / f
+                img = img + torch.randn_like(img) * uniform(0.01, 0.1, b)[:, None, None]
+
+    return rate(run, n, repeats)
+
+
 def numpy_peer(n, rng):
-    """Per-image NumPy/SciPy simulator with the same physics as hst_basic (one core)."""
+    """Per-image NumPy/SciPy simulator with the physics of hst_basic (one core)."""
     from scipy.ndimage import gaussian_filter
     from scipy.special import gammaincinv
 
-    c = (np.arange(192) - 95.5) * 0.04
+    c = (np.arange(NPIX) - (NPIX - 1) / 2) * PIX
     X, Y = np.meshgrid(c, c)
     for _ in range(n):
-        th, q, phi = rng.uniform(0.5, 2), rng.uniform(0.3, 0.95), rng.uniform(0, np.pi)
+        th, q, phi = rng.uniform(0.1, 3), 1 - rng.uniform(0, 0.9), rng.uniform(0, np.pi)
         x0, y0 = rng.uniform(-0.25, 0.25, 2)
         dx, dy = X - x0, Y - y0
         xp = np.cos(phi) * dx + np.sin(phi) * dy
@@ -112,44 +206,82 @@ def numpy_peer(n, rng):
         img = img + rng.normal(0, rng.uniform(0.01, 0.1), img.shape)
 
 
+def installed(name):
+    try:
+        __import__(name)
+    except Exception:  # noqa: BLE001 - a peer that cannot import is reported as absent
+        return False
+    return True
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     ap.add_argument("--n", type=int, default=512)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
+    ap.add_argument("--no-compile", action="store_true", help="skip Simulator(compile=True)")
+    ap.add_argument("--no-peers", action="store_true", help="skip lenstronomy and caustics")
+    ap.add_argument("--no-load", action="store_true", help="skip the run beside a competing process")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    n, reps = args.n, args.repeats
 
-    results = {}
+    res, notes = {}, {}
     sim = lenskit.Simulator(source="sersic", instrument=basic_hst(), seed=1)
-    results["hst_basic"] = simulator_rate(sim, args.n, args.repeats)
-    results["hst_basic_2proc"] = two_process_rate(args.n, args.repeats)
+    res["hst_basic"] = sample_rate(sim, n, reps)
+    res["hst_basic_stream"] = stream_rate(sim, n, reps)
+    if not args.no_load:
+        res["hst_basic_loaded"] = loaded_rate(sim, n, reps)
+    res["hst_wfc3"] = sample_rate(lenskit.Simulator(source="sersic_clump", instrument="hst_wfc3", seed=1), n, reps)
+    res["lsst_gri"] = sample_rate(lenskit.Simulator(source="sersic_clump", instrument=LSST(), seed=1, selection=None),
+                                  max(n, 1024), reps)
     if not args.no_compile:
-        sim = lenskit.Simulator(source="sersic", instrument=basic_hst(), seed=1, compile=True)
-        results["hst_basic_compiled"] = simulator_rate(sim, args.n, args.repeats)
-        results["hst_basic_compiled_2proc"] = two_process_rate(args.n, args.repeats, compile_=True)
-    sim = lenskit.Simulator(source="sersic_clump", instrument="hst_wfc3", seed=1)
-    results["hst_hezaveh2017"] = simulator_rate(sim, args.n, args.repeats)
-    sim = lenskit.Simulator(source="sersic_clump", instrument=LSST(), seed=1, selection=None)
-    results["lsst_gri"] = simulator_rate(sim, args.n, args.repeats)
-    torch.set_num_threads(1)
+        res["hst_basic_compiled"] = sample_rate(lenskit.Simulator(source="sersic", instrument=basic_hst(), seed=1,
+                                                                  compile=True), n, reps)
+    if torch.cuda.is_available():
+        res["hst_basic_cuda"] = sample_rate(lenskit.Simulator(source="sersic", instrument=basic_hst(), seed=1,
+                                                              device="cuda", chunk_size=256), 4 * n, reps)
+        res["lsst_gri_cuda"] = sample_rate(lenskit.Simulator(source="sersic_clump", instrument=LSST(), seed=1,
+                                                             selection=None, device="cuda", chunk_size=1024),
+                                           8 * n, reps)
+    if not args.no_peers:
+        if installed("lenstronomy"):
+            res["lenstronomy_2proc"] = lenstronomy_rate(max(n // 4, 16), reps)
+        else:
+            notes["lenstronomy"] = "not installed (pip install lenskit-astro[peers])"
+        if installed("caustics"):
+            threads = torch.get_num_threads()
+            torch.set_num_threads(2)
+            res["caustics_2threads"] = caustics_rate(n, reps)
+            torch.set_num_threads(threads)
+        else:
+            notes["caustics"] = "not installed (pip install lenskit-astro[peers])"
     rng = np.random.default_rng(0)
-    peer_n = max(args.n // 8, 16)
-    results["numpy_peer_1core"] = rate(lambda k: numpy_peer(k, rng), peer_n, args.repeats)
+    res["numpy_peer_1core"] = rate(lambda k: numpy_peer(k, rng), max(n // 8, 16), reps)
+
+    ratios = {}
+    for peer in ("lenstronomy_2proc", "caustics_2threads", "numpy_peer_1core"):
+        if peer in res:
+            ratios[f"hst_basic_over_{peer}"] = res["hst_basic"] / res[peer]
+    ratios["hst_wfc3_over_hst_basic"] = res["hst_wfc3"] / res["hst_basic"]
+    if "hst_basic_loaded" in res:
+        ratios["loaded_over_quiet"] = res["hst_basic_loaded"] / res["hst_basic"]
     out = {
         "benchmark": "simulate",
         "unit": "images per second (median)",
-        "cpu_threads": args.threads,
+        "cpu_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "machine": platform.machine(),
+        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "torch": torch.__version__,
         "lenskit": lenskit.__version__,
-        "n_per_repeat": args.n,
-        "repeats": args.repeats,
-        "results": {k: round(v, 1) for k, v in results.items()},
-        "speedup_vs_numpy_peer": {k: round(v / results["numpy_peer_1core"], 2) for k, v in results.items()
-                                  if k.startswith("hst_basic")},
+        "peers": {name: getattr(sys.modules.get(name), "__version__", None) for name in ("lenstronomy", "caustics")
+                  if name in sys.modules},
+        "n_per_repeat": n,
+        "repeats": reps,
+        "results": {k: round(v, 1) for k, v in res.items()},
+        "ratios": {k: round(v, 2) for k, v in ratios.items()},
+        "notes": notes,
     }
     print(json.dumps(out, indent=2))
     return out

@@ -57,6 +57,19 @@ def _resolve(kind, value, iface):
     raise TypeError(f"{kind} must be a registered name or a {iface.__name__}; got {value!r}")
 
 
+def _split_chunk(c, k):
+    """A chunk of accepted systems cut into its first ``k`` and the rest."""
+    head, tail = {}, {}
+    for name, v in c.items():
+        if name == "row":
+            idx = np.arange(len(c["images"]))
+            head["row"] = {key: (x.take(idx[:k]) if key == "_src" else x[:k]) for key, x in v.items()}
+            tail["row"] = {key: (x.take(idx[k:]) if key == "_src" else x[k:]) for key, x in v.items()}
+        else:
+            head[name], tail[name] = (None, None) if v is None else (v[:k], v[k:])
+    return head, tail
+
+
 class Simulator:
     """
     Simulate strong-lens observations.
@@ -412,8 +425,13 @@ class Simulator:
             out.append(chunk)
         return out
 
-    def _rounds(self, base: int, keep_truth: bool, workers: int, want: int) -> Iterator[list[dict]]:
-        """Rounds 0, 1, 2 ... of a call, in order, computed ``workers`` at a time (see `lenskit.simulation.parallel`)."""
+    def _rounds(self, base: int, keep_truth: bool, workers: int, need) -> Iterator[list[dict]]:
+        """
+        Rounds 0, 1, 2 ... seeded from ``base``, in order, computed ``workers`` at a time (`lenskit.simulation.parallel`).
+
+        ``need()`` is the number of systems the consumer still wants; no round is started that it will most
+        likely not use (so that the workers are idle between the batches of a `stream`).
+        """
         index = 0
         if workers == 1 or self.device.type != "cpu":  # serial (a GPU runs each operation in parallel itself)
             while True:
@@ -428,9 +446,8 @@ class Simulator:
         got = done = 0
         try:
             while True:
-                # keep every worker busy, but do not start rounds the call will most likely not need
                 per_round = got / done if done else 0.0
-                while len(inflight) < workers and (not done or got + per_round * len(inflight) < want):
+                while len(inflight) < workers and (not inflight or per_round * len(inflight) < need()):
                     inflight.append(ex.submit(self._round, round_rng(base, index), keep_truth))
                     index += 1
                 chunks = inflight.popleft().result()
@@ -440,6 +457,52 @@ class Simulator:
         finally:
             for f in inflight:
                 f.cancel()
+
+    class _Flow:
+        """Accepted systems of rounds ``0, 1, 2 ...`` of one base seed, taken ``n`` at a time (leftovers kept)."""
+
+        def __init__(self, sim, base, keep_truth, workers):
+            self.sim = sim
+            self.want = 0
+            self.rounds = sim._rounds(base, keep_truth, workers, lambda: self.want)
+            self.left = deque()  # accepted chunks not yet taken
+
+        def take(self, n, progress=None):
+            acc = Accepted()
+            got, empty_rounds = 0, 0
+            try:
+                while got < n:
+                    if not self.left:
+                        self.want = n - got
+                        chunks = next(self.rounds)
+                        if not chunks:
+                            empty_rounds += 1
+                            if empty_rounds >= self.sim.max_tries:
+                                raise RuntimeError(
+                                    f"the selection {self.sim.selection!r} accepted none of the last "
+                                    f"{self.sim.max_tries} rounds of candidates ({got} of {n} accepted in all); "
+                                    f"loosen the priors or the selection")
+                            continue
+                        empty_rounds = 0
+                        self.left.extend(chunks)
+                    c = self.left.popleft()
+                    k = min(len(c["images"]), n - got)
+                    if k < len(c["images"]):
+                        c, rest = _split_chunk(c, k)
+                        self.left.appendleft(rest)
+                    for name in ("images", "variance", "masks", "arcs", "lens_light"):
+                        if name in ("images", "variance", "masks") or c[name] is not None:
+                            getattr(acc, name).append(c[name])
+                    acc.rows.append(c["row"])
+                    got += k
+                    if progress is not None:
+                        progress(k)
+            finally:
+                self.want = 0
+            return acc
+
+        def close(self):
+            self.rounds.close()
 
     def simulate(self, n: int, rng: np.random.Generator | None = None, keep_truth: bool = True,
                  workers: int | None = None, _progress=None) -> Accepted:
@@ -469,44 +532,11 @@ class Simulator:
         workers = check_int("workers", workers, minimum=1, allow_none=True) or self.workers or default_workers()
         rng = self.rng if rng is None else rng
         tune_malloc()
-        base = int(rng.integers(0, 2**63 - 1))
-        acc = Accepted()
-        got, empty_rounds = 0, 0
-        if n == 0:
-            return acc
-        rounds = self._rounds(base, keep_truth, workers, n)
+        flow = self._Flow(self, int(rng.integers(0, 2**63 - 1)), keep_truth, workers)
         try:
-            for chunks in rounds:
-                if not chunks:
-                    empty_rounds += 1
-                    if empty_rounds >= self.max_tries:
-                        raise RuntimeError(
-                            f"the selection {self.selection!r} accepted none of the last {self.max_tries} rounds "
-                            f"of candidates ({got} of {n} accepted in all); loosen the priors or the selection")
-                    continue
-                empty_rounds = 0
-                for c in chunks:
-                    k = min(len(c["images"]), n - got)
-                    whole = k == len(c["images"])
-                    acc.images.append(c["images"] if whole else c["images"][:k])
-                    acc.variance.append(c["variance"] if whole else c["variance"][:k])
-                    acc.masks.append(None if c["masks"] is None else c["masks"] if whole else c["masks"][:k])
-                    if c["arcs"] is not None:
-                        acc.arcs.append(c["arcs"] if whole else c["arcs"][:k])
-                    if c["lens_light"] is not None:
-                        acc.lens_light.append(c["lens_light"] if whole else c["lens_light"][:k])
-                    row = c["row"]
-                    if not whole:
-                        row = {key: (v.take(np.arange(k)) if key == "_src" else v[:k]) for key, v in row.items()}
-                    acc.rows.append(row)
-                    got += k
-                    if _progress is not None:
-                        _progress(k)
-                    if got >= n:
-                        return acc
+            return flow.take(n, _progress) if n else Accepted()
         finally:
-            rounds.close()
-        return acc  # pragma: no cover - the loop returns
+            flow.close()
 
     # -- public --------------------------------------------------------------------------
     def sample(self, n: int, keep_truth: bool = True, progress: bool = False) -> LensDataset:
@@ -576,19 +606,24 @@ class Simulator:
         unknown = [t for t in targets if t not in self.drawer.plain.values() and t not in self.mass_model.param_names]
         if unknown:
             raise ValueError(f"unknown target(s) {unknown}; the mass model has {list(self.mass_model.param_names)}")
+        tune_malloc()
+        flow = self._Flow(self, int(self.rng.integers(0, 2**63 - 1)), False, self.workers or default_workers())
         step = 0
-        while steps is None or step < steps:
-            acc = self.simulate(int(batch_size), keep_truth=False)
-            img, masks, rows = acc.images, acc.masks, acc.rows
-            images = torch.cat(img).to(device)
-            m = None if any(x is None for x in masks) else torch.cat(masks).to(device)
-            cols = []
-            for t in targets:
-                key = t if t in rows[0] else next(k for k, v in self.drawer.plain.items() if v == t)
-                cols.append(np.concatenate([r[key] for r in rows]))
-            y = torch.as_tensor(np.stack(cols, axis=1), dtype=torch.float32, device=device)
-            yield images, y, m
-            step += 1
+        try:
+            while steps is None or step < steps:
+                acc = flow.take(int(batch_size))
+                img, masks, rows = acc.images, acc.masks, acc.rows
+                images = torch.cat(img).to(device)
+                m = None if any(x is None for x in masks) else torch.cat(masks).to(device)
+                cols = []
+                for t in targets:
+                    key = t if t in rows[0] else next(k for k, v in self.drawer.plain.items() if v == t)
+                    cols.append(np.concatenate([r[key] for r in rows]))
+                y = torch.as_tensor(np.stack(cols, axis=1), dtype=torch.float32, device=device)
+                yield images, y, m
+                step += 1
+        finally:
+            flow.close()
 
     def __repr__(self):
         components = [c.name for c in getattr(self.mass_model, "components", [self.mass_model])]

@@ -1,0 +1,121 @@
+"""The simulator's use of the cores: worker threads, per-round seeds, chunk sizes, malloc settings."""
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.path import Path
+from scipy.ndimage import convolve1d
+
+import lenskit
+from lenskit.instruments.effects import GaussianNoise, GaussianPSF, PoissonNoise, separable_convolve
+from lenskit.instruments.hst import HSTWFC3
+from lenskit.simulation import parallel
+from lenskit.simulation.placement import SourcePlacer, _inside_any
+
+
+def basic(**kw):
+    inst = HSTWFC3(shape=(48, 48), effects=[GaussianPSF(sigma=(0.0, 0.1)), PoissonNoise(), GaussianNoise()])
+    return lenskit.Simulator(source="sersic", instrument=inst, seed=7, **kw)
+
+
+def test_systems_do_not_depend_on_the_number_of_workers():
+    a = basic(workers=1).sample(40)
+    b = basic(workers=2).sample(40)
+    c = basic(workers=3).sample(40)
+    for other in (b, c):
+        np.testing.assert_array_equal(a.images, other.images)
+        np.testing.assert_array_equal(a.noise, other.noise)
+        np.testing.assert_array_equal(a.truth["arcs"], other.truth["arcs"])
+        for col in a.params.colnames:
+            np.testing.assert_array_equal(np.asarray(a.params[col]), np.asarray(other.params[col]))
+
+
+def test_simulate_takes_one_number_from_the_generator_per_call():
+    sim = basic(workers=2)
+    rng = np.random.default_rng(3)
+    sim.simulate(10, rng)
+    ref = np.random.default_rng(3)
+    ref.integers(0, 2**63 - 1)
+    assert rng.integers(0, 2**63 - 1) == ref.integers(0, 2**63 - 1)
+    assert len(sim.simulate(0, rng)) == 0
+
+
+def test_workers_leave_the_callers_torch_threads_alone():
+    before = torch.get_num_threads()
+    basic(workers=2).sample(12)
+    assert torch.get_num_threads() == before
+    seen = parallel.pool(2).submit(torch.get_num_threads).result()
+    assert seen == 1
+    assert any(t.name.startswith("lenskit-sim") for t in threading.enumerate())
+
+
+def test_default_workers_follow_torch():
+    n = parallel.default_workers()
+    assert 1 <= n <= torch.get_num_threads()
+    assert basic().workers is None  # resolved at each call
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "2"])
+def test_bad_workers_are_refused(bad):
+    with pytest.raises((TypeError, ValueError), match="workers"):
+        basic(workers=bad)
+    with pytest.raises((TypeError, ValueError), match="workers"):
+        basic().simulate(4, workers=bad)
+
+
+def test_round_rng_is_a_pure_function_of_base_and_index():
+    a = parallel.round_rng(5, 2).random(4)
+    np.testing.assert_array_equal(a, parallel.round_rng(5, 2).random(4))
+    assert not np.array_equal(a, parallel.round_rng(5, 3).random(4))
+
+
+def test_chunk_size_follows_the_stamp_size_and_is_recorded():
+    assert lenskit.Simulator(instrument="hst_wfc3").chunk_size == 8
+    assert lenskit.Simulator(instrument="lsst").chunk_size == 32
+    assert lenskit.Simulator(instrument="hst_wfc3", supersample=2).chunk_size == 2
+    sim = lenskit.Simulator(instrument="lsst")
+    assert lenskit.Simulator.from_config(sim.config).chunk_size == 32
+    assert lenskit.Simulator(instrument="lsst", chunk_size=4).chunk_size == 4
+
+
+def test_tune_malloc_respects_an_opt_out(monkeypatch):
+    monkeypatch.setattr(parallel, "_TUNED", None)
+    monkeypatch.setenv("LENSKIT_TUNE_MALLOC", "0")
+    assert parallel.tune_malloc() is False
+    monkeypatch.setattr(parallel, "_TUNED", None)
+    monkeypatch.delenv("LENSKIT_TUNE_MALLOC")
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")  # the user's own choice wins
+    assert parallel.tune_malloc() is False
+
+
+def test_banded_convolution_matches_scipy_for_asymmetric_kernels():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3, 70, 45))
+    k = rng.uniform(size=(3, 9))
+    out = separable_convolve(torch.as_tensor(x), torch.as_tensor(k)).numpy()
+    for m in range(3):
+        # separable_convolve is a convolution (kernel flipped), zero outside the image
+        ref = convolve1d(convolve1d(x[m], k[m], axis=0, mode="constant"), k[m], axis=1, mode="constant")
+        np.testing.assert_allclose(out[m], ref, atol=1e-12)
+    with pytest.raises(ValueError, match="odd"):
+        separable_convolve(torch.zeros(1, 8, 8), torch.ones(1, 4))
+
+
+def test_point_in_polygon_agrees_with_matplotlib():
+    sie = lenskit.get("mass_model", "sie")()
+    rng = np.random.default_rng(2)
+    n = 40
+    p = {"theta_E": rng.uniform(0.3, 2, n), "e1": rng.uniform(-0.45, 0.45, n), "e2": rng.uniform(-0.45, 0.45, n),
+         "x0": rng.uniform(-0.2, 0.2, n), "y0": rng.uniform(-0.2, 0.2, n)}
+    caustic, cut = sie.multiple_image_regions(n=96, **p)
+    pts = rng.uniform(-2.5, 2.5, (n, 300, 2))
+    mine = _inside_any(np.stack([caustic, cut], 1), pts)
+    ref = np.array([[Path(caustic[i]).contains_point(q) or Path(cut[i]).contains_point(q) for q in pts[i]]
+                    for i in range(n)])
+    assert np.mean(mine != ref) < 1e-3  # points on an edge may go either way
+    # placed sources lie in the region grown by at most the margin
+    extra = {"theta_E": p["theta_E"], "x0": p["x0"], "y0": p["y0"]}
+    beta, inside = SourcePlacer(sie, caustic_margin=0.0).place(p, extra, rng)
+    assert inside.all()
