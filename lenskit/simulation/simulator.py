@@ -504,8 +504,13 @@ class Simulator:
         def close(self):
             self.rounds.close()
 
+    def _flow(self, rng, keep_truth, workers=None):
+        """A new flow of rounds whose base seed is one number from ``rng``."""
+        tune_malloc()
+        return self._Flow(self, int(rng.integers(0, 2**63 - 1)), keep_truth, workers or self.workers or default_workers())
+
     def simulate(self, n: int, rng: np.random.Generator | None = None, keep_truth: bool = True,
-                 workers: int | None = None, _progress=None) -> Accepted:
+                 workers: int | None = None) -> Accepted:
         """
         Simulate ``n`` accepted systems without assembling a dataset: the raw tensors, chunk by chunk.
 
@@ -529,12 +534,10 @@ class Simulator:
         `~lenskit.simulation.assembly.Accepted`
         """
         n = check_int("n", n, minimum=0)
-        workers = check_int("workers", workers, minimum=1, allow_none=True) or self.workers or default_workers()
-        rng = self.rng if rng is None else rng
-        tune_malloc()
-        flow = self._Flow(self, int(rng.integers(0, 2**63 - 1)), keep_truth, workers)
+        workers = check_int("workers", workers, minimum=1, allow_none=True)
+        flow = self._flow(self.rng if rng is None else rng, keep_truth, workers)
         try:
-            return flow.take(n, _progress) if n else Accepted()
+            return flow.take(n) if n else Accepted()
         finally:
             flow.close()
 
@@ -563,7 +566,11 @@ class Simulator:
                      "lenskit.scale.simulate (lenskit simulate --workers N --shard-size M)")
         bar = tqdm(total=n, desc="simulating", unit="lens") if progress else None
         try:
-            parts = [self.simulate(n, self.rng, keep_truth, _progress=None if bar is None else bar.update)]
+            flow = self._flow(self.rng, keep_truth)
+            try:
+                parts = [flow.take(n, None if bar is None else bar.update)]
+            finally:
+                flow.close()
         finally:
             if bar is not None:
                 bar.close()
@@ -606,8 +613,7 @@ class Simulator:
         unknown = [t for t in targets if t not in self.drawer.plain.values() and t not in self.mass_model.param_names]
         if unknown:
             raise ValueError(f"unknown target(s) {unknown}; the mass model has {list(self.mass_model.param_names)}")
-        tune_malloc()
-        flow = self._Flow(self, int(self.rng.integers(0, 2**63 - 1)), False, self.workers or default_workers())
+        flow = self._flow(self.rng, False)
         step = 0
         try:
             while steps is None or step < steps:
