@@ -48,6 +48,18 @@ class SersicClumpBatch(SourceBatch):
     @staticmethod
     def kernel(bx, by, cx, cy, e1, e2, R_e, n, b, I_e):
         # clumps along dimension 1: (N, K, 1, ...) against coordinates (N, 1, ...)
+        if not torch.compiler.is_compiling() and bx.dim() >= 2:
+            nk = I_e.shape[:2]
+            w = I_e.reshape(nk)
+            if bool((w == 0).any()):  # galaxies with fewer clumps than K: evaluate only the clumps that are there
+                g, k = torch.nonzero(w, as_tuple=True)
+                shape = (-1,) + (1,) * (bx.dim() - 1)
+
+                def pick(t):
+                    return t.reshape(nk)[g, k].reshape(shape)
+
+                each = elliptical_sersic(bx[g], by[g], *(pick(t) for t in (e1, e2, cx, cy, R_e, n, b, I_e)))
+                return torch.zeros_like(bx).index_add_(0, g, each)
         bx, by = bx.unsqueeze(1), by.unsqueeze(1)
         return elliptical_sersic(bx, by, e1, e2, cx, cy, R_e, n, b, I_e).sum(1)
 
