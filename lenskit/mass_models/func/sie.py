@@ -23,34 +23,20 @@ import math
 
 import torch
 
-from lenskit.lensing.geometry import elliptical_frame, frame_angles, offsets
+from lenskit.lensing.geometry import elliptical_frame
 
 __all__ = ["deflection", "convergence", "potential", "hessian"]
 
 _SERIES_F = 1e-2  # below this f = sqrt(1 - q^2) the q -> 1 series is used
 
 
-def _atan_over_f(f, t):
-    """arctan(f t) / f, continuous at f = 0."""
+def _over_f(fn, sign, f, t):
+    """``fn(f t) / f`` (``fn`` arctan with ``sign`` -1, artanh with +1), continuous at f = 0 by its series."""
     small = f < _SERIES_F
-    if not torch.compiler.is_compiling() and not bool(small.any()):
-        return torch.atan(f * t) / f
     f_safe = torch.where(small, torch.ones_like(f), f)
-    direct = torch.atan(f_safe * t) / f_safe
+    direct = fn(f_safe * t) / f_safe
     f2t2 = (f * t) ** 2
-    series = t * (1 - f2t2 / 3 + f2t2 * f2t2 / 5)
-    return torch.where(small, series, direct)
-
-
-def _atanh_over_f(f, t):
-    """artanh(f t) / f, continuous at f = 0 (|f t| < 1 always holds for q > 0)."""
-    small = f < _SERIES_F
-    if not torch.compiler.is_compiling() and not bool(small.any()):
-        return torch.atanh(f * t) / f
-    f_safe = torch.where(small, torch.ones_like(f), f)
-    direct = torch.atanh(f_safe * t) / f_safe
-    f2t2 = (f * t) ** 2
-    series = t * (1 + f2t2 / 3 + f2t2 * f2t2 / 5)
+    series = t * (1 + sign * f2t2 / 3 + f2t2 * f2t2 / 5)
     return torch.where(small, series, direct)
 
 
@@ -58,10 +44,7 @@ def deflection(x, y, theta_E, e1, e2, x0, y0):
     """(alpha_x, alpha_y) in arcsec; 0 at the centre."""
     # written for the CPU's eager kernels: plain products and sums (a grid row times a parameter is small),
     # no comparisons or `where` over the grid (several times slower than arithmetic there)
-    q, cp, sp = frame_angles(e1, e2)
-    dx, dy = offsets(x, y, x0, y0)
-    xp = cp * dx + sp * dy
-    yp = cp * dy - sp * dx
+    q, cp, sp, xp, yp = elliptical_frame(x, y, e1, e2, x0, y0)
     f = torch.sqrt(torch.clamp(1 - q * q, min=0))
     psi2 = torch.addcmul(yp * yp, xp * xp, q * q)
     # psi2 < eps only within ~1e-10" of the centre, where x' and y' vanish: the ratios below are then 0,
@@ -69,8 +52,8 @@ def deflection(x, y, theta_E, e1, e2, x0, y0):
     inv_psi = torch.rsqrt(torch.clamp(psi2, min=math.sqrt(torch.finfo(psi2.dtype).tiny)))
     b = theta_E * torch.sqrt(q)
     if torch.compiler.is_compiling() or bool((f < _SERIES_F).any()):
-        axp = b * _atan_over_f(f, xp * inv_psi)
-        ayp = b * _atanh_over_f(f, yp * inv_psi)
+        axp = b * _over_f(torch.atan, -1, f, xp * inv_psi)
+        ayp = b * _over_f(torch.atanh, 1, f, yp * inv_psi)
     else:  # f folded into the one product with the grid, b / f into one multiplication per component
         s = inv_psi * f
         bf = b / f
