@@ -70,10 +70,11 @@ def sample_rate(sim, n, repeats):
 
 def stream_rate(sim, n, repeats, batch=64):
     def run(k):
-        for _ in sim.stream(batch, steps=max(1, k // batch)):
+        b = min(batch, k)
+        for _ in sim.stream(b, steps=k // b):
             pass
 
-    return rate(run, n, repeats) if n >= batch else float("nan")
+    return rate(run, n, repeats)
 
 
 def loaded_rate(sim, n, repeats):

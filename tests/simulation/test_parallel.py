@@ -119,3 +119,25 @@ def test_point_in_polygon_agrees_with_matplotlib():
     extra = {"theta_E": p["theta_E"], "x0": p["x0"], "y0": p["y0"]}
     beta, inside = SourcePlacer(sie, caustic_margin=0.0).place(p, extra, rng)
     assert inside.all()
+
+
+def test_clumpy_source_evaluates_the_clumps_each_galaxy_has():
+    """Galaxies with fewer clumps than the batch's widest take the path over present clumps only; the brightness
+    is each galaxy's clumps summed, evaluated one by one with the shared profile."""
+    from lenskit.lensing.light import elliptical_sersic
+
+    batch = lenskit.get("source", "sersic_clump")().sample(8, np.random.default_rng(0))
+    counts = (batch.weight > 0).sum(1)
+    assert counts.min() < batch.weight.shape[1]  # the path under test is taken
+    c = (torch.arange(40, dtype=torch.float64) - 19.5) * 0.02
+    x = c.reshape(1, 1, -1).expand(8, 40, 40).contiguous()
+    y = c.reshape(1, -1, 1).expand(8, 40, 40).contiguous()
+    got = batch.brightness(x, y)
+    for g in range(8):
+        ref = torch.zeros(40, 40, dtype=torch.float64)
+        for k in np.nonzero(batch.weight[g])[0]:
+            t = {a: torch.tensor(float(getattr(batch, a)[g, k]), dtype=torch.float64)
+                 for a in ("cx", "cy", "e1", "e2", "R_e", "n", "b", "I_e")}
+            ref += elliptical_sersic(x[g], y[g], t["e1"], t["e2"], t["cx"], t["cy"], t["R_e"], t["n"], t["b"],
+                                     t["I_e"])
+        torch.testing.assert_close(got[g], ref, rtol=1e-10, atol=0)
