@@ -23,10 +23,14 @@ class SourcePlacer:
         self.caustic_margin = float(caustic_margin)
         self.mass_names = list(mass_model.param_names)
 
-    def regions(self, p):
-        """Per system, the polygons bounding the multiply-imaged region."""
+    def closed_regions(self, p):
+        """The mass model's closed-form ``(caustic, cut)`` for all systems, each (n, 96, 2), or None."""
+        return self.mass_model.multiple_image_regions(n=96, **{k: p[k] for k in self.mass_names})
+
+    def regions(self, p, closed=...):
+        """Per system, the polygons bounding the multiply-imaged region (``closed``: `closed_regions` if known)."""
         n = len(next(iter(p.values())))
-        closed = self.mass_model.multiple_image_regions(n=96, **{k: p[k] for k in self.mass_names})
+        closed = self.closed_regions(p) if closed is ... else closed
         if closed is not None:  # the model has them in closed form, for all systems at once
             caustic, cut = closed
             return [[caustic[i], cut[i]] for i in range(n)]
@@ -41,11 +45,10 @@ class SourcePlacer:
     def place(self, p, extra, rng):
         """``(positions (n, 2) arcsec, whether each is inside the multiply-imaged region)``."""
         n = len(extra["theta_E"])
-        closed = self.mass_model.multiple_image_regions(n=96, **{k: p[k] for k in self.mass_names})
+        closed = self.closed_regions(p)
         if closed is not None and n and all(np.all(np.isfinite(poly)) for poly in closed):
             return self._place_all(np.stack(closed, 1), extra, rng)
-        regions = self.regions(p) if closed is None else [[closed[0][i], closed[1][i]] for i in range(n)]
-        return self._place_each(regions, extra, rng)
+        return self._place_each(self.regions(p, closed), extra, rng)
 
     def _place_all(self, polys, extra, rng, tries=4):
         """
