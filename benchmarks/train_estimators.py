@@ -189,6 +189,10 @@ def main(argv=None):
     ap.add_argument("--pearson-sources", type=float, default=0.0, metavar="FRACTION",
                     help="this fraction of the training sources are Pearson et al.'s Sérsic galaxies (n ~ N(4, 1)), "
                          "the rest the usual mixture; default 0 (1: their sources only, as they trained)")
+    ap.add_argument("--robust", action="store_true",
+                    help="LSST / Euclid: train on presets.robust (per-image Moffat PSFs, wide lens-light population "
+                         "with discs, twists and colour gradients, centring errors, line-of-sight galaxies) instead "
+                         "of the survey defaults; the test sets are the same")
     ap.add_argument("--tta", default="8", help="also measure with test-time augmentation over these numbers of grid "
                                               "symmetries (comma-separated from 2, 4, 8; 'none' to skip)")
     ap.add_argument("--first-stride", type=int, choices=[1, 2], default=None,
@@ -200,6 +204,8 @@ def main(argv=None):
         ap.error(f"--tta must be comma-separated integers from 2, 4, 8 or 'none'; got {args.tta!r}")
     if any(n not in (2, 4, 8) for n in ttas):
         ap.error(f"--tta values must be 2, 4 or 8; got {args.tta!r}")
+    if args.robust and args.name == "hst_wfc3":
+        ap.error("--robust: the robust preset covers the survey instruments (lsst_gri, euclid_vis)")
     if args.no_lens_light and args.name == "hst_wfc3":
         ap.error("--no-lens-light: the HST estimator is already trained without lens light (as Hezaveh et al.)")
     if not 0.0 <= args.pearson_sources <= 1.0:
@@ -234,7 +240,10 @@ def main(argv=None):
         src = training_source(args.pearson_sources)
         for s in src.sources:  # prepare real stamps once, before worker processes fork
             getattr(s, "stamps", None)
-        sim = lenskit.Simulator(source=src, instrument=inst, seed=2017, **train_light)
+        if args.robust:
+            sim = presets.robust(SURVEY[args.name], source=src, seed=2017, **train_light)
+        else:
+            sim = lenskit.Simulator(source=src, instrument=inst, seed=2017, **train_light)
         val = lenskit.Simulator(source=test_source(), instrument=instrument(args.name, test=True), seed=7,
                                 split=None, **light).sample(256)
         steps = args.steps or 10**6  # time-limited: the schedule anneals by wall time

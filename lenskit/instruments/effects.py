@@ -28,7 +28,7 @@ from lenskit.core.validation import as_float
 from lenskit.lensing.convolution import fft_convolve
 
 __all__ = [
-    "Observation", "Effect", "GaussianPSF", "ImagePSF", "PoissonNoise", "GaussianNoise",
+    "Observation", "Effect", "GaussianPSF", "MoffatPSF", "ImagePSF", "PoissonNoise", "GaussianNoise",
     "CosmicRays", "Normalize", "CircularMasks", "CCDNoise", "torch_generator",
 ]
 
@@ -245,6 +245,121 @@ class GaussianPSF(Effect):
 
     def to_config(self):
         return {"effect": self.name, "sigma": _prior_config(self.sigma), "fwhm": self.fwhm}
+
+
+def moffat_kernels(fwhm_pix, beta, e1=None, e2=None, half=None, oversample=3):
+    """
+    Pixel-integrated, unit-sum Moffat kernels: I(r) proportional to (1 + (r / alpha)^2)^-beta.
+
+    Parameters
+    ----------
+    fwhm_pix, beta : array (M,)
+        FWHM in pixels and the wing index (large beta tends to a Gaussian; 2.5-4.7 for ground-based seeing).
+    e1, e2 : array (M,), optional
+        Ellipticity components (1 - q) / (1 + q) of the kernel's isophotes, at the FWHM kept as the
+        geometric mean of the axes.
+    half : int, optional
+        Half-width of the (2 half + 1)-pixel square kernels.  Default: 3 FWHM of the widest.
+    oversample : int
+        Odd number of sub-pixels per pixel side over which each pixel is integrated.
+
+    Returns
+    -------
+    `torch.Tensor` (M, 2 half + 1, 2 half + 1), float64
+    """
+    fwhm = torch.as_tensor(np.asarray(fwhm_pix, dtype=float), dtype=torch.float64)
+    beta = torch.as_tensor(np.asarray(beta, dtype=float), dtype=torch.float64)
+    m = fwhm.shape[0]
+    if oversample % 2 != 1:
+        raise ValueError(f"oversample must be odd (sub-pixels centred on the pixel); got {oversample}")
+    if half is None:
+        half = max(1, int(math.ceil(3 * float(fwhm.max())))) if m else 1
+    s = int(oversample)
+    g = (torch.arange((2 * half + 1) * s, dtype=torch.float64) - ((2 * half + 1) * s - 1) / 2) / s
+    x, y = g.reshape(1, 1, -1), g.reshape(1, -1, 1)
+    if e1 is not None:
+        e1 = torch.as_tensor(np.asarray(e1, dtype=float), dtype=torch.float64).reshape(-1, 1, 1)
+        e2 = torch.as_tensor(np.asarray(e2, dtype=float), dtype=torch.float64).reshape(-1, 1, 1)
+        c = torch.sqrt(e1 * e1 + e2 * e2).clamp(max=0.95)
+        q = (1 - c) / (1 + c)
+        phi = 0.5 * torch.atan2(e2, e1)
+        xr = x * torch.cos(phi) + y * torch.sin(phi)
+        yr = -x * torch.sin(phi) + y * torch.cos(phi)
+        r2 = xr * xr * q + yr * yr / q
+    else:
+        r2 = x * x + y * y
+    b = beta.reshape(-1, 1, 1)
+    alpha = fwhm.reshape(-1, 1, 1) / (2 * torch.sqrt(2 ** (1 / b) - 1))
+    k = (1 + r2 / (alpha * alpha)) ** (-b)
+    k = F.avg_pool2d(k.unsqueeze(1), s).squeeze(1) if s > 1 else k
+    return k / k.sum((-2, -1), keepdim=True)
+
+
+class MoffatPSF(Effect):
+    """
+    Moffat point-spread functions drawn per image: ground-based seeing with its wings.
+
+    Parameters
+    ----------
+    fwhm : prior
+        FWHM in arcsec, drawn per image (for example ``(0.55, 0.95)`` for LSST).
+    beta : prior
+        The wing index, drawn per image; default 2.5-4.7 (Trujillo et al. 2001's range for
+        atmospheric turbulence).  Large values approach a Gaussian.
+    ellipticity : prior
+        (1 - q) / (1 + q) of the PSF's isophotes, drawn per image in a random direction; default 0 (round).
+    band_scatter : float
+        Relative rms of each band's FWHM about the image's (seeing differs between exposures).  Default 0.
+
+    Each kernel is integrated over pixels; flux leaving the stamp is lost
+    (zero padding), as on a detector.  The FWHM drawn is recorded per image as
+    ``psf_fwhm`` (its mean over the bands).
+    """
+
+    name = "moffat_psf"
+
+    def __init__(self, fwhm=(0.6, 0.9), beta=(2.5, 4.7), ellipticity=0.0, band_scatter=0.0):
+        self.fwhm = as_prior(fwhm, "fwhm", u.arcsec)
+        self.beta = as_prior(beta, "beta")
+        self.ellipticity = as_prior(ellipticity, "ellipticity")
+        self.band_scatter = as_float(band_scatter, "band_scatter")
+        if not self.band_scatter >= 0:
+            raise ValueError(f"band_scatter must be >= 0; got {band_scatter}")
+
+    def draw(self, n, nb, rng):
+        """FWHM (n, bands) in arcsec, beta (n,) and ellipticity components (n,) of n images."""
+        fwhm = self.fwhm.sample(rng, n)
+        if np.any(~(fwhm > 0)):
+            raise ValueError("fwhm must be > 0 arcsec")
+        beta = self.beta.sample(rng, n)
+        if np.any(~(beta > 1)):
+            raise ValueError("beta must be > 1 (a Moffat profile of finite flux)")
+        ell = np.abs(self.ellipticity.sample(rng, n))
+        ang = rng.uniform(0, np.pi, n)
+        fb = fwhm[:, None] * np.clip(1 + self.band_scatter * rng.normal(size=(n, nb)), 0.5, 1.5)
+        return fb, beta, ell * np.cos(2 * ang), ell * np.sin(2 * ang)
+
+    def __call__(self, obs, rng):
+        n, nb, h, w = obs.images.shape
+        fb, beta, e1, e2 = self.draw(n, nb, rng)
+        pix = obs.pixel_scale
+        half = int(min(max(h, w) // 2, max(1, math.ceil(3 * fb.max() / pix))))
+        rep = lambda a: np.repeat(a, nb)  # noqa: E731
+        kern = moffat_kernels(fb.reshape(-1) / pix, rep(beta), rep(e1), rep(e2), half=half)
+        kern = kern.reshape(n, nb, 2 * half + 1, 2 * half + 1)
+        parts = 1 + sum(v is not obs.images for v in obs.truth.values())
+
+        def fn(stack):
+            return fft_convolve(stack, kern.to(stack.dtype).repeat(parts, 1, 1, 1))
+
+        _apply_linear(obs, fn)
+        obs.meta["psf_fwhm"] = fb.mean(1)
+        obs.meta["psf_beta"] = beta
+        return obs
+
+    def to_config(self):
+        return {"effect": self.name, "fwhm": _prior_config(self.fwhm), "beta": _prior_config(self.beta),
+                "ellipticity": _prior_config(self.ellipticity), "band_scatter": self.band_scatter}
 
 
 class ImagePSF(Effect):

@@ -150,9 +150,8 @@ class LSST(Camera):
             stack = mode == "stack"
             nv = int(args["n_visits"]) * (int(n_epochs) if stack else 1)
             seeing = EpochSeeing(float(args["seeing"]), seeing_scatter, n_epochs, "worst" if stack else "best")
-            inst = cls(**{**args, "n_visits": nv})
-            inst.effects[0] = GaussianPSF(sigma=seeing)
-            inst.psf_fwhm = float(args["seeing"])
-            inst.mode = mode
-            return inst
+            default = cls(**{**args, "n_visits": nv})
+            # the PSF passed to the constructor (not swapped in afterwards), so that the instrument's config
+            # records it and Simulator.from_config rebuilds the epoch seeing
+            return cls(**{**args, "n_visits": nv}, effects=[GaussianPSF(sigma=seeing), *default.effects[1:]])
         return cls(**args)

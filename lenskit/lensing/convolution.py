@@ -1,6 +1,7 @@
 """Convolution of image stacks (torch kernels)."""
 
 import torch
+from scipy.fft import next_fast_len
 
 __all__ = ["fft_convolve"]
 
@@ -20,7 +21,7 @@ def fft_convolve(images, kernel):
         raise ValueError(f"kernel must have odd sizes (centred); got shape {tuple(kernel.shape)}")
     h, w = images.shape[-2:]
     kh, kw = kernel.shape[-2:]
-    ph, pw = h + kh - 1, w + kw - 1
+    ph, pw = next_fast_len(h + kh - 1, real=True), next_fast_len(w + kw - 1, real=True)  # 2, 3, 5-smooth sizes
     fi = torch.fft.rfft2(images, s=(ph, pw))
     fk = torch.fft.rfft2(kernel.to(device=images.device, dtype=images.dtype), s=(ph, pw))
     full = torch.fft.irfft2(fi * fk, s=(ph, pw))

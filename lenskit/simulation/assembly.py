@@ -16,7 +16,8 @@ __all__ = ["Accepted", "arc_snr", "params_table", "assemble"]
 
 #: Units of the table's columns that are not mass parameters.
 COLUMN_UNITS = {"theta_E": u.arcsec, "x0": u.arcsec, "y0": u.arcsec, "source_x": u.arcsec, "source_y": u.arcsec,
-                "light_R_e": u.arcsec, "psf_fwhm": u.arcsec, "phi": u.rad, "source_mag": u.mag,
+                "light_R_e": u.arcsec, "light_disc_R_e": u.arcsec, "light_dx": u.arcsec, "light_dy": u.arcsec,
+                "psf_fwhm": u.arcsec, "phi": u.rad, "source_mag": u.mag,
                 "lens_mag": u.mag, "sigma_v": u.km / u.s}
 
 

@@ -10,10 +10,11 @@ systems.
 import astropy.units as u
 import numpy as np
 
-from lenskit.core.priors import Normal, Uniform, as_prior
+from lenskit.core.priors import Fixed, Normal, Uniform, as_prior
 from lenskit.core.validation import as_float
 
-__all__ = ["SystemDrawer", "build_priors", "GENERIC_PRIORS", "KNOWN_PRIORS", "PRIOR_UNITS", "plain_names"]
+__all__ = ["SystemDrawer", "build_priors", "GENERIC_PRIORS", "KNOWN_PRIORS", "PRIOR_UNITS", "DISC_PRIORS",
+           "plain_names"]
 
 #: Priors that do not depend on the instrument.
 GENERIC_PRIORS = {
@@ -21,13 +22,24 @@ GENERIC_PRIORS = {
     "light_q_ratio": Normal(1.02, 0.12, 0.5, 2.0),  # q_mass / q_light (Pearson et al. 2019)
     "light_dphi": Normal(0.0, 10.0),         # degrees, light minus mass angle (Pearson et al. 2019)
     "colour_scatter": 0.1,                   # mag rms about the instrument's typical colours
+    # a second, exponential lens-light component (a disc; none by default) and a light-mass offset
+    "light_disc_fraction": 0.0,              # of the reference band's lens flux
+    "light_disc_R_e_ratio": Uniform(1.0, 3.0),  # disc R_e / bulge R_e
+    "light_disc_q": Uniform(0.3, 1.0),       # the disc's axis ratio
+    "light_twist": Normal(0.0, 20.0),        # degrees, disc minus bulge angle (an isophote twist)
+    "light_disc_blueness": Uniform(0.0, 1.0),  # disc colours from the lens's (0) to the source's (1): a gradient
+    "light_offset": 0.0,                     # arcsec, light centre from the mass centre (random direction)
 }
+#: The priors of the lens light's second component (drawn only when ``light_disc_fraction`` is not zero).
+DISC_PRIORS = ("light_disc_fraction", "light_disc_R_e_ratio", "light_disc_q", "light_twist", "light_disc_blueness")
 KNOWN_PRIORS = {"theta_E", "ellipticity", "x0", "y0", "gamma", "lens_mag", "source_mag", "light_R_e",
-                "light_n", "light_q_ratio", "light_dphi", "colour_scatter"}
+                "light_n", "light_q_ratio", "light_dphi", "colour_scatter", *DISC_PRIORS, "light_offset"}
 #: The unit of each known prior (Quantities are converted to it; plain numbers are taken to be in it).
 PRIOR_UNITS = {"theta_E": u.arcsec, "x0": u.arcsec, "y0": u.arcsec, "light_R_e": u.arcsec, "lens_mag": u.mag,
                "source_mag": u.mag, "light_dphi": u.deg, "colour_scatter": u.mag, "ellipticity": u.one,
-               "gamma": u.one, "light_n": u.one, "light_q_ratio": u.one}
+               "gamma": u.one, "light_n": u.one, "light_q_ratio": u.one, "light_disc_fraction": u.one,
+               "light_disc_R_e_ratio": u.one, "light_disc_q": u.one, "light_twist": u.deg,
+               "light_disc_blueness": u.one, "light_offset": u.arcsec}
 #: Mass parameters every simulator draws without a prior of their own.
 GENERIC_MASS = ("theta_E", "e1", "e2", "x0", "y0", "gamma1", "gamma2")
 
@@ -113,8 +125,24 @@ class SystemDrawer:
         extra = {"q": q, "phi": phi, "theta_E": theta_E, "x0": x0, "y0": y0, "aux": aux}
         return p, extra
 
+    @staticmethod
+    def _is_zero(prior):
+        return isinstance(prior, Fixed) and prior.value == 0
+
+    @property
+    def has_disc(self):
+        """Whether the lens light has a second, exponential component (``light_disc_fraction`` not zero)."""
+        return not self._is_zero(self.priors["light_disc_fraction"])
+
     def light(self, n, rng, q_mass, phi_mass):
-        """Lens-light shape and magnitude (dict of arrays (n,)), misaligned from the mass when asked."""
+        """
+        Lens-light shape and magnitude (dict of arrays (n,)), misaligned from the mass when asked.
+
+        With a disc (`has_disc`) also ``light_disc_fraction``, ``light_disc_R_e``, ``light_disc_e1``,
+        ``light_disc_e2`` and ``light_disc_blueness``; with a ``light_offset`` prior, ``light_dx`` and
+        ``light_dy`` (arcsec, light centre minus mass centre).  Nothing more is drawn without them, so the
+        default population's random numbers are unchanged.
+        """
         pr = self.priors
         if self.misalignment:
             q_l = np.clip(q_mass / pr["light_q_ratio"].sample(rng, n), 0.05, 1.0)
@@ -122,9 +150,39 @@ class SystemDrawer:
         else:
             q_l, phi_l = q_mass, phi_mass
         c = (1 - q_l) / (1 + q_l)
-        return {"light_e1": c * np.cos(2 * phi_l), "light_e2": c * np.sin(2 * phi_l),
-                "light_R_e": pr["light_R_e"].sample(rng, n), "light_n": pr["light_n"].sample(rng, n),
-                "lens_mag": pr["lens_mag"].sample(rng, n)}
+        out = {"light_e1": c * np.cos(2 * phi_l), "light_e2": c * np.sin(2 * phi_l),
+               "light_R_e": pr["light_R_e"].sample(rng, n), "light_n": pr["light_n"].sample(rng, n),
+               "lens_mag": pr["lens_mag"].sample(rng, n)}
+        if self.has_disc:
+            frac = np.clip(pr["light_disc_fraction"].sample(rng, n), 0.0, 1.0)
+            q_d = np.clip(pr["light_disc_q"].sample(rng, n), 0.05, 1.0)
+            phi_d = phi_l + np.deg2rad(pr["light_twist"].sample(rng, n))
+            c_d = (1 - q_d) / (1 + q_d)
+            out.update(light_disc_fraction=frac,
+                       light_disc_R_e=out["light_R_e"] * np.clip(pr["light_disc_R_e_ratio"].sample(rng, n), 0.05, None),
+                       light_disc_e1=c_d * np.cos(2 * phi_d), light_disc_e2=c_d * np.sin(2 * phi_d),
+                       light_disc_blueness=pr["light_disc_blueness"].sample(rng, n))
+        if not self._is_zero(pr["light_offset"]):
+            r = np.abs(pr["light_offset"].sample(rng, n))
+            a = rng.uniform(0, 2 * np.pi, n)
+            out.update(light_dx=r * np.cos(a), light_dy=r * np.sin(a))
+        return out
+
+    def lens_fluxes(self, light, rng):
+        """
+        The lens light's band fluxes: (n, bands) for one component, (n, 2, bands) for bulge and disc.
+
+        The disc takes ``light_disc_fraction`` of the reference band's flux; its colours lie between the
+        lens's and the source's typical colours by ``light_disc_blueness`` (a colour gradient: bluer outside).
+        """
+        flux, _ = self.band_fluxes(light["lens_mag"], "lens", rng)
+        if "light_disc_fraction" not in light:
+            return flux
+        inst = self.instrument
+        shift = inst.colour_offsets("source") - inst.colour_offsets("lens")
+        f = light["light_disc_fraction"][:, None]
+        disc = f * flux * 10 ** (-0.4 * light["light_disc_blueness"][:, None] * shift[None, :])
+        return np.stack([(1 - f) * flux, disc], axis=1)
 
     def band_fluxes(self, mag, kind, rng):
         """Fluxes (n, bands) and magnitudes of reference-band magnitudes ``mag`` with ``kind``'s colours."""

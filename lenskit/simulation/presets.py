@@ -18,14 +18,14 @@ on the paper's kind of data.
 
 import astropy.units as u
 
-from lenskit.core.priors import Normal
+from lenskit.core.priors import Normal, Uniform
 from lenskit.core.validation import as_float, check_choice, check_int
 from lenskit.plugins import get
 from lenskit.simulation.finder import LensFinderSimulator
 from lenskit.simulation.simulator import Simulator
 
 __all__ = ["hezaveh2017", "pearson2019", "pearson2019_priors", "pearson2019_source", "pearson2019_test_set",
-           "lanusse2018", "PEARSON2019_THETA_E"]
+           "lanusse2018", "robust", "robust_priors", "robust_instrument", "PEARSON2019_THETA_E"]
 
 #: Einstein radius distribution of Pearson et al. (2019, Fig. 1): survey -> (mean, width) in arcsec.
 PEARSON2019_THETA_E = {"lsst": (1.22, 0.40), "euclid": (0.97, 0.45)}
@@ -173,3 +173,92 @@ def lanusse2018(mode="single_epoch", bands=("g",), seed=None, **kwargs):
     """
     check_choice("mode", mode, ("single_epoch", "stack"))
     return LensFinderSimulator(mode=mode, bands=bands, seed=seed, **kwargs)
+
+
+# ------------------------------------------------------------------------------------------ robust training
+_ROBUST_SURVEYS = ("lsst", "euclid")
+
+
+def robust_priors(survey="lsst", pixel_scale=None):
+    """
+    Wide priors for training estimators that must not depend on the simulator's lens-light choices.
+
+    Around lenskit's survey defaults (`lenskit.instruments.camera.survey_priors`), what an estimate of the
+    mass must not depend on is drawn widely: lens light with Sérsic indices 1-8, effective radii 0.3-3",
+    magnitudes 17.5-22.5 in the reference band, a second, exponential component (a disc: 0-80% of the flux,
+    1-3 times the bulge's size, its own axis ratio, twisted by N(0, 20) deg and bluer by up to the source's
+    colours), light-mass misalignments twice Pearson et al.'s (axis-ratio ratio N(1, 0.2), angle
+    N(0, 20 deg)), light centres up to ~0.1" off the mass, wider colour scatter (0.25 mag), and lens centres
+    N(0, 1.5 pixels) within 5 pixels of the stamp centre.  Einstein radii, mass ellipticities and source
+    magnitudes keep the survey defaults.
+
+    Parameters
+    ----------
+    survey : {"lsst", "euclid"}
+    pixel_scale : float or Quantity, optional
+        Default the survey's (0.2" LSST, 0.1" Euclid).
+    """
+    check_choice("survey", survey, _ROBUST_SURVEYS)
+    if pixel_scale is None:
+        pixel_scale = {"lsst": 0.2, "euclid": 0.1}[survey]
+    ps = as_float(pixel_scale, "pixel_scale", u.arcsec)
+    centre = Normal(0.0, 1.5 * ps, -5 * ps, 5 * ps)
+    return {"x0": centre, "y0": centre, "lens_mag": Uniform(17.5, 22.5), "light_R_e": Uniform(0.3, 3.0),
+            "light_n": Uniform(1.0, 8.0), "light_q_ratio": Normal(1.0, 0.2, 0.4, 2.5),
+            "light_dphi": Normal(0.0, 20.0), "colour_scatter": 0.25, "light_disc_fraction": Uniform(0.0, 0.8),
+            "light_disc_R_e_ratio": Uniform(1.0, 3.0), "light_disc_q": Uniform(0.3, 1.0),
+            "light_twist": Normal(0.0, 20.0), "light_disc_blueness": Uniform(0.0, 1.0),
+            "light_offset": Normal(0.0, 0.04, -0.12, 0.12)}
+
+
+def robust_instrument(survey="lsst", bands=("g", "r", "i")):
+    """
+    The survey instrument with a PSF drawn per image instead of one fixed Gaussian.
+
+    Moffat PSFs (`~lenskit.instruments.effects.MoffatPSF`) with beta 2-8 (from wide wings to nearly
+    Gaussian), isophote ellipticity up to 0.08 and 10% scatter between bands; FWHM 0.5-1.0" for LSST
+    (about its median seeing 0.7"), 0.14-0.22" for Euclid VIS (0.18" nominal).  Noise is the survey's.
+    """
+    from lenskit.instruments.effects import MoffatPSF
+
+    check_choice("survey", survey, _ROBUST_SURVEYS)
+    if survey == "lsst":
+        make, kw, fwhm = get("instrument", "lsst"), {"bands": tuple(bands)}, Uniform(0.5, 1.0)
+    else:
+        make, kw, fwhm = get("instrument", "euclid_vis"), {}, Uniform(0.14, 0.22)
+    default = make(**kw)  # its noise, with the PSF replaced (passed to the constructor, so its config records it)
+    psf = MoffatPSF(fwhm=fwhm, beta=Uniform(2.0, 8.0), ellipticity=Uniform(0.0, 0.08),
+                    band_scatter=0.1 if len(default.bands) > 1 else 0.0)
+    return make(**kw, effects=[psf, *default.effects[1:]])
+
+
+def robust(survey="lsst", lens_light=True, source=None, seed=None, line_of_sight=True, **kwargs):
+    """
+    A training simulator for estimators that hold up off lenskit's own simulations.
+
+    The survey instrument with per-image Moffat PSFs (`robust_instrument`), the wide lens-light and
+    centring priors of `robust_priors`, and unlensed line-of-sight galaxies in the stamps.  The test sets of
+    ``benchmarks/cross_simulator.py`` are rendered by another code with choices of their own; this
+    simulator is not tuned to them, it varies what an estimate must not depend on.
+
+    Parameters
+    ----------
+    survey : {"lsst", "euclid"}
+    lens_light : {True, False, "subtracted"}
+    source : str or `~lenskit.core.Source`, optional
+        Default ``"sersic_clump"``.
+    seed : int or `numpy.random.Generator`, optional
+    line_of_sight : bool or `~lenskit.simulation.line_of_sight.LineOfSight`
+        Default True (the default `~lenskit.simulation.line_of_sight.LineOfSight`).
+    **kwargs
+        Further `~lenskit.Simulator` options; ``priors`` are merged over `robust_priors`.
+
+    Returns
+    -------
+    `~lenskit.Simulator`
+    """
+    check_choice("survey", survey, _ROBUST_SURVEYS)
+    inst = robust_instrument(survey)
+    priors = {**robust_priors(survey, inst.pixel_scale), **kwargs.pop("priors", {})}
+    return Simulator(mass_model="sie", source="sersic_clump" if source is None else source, instrument=inst,
+                     seed=seed, lens_light=lens_light, priors=priors, line_of_sight=line_of_sight, **kwargs)

@@ -73,22 +73,42 @@ class StampRenderer:
         if light is not None:
             if self.centre is None:
                 raise ValueError("lens light needs a mass model with a centre (x0, y0)")
-            R_e, nn = light["light_R_e"], light["light_n"]
-            args = (t(light["light_e1"]).reshape(shape), t(light["light_e2"]).reshape(shape),
-                    pt[self.centre[0]], pt[self.centre[1]], t(R_e).reshape(shape),
-                    t(nn).reshape(shape), t(sersic_b(nn)).reshape(shape),
-                    t(1.0 / sersic_total_flux(R_e, nn)).reshape(shape))
-
-            def lens_sb(x, y):
-                return self._light(x, y, *args)
-
+            lens_sb = self._lens_light(light, pt, shape)
         sb, lb, total = render(self._deflect, pt, lambda bx, by: self.source_brightness(sources, bx, by), X, Y, pix,
                                supersample=self.supersample, light=lens_sb,
                                source_offset=(t(beta[:, 0]).reshape(shape), t(beta[:, 1]).reshape(shape)))
         mu = total.double().cpu().numpy() / np.asarray(sources.flux)
         arcs = sb.unsqueeze(1) * (t(source_flux) * pix * pix).reshape(n, -1, 1, 1)
-        lens = None if lb is None else lb.unsqueeze(1) * (t(lens_flux) * pix * pix).reshape(n, -1, 1, 1)
+        lens = None
+        if lb is not None:
+            lf = t(lens_flux) * pix * pix
+            if lb.dim() == 3:  # one component: (n, H, W) times (n, bands)
+                lens = lb.unsqueeze(1) * lf.reshape(n, -1, 1, 1)
+            else:  # bulge and disc: (n, 2, H, W) with fluxes (n, 2, bands)
+                if lf.dim() != 3 or lf.shape[1] != 2:
+                    raise ValueError("lens_flux must be (n, 2, bands) for a lens light with a disc; "
+                                     f"got shape {tuple(lf.shape)}")
+                lens = torch.einsum("nchw,ncb->nbhw", lb, lf)
         return arcs, lens, mu
+
+    def _lens_light(self, light, pt, shape):
+        """The lens light's surface-brightness callable: one Sérsic, or a Sérsic bulge and an exponential disc."""
+        t = self.tensor
+        x0, y0 = pt[self.centre[0]], pt[self.centre[1]]
+        if "light_dx" in light:
+            x0, y0 = x0 + t(light["light_dx"]).reshape(shape), y0 + t(light["light_dy"]).reshape(shape)
+
+        def args(e1, e2, R_e, nn):
+            return (t(e1).reshape(shape), t(e2).reshape(shape), x0, y0, t(R_e).reshape(shape),
+                    t(nn).reshape(shape), t(sersic_b(nn)).reshape(shape),
+                    t(1.0 / sersic_total_flux(R_e, nn)).reshape(shape))
+
+        bulge = args(light["light_e1"], light["light_e2"], light["light_R_e"], light["light_n"])
+        if "light_disc_R_e" not in light:
+            return lambda x, y: self._light(x, y, *bulge)
+        R_d = np.asarray(light["light_disc_R_e"], dtype=float)
+        disc = args(light["light_disc_e1"], light["light_disc_e2"], R_d, np.ones_like(R_d))
+        return lambda x, y: torch.stack([self._light(x, y, *bulge), self._light(x, y, *disc)], 1)
 
     def source_brightness(self, src, bx, by):
         """Surface brightness of a `~lenskit.core.SourceBatch` at source-plane positions (its fused kernel if any)."""

@@ -316,9 +316,11 @@ class Simulator:
             Total source flux per band (the instrument's units).
         light : dict, optional
             Lens-light parameters ``light_R_e``, ``light_n``, ``light_e1``, ``light_e2``, arrays (n,);
-            the light is centred on the mass.
+            the light is centred on the mass, or offset from it by ``light_dx``, ``light_dy`` (arcsec).
+            A second, exponential component (a disc) with ``light_disc_R_e``, ``light_disc_e1`` and
+            ``light_disc_e2``.
         lens_flux : array (n, bands), optional
-            Total lens-light flux per band.
+            Total lens-light flux per band; (n, 2, bands) with a disc: the bulge's and the disc's.
 
         Returns
         -------
@@ -345,7 +347,7 @@ class Simulator:
         light = lens_flux = None
         if self.lens_light:
             light = self.drawer.light(m, rng, extra["q"], extra["phi"])
-            lens_flux, _ = self.drawer.band_fluxes(light["lens_mag"], "lens", rng)
+            lens_flux = self.drawer.lens_fluxes(light, rng)
         return dict(p=p, extra=extra, beta=beta, inside=inside, src=src, src_mag=src_mag, src_flux=src_flux,
                     light=light, lens_flux=lens_flux)
 

@@ -29,7 +29,9 @@ def _same(a, b):
     lambda: Simulator(instrument="euclid_vis", seed=4, lens_light="subtracted", selection=3.0, split="test"),
     lambda: Simulator(instrument=lenskit.get("instrument", "hst_wfc3")(psf=np.ones((5, 5)) / 25,
                                                                        psf_pixel_scale=0.04), source="mixture", seed=7),
-], ids=["hst", "lsst_shear_los", "euclid_subtracted", "image_psf_mixture"])
+    lambda: Simulator(instrument=lenskit.get("instrument", "lsst").lanusse2018(mode="single_epoch"), source="sersic",
+                      seed=8, lens_light=True),
+], ids=["hst", "lsst_shear_los", "euclid_subtracted", "image_psf_mixture", "lsst_epoch_seeing"])
 def test_from_config_reproduces_a_dataset_bit_for_bit(make, tmp_path):
     ds = make().sample(12)
     ds.write(tmp_path / "d.asdf")

@@ -1,0 +1,180 @@
+"""The lens-light population beyond one Sérsic: a disc (bulge + disc, twists, colour gradients), light-mass offsets,
+per-image Moffat PSFs and the robust training preset."""
+
+import astropy.units as u
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+import lenskit
+from lenskit import Simulator
+from lenskit.core.priors import Fixed, Uniform
+from lenskit.instruments.effects import MoffatPSF, Observation, moffat_kernels
+from lenskit.simulation import presets
+from lenskit.simulation.drawing import SystemDrawer, build_priors
+
+
+def _lsst():
+    return lenskit.get("instrument", "lsst")(bands=("g", "r", "i"))
+
+
+def test_disc_fraction_zero_is_the_one_component_population_bit_for_bit():
+    a = Simulator(source="sersic", instrument="lsst", seed=5).sample(8)
+    b = Simulator(source="sersic", instrument="lsst", seed=5, priors={"light_disc_fraction": 0.0}).sample(8)
+    assert np.array_equal(a.images, b.images)
+    assert "light_disc_fraction" not in a.params.colnames and "light_dx" not in a.params.colnames
+
+
+def _one_system(light, lens_flux, shape_inst=None):
+    inst = shape_inst or lenskit.get("instrument", "lsst")(bands=("g", "r", "i"), stamp=161)
+    sim = Simulator(source="sersic", instrument=inst, seed=1, supersample=3)
+    params = {"theta_E": np.array([1.0]), "e1": np.zeros(1), "e2": np.zeros(1), "x0": np.array([0.1]),
+              "y0": np.array([-0.2])}
+    src = lenskit.get("source", "sersic")().sample(1, np.random.default_rng(0))
+    _, lens, _ = sim.render(params, np.zeros((1, 2)), src, np.ones((1, 3)), light, lens_flux)
+    return lens.numpy()[0], sim.instrument.pixel_scale.to_value(u.arcsec)
+
+
+def test_bulge_and_disc_carry_their_fluxes_per_band():
+    """Analytic identity: each component's total flux is the one asked for, so the band sums add up."""
+    light = {"light_R_e": np.array([0.5]), "light_n": np.array([4.0]), "light_e1": np.array([0.1]),
+             "light_e2": np.array([0.0]), "light_disc_R_e": np.array([1.2]), "light_disc_e1": np.array([0.0]),
+             "light_disc_e2": np.array([0.3])}
+    flux = np.array([[[100.0, 200.0, 300.0], [50.0, 40.0, 30.0]]])  # (1, bulge/disc, bands)
+    lens, pix = _one_system(light, flux)
+    # a de Vaucouleurs bulge of R_e 0.5" loses ~1.5% beyond 16" (analytic): 2% tolerance
+    assert np.allclose(lens.sum((1, 2)), flux[0].sum(0), rtol=0.02)
+    # the colour gradient: with more of its flux in the (larger) disc, g is less concentrated than i
+    y, x = np.indices(lens.shape[1:])
+    cy, cx = ndimage.center_of_mass(lens[1])
+    inner = np.hypot(x - cx, y - cy) * pix < 0.5
+    conc = lens[:, inner].sum(1) / lens.sum((1, 2))
+    assert conc[0] < 0.85 * conc[2]
+
+
+def test_lens_light_offset_moves_its_centroid():
+    light = {"light_R_e": np.array([0.4]), "light_n": np.array([1.0]), "light_e1": np.array([0.0]),
+             "light_e2": np.array([0.0]), "light_dx": np.array([0.3]), "light_dy": np.array([-0.1])}
+    lens, pix = _one_system(light, np.array([[10.0, 10.0, 10.0]]))
+    cy, cx = ndimage.center_of_mass(lens[1])
+    h, w = lens.shape[1:]
+    # mass centre (0.1, -0.2) plus the offset, in arcsec, pixel centres at (i - (n - 1) / 2) * scale
+    assert abs((cx - (w - 1) / 2) * pix - 0.4) < 0.01 and abs((cy - (h - 1) / 2) * pix - (-0.3)) < 0.01
+
+
+def test_disc_flux_split_and_colours():
+    inst = _lsst()
+    pri = build_priors({"light_disc_fraction": 0.3, "light_disc_blueness": 1.0, "colour_scatter": 0.0}, inst,
+                       lenskit.get("mass_model", "sie")())
+    drawer = SystemDrawer(lenskit.get("mass_model", "sie")(), inst, pri)
+    rng = np.random.default_rng(2)
+    light = drawer.light(50, rng, np.full(50, 0.8), np.zeros(50))
+    flux = drawer.lens_fluxes(light, rng)
+    assert flux.shape == (50, 2, 3)
+    ref = inst.bands.index(inst.reference_band)
+    # the reference band is split 70 / 30
+    assert np.allclose(flux[:, 1, ref] / flux[:, :, ref].sum(1), 0.3)
+    # with blueness 1 the disc has the source's colours, the bulge the lens's
+    lens_c, src_c = inst.colour_offsets("lens"), inst.colour_offsets("source")
+    mags = -2.5 * np.log10(flux / np.array([inst.flux(0.0, b) for b in inst.bands]))  # AB magnitudes
+    for b in range(3):
+        assert np.allclose(mags[:, 0, b] - mags[:, 0, ref], lens_c[b] - lens_c[ref])
+        assert np.allclose(mags[:, 1, b] - mags[:, 1, ref], src_c[b] - src_c[ref])
+    # the disc is larger by the ratio prior and twisted about the bulge
+    assert np.all(light["light_disc_R_e"] >= light["light_R_e"] - 1e-12)
+    assert np.all(light["light_disc_R_e"] <= 3 * light["light_R_e"] + 1e-12)
+
+
+def test_twist_prior_statistics():
+    """The disc's angle minus the bulge's follows the twist prior (fixed seed, 20 000 draws)."""
+    inst = _lsst()
+    sie = lenskit.get("mass_model", "sie")()
+    pri = build_priors({"light_disc_fraction": 0.5, "light_twist": Uniform(10.0, 30.0), "light_disc_q": 0.5}, inst,
+                       sie)
+    drawer = SystemDrawer(sie, inst, pri, misalignment=False)
+    light = drawer.light(20_000, np.random.default_rng(3), np.full(20_000, 0.7), np.zeros(20_000))
+    phi_b = 0.5 * np.arctan2(light["light_e2"], light["light_e1"])
+    phi_d = 0.5 * np.arctan2(light["light_disc_e2"], light["light_disc_e1"])
+    twist = np.rad2deg((phi_d - phi_b + np.pi / 2) % np.pi - np.pi / 2)
+    assert twist.min() >= 10 - 1e-9 and twist.max() <= 30 + 1e-9
+    assert abs(twist.mean() - 20) < 0.1 and abs(twist.std() - 20 / np.sqrt(12)) < 0.1
+
+
+@pytest.mark.parametrize("bad", [{"light_disc_fraction": 1.5 * u.arcsec}, {"light_offset": 1 * u.kg}])
+def test_bad_population_priors_are_named(bad):
+    with pytest.raises((ValueError, u.UnitsError), match=list(bad)[0]):
+        Simulator(instrument="lsst", priors=bad)
+
+
+# ------------------------------------------------------------------------------------------ Moffat PSFs
+def _fwhm(kernel):
+    row = kernel[kernel.shape[0] // 2]
+    c = len(row) // 2
+    half = row[c] / 2
+    right = np.interp(half, row[c:][::-1], np.arange(len(row) - c)[::-1])
+    return 2 * right
+
+
+def test_moffat_kernel_fwhm_sum_and_gaussian_limit():
+    k = moffat_kernels([6.0, 6.0], [3.0, 200.0], half=40, oversample=9).numpy()
+    assert np.allclose(k.sum((1, 2)), 1.0)
+    # pixel integration widens a FWHM of 6 by about 1/(12 * 6) in quadrature: within 2%
+    assert abs(_fwhm(k[0]) / 6.0 - 1) < 0.02
+    # beta -> infinity is the Gaussian of the same FWHM: compare with a pixel-integrated Gaussian
+    x = np.arange(-40, 41)
+    sig = 6.0 / 2.3548
+    from scipy.special import erf
+    g1 = 0.5 * (erf((x + 0.5) / (np.sqrt(2) * sig)) - erf((x - 0.5) / (np.sqrt(2) * sig)))
+    g = np.outer(g1, g1)
+    assert np.abs(k[1] - g).max() < 0.01 * g.max()
+    # beta 3 has wider wings than the Gaussian
+    assert k[0][40, 40 + 15] > 10 * g[40, 40 + 15]
+
+
+def test_moffat_kernel_ellipticity_sets_the_axis_ratio():
+    e = 0.2  # q = (1 - e) / (1 + e) = 2/3
+    k = moffat_kernels([8.0], [50.0], [e], [0.0], half=40, oversample=5).numpy()[0]
+    y, x = np.indices(k.shape) - 40
+    ratio = np.sqrt((k * y * y).sum() / (k * x * x).sum())
+    assert abs(ratio - (1 - e) / (1 + e)) < 0.02
+
+
+def test_moffat_psf_effect_conserves_flux_and_records_fwhm():
+    n, nb, h = 6, 3, 63
+    img = torch.zeros((n, nb, h, h), dtype=torch.float32)
+    img[:, :, h // 2, h // 2] = 100.0
+    obs = Observation(images=img.clone(), variance=torch.zeros_like(img), masks=None, truth={"arcs": img.clone()},
+                      bands=("g", "r", "i"), pixel_scale=0.2)
+    eff = MoffatPSF(fwhm=(0.6, 0.9), beta=(2.5, 4.0), band_scatter=0.1)
+    out = eff(obs, np.random.default_rng(4))
+    assert torch.allclose(out.images.sum((2, 3)), torch.full((n, nb), 100.0), rtol=2e-3)
+    assert torch.equal(out.images, out.truth["arcs"])
+    f = out.meta["psf_fwhm"]
+    assert f.shape == (n,) and np.all((f > 0.5) & (f < 1.0))
+    # the convolved point has the drawn FWHM (band average) to pixel-integration accuracy
+    measured = np.array([_fwhm(out.images[i].mean(0).numpy()) for i in range(n)]) * 0.2
+    assert np.all(np.abs(measured / f - 1) < 0.12)
+
+
+@pytest.mark.parametrize("kw,match", [({"fwhm": 0.0}, "fwhm"), ({"beta": 1.0}, "beta"), ({"band_scatter": -1}, "band_scatter")])
+def test_moffat_psf_bad_inputs(kw, match):
+    with pytest.raises(ValueError, match=match):
+        eff = MoffatPSF(**kw)
+        img = torch.ones((2, 1, 9, 9))
+        eff(Observation(images=img, variance=img, masks=None, truth={}, bands=("g",), pixel_scale=0.2),
+            np.random.default_rng(0))
+
+
+# ------------------------------------------------------------------------------------------ the robust preset
+def test_robust_preset_draws_its_population_and_rebuilds_from_config(tmp_path):
+    sim = presets.robust("lsst", seed=3, source="sersic")
+    ds = sim.sample(6)
+    for col in ("light_disc_fraction", "light_dx", "psf_fwhm", "psf_beta", "n_line_of_sight"):
+        assert col in ds.params.colnames, col
+    assert isinstance(sim.instrument.effects[0], MoffatPSF)
+    again = Simulator.from_config(sim.config).sample(6)
+    assert np.array_equal(again.images, ds.images)
+    assert not isinstance(presets.robust_priors("euclid")["light_disc_fraction"], Fixed)
+    with pytest.raises(ValueError, match="survey"):
+        presets.robust("hst")
