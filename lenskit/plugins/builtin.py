@@ -14,6 +14,7 @@ BUILTINS = {
         "mixture": "lenskit.sources.mixture:MixtureSource",
         "great3": "lenskit.sources.great3:GREAT3Source",
         "galaxy_zoo": "lenskit.sources.galaxy_zoo:GalaxyZooSource",
+        "hudf": "lenskit.sources.hudf:HUDFSource",
         "candels": "lenskit.sources.candels:CandelsSource",
         "image_directory": "lenskit.sources.image_directory:ImageDirectorySource",
     },

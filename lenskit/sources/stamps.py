@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from astropy.stats import sigma_clipped_stats
 from astropy.table import QTable
-from photutils.segmentation import deblend_sources, detect_sources
+from photutils.segmentation import SegmentationImage, deblend_sources, detect_sources
 from scipy.ndimage import gaussian_filter
 
 from lenskit.core.interfaces import Source, SourceBatch
@@ -118,6 +118,60 @@ def _border(img, width):
     return m
 
 
+def _central_galaxy(sm, labels, min_pixels, label):
+    """
+    The galaxy at the stamp's centre (1), its neighbours (2) and the background (0) of a segmentation.
+
+    The segment at the centre (or the nearest one) is the galaxy.  Where it touches a neighbour, photutils'
+    deblending (multi-thresholding and watershed) splits it; a deblended part whose light centroid lies
+    beyond half the segment's equivalent radius from the central part's is a neighbour, the others --
+    clumps and arms that deblending also splits off -- stay with the galaxy.
+    """
+    h, w = labels.shape
+    cy, cx = (h - 1) / 2, (w - 1) / 2
+    central = labels[int(round(cy)), int(round(cx))]
+    if central == 0:
+        # nearest segment to the centre
+        yy, xx = np.nonzero(labels)
+        d = np.hypot(yy - cy, xx - cx)
+        central = labels[yy[np.argmin(d)], xx[np.argmin(d)]]
+        if np.min(d) > 0.25 * min(h, w):
+            raise ValueError(f"{label}: no galaxy near the stamp centre")
+    parent = labels == central
+    out = np.where(labels > 0, 2, 0).astype(np.int8)
+    out[parent] = 1
+    if parent.sum() < 2 * min_pixels:
+        return out
+    seg = SegmentationImage(np.where(parent, 1, 0).astype(np.int32))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            parts = deblend_sources(sm, seg, n_pixels=min_pixels, progress_bar=False).data
+    except Exception as exc:  # noqa: BLE001 -- deblending refines the segmentation; without it, keep the segment
+        warnings.warn(f"{label}: deblending failed ({type(exc).__name__}: {exc}); neighbours touching the galaxy "
+                      f"are kept", stacklevel=3)
+        return out
+    ids = np.unique(parts[parent])
+    if len(ids) < 2:
+        return out
+    yy, xx = np.mgrid[:h, :w]
+    weight = np.clip(sm, 0, None)
+    cents = {}
+    for k in ids:
+        m = parts == k
+        wk = weight[m].sum()
+        cents[k] = ((weight[m] * xx[m]).sum() / wk, (weight[m] * yy[m]).sum() / wk) if wk > 0 else (xx[m].mean(),
+                                                                                                    yy[m].mean())
+    ck = parts[int(round(cy)), int(round(cx))]
+    if ck == 0:
+        ck = min(ids, key=lambda k: np.hypot(cents[k][0] - cx, cents[k][1] - cy))
+    reach = 0.5 * np.sqrt(parent.sum() / np.pi)
+    for k in ids:
+        if np.hypot(cents[k][0] - cents[ck][0], cents[k][1] - cents[ck][1]) > reach:
+            out[parts == k] = 2
+    return out
+
+
 def prepare_stamp(image, pixel_scale, ident="", source="", noise=None, detect_sigma=2.0, taper_width=0.25,
                   nan_policy="raise", min_pixels=5):
     """
@@ -191,26 +245,10 @@ def prepare_stamp(image, pixel_scale, ident="", source="", noise=None, detect_si
     seg = detect_sources(sm, thresh, n_pixels=min_pixels)
     if seg is None:
         raise ValueError(f"{label}: no galaxy detected above {detect_sigma} sigma")
-    if seg.n_labels > 1:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                seg = deblend_sources(sm, seg, n_pixels=min_pixels, progress_bar=False)
-        except Exception:  # deblending is a refinement; keep the plain segmentation if it fails
-            pass
-    labels = seg.data
-    cy, cx = (h - 1) / 2, (w - 1) / 2
-    central = labels[int(round(cy)), int(round(cx))]
-    if central == 0:
-        # nearest segment to the centre, weighted by flux
-        yy, xx = np.nonzero(labels)
-        d = np.hypot(yy - cy, xx - cx)
-        central = labels[yy[np.argmin(d)], xx[np.argmin(d)]]
-        if np.min(d) > 0.25 * min(h, w):
-            raise ValueError(f"{label}: no galaxy near the stamp centre")
-    neighbours = (labels > 0) & (labels != central)
+    labels = _central_galaxy(sm, seg.data, min_pixels, label)
+    neighbours = labels == 2
     img[:, neighbours] = 0.0
-    gal = labels == central
+    gal = labels == 1
     yy, xx = np.mgrid[:h, :w]
     # taper: 1 out to the segment's extent, cosine to 0 over taper_width of it
     wsum = np.clip(det * gal, 0, None)

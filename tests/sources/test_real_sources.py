@@ -227,3 +227,41 @@ def test_file_errors_name_the_file(tmp_path, cosmos):
         prepare_stamp(nan, 0.03, ident="x", source=str(tmp_path / "nan.fits"))
     with pytest.raises(ValueError, match="split must be one of"):
         lenskit.get("source", "great3")(cosmos, split="holdout")
+
+
+def test_deblending_keeps_a_galaxys_clumps_and_removes_a_touching_neighbour():
+    """A clumpy galaxy at the centre with a neighbour overlapping it: the clumps stay, the neighbour goes."""
+    rng = np.random.default_rng(5)
+    y, x = np.mgrid[:101, :101].astype(float)
+    disc = 20 * np.exp(-np.hypot(x - 50, y - 50) / 6.0)
+    clumps = sum(40 * np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / 3.0) for cx, cy in ((56, 50), (46, 54), (50, 44)))
+    neighbour = 60 * np.exp(-np.hypot(x - 74, y - 52) / 3.0)
+    img = disc + clumps + neighbour + rng.normal(0, 0.3, x.shape)
+    st = prepare_stamp(img, 0.03, ident="clumpy")
+    out = st.image[0]
+    for cx, cy in ((56, 50), (46, 54), (50, 44)):
+        assert out[cy, cx] > 0.8 * (disc + clumps)[cy, cx]
+    assert abs(out[52, 74]) < 0.05 * neighbour[52, 74]
+
+
+def test_hudf_source_cuts_galaxies_from_the_xdf():
+    pytest.importorskip("skimage")
+    src = lenskit.get("source", "hudf")(max_galaxies=25, size=(0.2, 0.4))
+    stamps = src.stamps
+    assert len(stamps) >= 15
+    idents = [s.ident for s in stamps]
+    assert len(set(idents)) == len(idents) and all(i.startswith("xdf-") for i in idents)
+    for s in stamps:
+        c = (s.image.shape[1] - 1) / 2  # cut about the field segment's centroid: near the prepared galaxy's
+        assert abs(s.centroid[0] - c) < 0.15 * s.image.shape[1] and abs(s.centroid[1] - c) < 0.15 * s.image.shape[1]
+        assert s.snr >= 30 and s.flux[0] > 0 and s.pixel_scale == pytest.approx(0.138)
+    # the split is by identity: disjoint, and the same on every machine
+    train, test = src.with_split("train").galaxies(), src.with_split("test").galaxies()
+    assert not {s.ident for s in train} & {s.ident for s in test}
+    assert [split_of(i) for i in idents] == [split_of(i) for i in idents]
+    ds = lenskit.Simulator(source=src.with_split("train"), seed=2).sample(4)
+    assert len(ds) == 4 and np.all(np.isfinite(ds.images))
+    with pytest.raises(ValueError, match="min_area"):
+        lenskit.get("source", "hudf")(min_area=2)
+    with pytest.raises(ValueError, match="channels"):
+        lenskit.get("source", "hudf")(channels="cmyk")
