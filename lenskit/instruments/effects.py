@@ -350,7 +350,7 @@ class MoffatPSF(Effect):
         parts = 1 + sum(v is not obs.images for v in obs.truth.values())
 
         def fn(stack):
-            return fft_convolve(stack, kern.to(stack.dtype).repeat(parts, 1, 1, 1))
+            return fft_convolve(stack, kern.to(stack.dtype).repeat(parts, 1, 1, 1), fast_size=True)
 
         _apply_linear(obs, fn)
         obs.meta["psf_fwhm"] = fb.mean(1)
