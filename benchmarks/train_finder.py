@@ -31,6 +31,9 @@ Usage::
         --n-train 140000 --epochs 8 --lr 1e-4 --lr-drops 5,7 --minutes 80
     # measure weights again (test sets, thresholds for test-time augmentation) and write them back:
     python benchmarks/train_finder.py --evaluate lenskit/estimators/weights/deeplens_lsst_g.asdf
+    # trained to hold off lenskit's own simulator (Moffat PSFs, discs and twists in the lens light; issue #25):
+    python benchmarks/train_finder.py --robust --init lenskit/estimators/weights/deeplens_lsst_g.asdf \
+        --train-seed 2025 --n-train 120000 --epochs 8 --lr 3e-4 --lr-drops 5,7 --minutes 90
     # worst-seeing stacks need their own network (not shipped yet):
     python benchmarks/train_finder.py --mode stack --out deeplens_lsst_g_stack.asdf
 
@@ -49,6 +52,7 @@ import torch
 import lenskit
 from lenskit.estimators.finder import DeepLensFinder
 from lenskit.estimators.finder_metrics import completeness_table, finder_summary
+from lenskit.simulation import presets
 from lenskit.simulation.finder import LensFinderSimulator
 from lenskit.simulation.line_of_sight import LineOfSight
 
@@ -78,9 +82,13 @@ def line_of_sight(split):
     return LineOfSight(source=mix)
 
 
-def simulate(split, n, seed, mode="single_epoch", min_magnification=5.0):
-    sim = LensFinderSimulator(mode=mode, source=sources(split), line_of_sight=line_of_sight(split), seed=seed,
-                              min_magnification=min_magnification)
+def simulate(split, n, seed, mode="single_epoch", min_magnification=5.0, robust=False):
+    if robust:  # Moffat PSFs and the wide lens-light population (presets.lanusse2018(robust=True))
+        sim = presets.lanusse2018(mode=mode, seed=seed, robust=True, source=sources(split),
+                                  line_of_sight=line_of_sight(split), min_magnification=min_magnification)
+    else:
+        sim = LensFinderSimulator(mode=mode, source=sources(split), line_of_sight=line_of_sight(split), seed=seed,
+                                  min_magnification=min_magnification)
     return sim, sim.sample(n)
 
 
@@ -103,6 +111,9 @@ def main(argv=None):
     ap.add_argument("--init", default=None, help="start from these finder weights (keeps their preprocessing)")
     ap.add_argument("--train-seed", type=int, default=None,
                     help="seed of the training set (default 2018, or 2019 with --init); a new one gives fresh cutouts")
+    ap.add_argument("--robust", action="store_true",
+                    help="train and validate on presets.lanusse2018(robust=True): Moffat PSFs and a wide lens-light "
+                         "population (discs, twists, colour gradients, offsets); the test sets stay the paper's")
     ap.add_argument("--out", default=None)
     ap.add_argument("--evaluate", default=None, metavar="WEIGHTS",
                     help="no training: measure these finder weights again (test sets, tta thresholds and metrics) "
@@ -122,8 +133,8 @@ def main(argv=None):
     t0 = time.time()
     mu = args.min_magnification
     seed = args.train_seed if args.train_seed is not None else (2018 if args.init is None else 2019)
-    sim, train = simulate("train", args.n_train, seed, mode=args.mode, min_magnification=mu)
-    _, val = simulate("validation", args.n_val, 7, mode=args.mode, min_magnification=mu)
+    sim, train = simulate("train", args.n_train, seed, mode=args.mode, min_magnification=mu, robust=args.robust)
+    _, val = simulate("validation", args.n_val, 7, mode=args.mode, min_magnification=mu, robust=args.robust)
     print(json.dumps({"simulated": len(train) + len(val), "seconds": time.time() - t0}), flush=True)
     inst = sim.instrument
     if args.init is None:

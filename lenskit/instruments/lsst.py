@@ -8,7 +8,7 @@ import numpy as np
 from lenskit.core.priors import Prior
 from lenskit.core.validation import as_float
 from lenskit.instruments.camera import Camera, survey_priors
-from lenskit.instruments.effects import CCDNoise, GaussianPSF
+from lenskit.instruments.effects import CCDNoise, GaussianPSF, MoffatPSF
 
 __all__ = ["LSST", "EpochSeeing"]
 
@@ -22,26 +22,30 @@ class EpochSeeing(Prior):
     Each exposure's FWHM is log-normal about ``median`` with ``scatter``
     (natural-log rms); `sample` returns the Gaussian rms width (arcsec) of
     the best exposure (a single-epoch image) or of the worst one (a stack
-    degraded to its worst seeing), as in Lanusse et al. (2018, Section 4.3).
+    degraded to its worst seeing), as in Lanusse et al. (2018, Section 4.3);
+    with ``returns="fwhm"`` its FWHM (for `~lenskit.instruments.effects.MoffatPSF`).
     """
 
-    def __init__(self, median=0.81, scatter=0.2, n_epochs=10, which="best"):
+    def __init__(self, median=0.81, scatter=0.2, n_epochs=10, which="best", returns="sigma"):
         if not median > 0 or not scatter >= 0:
             raise ValueError(f"median must be > 0 and scatter >= 0; got {median}, {scatter}")
         if int(n_epochs) != n_epochs or n_epochs < 1:
             raise ValueError(f"n_epochs must be a positive integer; got {n_epochs}")
         if which not in ("best", "worst"):
             raise ValueError(f"which must be 'best' or 'worst'; got {which!r}")
+        if returns not in ("sigma", "fwhm"):
+            raise ValueError(f"returns must be 'sigma' or 'fwhm'; got {returns!r}")
         self.median, self.scatter, self.n_epochs, self.which = float(median), float(scatter), int(n_epochs), which
+        self.returns = returns
 
     def sample(self, rng, n):
         f = self.median * np.exp(self.scatter * rng.standard_normal((n, self.n_epochs)))
         f = f.min(1) if self.which == "best" else f.max(1)
-        return f * FWHM_TO_SIGMA
+        return f if self.returns == "fwhm" else f * FWHM_TO_SIGMA
 
     def to_config(self):
         return {"epoch_seeing": {"median": self.median, "scatter": self.scatter, "n_epochs": self.n_epochs,
-                                 "which": self.which}}
+                                 "which": self.which, "returns": self.returns}}
 
 
 class LSST(Camera):
@@ -118,7 +122,7 @@ class LSST(Camera):
         self.default_priors = survey_priors(pixel_scale)
 
     @classmethod
-    def lanusse2018(cls, bands=("g",), mode=None, n_epochs=10, seeing_scatter=0.2, **kwargs):
+    def lanusse2018(cls, bands=("g",), mode=None, n_epochs=10, seeing_scatter=0.2, psf="gaussian", **kwargs):
         """
         The mock LSST observations of Lanusse et al. (2018, Table 1).
 
@@ -139,9 +143,15 @@ class LSST(Camera):
             Exposures drawn per field.  Default 10.
         seeing_scatter : float
             Log-normal scatter of the per-exposure FWHM about the median.
+        psf : {"gaussian", "moffat"}
+            With a ``mode``: Gaussian PSFs (the paper's), or Moffat PSFs of
+            the same FWHM with wings (beta 2-8) and ellipticity up to 0.08
+            (`~lenskit.instruments.effects.MoffatPSF`).
         """
         if mode not in (None, "single_epoch", "stack"):
             raise ValueError(f"mode must be None, 'single_epoch' or 'stack'; got {mode!r}")
+        if psf not in ("gaussian", "moffat"):
+            raise ValueError(f"psf must be 'gaussian' or 'moffat'; got {psf!r}")
         sky = {"u": 22.99, "g": 21.7, "r": 21.20, "i": 20.48, "z": 19.60, "y": 18.61}
         args = dict(bands=bands, stamp=45, pixel_scale=0.18, seeing=0.81, sky_brightness=sky,
                     n_visits=100, exposure_per_visit=30.0)
@@ -149,9 +159,15 @@ class LSST(Camera):
         if mode is not None:
             stack = mode == "stack"
             nv = int(args["n_visits"]) * (int(n_epochs) if stack else 1)
-            seeing = EpochSeeing(float(args["seeing"]), seeing_scatter, n_epochs, "worst" if stack else "best")
+            which = "worst" if stack else "best"
+            if psf == "gaussian":
+                effect = GaussianPSF(sigma=EpochSeeing(float(args["seeing"]), seeing_scatter, n_epochs, which))
+            else:
+                effect = MoffatPSF(fwhm=EpochSeeing(float(args["seeing"]), seeing_scatter, n_epochs, which,
+                                                    returns="fwhm"), beta=(2.0, 8.0), ellipticity=(0.0, 0.08),
+                                   band_scatter=0.1 if len(bands) > 1 else 0.0)
             default = cls(**{**args, "n_visits": nv})
             # the PSF passed to the constructor (not swapped in afterwards), so that the instrument's config
             # records it and Simulator.from_config rebuilds the epoch seeing
-            return cls(**{**args, "n_visits": nv}, effects=[GaussianPSF(sigma=seeing), *default.effects[1:]])
+            return cls(**{**args, "n_visits": nv}, effects=[effect, *default.effects[1:]])
         return cls(**args)

@@ -149,7 +149,7 @@ def pearson2019_test_set(survey="lsst", n=2000, lens_light=True, seed=97):
     return pearson2019(survey, lens_light=True if lens_light else "subtracted", seed=seed).sample(n)
 
 
-def lanusse2018(mode="single_epoch", bands=("g",), seed=None, **kwargs):
+def lanusse2018(mode="single_epoch", bands=("g",), seed=None, robust=False, **kwargs):
     """
     Lanusse et al. (2018): labelled LSST cutouts for the CMU DeepLens lens finder.
 
@@ -164,14 +164,28 @@ def lanusse2018(mode="single_epoch", bands=("g",), seed=None, **kwargs):
     bands : sequence of str
         ``("g",)`` as in the paper.
     seed : int or `numpy.random.Generator`, optional
+    robust : bool
+        Widen what a finder must not depend on (for training): Moffat PSFs
+        with the same epoch seeing (``LSST.lanusse2018(psf="moffat")``) and
+        the lens-light population of `robust_priors` (Sérsic indices 1-8,
+        discs with twists and colour gradients, light-mass offsets, wider
+        misalignment and colour scatter), the Einstein radii and lens
+        magnitudes staying the paper's.
     **kwargs
-        Further `~lenskit.simulation.finder.LensFinderSimulator` options.
+        Further `~lenskit.simulation.finder.LensFinderSimulator` options
+        (``priors`` are merged over the robust ones).
 
     Returns
     -------
     `~lenskit.simulation.finder.LensFinderSimulator`
     """
     check_choice("mode", mode, ("single_epoch", "stack"))
+    if robust:
+        inst = get("instrument", "lsst").lanusse2018(bands=tuple(bands), mode=mode, psf="moffat")
+        wide = {k: v for k, v in robust_priors("lsst", inst.pixel_scale).items()
+                if k.startswith("light_") or k == "colour_scatter"}
+        wide.pop("light_R_e", None)  # the finder's sizes stay its instrument's
+        kwargs = {"instrument": inst, **kwargs, "priors": {**wide, **kwargs.get("priors", {})}}
     return LensFinderSimulator(mode=mode, bands=bands, seed=seed, **kwargs)
 
 

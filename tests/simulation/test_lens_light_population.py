@@ -178,3 +178,26 @@ def test_robust_preset_draws_its_population_and_rebuilds_from_config(tmp_path):
     assert not isinstance(presets.robust_priors("euclid")["light_disc_fraction"], Fixed)
     with pytest.raises(ValueError, match="survey"):
         presets.robust("hst")
+
+
+def test_epoch_seeing_returns_fwhm_or_sigma():
+    from lenskit.instruments.lsst import FWHM_TO_SIGMA, EpochSeeing
+
+    a = EpochSeeing(returns="fwhm").sample(np.random.default_rng(1), 1000)
+    b = EpochSeeing().sample(np.random.default_rng(1), 1000)
+    assert np.allclose(a * FWHM_TO_SIGMA, b)
+    with pytest.raises(ValueError, match="returns"):
+        EpochSeeing(returns="width")
+
+
+def test_robust_finder_preset_rebuilds_and_draws_the_wide_population():
+    f = presets.lanusse2018(robust=True, seed=2)
+    assert isinstance(f.instrument.effects[0], MoffatPSF)
+    d = f.sample(8)
+    assert {"light_disc_fraction", "psf_beta"} <= set(d.params.colnames)
+    lenses = Simulator.from_config(f.lenses.config)
+    assert isinstance(lenses.instrument.effects[0], MoffatPSF)
+    fw = lenses.instrument.effects[0].fwhm.sample(np.random.default_rng(0), 2000)
+    assert 0.5 < np.median(fw) < 0.81  # the best of ten epochs about a median of 0.81"
+    with pytest.raises(ValueError, match="psf"):
+        lenskit.get("instrument", "lsst").lanusse2018(mode="single_epoch", psf="airy")
