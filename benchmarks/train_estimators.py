@@ -73,17 +73,30 @@ TRAINING_LABELS = ["sersic_clump", "sersic", "great3: COSMOS F814W real galaxies
                    "image_directory: JWST real galaxies, train split", "sersic: n ~ N(4, 1) in 0.5-8, Pearson et al."]
 
 
-def training_source(pearson_fraction=0.0):
+def training_source(pearson_fraction=0.0, hudf_fraction=0.0):
     """
-    The training mixture; ``pearson_fraction`` of it can be Pearson et al.'s own Sérsic sources (indices around
-    4), the rest keeping its proportions.
+    The training mixture and its labels (for the weights' training record).  ``pearson_fraction`` of it can be
+    Pearson et al.'s own Sérsic sources (indices around 4) and ``hudf_fraction`` real galaxies of the Hubble
+    eXtreme Deep Field (the ``hudf`` source's train split), the rest keeping its proportions.
     """
     cosmos, jwst = real_sources("train")
     sources, weights = ["sersic_clump", "sersic", cosmos, jwst], [0.35, 0.15, 0.3, 0.2]
+    labels = list(TRAINING_LABELS[:4])
+    extra = []
+    if hudf_fraction:
+        extra.append((lenskit.get("source", "hudf")(split="train"), hudf_fraction,
+                      "hudf: Hubble eXtreme Deep Field galaxies (skimage.data), train split"))
     if pearson_fraction:
-        sources.append(presets.pearson2019_source())
-        weights = [w * (1 - pearson_fraction) for w in weights] + [pearson_fraction]
-    return lenskit.get("source", "mixture")(sources=sources, weights=weights)
+        extra.append((presets.pearson2019_source(), pearson_fraction, TRAINING_LABELS[4]))
+    rest = 1.0 - sum(f for _, f, _ in extra)
+    if rest < 0:
+        raise ValueError(f"--pearson-sources and --hudf-sources add up to more than 1 ({1 - rest})")
+    weights = [w * rest for w in weights]
+    for src, f, label in extra:
+        sources.append(src)
+        weights.append(f)
+        labels.append(label)
+    return lenskit.get("source", "mixture")(sources=sources, weights=weights), labels
 
 
 def test_source():
@@ -105,7 +118,7 @@ def instrument(name, test=False):
 SURVEY = {"lsst_gri": "lsst", "euclid_vis": "euclid"}  # estimator name -> preset survey
 
 
-def recipe(argv, source):
+def recipe(argv, source, labels):
     """
     The command line (without the machine's --checkpoint / --out paths) and training-source mixture of a
     training run, for the weights' training record.
@@ -123,7 +136,7 @@ def recipe(argv, source):
             kept.append(a)
     return {"command": " ".join(["python", "benchmarks/train_estimators.py", *kept]),
             "training_sources": [{"source": n, "weight": round(float(w), 6)}
-                                 for n, w in zip(TRAINING_LABELS, source.weights)]}
+                                 for n, w in zip(labels, source.weights)]}
 
 
 def light_kind(lens_light):
@@ -189,6 +202,9 @@ def main(argv=None):
     ap.add_argument("--pearson-sources", type=float, default=0.0, metavar="FRACTION",
                     help="this fraction of the training sources are Pearson et al.'s Sérsic galaxies (n ~ N(4, 1)), "
                          "the rest the usual mixture; default 0 (1: their sources only, as they trained)")
+    ap.add_argument("--hudf-sources", type=float, default=0.0, metavar="FRACTION",
+                    help="this fraction of the training sources are XDF galaxies (the 'hudf' source, train split: "
+                         "about 330 real galaxies), the rest the usual mixture; default 0")
     ap.add_argument("--robust", action="store_true",
                     help="LSST / Euclid: train on presets.robust (per-image Moffat PSFs, wide lens-light population "
                          "with discs, twists and colour gradients, centring errors, line-of-sight galaxies) instead "
@@ -208,6 +224,9 @@ def main(argv=None):
         ap.error("--robust: the robust preset covers the survey instruments (lsst_gri, euclid_vis)")
     if args.no_lens_light and args.name == "hst_wfc3":
         ap.error("--no-lens-light: the HST estimator is already trained without lens light (as Hezaveh et al.)")
+    if not 0.0 <= args.hudf_sources <= 1.0 or args.pearson_sources + args.hudf_sources > 1.0:
+        ap.error(f"--hudf-sources must be a fraction in [0, 1] (with --pearson-sources at most 1 in all); got "
+                 f"{args.hudf_sources}")
     if not 0.0 <= args.pearson_sources <= 1.0:
         ap.error(f"--pearson-sources must be a fraction in [0, 1]; got {args.pearson_sources}")
     light = {"lens_light": False} if args.no_lens_light else {}
@@ -237,7 +256,7 @@ def main(argv=None):
             before = {"file": Path(args.init).name, "completed_steps": est.training.get("completed_steps"),
                       "train_seconds": est.metrics.get("train_seconds"),
                       "initialised_from": est.training.get("initialised_from")}
-        src = training_source(args.pearson_sources)
+        src, labels = training_source(args.pearson_sources, args.hudf_sources)
         for s in src.sources:  # prepare real stamps once, before worker processes fork
             getattr(s, "stamps", None)
         if args.robust:
@@ -264,7 +283,7 @@ def main(argv=None):
                                                {"val_rms": {t: round(m["rms"], 4) for t, m in
                                                             r.get("validation", {}).items()}}), flush=True))
         train_seconds = time.time() - t0
-        est.training["recipe"] = recipe(argv, src)
+        est.training["recipe"] = recipe(argv, src, labels)
         if args.init:
             est.training["initialised_from"] = before
             train_seconds += before["train_seconds"] or 0.0
