@@ -115,7 +115,7 @@ def instrument(name, test=False):
     raise ValueError(f"unknown estimator {name!r}")
 
 
-SURVEY = {"lsst_gri": "lsst", "euclid_vis": "euclid"}  # estimator name -> preset survey
+SURVEY = {"lsst_gri": "lsst", "euclid_vis": "euclid", "hst_wfc3": "hst"}  # estimator name -> preset survey
 
 
 def recipe(argv, source, labels):
@@ -206,9 +206,10 @@ def main(argv=None):
                     help="this fraction of the training sources are XDF galaxies (the 'hudf' source, train split: "
                          "about 330 real galaxies), the rest the usual mixture; default 0")
     ap.add_argument("--robust", action="store_true",
-                    help="LSST / Euclid: train on presets.robust (per-image Moffat PSFs, wide lens-light population "
-                         "with discs, twists and colour gradients, centring errors, line-of-sight galaxies) instead "
-                         "of the survey defaults; the test sets are the same")
+                    help="train on presets.robust (per-image Moffat PSFs, wide lens-light population with discs, "
+                         "twists and colour gradients, line-of-sight galaxies; LSST / Euclid: centring errors; HST: "
+                         "arcs after an imperfect lens-light subtraction) instead of the defaults; the test sets are "
+                         "the same")
     ap.add_argument("--tta", default="8", help="also measure with test-time augmentation over these numbers of grid "
                                               "symmetries (comma-separated from 2, 4, 8; 'none' to skip)")
     ap.add_argument("--first-stride", type=int, choices=[1, 2], default=None,
@@ -220,8 +221,6 @@ def main(argv=None):
         ap.error(f"--tta must be comma-separated integers from 2, 4, 8 or 'none'; got {args.tta!r}")
     if any(n not in (2, 4, 8) for n in ttas):
         ap.error(f"--tta values must be 2, 4 or 8; got {args.tta!r}")
-    if args.robust and args.name == "hst_wfc3":
-        ap.error("--robust: the robust preset covers the survey instruments (lsst_gri, euclid_vis)")
     if args.no_lens_light and args.name == "hst_wfc3":
         ap.error("--no-lens-light: the HST estimator is already trained without lens light (as Hezaveh et al.)")
     if not 0.0 <= args.hudf_sources <= 1.0 or args.pearson_sources + args.hudf_sources > 1.0:
@@ -295,7 +294,7 @@ def main(argv=None):
     metrics = summary(estimate, test.params)
     by_snr = theta_E_rms_by_arc_snr(estimate, test.params)
     protocol = {}
-    pearson = args.name in ("lsst_gri", "euclid_vis")
+    pearson = args.name in ("lsst_gri", "euclid_vis")  # (SURVEY also names HST, for --robust)
     if pearson:  # also on Pearson et al.'s test distribution
         pt = lenskit.Simulator(source=test_source(), instrument=instrument(args.name, test=True), seed=98,
                                priors=presets.pearson2019_priors(SURVEY[args.name], inst.pixel_scale),

@@ -202,7 +202,8 @@ def _preset_simulator(args):
     if args.lens_light != "default":
         if func != "pearson2019":
             raise ValueError(f"--lens-light applies to the pearson2019 presets only, not {args.preset}")
-        kwargs = {**kwargs, "lens_light": {"on": True, "off": False, "subtracted": "subtracted"}[args.lens_light]}
+        kwargs = {**kwargs, "lens_light": {"on": True, "off": False, "subtracted": "subtracted",
+                                           "residual": "residual"}[args.lens_light]}
     if func == "lanusse2018" and (args.workers is not None or args.scheduler is not None):
         raise ValueError("--preset lanusse2018 simulates in one process; drop --workers / --scheduler")
     return getattr(presets, func)(seed=args.seed, **kwargs)
@@ -224,7 +225,8 @@ def _cmd_simulate(args):
         inst_kwargs["test"] = True
     instrument = lenskit.get("instrument", args.instrument)(**inst_kwargs)
     mass = ["sie", "external_shear"] if args.shear else [args.mass_model]
-    lens_light = {"on": True, "off": False, "subtracted": "subtracted", "default": None}[args.lens_light]
+    lens_light = {"on": True, "off": False, "subtracted": "subtracted", "residual": "residual",
+                  "default": None}[args.lens_light]
     sim = lenskit.Simulator(mass_model=mass, source=args.source, instrument=instrument, seed=args.seed,
                             selection=args.selection, lens_light=lens_light, supersample=args.supersample)
     return _simulate_with(sim, args, out, distributed)
@@ -751,9 +753,9 @@ def build_parser():
     p.add_argument("--shear", action="store_true", help="add external shear to the SIE")
     p.add_argument("--selection", default="default",
                    help="hezaveh2017, pearson2019, none, or the instrument's default")
-    p.add_argument("--lens-light", choices=("on", "off", "subtracted", "default"), default="default",
+    p.add_argument("--lens-light", choices=("on", "off", "subtracted", "residual", "default"), default="default",
                    help="the lens galaxy's light: on, off, subtracted (its true profile removed, its shot noise "
-                        "kept) or the instrument's default")
+                        "kept), residual (an imperfect model removed, as a fit leaves it) or the instrument's default")
     p.add_argument("--supersample", type=_POSITIVE, default=1, help="sub-pixels per pixel side (default 1)")
     p.add_argument("--test", action="store_true", help="HST test-set masks (< 2%% of the arc flux)")
     p.add_argument("--seed", type=_NON_NEGATIVE, default=None, help="random seed (reproducible output)")

@@ -24,7 +24,7 @@ __all__ = ["check_expects", "network_inputs", "PIXEL_SCALE_RTOL"]
 #: Relative pixel-scale difference tolerated between the data and ``expects``.
 PIXEL_SCALE_RTOL = 0.01
 
-_NO_LIGHT = (False, "subtracted", "deblended")
+_NO_LIGHT = (False, "subtracted", "residual", "deblended")
 
 
 def _has_lens_light(dataset):

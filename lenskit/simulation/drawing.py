@@ -12,6 +12,7 @@ import numpy as np
 
 from lenskit.core.priors import Fixed, Normal, Uniform, as_prior
 from lenskit.core.validation import as_float
+from lenskit.simulation.residuals import RESIDUAL_PRIORS
 
 __all__ = ["SystemDrawer", "build_priors", "GENERIC_PRIORS", "KNOWN_PRIORS", "PRIOR_UNITS", "DISC_PRIORS",
            "plain_names"]
@@ -29,17 +30,21 @@ GENERIC_PRIORS = {
     "light_twist": Normal(0.0, 20.0),        # degrees, disc minus bulge angle (an isophote twist)
     "light_disc_blueness": Uniform(0.0, 1.0),  # disc colours from the lens's (0) to the source's (1): a gradient
     "light_offset": 0.0,                     # arcsec, light centre from the mass centre (random direction)
+    # lens_light="residual": the imperfect model subtracted (lenskit.simulation.residuals)
+    **RESIDUAL_PRIORS,
 }
 #: The priors of the lens light's second component (drawn only when ``light_disc_fraction`` is not zero).
 DISC_PRIORS = ("light_disc_fraction", "light_disc_R_e_ratio", "light_disc_q", "light_twist", "light_disc_blueness")
 KNOWN_PRIORS = {"theta_E", "ellipticity", "x0", "y0", "gamma", "lens_mag", "source_mag", "light_R_e",
-                "light_n", "light_q_ratio", "light_dphi", "colour_scatter", *DISC_PRIORS, "light_offset"}
+                "light_n", "light_q_ratio", "light_dphi", "colour_scatter", *DISC_PRIORS, "light_offset",
+                "residual_amplitude", "residual_shift", "residual_profile"}
 #: The unit of each known prior (Quantities are converted to it; plain numbers are taken to be in it).
 PRIOR_UNITS = {"theta_E": u.arcsec, "x0": u.arcsec, "y0": u.arcsec, "light_R_e": u.arcsec, "lens_mag": u.mag,
                "source_mag": u.mag, "light_dphi": u.deg, "colour_scatter": u.mag, "ellipticity": u.one,
                "gamma": u.one, "light_n": u.one, "light_q_ratio": u.one, "light_disc_fraction": u.one,
                "light_disc_R_e_ratio": u.one, "light_disc_q": u.one, "light_twist": u.deg,
-               "light_disc_blueness": u.one, "light_offset": u.arcsec}
+               "light_disc_blueness": u.one, "light_offset": u.arcsec, "residual_amplitude": u.one,
+               "residual_shift": u.pix, "residual_profile": u.one}
 #: Mass parameters every simulator draws without a prior of their own.
 GENERIC_MASS = ("theta_E", "e1", "e2", "x0", "y0", "gamma1", "gamma2")
 

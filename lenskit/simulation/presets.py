@@ -190,7 +190,7 @@ def lanusse2018(mode="single_epoch", bands=("g",), seed=None, robust=False, **kw
 
 
 # ------------------------------------------------------------------------------------------ robust training
-_ROBUST_SURVEYS = ("lsst", "euclid")
+_ROBUST_SURVEYS = ("lsst", "euclid", "hst")
 
 
 def robust_priors(survey="lsst", pixel_scale=None):
@@ -206,18 +206,26 @@ def robust_priors(survey="lsst", pixel_scale=None):
     N(0, 1.5 pixels) within 5 pixels of the stamp centre.  Einstein radii, mass ellipticities and source
     magnitudes keep the survey defaults.
 
+    For HST (``"hst"``) the lens centres and magnitudes keep the Hezaveh et
+    al. recipe's (centres within 0.25", lens F814W 17.5-21); the light's
+    shape priors are the same.
+
     Parameters
     ----------
-    survey : {"lsst", "euclid"}
+    survey : {"lsst", "euclid", "hst"}
     pixel_scale : float or Quantity, optional
-        Default the survey's (0.2" LSST, 0.1" Euclid).
+        Default the survey's (0.2" LSST, 0.1" Euclid, 0.04" HST).
     """
     check_choice("survey", survey, _ROBUST_SURVEYS)
     if pixel_scale is None:
-        pixel_scale = {"lsst": 0.2, "euclid": 0.1}[survey]
+        pixel_scale = {"lsst": 0.2, "euclid": 0.1, "hst": 0.04}[survey]
     ps = as_float(pixel_scale, "pixel_scale", u.arcsec)
     centre = Normal(0.0, 1.5 * ps, -5 * ps, 5 * ps)
-    return {"x0": centre, "y0": centre, "lens_mag": Uniform(17.5, 22.5), "light_R_e": Uniform(0.3, 3.0),
+    if survey == "hst":
+        centre, mags = Uniform(-0.25, 0.25), Uniform(17.5, 21.0)
+    else:
+        mags = Uniform(17.5, 22.5)
+    return {"x0": centre, "y0": centre, "lens_mag": mags, "light_R_e": Uniform(0.3, 3.0),
             "light_n": Uniform(1.0, 8.0), "light_q_ratio": Normal(1.0, 0.2, 0.4, 2.5),
             "light_dphi": Normal(0.0, 20.0), "colour_scatter": 0.25, "light_disc_fraction": Uniform(0.0, 0.8),
             "light_disc_R_e_ratio": Uniform(1.0, 3.0), "light_disc_q": Uniform(0.3, 1.0),
@@ -232,10 +240,18 @@ def robust_instrument(survey="lsst", bands=("g", "r", "i")):
     Moffat PSFs (`~lenskit.instruments.effects.MoffatPSF`) with beta 2-8 (from wide wings to nearly
     Gaussian), isophote ellipticity up to 0.08 and 10% scatter between bands; FWHM 0.5-1.0" for LSST
     (about its median seeing 0.7"), 0.14-0.22" for Euclid VIS (0.18" nominal).  Noise is the survey's.
+    For HST (``"hst"``, WFC3 F814W with Hezaveh et al.'s training effects): Moffat PSFs of FWHM
+    0.05-0.2" with beta 1.5-5 (a space PSF's extended wings) and ellipticity up to 0.1 instead of their
+    Gaussian of rms up to 0.1".
     """
     from lenskit.instruments.effects import MoffatPSF
 
     check_choice("survey", survey, _ROBUST_SURVEYS)
+    if survey == "hst":
+        make = get("instrument", "hst_wfc3")
+        default = make()
+        psf = MoffatPSF(fwhm=Uniform(0.05, 0.2), beta=Uniform(1.5, 5.0), ellipticity=Uniform(0.0, 0.1))
+        return make(effects=[psf, *default.effects[1:]])
     if survey == "lsst":
         make, kw, fwhm = get("instrument", "lsst"), {"bands": tuple(bands)}, Uniform(0.5, 1.0)
     else:
@@ -246,7 +262,7 @@ def robust_instrument(survey="lsst", bands=("g", "r", "i")):
     return make(**kw, effects=[psf, *default.effects[1:]])
 
 
-def robust(survey="lsst", lens_light=True, source=None, seed=None, line_of_sight=True, **kwargs):
+def robust(survey="lsst", lens_light=None, source=None, seed=None, line_of_sight=True, **kwargs):
     """
     A training simulator for estimators that hold up off lenskit's own simulations.
 
@@ -255,10 +271,16 @@ def robust(survey="lsst", lens_light=True, source=None, seed=None, line_of_sight
     ``benchmarks/cross_simulator.py`` are rendered by another code with choices of their own; this
     simulator is not tuned to them, it varies what an estimate must not depend on.
 
+    For HST the network sees arcs after lens-light removal, as on real data:
+    the lens light is observed and an imperfect model of it subtracted
+    (``lens_light="residual"``, `lenskit.simulation.residuals`), so the arcs
+    carry its shot noise and the residuals a fit leaves.
+
     Parameters
     ----------
-    survey : {"lsst", "euclid"}
-    lens_light : {True, False, "subtracted"}
+    survey : {"lsst", "euclid", "hst"}
+    lens_light : {True, False, "subtracted", "residual"}, optional
+        Default True for LSST and Euclid, ``"residual"`` for HST.
     source : str or `~lenskit.core.Source`, optional
         Default ``"sersic_clump"``.
     seed : int or `numpy.random.Generator`, optional
@@ -273,6 +295,8 @@ def robust(survey="lsst", lens_light=True, source=None, seed=None, line_of_sight
     """
     check_choice("survey", survey, _ROBUST_SURVEYS)
     inst = robust_instrument(survey)
+    if lens_light is None:
+        lens_light = "residual" if survey == "hst" else True
     priors = {**robust_priors(survey, inst.pixel_scale), **kwargs.pop("priors", {})}
     return Simulator(mass_model="sie", source="sersic_clump" if source is None else source, instrument=inst,
                      seed=seed, lens_light=lens_light, priors=priors, line_of_sight=line_of_sight, **kwargs)

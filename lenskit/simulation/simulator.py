@@ -35,6 +35,7 @@ from lenskit.simulation.drawing import GENERIC_PRIORS, KNOWN_PRIORS, PRIOR_UNITS
 from lenskit.simulation.line_of_sight import LineOfSight
 from lenskit.simulation.parallel import default_workers, pool, round_rng, tune_malloc
 from lenskit.simulation.placement import SourcePlacer
+from lenskit.simulation.residuals import imperfect_model
 from lenskit.simulation.rendering import StampRenderer
 from lenskit.simulation.selection import Selection, as_selection
 
@@ -97,13 +98,17 @@ class Simulator:
         None (keep all), or ``"default"``: the instrument's choice (Hezaveh et
         al. for HST, Pearson et al. for LSST and Euclid).
     seed : int or `numpy.random.Generator`, optional
-    lens_light : bool or ``"subtracted"``, optional
+    lens_light : bool, ``"subtracted"`` or ``"residual"``, optional
         Add the lens galaxy's light; default is the instrument's choice
         (off for the HST recipe of Hezaveh et al., on for LSST and Euclid).
         ``"subtracted"``: observe the lens light, then subtract its true,
         PSF-convolved profile, so that its shot noise stays in the image and
         the noise map -- a perfect lens-light removal, as Pearson et al.
-        (2019) made their images without lens light.
+        (2019) made their images without lens light.  ``"residual"``: the
+        same with an imperfect model subtracted (`imperfect_model`: a few per
+        cent off in amplitude, a fraction of a pixel off in position, too
+        concentrated or too extended), leaving the residuals a lens-light
+        fit leaves on real data.
     misalignment : bool
         Scatter the light's axis ratio and angle about the mass's (Pearson
         et al. 2019: sigma_e = 0.12, sigma_phi = 10 deg).  Default True.
@@ -167,10 +172,11 @@ class Simulator:
         if lens_light is None:
             lens_light = self.instrument.default_lens_light
         elif isinstance(lens_light, str):
-            if lens_light != "subtracted":
-                raise ValueError(f"lens_light must be True, False, None or 'subtracted'; got {lens_light!r}")
+            if lens_light not in ("subtracted", "residual"):
+                raise ValueError(f"lens_light must be True, False, None, 'subtracted' or 'residual'; got "
+                                 f"{lens_light!r}")
         elif not isinstance(lens_light, (bool, np.bool_)):
-            raise ValueError(f"lens_light must be True, False, None or 'subtracted'; got {lens_light!r}")
+            raise ValueError(f"lens_light must be True, False, None, 'subtracted' or 'residual'; got {lens_light!r}")
         self.lens_light = lens_light if isinstance(lens_light, str) else bool(lens_light)
         self.misalignment = bool(misalignment)
         self.caustic_margin = check_number("caustic_margin", caustic_margin, low=0)
@@ -387,8 +393,12 @@ class Simulator:
             if lens is not None:
                 truth["lens_light"] = lens if whole else lens[kt]
             obs = self.instrument.observe(ideal, rng, **truth)
-            if self.lens_light == "subtracted":  # perfect removal: the light goes, its shot noise stays
-                sub = obs.truth["lens_light"] if obs.masks is None else obs.truth["lens_light"] * ~obs.masks
+            if self.lens_light in ("subtracted", "residual"):  # the light removed, its shot noise stays
+                sub = obs.truth["lens_light"]
+                if self.lens_light == "residual":  # ... by an imperfect model, as a fit leaves residuals
+                    sub, drawn = imperfect_model(sub, rng, self.priors)
+                    obs.meta.update(drawn)
+                sub = sub if obs.masks is None else sub * ~obs.masks
                 obs.images = obs.images - sub  # masked pixels stay zero
             snr = arc_snr(obs.truth["arcs"], obs.variance)
             state_k = {k: (v[keep] if isinstance(v, np.ndarray) else v) for k, v in state.items()}

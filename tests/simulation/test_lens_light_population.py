@@ -201,3 +201,51 @@ def test_robust_finder_preset_rebuilds_and_draws_the_wide_population():
     assert 0.5 < np.median(fw) < 0.81  # the best of ten epochs about a median of 0.81"
     with pytest.raises(ValueError, match="psf"):
         lenskit.get("instrument", "lsst").lanusse2018(mode="single_epoch", psf="airy")
+
+
+# ------------------------------------------------------------------------------------------ imperfect subtraction
+def test_imperfect_model_is_exact_with_zero_errors_and_moves_and_blurs_as_drawn():
+    from lenskit.simulation.residuals import imperfect_model
+
+    y, x = np.mgrid[:41, :41].astype(float)
+    light = torch.as_tensor(np.exp(-((x - 20) ** 2 + (y - 20) ** 2) / (2 * 3.0**2)))[None, None].repeat(2, 1, 1, 1)
+    zero = {"residual_amplitude": Fixed(0.0), "residual_shift": Fixed(0.0), "residual_profile": Fixed(0.0)}
+    model, drawn = imperfect_model(light, np.random.default_rng(0), zero)
+    assert torch.allclose(model, light, atol=1e-12) and np.all(drawn["residual_dx"] == 0)
+    # a shift of (1.5, -0.5) pixels moves the centroid by as much (bilinear interpolation)
+    moved, _ = imperfect_model(light, np.random.default_rng(0), {**zero, "residual_shift": Fixed(1.5)})
+    m = moved[0, 0].numpy()
+    assert abs((m * x).sum() / m.sum() - 21.5) < 0.01 and abs((m * y).sum() / m.sum() - 21.5) < 0.01
+    # a profile mismatch p > 0 (a model too extended) leaves the core under-subtracted, a ring over-subtracted
+    wide, _ = imperfect_model(light, np.random.default_rng(0), {**zero, "residual_profile": Fixed(0.5)})
+    r = (light - wide)[0, 0].numpy()
+    assert r[20, 20] > 0 and r[20, 20 + 6] < 0 and abs(r.sum()) < 1e-3 * light[0, 0].sum().item()
+    # an amplitude error scales the model
+    amp, _ = imperfect_model(light, np.random.default_rng(0), {**zero, "residual_amplitude": Fixed(0.1)})
+    assert torch.allclose(amp, 1.1 * light)
+
+
+def test_residual_lens_light_leaves_a_small_residual_and_records_its_draws():
+    inst = lenskit.get("instrument", "lsst")(bands=("g", "r", "i"))
+    perfect = Simulator(source="sersic", instrument=inst, seed=9, lens_light="subtracted").sample(16, keep_truth=True)
+    imperfect = Simulator(source="sersic", instrument=inst, seed=9, lens_light="residual").sample(16, keep_truth=True)
+    assert {"residual_amplitude", "residual_dx", "residual_profile"} <= set(imperfect.params.colnames)
+    # the systems are the same (the residual draws come after the observation): the difference is the residual
+    diff = imperfect.images - perfect.images
+    light = perfect.truth["lens_light"]
+    frac = np.sqrt((diff**2).reshape(16, -1).mean(1)) / light.reshape(16, -1).max(1)
+    assert np.median(frac) > 1e-3 and np.median(frac) < 0.05
+    # an estimator trained without lens light accepts these images (they record that it was removed)
+    from lenskit.estimators.inputs import check_expects
+
+    assert check_expects(imperfect, {"lens_light": False}) == []
+    with pytest.raises(ValueError, match="residual"):
+        Simulator(instrument="lsst", lens_light="model")
+
+
+def test_robust_hst_preset_trains_on_arcs_after_an_imperfect_subtraction():
+    sim = presets.robust("hst", seed=4, source="sersic")
+    assert sim.lens_light == "residual" and isinstance(sim.instrument.effects[0], MoffatPSF)
+    ds = sim.sample(3)
+    assert ds.images.shape == (3, 1, 192, 192) and "residual_profile" in ds.params.colnames
+    assert np.array_equal(Simulator.from_config(sim.config).sample(3).images, ds.images)
