@@ -177,7 +177,7 @@ def test_robust_preset_draws_its_population_and_rebuilds_from_config(tmp_path):
     assert np.array_equal(again.images, ds.images)
     assert not isinstance(presets.robust_priors("euclid")["light_disc_fraction"], Fixed)
     with pytest.raises(ValueError, match="survey"):
-        presets.robust("hst")
+        presets.robust("jwst")
 
 
 def test_epoch_seeing_returns_fwhm_or_sigma():
