@@ -50,6 +50,7 @@ Usage::
 
     python benchmarks/cross_simulator.py                   # every set, 1000 systems each
     python benchmarks/cross_simulator.py --sets lsst_gri --n 2000 --weights /tmp/lsst_gri_robust.asdf
+    python benchmarks/cross_simulator.py --store          # and write the figures into the weight files
 
 Prints JSON: per set, the shipped (or given) network's figures on the other
 simulator's images beside its own-simulator figures, and their ratio.
@@ -450,6 +451,9 @@ def main(argv=None):
     ap.add_argument("--weights", default=None, help="measure these weights instead of the shipped ones "
                                                    "(one set only)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--store", action="store_true",
+                    help="write each set's figures into its weight file's metrics (``cross_simulator``), beside "
+                         "the own-simulator ones (float16, as shipped)")
     args = ap.parse_args(argv)
     sets = [s.strip() for s in args.sets.split(",") if s.strip()]
     bad = [s for s in sets if s not in SETS]
@@ -514,6 +518,16 @@ def main(argv=None):
             entry = {"cross_simulator": fig, "own_simulator": own}
         entry["seconds"] = round(time.time() - t0, 1)
         res["sets"][name] = entry
+        if args.store:
+            from lenskit.estimators.pretrained import WEIGHTS_DIR
+
+            w = args.weights or name
+            path = Path(w) if str(w).endswith(".asdf") else WEIGHTS_DIR / f"{w}.asdf"
+            cmd = f"python benchmarks/cross_simulator.py --sets {name} --n {args.n}" + (
+                f" --weights {Path(str(w)).stem}" if args.weights else "")
+            est.metrics["cross_simulator"] = {"figures": entry["cross_simulator"], "lenstronomy": lenstronomy.__version__,
+                                              "set": name, "command": cmd}
+            est.save(path, dtype=np.float16)
         print(json.dumps({name: entry}), file=sys.stderr, flush=True)
     print(json.dumps(res, indent=1, default=float))
 

@@ -46,7 +46,8 @@ def test_hst_estimator_beats_the_prior():
 
 @pytest.mark.parametrize("name, instrument", [("lsst_gri", "lsst"), ("euclid_vis", "euclid_vis"),
                                               ("lsst_gri_no_lens_light", "lsst"),
-                                              ("euclid_vis_no_lens_light", "euclid_vis")])
+                                              ("euclid_vis_no_lens_light", "euclid_vis"),
+                                              ("lsst_gri_robust", "lsst")])
 def test_survey_estimators(name, instrument):
     """
     With the lens galaxy's light in the stamp (or without it, for the ``_no_lens_light`` estimators, as after a
