@@ -20,6 +20,7 @@ import astropy.units as u
 
 from lenskit.core.priors import Normal, Uniform
 from lenskit.core.validation import as_float, check_choice, check_int
+from lenskit.instruments.effects import MoffatPSF
 from lenskit.plugins import get
 from lenskit.simulation.finder import LensFinderSimulator
 from lenskit.simulation.simulator import Simulator
@@ -244,8 +245,6 @@ def robust_instrument(survey="lsst", bands=("g", "r", "i")):
     0.05-0.2" with beta 1.5-5 (a space PSF's extended wings) and ellipticity up to 0.1 instead of their
     Gaussian of rms up to 0.1".
     """
-    from lenskit.instruments.effects import MoffatPSF
-
     check_choice("survey", survey, _ROBUST_SURVEYS)
     if survey == "hst":
         make = get("instrument", "hst_wfc3")

@@ -4,6 +4,7 @@ import numpy as np
 from astropy.stats import sigma_clipped_stats
 from photutils.segmentation import SourceCatalog, detect_sources
 from scipy.ndimage import gaussian_filter
+from skimage.data import hubble_deep_field
 
 from lenskit.core.validation import as_float, check_int
 from lenskit.sources.stamps import StampSource
@@ -23,10 +24,6 @@ def xdf_field(channels="grey"):
     pixel values are not linear in flux.  Galaxies cut from it have real morphologies -- clumps, arms,
     bars, mergers -- with a compressed dynamic range, as the Galaxy Zoo JPEGs of Hezaveh et al. (2017).
     """
-    try:
-        from skimage.data import hubble_deep_field
-    except ImportError as exc:  # scikit-image is a dependency; a broken install says so
-        raise ImportError("the 'hudf' source needs scikit-image (pip install scikit-image)") from exc
     rgb = np.asarray(hubble_deep_field(), dtype=float)
     if channels == "grey":
         return rgb.mean(axis=2)
