@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from scipy.ndimage import zoom
 
 from lenskit.core.config import Configurable
-from lenskit.core.priors import as_prior
+from lenskit.core.priors import Fixed, as_prior
 from lenskit.core.validation import as_float
 from lenskit.lensing.convolution import fft_convolve
 
@@ -325,6 +325,11 @@ class MoffatPSF(Effect):
         self.band_scatter = as_float(band_scatter, "band_scatter")
         if not self.band_scatter >= 0:
             raise ValueError(f"band_scatter must be >= 0; got {band_scatter}")
+        # a fixed value is checked now, before anything is simulated (drawn values when drawn)
+        if isinstance(self.fwhm, Fixed) and not self.fwhm.value > 0:
+            raise ValueError(f"fwhm must be > 0 arcsec; got {self.fwhm.value}")
+        if isinstance(self.beta, Fixed) and not self.beta.value > 1:
+            raise ValueError(f"beta must be > 1 (a Moffat profile of finite flux); got {self.beta.value}")
 
     def draw(self, n, nb, rng):
         """FWHM (n, bands) in arcsec, beta (n,) and ellipticity components (n,) of n images."""

@@ -170,8 +170,8 @@ def lanusse2018(mode="single_epoch", bands=("g",), seed=None, robust=False, **kw
         with the same epoch seeing (``LSST.lanusse2018(psf="moffat")``) and
         the lens-light population of `robust_priors` (Sérsic indices 1-8,
         discs with twists and colour gradients, light-mass offsets, wider
-        misalignment and colour scatter), the Einstein radii and lens
-        magnitudes staying the paper's.
+        colour scatter; the finder keeps light and mass aligned), the
+        Einstein radii, lens magnitudes and sizes staying the paper's.
     **kwargs
         Further `~lenskit.simulation.finder.LensFinderSimulator` options
         (``priors`` are merged over the robust ones).
@@ -229,9 +229,7 @@ def robust_priors(survey="lsst", pixel_scale=None):
     return {"x0": centre, "y0": centre, "lens_mag": mags, "light_R_e": Uniform(0.3, 3.0),
             "light_n": Uniform(1.0, 8.0), "light_q_ratio": Normal(1.0, 0.2, 0.4, 2.5),
             "light_dphi": Normal(0.0, 20.0), "colour_scatter": 0.25, "light_disc_fraction": Uniform(0.0, 0.8),
-            "light_disc_R_e_ratio": Uniform(1.0, 3.0), "light_disc_q": Uniform(0.3, 1.0),
-            "light_twist": Normal(0.0, 20.0), "light_disc_blueness": Uniform(0.0, 1.0),
-            "light_offset": Normal(0.0, 0.04, -0.12, 0.12)}
+            "light_offset": Normal(0.0, 0.04, -0.12, 0.12)}  # the disc's shape: the generic priors
 
 
 def robust_instrument(survey="lsst", bands=("g", "r", "i")):

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from lenskit.core.priors import Normal
+from lenskit.instruments.effects import _gaussian_kernels, separable_convolve
 
 __all__ = ["imperfect_model", "RESIDUAL_PRIORS"]
 
@@ -48,16 +49,10 @@ def _shift(images, dx, dy):
 
 
 def _blur(images, sigma=1.0):
-    """(n, b, h, w) images convolved with a normalised Gaussian of ``sigma`` pixels (zero padding)."""
-    half = int(np.ceil(4 * sigma))
-    x = torch.arange(-half, half + 1, dtype=images.dtype, device=images.device)
-    k = torch.exp(-0.5 * (x / sigma) ** 2)
-    k = k / k.sum()
+    """(n, b, h, w) images convolved with a pixel-integrated Gaussian of ``sigma`` pixels (zero padding)."""
     n, b, h, w = images.shape
-    flat = images.reshape(n * b, 1, h, w)
-    out = F.conv2d(F.pad(flat, (half, half, 0, 0)), k.reshape(1, 1, 1, -1))
-    out = F.conv2d(F.pad(out, (0, 0, half, half)), k.reshape(1, 1, -1, 1))
-    return out.reshape(n, b, h, w)
+    kern = _gaussian_kernels(np.full(n * b, float(sigma)), images.dtype, images.device)
+    return separable_convolve(images.reshape(n * b, h, w), kern).reshape(n, b, h, w)
 
 
 def imperfect_model(light, rng, priors=None):

@@ -159,11 +159,15 @@ def test_moffat_psf_effect_conserves_flux_and_records_fwhm():
 
 @pytest.mark.parametrize("kw,match", [({"fwhm": 0.0}, "fwhm"), ({"beta": 1.0}, "beta"), ({"band_scatter": -1}, "band_scatter")])
 def test_moffat_psf_bad_inputs(kw, match):
-    with pytest.raises(ValueError, match=match):
-        eff = MoffatPSF(**kw)
+    with pytest.raises(ValueError, match=match):  # refused when made, before anything is simulated
+        MoffatPSF(**kw)
+    # a prior that draws bad values is refused when it draws them
+    eff = MoffatPSF(fwhm=(-0.2, -0.1)) if "fwhm" in kw else MoffatPSF(beta=(0.5, 0.9)) if "beta" in kw else None
+    if eff is not None:
         img = torch.ones((2, 1, 9, 9))
-        eff(Observation(images=img, variance=img, masks=None, truth={}, bands=("g",), pixel_scale=0.2),
-            np.random.default_rng(0))
+        with pytest.raises(ValueError, match=match):
+            eff(Observation(images=img, variance=img, masks=None, truth={}, bands=("g",), pixel_scale=0.2),
+                np.random.default_rng(0))
 
 
 # ------------------------------------------------------------------------------------------ the robust preset
