@@ -71,4 +71,30 @@ for ax, (title, im) in zip(axes, [("noise-free arcs + lens", lsst.truth["arcs"][
     ax.set_title(title, fontsize=9)
     ax.set_axis_off()
     fig.colorbar(m, ax=ax, shrink=0.8)
+# %%
+# Ground-based seeing has wings: `~lenskit.instruments.effects.MoffatPSF`
+# draws a Moffat PSF per image (FWHM, wing index beta, ellipticity), and
+# ``Simulator(lens_light="residual")`` subtracts an imperfect model of the
+# lens light, leaving the faint residuals a lens-light fit leaves
+# (`lenskit.simulation.residuals`).  The robust training presets
+# (``presets.robust``) use both.
+point = torch.zeros((3, 1, 41, 41))
+point[:, :, 20, 20] = 1.0
+moffat = effects.MoffatPSF(fwhm=0.2, beta=(2.0, 2.0), ellipticity=0.0)
+gauss = effects.GaussianPSF(fwhm=0.2)
+pm = moffat(effects.Observation(images=point.clone(), pixel_scale=0.04), rng).images[0, 0].numpy()
+pg = gauss(effects.Observation(images=point.clone(), pixel_scale=0.04), rng).images[0, 0].numpy()
+residual = lenskit.Simulator(instrument=HSTWFC3(effects=[effects.GaussianPSF(sigma=0.04)]), source="sersic_clump",
+                             lens_light="residual", seed=12).sample(1)
+fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+axes[0].semilogy(np.arange(-20, 21) * 0.04, pm[20], label="Moffat, beta 2")
+axes[0].semilogy(np.arange(-20, 21) * 0.04, pg[20], label="Gaussian")
+axes[0].set_ylim(1e-6, 1)
+axes[0].set_xlabel("arcsec")
+axes[0].set_title("PSFs of FWHM 0.2\"", fontsize=9)
+axes[0].legend(fontsize=8)
+axes[1].imshow(residual.images[0, 0], origin="lower", cmap="magma")
+axes[1].set_title("arcs after an imperfect lens-light subtraction", fontsize=9)
+axes[1].set_axis_off()
+fig.tight_layout()
 plt.show()
