@@ -425,10 +425,10 @@ def as_dataset(images, variance, params, bands, pixel_scale, instrument, lens_li
                                provenance=prov)
 
 
-def regression_figures(est, ds, metric):
+def regression_figures(est, ds, metric, tta=1):
     from lenskit.estimators.metrics import summary
 
-    e = est.predict(ds, batch_size=128)
+    e = est.predict(ds, batch_size=128, **({"tta": tta} if tta != 1 else {}))
     s = summary(e, ds.params)
     d = np.asarray(e.table["theta_E"]) - np.asarray(ds.params["theta_E"])
     return {"n": len(ds), "theta_E_" + metric: s["theta_E"][metric], "theta_E_bias": float(np.mean(d)),
@@ -436,8 +436,8 @@ def regression_figures(est, ds, metric):
             "theta_E_rms_snr_gt_50": float(np.sqrt(np.mean(d[np.asarray(ds.params["arc_snr"]) > 50] ** 2)))}
 
 
-def own_figure(est, key, metric):
-    m = est.metrics
+def own_figure(est, key, metric, tta=1):
+    m = est.metrics if tta == 1 else est.metrics.get(f"tta{tta}", {})
     for name in (key, "test"):
         if name in m and "theta_E" in m[name]:
             return m[name]["theta_E"][metric], name
@@ -451,6 +451,9 @@ def main(argv=None):
     ap.add_argument("--weights", default=None, help="measure these weights instead of the shipped ones "
                                                    "(one set only)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--tta", type=int, choices=(1, 2, 4, 8), default=1,
+                    help="test-time augmentation (predict(tta=...)); the own-simulator figure is then the weight "
+                         "file's tta one, where it has one")
     ap.add_argument("--store", action="store_true",
                     help="write each set's figures into its weight file's metrics (``cross_simulator``), beside "
                          "the own-simulator ones (float16, as shipped)")
@@ -469,7 +472,8 @@ def main(argv=None):
     from lenskit.estimators.finder_metrics import auroc, completeness_table
     from lenskit.estimators.pretrained import load_estimator
 
-    res = {"lenstronomy": lenstronomy.__version__, "n": args.n, "cpu_threads": torch.get_num_threads(), "sets": {}}
+    res = {"lenstronomy": lenstronomy.__version__, "n": args.n, "tta": args.tta,
+           "cpu_threads": torch.get_num_threads(), "sets": {}}
     cache = {}
     for name in sets:
         t0 = time.time()
@@ -482,8 +486,8 @@ def main(argv=None):
             light = not name.endswith("no_lens_light")
             ds = as_dataset(d["with"] if light else d["without"], d["variance"], d["params"], d["bands"],
                             d["pixel_scale"], est.expects.get("instrument"), True if light else "subtracted")
-            fig = regression_figures(est, ds, "rms")
-            own, own_key = own_figure(est, "test_pearson2019", "rms")
+            fig = regression_figures(est, ds, "rms", args.tta)
+            own, own_key = own_figure(est, "test_pearson2019", "rms", args.tta)
             entry = {"cross_simulator": fig, "own_simulator_theta_E_rms": own, "own_set": own_key,
                      "candidates_rendered": d["tried"]}
             entry["ratio"] = fig["theta_E_rms"] / own if own else None
@@ -491,15 +495,16 @@ def main(argv=None):
             d = hst_set(args.n, seed=2503)
             ds = as_dataset(d["without"], d["variance"], d["params"], d["bands"], d["pixel_scale"],
                             est.expects.get("instrument"), False)
-            fig = regression_figures(est, ds, "err68")
-            own, own_key = own_figure(est, "test", "err68")
+            fig = regression_figures(est, ds, "err68", args.tta)
+            own, own_key = own_figure(est, "test", "err68", args.tta)
             entry = {"cross_simulator": fig, "own_simulator_theta_E_err68": own, "own_set": own_key,
                      "candidates_rendered": d["tried"], "ratio": fig["theta_E_err68"] / own if own else None}
         else:
             d = finder_set(args.n, seed=2504)
             ds = as_dataset(d["images"], None, d["params"], d["bands"], d["pixel_scale"],
                             est.expects.get("instrument"), True)
-            p = np.asarray(est.predict(ds, batch_size=256).table["p_lens"])
+            p = np.asarray(est.predict(ds, batch_size=256, **({"tta": args.tta} if args.tta != 1 else {}))
+                           .table["p_lens"])
             lab = d["labels"]
             th = np.array([r["theta_E"] for r in d["params"]])
             snr = np.array([r["arc_snr"] for r in d["params"]])
@@ -511,7 +516,8 @@ def main(argv=None):
                    "auroc_all": auroc(p, lab), "auroc_snr_gt_20": auroc(p[bright], lab[bright]),
                    "completeness_fpr1pc_theta_gt_1.4_snr_gt_20": tpr_at_fpr(p[sel], lab[sel], 0.01)}
             own = {}
-            for row in est.metrics.get("test", {}).get("single_epoch", {}).get("completeness_at_validation_threshold", []):
+            own_key = "single_epoch" if args.tta == 1 else f"single_epoch_tta{args.tta}"
+            for row in est.metrics.get("test", {}).get(own_key, {}).get("completeness_at_validation_threshold", []):
                 if row["theta_E_min"] == 1.4 and row["snr_min"] == 20.0:
                     own = {"auroc_theta_gt_1.4_snr_gt_20": row["auroc"], "completeness_theta_gt_1.4_snr_gt_20": row[
                         "completeness"]}
@@ -524,9 +530,15 @@ def main(argv=None):
             w = args.weights or name
             path = Path(w) if str(w).endswith(".asdf") else WEIGHTS_DIR / f"{w}.asdf"
             cmd = f"python benchmarks/cross_simulator.py --sets {name} --n {args.n}" + (
-                f" --weights {Path(str(w)).stem}" if args.weights else "")
-            est.metrics["cross_simulator"] = {"figures": entry["cross_simulator"], "lenstronomy": lenstronomy.__version__,
-                                              "set": name, "command": cmd}
+                f" --weights {Path(str(w)).stem}" if args.weights else "") + (
+                f" --tta {args.tta}" if args.tta != 1 else "")
+            record = {"figures": entry["cross_simulator"], "lenstronomy": lenstronomy.__version__, "set": name,
+                      "command": cmd}
+            old = est.metrics.get("cross_simulator", {})
+            if args.tta == 1:  # the plain figures, beside any tta ones measured before
+                est.metrics["cross_simulator"] = {**{k: v for k, v in old.items() if k.startswith("tta")}, **record}
+            else:
+                est.metrics["cross_simulator"] = {**old, f"tta{args.tta}": record}
             est.save(path, dtype=np.float16)
         print(json.dumps({name: entry}), file=sys.stderr, flush=True)
     print(json.dumps(res, indent=1, default=float))

@@ -53,8 +53,8 @@ SHIFT = 3.0  # pixels
 DIRECTIONS = [(np.cos(a), np.sin(a)) for a in np.arange(8) * np.pi / 4]
 
 
-def cnn_theta(cutout, est, deblend, psf, centre=None):
-    r = model_lens(cutout, est, deblend=deblend, refine=False, psf=psf, centre=centre)
+def cnn_theta(cutout, est, deblend, psf, centre=None, tta=1):
+    r = model_lens(cutout, est, deblend=deblend, refine=False, psf=psf, centre=centre, tta=tta)
     return float(getattr(r["cnn_theta_E"], "value", r["cnn_theta_E"])), r.centre
 
 
@@ -79,35 +79,35 @@ def resampled_first(cutout, psf, pixel_scale, centre):
     return Cutout(out.image, pixel_scale, noise=out.noise, psf=k, mask=out.mask), k
 
 
-def slacs_rows(est):
+def slacs_rows(est, tta=1):
     rows = []
     for lens in slacs_sample(shared_data() / "real_lenses"):
         cut, deblend = lens["cutout"], not lens["lens_subtracted"]
         psf = lens["psf"] if lens["psf"] is not None else cut.psf
         t0 = time.perf_counter()
-        r = model_lens(cut, est, deblend=deblend, refine=False, psf=psf)
+        r = model_lens(cut, est, deblend=deblend, refine=False, psf=psf, tta=tta)
         base, (cx, cy) = float(getattr(r["cnn_theta_E"], "value", r["cnn_theta_E"])), r.centre
         # the lens light is removed once; the path then resamples the arcs about the centre
         arcs = Cutout(r.arcs, cut.pixel_scale, noise=cut.noise, psf=psf, mask=cut.mask)
-        moved = [cnn_theta(arcs, est, False, psf, centre=(cx + SHIFT * dx, cy + SHIFT * dy))[0]
+        moved = [cnn_theta(arcs, est, False, psf, centre=(cx + SHIFT * dx, cy + SHIFT * dy), tta=tta)[0]
                  for dx, dy in DIRECTIONS]
         row = {"lens": lens["name"], "published": lens["theta_E"], "cnn": base,
                "d_published": abs(base - lens["theta_E"]),
                "recentre_max": float(np.max(np.abs(np.array(moved) - base))),
                "recentre_median": float(np.median(np.abs(np.array(moved) - base)))}
         if deblend and psf is not None:
-            row["psf_broader"] = abs(cnn_theta(cut, est, True, broaden(psf), centre=(cx, cy))[0] - base)
-            row["psf_none"] = abs(cnn_theta(cut, est, True, None, centre=(cx, cy))[0] - base)
+            row["psf_broader"] = abs(cnn_theta(cut, est, True, broaden(psf), centre=(cx, cy), tta=tta)[0] - base)
+            row["psf_none"] = abs(cnn_theta(cut, est, True, None, centre=(cx, cy), tta=tta)[0] - base)
             first, k = resampled_first(cut, psf, est.expects["pixel_scale"], (cx, cy))
             mid = ((first.shape[1] - 1) / 2, (first.shape[0] - 1) / 2)
-            row["resample_first"] = abs(cnn_theta(first, est, True, k, centre=mid)[0] - base)
+            row["resample_first"] = abs(cnn_theta(first, est, True, k, centre=mid, tta=tta)[0] - base)
         row["seconds"] = round(time.perf_counter() - t0, 1)
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
     return rows
 
 
-def simulated(est, n, seed=31):
+def simulated(est, n, seed=31, tta=1):
     """Re-centring of lens-subtracted simulated HST lenses: per lens the largest move over 3-pixel shifts."""
     from lenskit.simulation import presets
 
@@ -129,7 +129,7 @@ def simulated(est, n, seed=31):
         arr = lenskit.LensDataset(np.asarray(imgs, np.float32)[:, None], ds.params, bands=ds.bands,
                                   pixel_scale=ds.pixel_scale, instrument=ds.instrument,
                                   masks=np.asarray(masks)[:, None], provenance=ds.provenance)
-        stacks[name] = np.asarray(est.predict(arr, batch_size=64).table["theta_E"])
+        stacks[name] = np.asarray(est.predict(arr, batch_size=64, **({"tta": tta} if tta != 1 else {})).table["theta_E"])
     base = stacks.pop("none")
     moves = np.max(np.abs(np.stack(list(stacks.values())) - base), axis=0)
     err = np.abs(base - np.asarray(ds.params["theta_E"]))
@@ -142,12 +142,14 @@ def main(argv=None):
     ap.add_argument("--estimator", default="hst_wfc3")
     ap.add_argument("--n-sim", type=int, default=200, help="simulated lenses (0: SLACS only)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--tta", type=int, choices=(1, 2, 4, 8), default=1,
+                    help="test-time augmentation of the CNN step (model_lens(tta=...))")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     est = lenskit.load_estimator(args.estimator)
-    out = {"estimator": args.estimator, "shift_pixels": SHIFT, "cpu_threads": torch.get_num_threads()}
+    out = {"estimator": args.estimator, "shift_pixels": SHIFT, "tta": args.tta, "cpu_threads": torch.get_num_threads()}
     if shared_data() is not None:
-        rows = slacs_rows(est)
+        rows = slacs_rows(est, args.tta)
         keys = ("d_published", "recentre_max", "psf_broader", "psf_none", "resample_first")
         out["slacs"] = {"lenses": rows, "median": {k: float(np.median([r[k] for r in rows if k in r]))
                                                    for k in keys},
@@ -155,7 +157,7 @@ def main(argv=None):
     else:
         out["slacs"] = "the development data (../shared/data) are absent"
     if args.n_sim:
-        out["simulated_hst"] = simulated(est, args.n_sim)
+        out["simulated_hst"] = simulated(est, args.n_sim, tta=args.tta)
     print(json.dumps(out, indent=1))
     return out
 

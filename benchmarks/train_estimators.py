@@ -182,6 +182,8 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads of the training process (default 2 with --workers 0, else 1)")
     ap.add_argument("--test-size", type=int, default=2000)
     ap.add_argument("--checkpoint", default=None, help="resume from (and keep writing) this checkpoint")
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -231,7 +233,7 @@ def main(argv=None):
     light = {"lens_light": False} if args.no_lens_light else {}
     train_light = {"lens_light": "subtracted"} if args.no_lens_light == "subtracted" else light
     label = f"{args.name}_no_lens_light" if args.no_lens_light else args.name
-    torch.set_num_threads(2 if args.workers == 0 else 1)
+    torch.set_num_threads(args.threads or (2 if args.workers == 0 else 1))
     inst = instrument(args.name)
     shape = (len(inst.bands),) + inst.shape
     if args.evaluate:  # re-measure saved weights (written back to --out, default the same file)

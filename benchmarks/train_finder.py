@@ -114,12 +114,15 @@ def main(argv=None):
     ap.add_argument("--robust", action="store_true",
                     help="train and validate on presets.lanusse2018(robust=True): Moffat PSFs and a wide lens-light "
                          "population (discs, twists, colour gradients, offsets); the test sets stay the paper's")
+    ap.add_argument("--threads", type=int, default=2,
+                    help="torch threads (1 for a background training beside other work: two 2-thread processes on "
+                         "two cores collapse)")
     ap.add_argument("--out", default=None)
     ap.add_argument("--evaluate", default=None, metavar="WEIGHTS",
                     help="no training: measure these finder weights again (test sets, tta thresholds and metrics) "
                          "and write them back, or to --out")
     args = ap.parse_args(argv)
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     if args.evaluate is not None:
         finder = DeepLensFinder.load(args.evaluate)
         args.mode = finder.expects.get("mode", args.mode)
