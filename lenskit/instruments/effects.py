@@ -431,6 +431,70 @@ class ImagePSF(Effect):
 
 
 # ------------------------------------------------------------------------------ noise
+#: Expected counts at or above which `poisson_counts` draws from the Cornish-Fisher expansion.
+POISSON_NORMAL_MIN = 50.0
+
+
+def poisson_counts(mean, generator=None, exact=False):
+    """
+    Poisson draws with the given expected counts (a tensor, >= 0).
+
+    Below `POISSON_NORMAL_MIN` (50) counts the draw is exact (`torch.poisson`),
+    and so is every draw of a call where fewer than a quarter of the means
+    reach it (splitting the batch would cost more than it saves).  Otherwise
+    -- sky-dominated survey images, where every pixel is there -- the means of
+    50 or more are drawn from the Cornish-Fisher expansion of the Poisson
+    quantile function to second order at a standard normal draw ``z``,
+    rounded to an integer::
+
+        k = floor(m + sqrt(m - 1/12) z + (z**2 - 1) / 6 + (z - z**3) / (72 sqrt(m)) + 1/2)
+
+    (the 1/12 takes out the variance that rounding adds).  Its total-variation
+    distance to the Poisson distribution of mean ``m`` is 4.6e-5 at m = 50,
+    1.6e-5 at 100 and 5e-7 at 1,000 (it falls as m**-1.5; the plain normal
+    approximation's is 1.8e-2, 1.3e-2 and 4e-3); its mean is ``m`` and its
+    variance ``m`` to a relative 2e-6 or better.  On the CPU `torch.poisson`
+    costs 50-70 ns per pixel whatever the mean (it draws one value at a
+    time); the expansion, one vectorised normal draw and a polynomial
+    computed in place, about 15 ns.
+
+    Parameters
+    ----------
+    mean : torch.Tensor
+        Expected counts (negative values are treated as 0).
+    generator : torch.Generator, optional
+    exact : bool
+        `torch.poisson` everywhere.
+    """
+    mean = torch.clamp(mean, min=0)
+    if exact:
+        return torch.poisson(mean, generator=generator)
+    large = mean >= POISSON_NORMAL_MIN
+    n_large = int(large.sum())
+    if n_large < mean.numel() // 4:  # mostly small means: splitting the batch would cost more than it saves
+        return torch.poisson(mean, generator=generator)
+    if n_large == mean.numel():
+        return _cornish_fisher(mean, generator).to(mean.dtype)
+    # torch.poisson returns 0 for a zero mean at once: no gather of the (usually many) small means
+    out = torch.poisson(torch.where(large, 0.0, mean), generator=generator)
+    idx = large.nonzero(as_tuple=True)
+    out[idx] = _cornish_fisher(mean[idx], generator).to(mean.dtype)
+    return out
+
+
+def _cornish_fisher(m, generator):
+    # float32 where it represents the counts to well under one (means below 2**22); in place: each new
+    # tensor of a big batch costs more than the arithmetic
+    dt = m.dtype if m.dtype == torch.float64 or m.numel() == 0 or float(m.max()) < 2.0**22 else torch.float64
+    m = m.to(dt)
+    z = torch.randn(m.shape, generator=generator, dtype=dt, device=m.device)
+    z2 = z * z
+    k = torch.rsqrt(m).mul_(1 / 72).mul_(z).mul_(1 - z2)  # z (1 - z**2) / (72 sqrt(m))
+    k.add_(z2.sub_(1).div_(6))
+    k.addcmul_(torch.sqrt(m - 1 / 12), z).add_(m).add_(0.5)
+    return k.floor_().clamp_(min=0)
+
+
 def _peak(x):
     return x.reshape(x.shape[0], -1).amax(1).clamp(min=torch.finfo(x.dtype).tiny)
 
@@ -441,13 +505,17 @@ class PoissonNoise(Effect):
 
     Each image is scaled to a peak of 1, multiplied by a counts factor drawn
     from ``counts_factor`` (default 100-1000), replaced by a Poisson draw with
-    that mean, and scaled back.
+    that mean, and scaled back.  Pixels of 50 counts or more are drawn from
+    the Cornish-Fisher expansion of `poisson_counts` (total-variation
+    distance to the Poisson distribution under 5e-5); ``exact=True`` draws
+    every pixel with `torch.poisson`.
     """
 
     name = "poisson_noise"
 
-    def __init__(self, counts_factor=(100.0, 1000.0)):
+    def __init__(self, counts_factor=(100.0, 1000.0), exact=False):
         self.counts_factor = as_prior(counts_factor, "counts_factor")
+        self.exact = bool(exact)
 
     def __call__(self, obs, rng):
         n = obs.n
@@ -458,14 +526,14 @@ class PoissonNoise(Effect):
         peak = _peak(obs.images).reshape(n, 1, 1, 1)
         ft = torch.as_tensor(f, dtype=obs.images.dtype, device=obs.images.device).reshape(n, 1, 1, 1)
         mean = torch.clamp(obs.images, min=0) / peak * ft
-        counts = torch.poisson(mean, generator=g)
+        counts = poisson_counts(mean, g, exact=self.exact)
         obs.images = counts / ft * peak
         obs.variance = obs.variance + mean * (peak / ft) ** 2
         obs.meta["counts_factor"] = f
         return obs
 
     def to_config(self):
-        return {"effect": self.name, "counts_factor": _prior_config(self.counts_factor)}
+        return {"effect": self.name, "counts_factor": _prior_config(self.counts_factor), "exact": self.exact}
 
 
 class GaussianNoise(Effect):
@@ -572,11 +640,18 @@ class CCDNoise(Effect):
         Electrons per pixel per second.
     gain : float
         Electrons per ADU.
+    exact : bool
+        Draw every pixel's electrons with `torch.poisson`.  By default pixels
+        of 50 electrons or more (every sky-dominated survey pixel) are drawn
+        from the Cornish-Fisher expansion of `poisson_counts`, whose
+        total-variation distance to the Poisson distribution is under 5e-5,
+        several times faster on the CPU.
     """
 
     name = "ccd_noise"
 
-    def __init__(self, exposure_time, n_exposures, sky_brightness, zero_points, read_noise, dark_current, gain):
+    def __init__(self, exposure_time, n_exposures, sky_brightness, zero_points, read_noise, dark_current, gain,
+                 exact=False):
         for nm, v in (("exposure_time", exposure_time), ("gain", gain)):
             if not v > 0:
                 raise ValueError(f"{nm} must be > 0; got {v}")
@@ -587,6 +662,7 @@ class CCDNoise(Effect):
             raise ValueError(f"n_exposures must be a positive integer; got {n_exposures}")
         self.exposure_time = float(exposure_time)
         self.n_exposures = int(n_exposures)
+        self.exact = bool(exact)
         self.sky_brightness = dict(sky_brightness)
         self.zero_points = dict(zero_points)
         self.read_noise = float(read_noise)
@@ -608,7 +684,7 @@ class CCDNoise(Effect):
         bg = torch.as_tensor([self.sky_rate(b, obs.pixel_scale) + self.dark_current for b in obs.bands],
                              dtype=dt, device=dev).reshape(1, nb, 1, 1)
         mean_e = torch.clamp(obs.images + bg, min=0) * t
-        e = torch.poisson(mean_e, generator=g)
+        e = poisson_counts(mean_e, g, exact=self.exact)
         rn = self.read_noise * math.sqrt(self.n_exposures)
         e = e + rn * torch.randn(e.shape, generator=g, dtype=dt, device=dev)
         adu = torch.round(e / self.gain)
@@ -619,7 +695,8 @@ class CCDNoise(Effect):
     def to_config(self):
         return {"effect": self.name, "exposure_time": self.exposure_time, "n_exposures": self.n_exposures,
                 "sky_brightness": self.sky_brightness, "zero_points": self.zero_points,
-                "read_noise": self.read_noise, "dark_current": self.dark_current, "gain": self.gain}
+                "read_noise": self.read_noise, "dark_current": self.dark_current, "gain": self.gain,
+                "exact": self.exact}
 
 
 # ---------------------------------------------------------------------------- artefacts

@@ -16,6 +16,7 @@ from lenskit.instruments.effects import (
     Normalize,
     Observation,
     PoissonNoise,
+    poisson_counts,
 )
 
 
@@ -78,6 +79,92 @@ def test_poisson_variance_tracks_mean():
         assert block.mean() == pytest.approx(lv, rel=0.01)
         assert block.var() == pytest.approx(lv / 200.0, rel=0.05)
     np.testing.assert_allclose(o.variance.numpy(), img / 200.0)
+
+
+def _cornish_fisher_pmf(m):
+    """
+    The distribution `poisson_counts` draws from at mean ``m`` (>= 50): count k where the polynomial of a
+    standard normal z lies in [k - 1/2, k + 1/2); the polynomial increases over the normal's mass, so each
+    count's probability is a difference of the normal CDF between the roots (Newton's method).
+    """
+    from scipy import special
+
+    s = np.sqrt(m)
+    k = np.arange(max(int(m - 10 * s), 0), int(m + 10 * s) + 2)
+
+    s1 = np.sqrt(m - 1 / 12)
+
+    def poly(z):
+        return m + s1 * z + (z**2 - 1) / 6 + z * (1 - z**2) / (72 * s) + 0.5
+
+    def slope(z):
+        return s1 + z / 3 + (1 - 3 * z**2) / (72 * s)
+
+    z = (k - m) / s
+    for _ in range(30):
+        z = z - (poly(z) - k) / slope(z)
+    assert np.all(slope(z) > 0) and np.allclose(poly(z), k, atol=1e-9)
+    cdf = special.ndtr(z)  # P(count < k)
+    return k[:-1], np.diff(cdf)
+
+
+@pytest.mark.parametrize("m", [50.0, 120.0, 1000.0, 1e5])
+def test_poisson_counts_approximation_is_close_in_total_variation(m):
+    from scipy import stats
+
+    k, p = _cornish_fisher_pmf(m)
+    q = stats.poisson.pmf(k, m)
+    tv = 0.5 * (np.abs(p - q).sum() + (1 - q.sum()))
+    assert tv < 2e-2 / m**1.5  # 5e-5 at the threshold, falling as m**-1.5
+    mean = (k * p).sum()
+    assert mean == pytest.approx(m, rel=1e-9)
+    assert ((k - mean) ** 2 * p).sum() == pytest.approx(m, rel=1e-5)
+    # the plain normal approximation (lenstronomy's) is ~400x further at 50 counts
+    kn = np.arange(int(m - 12 * np.sqrt(m)), int(m + 12 * np.sqrt(m)))
+    pn = stats.norm.cdf(kn + 0.5, m, np.sqrt(m)) - stats.norm.cdf(kn - 0.5, m, np.sqrt(m))
+    assert 0.5 * np.abs(pn - stats.poisson.pmf(kn, m)).sum() > 100 * tv
+
+
+@pytest.mark.parametrize("m", [0.02, 0.7, 6.0, 49.9, 50.0, 300.0, 4e4])
+def test_poisson_counts_match_poisson_distribution(m):
+    """Chi-square against the Poisson pmf for exact (< 50) and approximate draws, fixed seeds."""
+    from scipy import stats
+
+    g = torch.Generator().manual_seed(int(m * 100) + 7)
+    x = poisson_counts(torch.full((200_000,), m, dtype=torch.float32), g).numpy()
+    assert np.all(x == np.round(x)) and x.min() >= 0
+    lo, hi = stats.poisson.ppf([1e-4, 1 - 1e-4], m)
+    edges = np.unique(np.r_[-0.5, np.arange(lo, hi + 1) + 0.5, np.inf])
+    if len(edges) > 40:  # wide distributions: about 30 equal-probability bins
+        edges = np.unique(np.r_[-0.5, stats.poisson.ppf(np.linspace(0.02, 0.98, 30), m) + 0.5, np.inf])
+    obs = np.histogram(x, edges)[0]
+    cdf = stats.poisson.cdf(np.floor(edges[1:]), m) - stats.poisson.cdf(np.floor(edges[:-1]), m)
+    cdf[0] = stats.poisson.cdf(np.floor(edges[1]), m)
+    expected = cdf * len(x)
+    keep = expected > 5
+    chi2 = ((obs[keep] - expected[keep]) ** 2 / expected[keep]).sum()
+    dof = max(int(keep.sum()) - 1, 1)
+    assert stats.chi2.sf(chi2, dof) > 1e-3
+    assert x.mean() == pytest.approx(m, rel=4 / np.sqrt(m * len(x)) + 1e-4, abs=1e-3)
+    assert x.var() == pytest.approx(m, rel=0.02)
+
+
+def test_poisson_counts_exact_and_mixed_means():
+    g = torch.Generator().manual_seed(3)
+    mean = torch.tensor([[0.0, 3.0], [80.0, 60.0]]).repeat(20_000, 1, 1)  # half the means >= 50: split
+    x = poisson_counts(mean, g)
+    assert x.shape == mean.shape and x.dtype == mean.dtype
+    assert torch.all(x[:, 0, 0] == 0)
+    assert x[:, 0, 1].mean().item() == pytest.approx(3.0, abs=0.05)
+    for (i, j), m in (((1, 0), 80.0), ((1, 1), 60.0)):
+        assert x[:, i, j].mean().item() == pytest.approx(m, abs=0.25)
+        assert x[:, i, j].var().item() == pytest.approx(m, rel=0.05)
+    assert torch.all(poisson_counts(torch.full((4,), -1.0), g) == 0)  # negative means count as 0
+    # exact=True, and a call where under a quarter of the means reach 50, are torch.poisson draw for draw
+    few = torch.tensor([0.5, 2.0, 7.0, 80.0, 0.1, 3.0, 1.0, 9.0]).repeat(100)
+    for m, kw in ((mean, {"exact": True}), (few, {})):
+        a = poisson_counts(m, torch.Generator().manual_seed(5), **kw)
+        assert torch.equal(a, torch.poisson(m, generator=torch.Generator().manual_seed(5)))
 
 
 def test_gaussian_noise_rms_within_range():
