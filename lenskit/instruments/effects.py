@@ -29,7 +29,8 @@ from lenskit.lensing.convolution import fft_convolve
 
 __all__ = [
     "Observation", "Effect", "GaussianPSF", "MoffatPSF", "ImagePSF", "PoissonNoise", "GaussianNoise",
-    "CosmicRays", "Normalize", "CircularMasks", "CCDNoise", "torch_generator",
+    "CosmicRays", "Normalize", "CircularMasks", "CCDNoise", "torch_generator", "poisson_counts",
+    "POISSON_NORMAL_MIN",
 ]
 
 
