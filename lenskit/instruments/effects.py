@@ -30,7 +30,7 @@ from lenskit.lensing.convolution import fft_convolve
 __all__ = [
     "Observation", "Effect", "GaussianPSF", "MoffatPSF", "ImagePSF", "PoissonNoise", "GaussianNoise",
     "CosmicRays", "Normalize", "CircularMasks", "CCDNoise", "torch_generator", "poisson_counts",
-    "POISSON_NORMAL_MIN",
+    "POISSON_NORMAL_MIN", "NOISE_CORRELATIONS", "noise_correlation",
 ]
 
 
@@ -537,6 +537,50 @@ class PoissonNoise(Effect):
         return {"effect": self.name, "counts_factor": _prior_config(self.counts_factor), "exact": self.exact}
 
 
+# ---------------------------------------------------------------------------- correlated noise
+NOISE_CORRELATIONS = {
+    "cosmos_acs_f814w": "cosmos_acs_f814w_ncf.fits",
+}
+"""Measured noise correlation functions shipped with lenskit, by name (`noise_correlation`)."""
+
+
+def noise_correlation(name="cosmos_acs_f814w"):
+    """
+    A measured blank-sky noise correlation function shipped with lenskit.
+
+    ``"cosmos_acs_f814w"``: HST ACS F814W images of the COSMOS field (the
+    30 mas unrotated drizzle), measured by the GalSim developers (GalSim's
+    ``share/acs_I_unrot_sci_20_cf.fits``, BSD-3 licence, reproduced in
+    ``lenskit/instruments/data/LICENSE-galsim.txt``).  Drizzling correlates
+    neighbouring pixels: 0.48 between direct neighbours, 0.23 diagonally.
+    Its Fourier transform is the noise power spectrum of a real blank field,
+    with which `GaussianNoise` colours the noise as Hezaveh et al. (2017)
+    did.  The lags are in the images' own pixels: the correlation of a
+    drizzled image is set by the drizzle kernel on its output grid.
+
+    Parameters
+    ----------
+    name : str
+        One of `NOISE_CORRELATIONS`.
+
+    Returns
+    -------
+    numpy.ndarray
+        (81, 81), centred on pixel (40, 40), normalised to 1 at zero lag.
+    """
+    if not isinstance(name, str) or name not in NOISE_CORRELATIONS:
+        raise ValueError(f"noise correlation must be one of {sorted(NOISE_CORRELATIONS)}; got {name!r}")
+    from importlib.resources import files
+
+    from astropy.io import fits
+
+    with files("lenskit.instruments").joinpath("data", NOISE_CORRELATIONS[name]).open("rb") as f:
+        with fits.open(f) as hdul:
+            c = np.asarray(hdul["NCF"].data, dtype=float)
+    cy, cx = c.shape[0] // 2, c.shape[1] // 2
+    return c / c[cy, cx]
+
+
 class GaussianNoise(Effect):
     """
     Additive Gaussian noise with an rms relative to each image's peak.
@@ -545,10 +589,11 @@ class GaussianNoise(Effect):
     ----------
     rms : prior
         rms as a fraction of the image peak (Hezaveh et al. 2017: 1-10%).
-    correlation : array-like, optional
-        A 2-D noise correlation function (centred), for example the COSMOS
-        ACS one measured by GalSim.  Its Fourier transform is the noise power
-        spectrum used to colour the noise.
+    correlation : str or array-like, optional
+        A 2-D noise correlation function (centred), or the name of a measured
+        one shipped with lenskit (`noise_correlation`, for example
+        ``"cosmos_acs_f814w"``).  Its Fourier transform is the noise power
+        spectrum used to colour the noise.  Default: white noise only.
     coloured_fraction : float
         Probability that an image gets coloured rather than white noise (when
         a correlation function is given).  Default 0.5.
@@ -559,10 +604,16 @@ class GaussianNoise(Effect):
     def __init__(self, rms=(0.01, 0.1), correlation=None, coloured_fraction=0.5):
         self.rms = as_prior(rms, "rms")
         self.correlation = None
-        if correlation is not None:
+        self.correlation_name = correlation if isinstance(correlation, str) else None
+        if isinstance(correlation, str):
+            self.correlation = noise_correlation(correlation)
+        elif correlation is not None:
             c = np.asarray(correlation, dtype=float)
             if c.ndim != 2 or not np.all(np.isfinite(c)):
-                raise ValueError("correlation must be a finite 2-D array")
+                raise ValueError(f"correlation must be a finite 2-D array or one of {sorted(NOISE_CORRELATIONS)}")
+            if c.shape[0] % 2 == 0 or c.shape[1] % 2 == 0 or c[c.shape[0] // 2, c.shape[1] // 2] <= 0:
+                raise ValueError(f"correlation must be centred on its middle pixel (odd sides) with a positive "
+                                 f"zero lag; got shape {c.shape}")
             self.correlation = c
         if not 0 <= coloured_fraction <= 1:
             raise ValueError(f"coloured_fraction must lie in [0, 1]; got {coloured_fraction}")
@@ -576,7 +627,7 @@ class GaussianNoise(Effect):
             c = self.correlation
             full = np.zeros((h, w))
             ch, cw = c.shape
-            hy, hx = min(ch // 2, h // 2), min(cw // 2, w // 2)
+            hy, hx = min(ch // 2, (h - 1) // 2), min(cw // 2, (w - 1) // 2)  # lags that fit the grid once
             cy, cx = ch // 2, cw // 2
             sub = c[cy - hy: cy + hy + 1, cx - hx: cx + hx + 1]
             full[:sub.shape[0], :sub.shape[1]] = sub
@@ -600,10 +651,12 @@ class GaussianNoise(Effect):
         if self.correlation is not None:
             coloured = rng.random(n) < self.coloured_fraction
             if coloured.any():
-                amp = torch.as_tensor(self.amplitude((h, w)), dtype=torch.float64, device=dev)
+                # the power spectrum is real and even (that of the symmetrised correlation function), so
+                # the half-plane transforms colour the noise exactly
+                ft = torch.float64 if dt == torch.float64 else torch.float32
+                amp = torch.as_tensor(self.amplitude((h, w))[:, : w // 2 + 1], dtype=ft, device=dev)
                 idx = torch.as_tensor(np.nonzero(coloured)[0], device=dev)
-                white = noise[idx].to(torch.float64)
-                col = torch.fft.ifft2(torch.fft.fft2(white) * amp).real
+                col = torch.fft.irfft2(torch.fft.rfft2(noise[idx].to(ft)) * amp, s=(h, w))
                 noise[idx] = col.to(dt)
         obs.images = obs.images + sigma.reshape(n, 1, 1, 1) * noise
         obs.variance = obs.variance + (sigma**2).reshape(n, 1, 1, 1)
@@ -613,7 +666,8 @@ class GaussianNoise(Effect):
 
     def to_config(self):
         return {"effect": self.name, "rms": _prior_config(self.rms),
-                "coloured": self.correlation is not None, "coloured_fraction": self.coloured_fraction}
+                "coloured": self.correlation is not None, "coloured_fraction": self.coloured_fraction,
+                "correlation": self.correlation_name}
 
 
 class CCDNoise(Effect):

@@ -18,14 +18,17 @@ from lenskit.instruments.effects import (
 __all__ = ["HSTWFC3", "hezaveh2017_effects"]
 
 
-def hezaveh2017_effects(test=False, psf=None, psf_pixel_scale=None, noise_correlation=None):
+def hezaveh2017_effects(test=False, psf=None, psf_pixel_scale=None, noise_correlation="cosmos_acs_f814w"):
     """
     The observational effects of Hezaveh et al. (2017, Methods), in their order.
 
     1. PSF: Gaussian with rms drawn up to 0.1" (or a supplied PSF image);
     2. Poisson noise with a counts factor of 100-1000;
-    3. Gaussian noise, rms 1-10% of the peak, white or coloured by a measured
-       blank-field spectrum (``noise_correlation``);
+    3. Gaussian noise, rms 1-10% of the peak, white for half of the images
+       and coloured by a measured blank-field spectrum for the other half
+       (``noise_correlation``: by default the COSMOS ACS F814W one,
+       `~lenskit.instruments.effects.noise_correlation`; None for white
+       noise only);
     4. cosmic rays grown by friends-of-friends and up to 100 hot pixels;
     5. normalisation to a peak of 1 (rms 0.05) plus a zero bias (rms 0.05);
     6. circular masks of radius 0.2" covering up to 25% of the arc flux
@@ -60,8 +63,12 @@ class HSTWFC3(Camera):
     psf : array-like or dict, optional
         PSF image(s) to use instead of the random Gaussian PSF (for example
         the HST PSFs in ``shared/data/psf``), with ``psf_pixel_scale``.
-    noise_correlation : array-like, optional
-        Blank-field noise correlation function for coloured noise.
+    noise_correlation : str or array-like or None
+        Blank-field noise correlation function colouring half of the images'
+        Gaussian noise, as Hezaveh et al. (2017) did with "a power spectrum
+        measured from blank fields of a sample of HST images": by default
+        ``"cosmos_acs_f814w"`` (`~lenskit.instruments.effects.noise_correlation`,
+        drizzled HST ACS images); an array of your own; None for white noise.
     effects : list, optional
         Replace the effect chain entirely.
 
@@ -88,7 +95,7 @@ class HSTWFC3(Camera):
     default_lens_light = False
 
     def __init__(self, bands=("F814W",), shape=(192, 192), pixel_scale=0.04, test=False, psf=None,
-                 psf_pixel_scale=None, noise_correlation=None, effects=None, exposure_time=1200.0):
+                 psf_pixel_scale=None, noise_correlation="cosmos_acs_f814w", effects=None, exposure_time=1200.0):
         pixel_scale = as_float(pixel_scale, "pixel_scale", u.arcsec)
         if effects is None:
             effects = hezaveh2017_effects(test=test, psf=psf, psf_pixel_scale=psf_pixel_scale,

@@ -16,6 +16,7 @@ from lenskit.instruments.effects import (
     Normalize,
     Observation,
     PoissonNoise,
+    noise_correlation,
     poisson_counts,
 )
 
@@ -193,6 +194,56 @@ def test_coloured_noise_is_correlated_with_unit_variance():
     assert rho > 0.5  # neighbours correlated
     white = GaussianNoise(rms=0.05)(obs_of(img), np.random.default_rng(4)).images.numpy()[:, 0] - 1
     assert abs(np.mean(white[:, :, 1:] * white[:, :, :-1]) / white.var()) < 0.02
+
+
+def test_shipped_cosmos_noise_correlation():
+    c = noise_correlation("cosmos_acs_f814w")
+    assert c.shape == (81, 81) and c[40, 40] == 1.0
+    np.testing.assert_allclose(c, c[::-1, ::-1], atol=1e-6)  # a correlation function is point-symmetric
+    # drizzled ACS pixels: strongly correlated with their neighbours, little beyond two pixels
+    assert 0.4 < c[40, 41] < 0.55 and 0.4 < c[41, 40] < 0.55 and 0.15 < c[41, 41] < 0.3
+    assert np.abs(c[:, :36]).max() < 0.02
+    with pytest.raises(ValueError, match="cosmos_acs_f814w"):
+        noise_correlation("cosmos")
+    with pytest.raises(ValueError, match="one of"):
+        GaussianNoise(correlation="no_such_field")
+    with pytest.raises(ValueError, match="odd sides"):
+        GaussianNoise(correlation=np.ones((4, 4)))
+
+
+@pytest.mark.parametrize("shape,dtype", [((96, 96), torch.float64), ((45, 46), torch.float32)])
+def test_coloured_noise_has_the_measured_correlation(shape, dtype):
+    """Coloured noise reproduces the COSMOS correlation function at small lags, at unit variance."""
+    c = noise_correlation()
+    img = torch.ones((300, 1) + shape, dtype=dtype)
+    obs = Observation(images=img.clone(), pixel_scale=0.04, bands=("F814W",))
+    o = GaussianNoise(rms=0.05, correlation="cosmos_acs_f814w", coloured_fraction=1.0)(obs, np.random.default_rng(8))
+    assert o.images.dtype == dtype
+    n = o.images.numpy()[:, 0].astype(float) - 1
+    assert n.std() == pytest.approx(0.05, rel=0.02)
+    var = n.var()
+    for dy, dx in [(0, 1), (1, 0), (1, 1), (1, -1), (0, 2), (2, 2)]:
+        a = n[:, max(dy, 0):, max(dx, 0):][:, : n.shape[1] - abs(dy), : n.shape[2] - abs(dx)]
+        b = n[:, : n.shape[1] - dy, max(-dx, 0): n.shape[2] - max(dx, 0)]
+        rho = np.mean(a * b) / var
+        assert rho == pytest.approx(c[40 + dy, 40 + dx], abs=0.01), (dy, dx)
+
+
+def test_hst_noise_is_half_coloured_by_default():
+    """Hezaveh et al.: white or coloured by a measured blank-field spectrum; the instrument records it by name."""
+    import lenskit
+    from lenskit.instruments.hst import HSTWFC3
+
+    noise = [e for e in HSTWFC3().effects if isinstance(e, GaussianNoise)][0]
+    assert noise.correlation_name == "cosmos_acs_f814w" and noise.coloured_fraction == 0.5
+    white = [e for e in HSTWFC3(noise_correlation=None).effects if isinstance(e, GaussianNoise)][0]
+    assert white.correlation is None
+    o = noise(obs_of(np.ones((400, 1, 32, 32))), np.random.default_rng(2))
+    assert o.meta["noise_coloured"].mean() == pytest.approx(0.5, abs=0.075)  # binomial sd 0.025
+    sim = lenskit.Simulator(instrument=HSTWFC3(shape=(48, 48)), seed=3)
+    back = lenskit.Simulator.from_config(sim.config)
+    assert "array" not in str(sim.config["build"]["instrument"])  # the name, not 6,561 numbers
+    np.testing.assert_array_equal(back.sample(4).images, sim.sample(4).images)
 
 
 def test_cosmic_ray_lengths_and_connectivity():
