@@ -44,13 +44,15 @@ for ax in axes:
 print({k: np.asarray(v).tolist() for k, v in obs.meta.items()})
 
 # %%
-# Coloured noise: the blank-field noise of HST images is correlated between
-# pixels.  A correlation function (for example the one GalSim measured for
-# COSMOS ACS F814W) colours the noise.
-x = np.arange(-8, 9)
-corr = np.exp(-0.5 * (x[:, None] ** 2 + x[None, :] ** 2) / 1.2**2)
+# Coloured noise: drizzling correlates the blank-field noise of HST images
+# between pixels.  lenskit ships the noise correlation function GalSim
+# measured on COSMOS ACS F814W images (``effects.noise_correlation``); the
+# HST instrument colours the noise of half of its images with it, as
+# Hezaveh et al. (2017) did.  Its central 3 x 3 lags:
+corr = effects.noise_correlation("cosmos_acs_f814w")
+print(np.round(corr[39:42, 39:42], 2))
 white = effects.GaussianNoise(rms=0.05)(effects.Observation(images=torch.ones(1, 1, 96, 96), pixel_scale=0.04), rng)
-col = effects.GaussianNoise(rms=0.05, correlation=corr, coloured_fraction=1.0)(
+col = effects.GaussianNoise(rms=0.05, correlation="cosmos_acs_f814w", coloured_fraction=1.0)(
     effects.Observation(images=torch.ones(1, 1, 96, 96), pixel_scale=0.04), rng)
 fig, axes = plt.subplots(1, 2, figsize=(7, 3.5))
 axes[0].imshow(white.images[0, 0].numpy(), origin="lower", cmap="gray")

@@ -538,10 +538,10 @@ class PoissonNoise(Effect):
 
 
 # ---------------------------------------------------------------------------- correlated noise
+#: Measured noise correlation functions shipped with lenskit: name -> file (`noise_correlation` loads them).
 NOISE_CORRELATIONS = {
     "cosmos_acs_f814w": "cosmos_acs_f814w_ncf.fits",
 }
-"""Measured noise correlation functions shipped with lenskit, by name (`noise_correlation`)."""
 
 
 def noise_correlation(name="cosmos_acs_f814w"):
