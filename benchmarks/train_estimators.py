@@ -322,9 +322,17 @@ def main(argv=None):
                 "test": pearson_convention(et, test.params), "test_pearson2019": pearson_convention(pe_t, pt.params),
                 "test_pearson2019_literal": pearson_convention(pl_t, lit.params)}
         protocol[f"tta{n}"] = entry
-    est.metrics = {"test": metrics, "test_set": {"n": len(test), "sources": "AEGIS F814W (all) + COSMOS test split",
+    # re-measuring the same weights keeps their cross-simulator figures (benchmarks/cross_simulator.py --store);
+    # new weights drop those of the weights they started from
+    kept = {"cross_simulator": est.metrics["cross_simulator"]} if args.evaluate and "cross_simulator" in est.metrics \
+        else {}
+    est.metrics = {**kept, "test": metrics, "test_set": {"n": len(test), "sources": "AEGIS F814W (all) + COSMOS test split",
                                                  "masks": "test (< 2% of arc flux)" if args.name == "hst_wfc3"
-                                                 else "none", "lens_light": tsim.lens_light},
+                                                 else "none", "lens_light": tsim.lens_light,
+                                                 **({"noise": "Gaussian, white in half of the images and coloured "
+                                                              "by the COSMOS ACS F814W correlation function in "
+                                                              "the other half"} if args.name == "hst_wfc3"
+                                                    else {})},
                    **protocol, "inference_per_second_cpu": infer, "train_seconds": train_seconds,
                    "cpu_threads": torch.get_num_threads()}
     out = Path(args.out) if args.out else Path(args.evaluate) if args.evaluate else WEIGHTS / f"{label}.asdf"

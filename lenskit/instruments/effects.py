@@ -15,11 +15,13 @@ defaults where the paper gives them.
 
 import dataclasses
 import math
+from importlib.resources import files
 
 import astropy.units as u
 import numpy as np
 import torch
 import torch.nn.functional as F
+from astropy.io import fits
 from scipy.ndimage import zoom
 
 from lenskit.core.config import Configurable
@@ -570,10 +572,6 @@ def noise_correlation(name="cosmos_acs_f814w"):
     """
     if not isinstance(name, str) or name not in NOISE_CORRELATIONS:
         raise ValueError(f"noise correlation must be one of {sorted(NOISE_CORRELATIONS)}; got {name!r}")
-    from importlib.resources import files
-
-    from astropy.io import fits
-
     with files("lenskit.instruments").joinpath("data", NOISE_CORRELATIONS[name]).open("rb") as f:
         with fits.open(f) as hdul:
             c = np.asarray(hdul["NCF"].data, dtype=float)

@@ -90,8 +90,10 @@ def test_fit_any_mass_model_recovers_a_point_mass():
     clean = 5.0 * src.numpy()
     sigma = np.full(clean.shape, 0.02 * clean.max())
     img = clean + np.random.default_rng(2).normal(0, sigma)
+    # the lens and source positions of a point mass are nearly degenerate: 40 L-BFGS steps stopped short of the
+    # minimum on some CPUs (reduced chi2 1.06, x0 off by 6 sigma); 200 reach it (chi2 1.00)
     r = fit(img, sigma, 0.05 * u.arcsec, psf=psf, shear=False, lens_light=False, mass_model=pm, n_starts=6,
-            adam_steps=100, lbfgs_steps=40)
+            adam_steps=100, lbfgs_steps=200)
     assert r.names[:3] == ["theta_E", "x0", "y0"] and "e1" not in r.params.colnames
     assert r.reduced_chi2 == pytest.approx(1.0, abs=0.15)
     for k in ("theta_E", "x0", "y0"):
