@@ -32,7 +32,8 @@ from lenskit.lensing.convolution import fft_convolve
 __all__ = [
     "Observation", "Effect", "GaussianPSF", "MoffatPSF", "ImagePSF", "PoissonNoise", "GaussianNoise",
     "CosmicRays", "Normalize", "CircularMasks", "CCDNoise", "torch_generator", "poisson_counts",
-    "POISSON_NORMAL_MIN", "NOISE_CORRELATIONS", "noise_correlation",
+    "POISSON_NORMAL_MIN", "NOISE_CORRELATIONS", "noise_correlation", "moffat_kernels", "moffat_radius",
+    "MOFFAT_TAIL",
 ]
 
 
@@ -250,9 +251,48 @@ class GaussianPSF(Effect):
         return {"effect": self.name, "sigma": _prior_config(self.sigma), "fwhm": self.fwhm}
 
 
-def moffat_kernels(fwhm_pix, beta, e1=None, e2=None, half=None, oversample=3):
+#: The fraction of a Moffat PSF's flux that `MoffatPSF` may leave outside its kernel (when the stamp allows).
+MOFFAT_TAIL = 1e-3
+
+
+def _moffat_alpha(fwhm, beta):
+    return fwhm / (2 * np.sqrt(2 ** (1 / beta) - 1))
+
+
+def moffat_radius(fwhm_pix, beta, tail=MOFFAT_TAIL, ellipticity=0.0):
     """
-    Pixel-integrated, unit-sum Moffat kernels: I(r) proportional to (1 + (r / alpha)^2)^-beta.
+    The radius in pixels outside which a Moffat profile holds the fraction ``tail`` of its flux.
+
+    From the enclosed flux of (1 + r^2 / alpha^2)^-beta within r,
+    1 - (1 + r^2 / alpha^2)^(1 - beta); along the major axis for an elliptical profile.  The wings of
+    beta near 1 hold much of the flux far out (beta 1.5: 3% beyond 20 FWHM), so the radius can be large
+    (infinite for beta -> 1).
+
+    Parameters
+    ----------
+    fwhm_pix, beta : float or array
+    tail : float
+        Fraction of the flux left outside, in (0, 1).
+    ellipticity : float or array
+        (1 - q) / (1 + q) of the isophotes (the FWHM being the geometric mean of the axes).
+
+    Returns
+    -------
+    float or array
+    """
+    if not 0 < tail < 1:
+        raise ValueError(f"tail must be a fraction in (0, 1); got {tail}")
+    fwhm, beta = np.asarray(fwhm_pix, dtype=float), np.asarray(beta, dtype=float)
+    c = np.clip(np.abs(np.asarray(ellipticity, dtype=float)), 0, 0.95)
+    q = (1 - c) / (1 + c)
+    with np.errstate(over="ignore"):
+        x = np.power(tail, 1 / (1 - beta)) - 1
+    return _moffat_alpha(fwhm, beta) * np.sqrt(x) / np.sqrt(q)
+
+
+def moffat_kernels(fwhm_pix, beta, e1=None, e2=None, half=None, oversample=3, normalize="sum"):
+    """
+    Pixel-integrated Moffat kernels: I(r) proportional to (1 + (r / alpha)^2)^-beta.
 
     Parameters
     ----------
@@ -262,40 +302,61 @@ def moffat_kernels(fwhm_pix, beta, e1=None, e2=None, half=None, oversample=3):
         Ellipticity components (1 - q) / (1 + q) of the kernel's isophotes, at the FWHM kept as the
         geometric mean of the axes.
     half : int, optional
-        Half-width of the (2 half + 1)-pixel square kernels.  Default: 3 FWHM of the widest.
+        Half-width of the (2 half + 1)-pixel square kernels.  Default: the radius outside which the widest
+        holds ``MOFFAT_TAIL`` of its flux (`moffat_radius`), at most 256 pixels.
     oversample : int
-        Odd number of sub-pixels per pixel side over which each pixel is integrated.
+        Odd number of sub-pixels per pixel side over which each pixel is integrated.  Within two FWHM
+        of the centre (where the profile curves); further out each pixel takes its centre's value (there
+        the two differ by far less than the pixel-to-pixel change).
+    normalize : {"sum", "flux"}
+        ``"sum"``: each kernel sums to one.  ``"flux"``: the profile's total flux (pi alpha^2 / (beta - 1))
+        is one, so a kernel sums to the fraction of the flux that falls within it, and what falls outside
+        is lost (as light leaving a detector's stamp).
 
     Returns
     -------
     `torch.Tensor` (M, 2 half + 1, 2 half + 1), float64
     """
-    fwhm = torch.as_tensor(np.asarray(fwhm_pix, dtype=float), dtype=torch.float64)
-    beta = torch.as_tensor(np.asarray(beta, dtype=float), dtype=torch.float64)
+    if normalize not in ("sum", "flux"):
+        raise ValueError(f"normalize must be 'sum' or 'flux'; got {normalize!r}")
+    fwhm = torch.as_tensor(np.asarray(fwhm_pix, dtype=float), dtype=torch.float64).reshape(-1)
+    beta = torch.as_tensor(np.asarray(beta, dtype=float), dtype=torch.float64).reshape(-1)
     m = fwhm.shape[0]
     if oversample % 2 != 1:
         raise ValueError(f"oversample must be odd (sub-pixels centred on the pixel); got {oversample}")
     if half is None:
-        half = max(1, int(math.ceil(3 * float(fwhm.max())))) if m else 1
-    s = int(oversample)
-    g = (torch.arange((2 * half + 1) * s, dtype=torch.float64) - ((2 * half + 1) * s - 1) / 2) / s
-    x, y = g.reshape(1, 1, -1), g.reshape(1, -1, 1)
+        ell = 0.0 if e1 is None else np.hypot(np.asarray(e1, dtype=float), np.asarray(e2, dtype=float))
+        r = float(np.max(moffat_radius(fwhm.numpy(), beta.numpy(), MOFFAT_TAIL, ell))) if m else 1.0
+        half = int(max(1, math.ceil(min(r, 256.0))))
+    b = beta.reshape(-1, 1, 1)
+    alpha = fwhm.reshape(-1, 1, 1) / (2 * torch.sqrt(2 ** (1 / b) - 1))
     if e1 is not None:
         e1 = torch.as_tensor(np.asarray(e1, dtype=float), dtype=torch.float64).reshape(-1, 1, 1)
         e2 = torch.as_tensor(np.asarray(e2, dtype=float), dtype=torch.float64).reshape(-1, 1, 1)
         c = torch.sqrt(e1 * e1 + e2 * e2).clamp(max=0.95)
         q = (1 - c) / (1 + c)
         phi = 0.5 * torch.atan2(e2, e1)
-        xr = x * torch.cos(phi) + y * torch.sin(phi)
-        yr = -x * torch.sin(phi) + y * torch.cos(phi)
-        r2 = xr * xr * q + yr * yr / q
-    else:
-        r2 = x * x + y * y
-    b = beta.reshape(-1, 1, 1)
-    alpha = fwhm.reshape(-1, 1, 1) / (2 * torch.sqrt(2 ** (1 / b) - 1))
-    k = (1 + r2 / (alpha * alpha)) ** (-b)
-    k = F.avg_pool2d(k.unsqueeze(1), s).squeeze(1) if s > 1 else k
-    return k / k.sum((-2, -1), keepdim=True)
+
+    def profile(g):  # pixel offsets (L,) -> (M, L, L) profile values
+        x, y = g.reshape(1, 1, -1), g.reshape(1, -1, 1)
+        if e1 is None:
+            r2 = x * x + y * y
+        else:
+            xr = x * torch.cos(phi) + y * torch.sin(phi)
+            yr = -x * torch.sin(phi) + y * torch.cos(phi)
+            r2 = xr * xr * q + yr * yr / q
+        return (1 + r2 / (alpha * alpha)) ** (-b)
+
+    s = int(oversample)
+    k = profile(torch.arange(-half, half + 1, dtype=torch.float64))  # pixel centres
+    if s > 1:  # pixel integration where the profile curves
+        core = min(half, int(math.ceil(2 * float(fwhm.max()))) + 1) if m else half
+        g = (torch.arange((2 * core + 1) * s, dtype=torch.float64) - ((2 * core + 1) * s - 1) / 2) / s
+        kc = F.avg_pool2d(profile(g).unsqueeze(1), s).squeeze(1)
+        k[:, half - core:half + core + 1, half - core:half + core + 1] = kc
+    if normalize == "sum":
+        return k / k.sum((-2, -1), keepdim=True)
+    return k / (math.pi * alpha * alpha / (b - 1))
 
 
 class MoffatPSF(Effect):
@@ -314,8 +375,11 @@ class MoffatPSF(Effect):
     band_scatter : float
         Relative rms of each band's FWHM about the image's (seeing differs between exposures).  Default 0.
 
-    Each kernel is integrated over pixels; flux leaving the stamp is lost
-    (zero padding), as on a detector.  The FWHM drawn is recorded per image as
+    Each kernel is integrated over pixels and reaches as far as it holds all but
+    ``MOFFAT_TAIL`` (0.1%) of its flux, or half across the stamp; flux leaving
+    the stamp is lost (zero padding), as on a detector.  Wide wings (beta near
+    1.5, as a space PSF's) therefore spread a visible part of the light over
+    the whole stamp, and cost a larger convolution.  The FWHM drawn is recorded per image as
     ``psf_fwhm`` (its mean over the bands).
     """
 
@@ -351,9 +415,12 @@ class MoffatPSF(Effect):
         n, nb, h, w = obs.images.shape
         fb, beta, e1, e2 = self.draw(n, nb, rng)
         pix = obs.pixel_scale
-        half = int(min(max(h, w) // 2, max(1, math.ceil(3 * fb.max() / pix))))
         rep = lambda a: np.repeat(a, nb)  # noqa: E731
-        kern = moffat_kernels(fb.reshape(-1) / pix, rep(beta), rep(e1), rep(e2), half=half)
+        # the kernel reaches as far as the widest keeps all but MOFFAT_TAIL of its flux, or across half the
+        # stamp: what a point near the centre spreads beyond is lost, as off a detector
+        wide = moffat_radius(fb.reshape(-1) / pix, rep(beta), MOFFAT_TAIL, rep(np.hypot(e1, e2)))
+        half = int(max(1, math.ceil(min(float(np.max(wide)), max(h, w) // 2))))
+        kern = moffat_kernels(fb.reshape(-1) / pix, rep(beta), rep(e1), rep(e2), half=half, normalize="flux")
         kern = kern.reshape(n, nb, 2 * half + 1, 2 * half + 1)
         parts = 1 + sum(v is not obs.images for v in obs.truth.values())
 

@@ -132,6 +132,46 @@ def test_moffat_kernel_fwhm_sum_and_gaussian_limit():
     assert k[0][40, 40 + 15] > 10 * g[40, 40 + 15]
 
 
+def test_moffat_kernel_wings_hold_the_analytic_enclosed_flux():
+    # the profile's flux within r is 1 - (1 + r^2 / alpha^2)^(1 - beta): a kernel normalised to the total
+    # flux holds it in circles (to the pixelisation of their edge), and its default size leaves out
+    # MOFFAT_TAIL of it
+    for fwhm, beta in ((4.0, 2.0), (3.0, 1.6), (5.0, 3.5)):
+        k = moffat_kernels([fwhm], [beta], half=150, oversample=5, normalize="flux").numpy()[0]
+        y, x = np.indices(k.shape) - 150
+        r = np.hypot(x, y)
+        alpha = fwhm / (2 * np.sqrt(2 ** (1 / beta) - 1))
+        for radius in (3 * fwhm, 10 * fwhm, 140):
+            analytic = 1 - (1 + radius ** 2 / alpha ** 2) ** (1 - beta)
+            assert abs(k[r <= radius].sum() - analytic) < 2e-3, (fwhm, beta, radius)
+    from lenskit.instruments.effects import MOFFAT_TAIL, moffat_radius
+    r99 = moffat_radius(4.0, 2.5)
+    assert abs(1 - (1 + r99 ** 2 / (4.0 / (2 * np.sqrt(2 ** 0.4 - 1))) ** 2) ** -1.5 - (1 - MOFFAT_TAIL)) < 1e-12
+    k = moffat_kernels([4.0], [2.5], normalize="flux").numpy()[0]
+    assert k.shape[0] == 2 * int(np.ceil(r99)) + 1
+    assert 1 - MOFFAT_TAIL - 1e-3 < k.sum() < 1.0  # the square holds a little more than its inscribed circle
+    with pytest.raises(ValueError, match="normalize"):
+        moffat_kernels([4.0], [2.5], normalize="peak")
+    with pytest.raises(ValueError, match="tail"):
+        moffat_radius(4.0, 2.5, tail=0.0)
+
+
+def test_moffat_psf_keeps_the_wings_of_a_space_psf():
+    # beta 1.5 puts 21% of the flux beyond 3 FWHM: the kernel must not be cut there (as it once was)
+    h = 97
+    img = torch.zeros((1, 1, h, h), dtype=torch.float64)
+    img[:, :, h // 2, h // 2] = 1.0
+    obs = Observation(images=img, variance=torch.zeros_like(img), masks=None, truth={}, bands=("F814W",),
+                      pixel_scale=0.04)
+    out = MoffatPSF(fwhm=0.1, beta=1.5)(obs, np.random.default_rng(0)).images[0, 0].numpy()
+    y, x = np.indices(out.shape) - h // 2
+    r = np.hypot(x, y)
+    alpha = 2.5 / (2 * np.sqrt(2 ** (1 / 1.5) - 1))
+    for radius in (7.5, 20.0, 48.0):  # 3 FWHM, 8 FWHM, the stamp's inscribed circle
+        analytic = 1 - (1 + radius ** 2 / alpha ** 2) ** -0.5
+        assert abs(out[r <= radius].sum() - analytic) < 3e-3, radius
+
+
 def test_moffat_kernel_ellipticity_sets_the_axis_ratio():
     e = 0.2  # q = (1 - e) / (1 + e) = 2/3
     k = moffat_kernels([8.0], [50.0], [e], [0.0], half=40, oversample=5).numpy()[0]
@@ -148,7 +188,15 @@ def test_moffat_psf_effect_conserves_flux_and_records_fwhm():
                       bands=("g", "r", "i"), pixel_scale=0.2)
     eff = MoffatPSF(fwhm=(0.6, 0.9), beta=(2.5, 4.0), band_scatter=0.1)
     out = eff(obs, np.random.default_rng(4))
-    assert torch.allclose(out.images.sum((2, 3)), torch.full((n, nb), 100.0), rtol=2e-3)
+    # the kernel reaches half across the stamp (the 0.1% tail radius is further for beta 2.5): the flux kept
+    # lies between the analytic enclosed flux of the stamp's inscribed and circumscribed circles
+    fb, beta, _, _ = eff.draw(n, nb, np.random.default_rng(4))
+    alpha = fb / 0.2 / (2 * np.sqrt(2 ** (1 / beta[:, None]) - 1))
+    def enclosed(r):
+        return 100.0 * (1 - (1 + r * r / alpha ** 2) ** (1 - beta[:, None]))
+    kept = out.images.sum((2, 3)).numpy()
+    assert np.all(kept > enclosed(h // 2) - 0.02) and np.all(kept < enclosed(np.sqrt(2) * (h // 2 + 0.5)))
+    assert np.all(kept > 99.0)
     assert torch.equal(out.images, out.truth["arcs"])
     f = out.meta["psf_fwhm"]
     assert f.shape == (n,) and np.all((f > 0.5) & (f < 1.0))
