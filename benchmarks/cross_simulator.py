@@ -51,6 +51,7 @@ Usage::
     python benchmarks/cross_simulator.py                   # every set, 1000 systems each
     python benchmarks/cross_simulator.py --sets lsst_gri --n 2000 --weights /tmp/lsst_gri_robust.asdf
     python benchmarks/cross_simulator.py --store          # and write the figures into the weight files
+    python benchmarks/cross_simulator.py --sets hst_wfc3 --tta 1,8   # both on one rendering
 
 Prints JSON: per set, the shipped (or given) network's figures on the other
 simulator's images beside its own-simulator figures, and their ratio.
@@ -451,8 +452,9 @@ def main(argv=None):
     ap.add_argument("--weights", default=None, help="measure these weights instead of the shipped ones "
                                                    "(one set only)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--tta", type=int, choices=(1, 2, 4, 8), default=1,
-                    help="test-time augmentation (predict(tta=...)); the own-simulator figure is then the weight "
+    ap.add_argument("--tta", default="1",
+                    help="test-time augmentation (predict(tta=...)), comma-separated from 1, 2, 4, 8 to measure "
+                         "several on one rendering (e.g. 1,8); the own-simulator figure is then the weight "
                          "file's tta one, where it has one")
     ap.add_argument("--store", action="store_true",
                     help="write each set's figures into its weight file's metrics (``cross_simulator``), beside "
@@ -465,14 +467,19 @@ def main(argv=None):
     if args.weights and len(sets) != 1:
         ap.error("--weights measures one set; pass --sets with one name")
     try:
+        ttas = sorted({int(t) for t in str(args.tta).split(",") if t.strip()})
+    except ValueError:
+        ttas = []
+    if not ttas or any(t not in (1, 2, 4, 8) for t in ttas):
+        ap.error(f"--tta must be comma-separated values from 1, 2, 4, 8; got {args.tta!r}")
+    try:
         import lenstronomy
     except ImportError:
         sys.exit("the cross-simulator sets are rendered with lenstronomy: pip install lenskit-astro[peers]")
     torch.set_num_threads(args.threads)
-    from lenskit.estimators.finder_metrics import auroc, completeness_table
     from lenskit.estimators.pretrained import load_estimator
 
-    res = {"lenstronomy": lenstronomy.__version__, "n": args.n, "tta": args.tta,
+    res = {"lenstronomy": lenstronomy.__version__, "n": args.n, "tta": ttas[0] if len(ttas) == 1 else ttas,
            "cpu_threads": torch.get_num_threads(), "sets": {}}
     cache = {}
     for name in sets:
@@ -483,65 +490,80 @@ def main(argv=None):
             if survey not in cache:
                 cache[survey] = survey_set(survey, args.n, seed={"lsst": 2501, "euclid": 2502}[survey])
             d = cache[survey]
-            light = not name.endswith("no_lens_light")
-            ds = as_dataset(d["with"] if light else d["without"], d["variance"], d["params"], d["bands"],
-                            d["pixel_scale"], est.expects.get("instrument"), True if light else "subtracted")
-            fig = regression_figures(est, ds, "rms", args.tta)
-            own, own_key = own_figure(est, "test_pearson2019", "rms", args.tta)
-            entry = {"cross_simulator": fig, "own_simulator_theta_E_rms": own, "own_set": own_key,
-                     "candidates_rendered": d["tried"]}
-            entry["ratio"] = fig["theta_E_rms"] / own if own else None
         elif name == "hst_wfc3":
             d = hst_set(args.n, seed=2503)
-            ds = as_dataset(d["without"], d["variance"], d["params"], d["bands"], d["pixel_scale"],
-                            est.expects.get("instrument"), False)
-            fig = regression_figures(est, ds, "err68", args.tta)
-            own, own_key = own_figure(est, "test", "err68", args.tta)
-            entry = {"cross_simulator": fig, "own_simulator_theta_E_err68": own, "own_set": own_key,
-                     "candidates_rendered": d["tried"], "ratio": fig["theta_E_err68"] / own if own else None}
         else:
             d = finder_set(args.n, seed=2504)
-            ds = as_dataset(d["images"], None, d["params"], d["bands"], d["pixel_scale"],
-                            est.expects.get("instrument"), True)
-            p = np.asarray(est.predict(ds, batch_size=256, **({"tta": args.tta} if args.tta != 1 else {}))
-                           .table["p_lens"])
-            lab = d["labels"]
-            th = np.array([r["theta_E"] for r in d["params"]])
-            snr = np.array([r["arc_snr"] for r in d["params"]])
-            bright = ~lab | (snr > 20)
-            sel = ~lab | ((th > 1.4) & (snr > 20))
-            from lenskit.estimators.finder_metrics import tpr_at_fpr
-
-            fig = {"n": len(lab), "lenses": int(lab.sum()), "lenses_snr_gt_20": int((lab & (snr > 20)).sum()),
-                   "auroc_all": auroc(p, lab), "auroc_snr_gt_20": auroc(p[bright], lab[bright]),
-                   "completeness_fpr1pc_theta_gt_1.4_snr_gt_20": tpr_at_fpr(p[sel], lab[sel], 0.01)}
-            own = {}
-            own_key = "single_epoch" if args.tta == 1 else f"single_epoch_tta{args.tta}"
-            for row in est.metrics.get("test", {}).get(own_key, {}).get("completeness_at_validation_threshold", []):
-                if row["theta_E_min"] == 1.4 and row["snr_min"] == 20.0:
-                    own = {"auroc_theta_gt_1.4_snr_gt_20": row["auroc"], "completeness_theta_gt_1.4_snr_gt_20": row[
-                        "completeness"]}
-            entry = {"cross_simulator": fig, "own_simulator": own}
-        entry["seconds"] = round(time.time() - t0, 1)
-        res["sets"][name] = entry
-        if args.store:
-            from lenskit.estimators.pretrained import WEIGHTS_DIR
-
-            w = args.weights or name
-            path = Path(w) if str(w).endswith(".asdf") else WEIGHTS_DIR / f"{w}.asdf"
-            cmd = f"python benchmarks/cross_simulator.py --sets {name} --n {args.n}" + (
-                f" --weights {Path(str(w)).stem}" if args.weights else "") + (
-                f" --tta {args.tta}" if args.tta != 1 else "")
-            record = {"figures": entry["cross_simulator"], "lenstronomy": lenstronomy.__version__, "set": name,
-                      "command": cmd}
-            old = est.metrics.get("cross_simulator", {})
-            if args.tta == 1:  # the plain figures, beside any tta ones measured before
-                est.metrics["cross_simulator"] = {**{k: v for k, v in old.items() if k.startswith("tta")}, **record}
-            else:
-                est.metrics["cross_simulator"] = {**old, f"tta{args.tta}": record}
-            est.save(path, dtype=np.float16)
-        print(json.dumps({name: entry}), file=sys.stderr, flush=True)
+        render_seconds = round(time.time() - t0, 1)
+        for tta in ttas:  # one rendering, measured with each augmentation
+            t1 = time.time()
+            entry = measure(est, name, d, tta)
+            entry["seconds"] = {"render": render_seconds, "measure": round(time.time() - t1, 1)}
+            key = name if len(ttas) == 1 else f"{name} tta{tta}"
+            res["sets"][key] = entry
+            if args.store:
+                store(est, name, args, entry, tta, lenstronomy.__version__)
+            print(json.dumps({key: entry}), file=sys.stderr, flush=True)
     print(json.dumps(res, indent=1, default=float))
+
+
+def measure(est, name, d, tta):
+    """The figures of one network on one rendered set, with test-time augmentation ``tta``."""
+    from lenskit.estimators.finder_metrics import auroc, tpr_at_fpr
+
+    if name.startswith(("lsst_gri", "euclid_vis")):
+        light = not name.endswith("no_lens_light")
+        ds = as_dataset(d["with"] if light else d["without"], d["variance"], d["params"], d["bands"],
+                        d["pixel_scale"], est.expects.get("instrument"), True if light else "subtracted")
+        fig = regression_figures(est, ds, "rms", tta)
+        own, own_key = own_figure(est, "test_pearson2019", "rms", tta)
+        entry = {"cross_simulator": fig, "own_simulator_theta_E_rms": own, "own_set": own_key,
+                 "candidates_rendered": d["tried"]}
+        entry["ratio"] = fig["theta_E_rms"] / own if own else None
+        return entry
+    if name == "hst_wfc3":
+        ds = as_dataset(d["without"], d["variance"], d["params"], d["bands"], d["pixel_scale"],
+                        est.expects.get("instrument"), False)
+        fig = regression_figures(est, ds, "err68", tta)
+        own, own_key = own_figure(est, "test", "err68", tta)
+        return {"cross_simulator": fig, "own_simulator_theta_E_err68": own, "own_set": own_key,
+                "candidates_rendered": d["tried"], "ratio": fig["theta_E_err68"] / own if own else None}
+    ds = as_dataset(d["images"], None, d["params"], d["bands"], d["pixel_scale"],
+                    est.expects.get("instrument"), True)
+    p = np.asarray(est.predict(ds, batch_size=256, **({"tta": tta} if tta != 1 else {}))
+                   .table["p_lens"])
+    lab = d["labels"]
+    th = np.array([r["theta_E"] for r in d["params"]])
+    snr = np.array([r["arc_snr"] for r in d["params"]])
+    bright = ~lab | (snr > 20)
+    sel = ~lab | ((th > 1.4) & (snr > 20))
+    fig = {"n": len(lab), "lenses": int(lab.sum()), "lenses_snr_gt_20": int((lab & (snr > 20)).sum()),
+           "auroc_all": auroc(p, lab), "auroc_snr_gt_20": auroc(p[bright], lab[bright]),
+           "completeness_fpr1pc_theta_gt_1.4_snr_gt_20": tpr_at_fpr(p[sel], lab[sel], 0.01)}
+    own = {}
+    own_key = "single_epoch" if tta == 1 else f"single_epoch_tta{tta}"
+    for row in est.metrics.get("test", {}).get(own_key, {}).get("completeness_at_validation_threshold", []):
+        if row["theta_E_min"] == 1.4 and row["snr_min"] == 20.0:
+            own = {"auroc_theta_gt_1.4_snr_gt_20": row["auroc"], "completeness_theta_gt_1.4_snr_gt_20": row[
+                "completeness"]}
+    return {"cross_simulator": fig, "own_simulator": own}
+
+
+def store(est, name, args, entry, tta, version):
+    """Write one set's figures into the weight file's metrics (``cross_simulator``; ``tta<k>`` beside)."""
+    from lenskit.estimators.pretrained import WEIGHTS_DIR
+
+    w = args.weights or name
+    path = Path(w) if str(w).endswith(".asdf") else WEIGHTS_DIR / f"{w}.asdf"
+    cmd = f"python benchmarks/cross_simulator.py --sets {name} --n {args.n}" + (
+        f" --weights {Path(str(w)).stem}" if args.weights else "") + (f" --tta {tta}" if tta != 1 else "")
+    record = {"figures": entry["cross_simulator"], "lenstronomy": version, "set": name, "command": cmd}
+    old = est.metrics.get("cross_simulator", {})
+    if tta == 1:  # the plain figures, beside any tta ones measured before
+        est.metrics["cross_simulator"] = {**{k: v for k, v in old.items() if k.startswith("tta")}, **record}
+    else:
+        est.metrics["cross_simulator"] = {**old, f"tta{tta}": record}
+    est.save(path, dtype=np.float16)
 
 
 if __name__ == "__main__":

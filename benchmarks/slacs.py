@@ -34,6 +34,8 @@ def pa_diff(a, b):
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
+    ap.add_argument("--estimator", default="hst_wfc3",
+                    help="a shipped estimator's name or the path of a weight file (default hst_wfc3)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--shear", action=argparse.BooleanOptionalAction, default=False,
                     help="fit an external shear with the SIE (default: SIE alone, like Bolton et al.'s models)")
@@ -42,7 +44,7 @@ def main(argv=None):
     ap.add_argument("--rst", default=None, help="write the comparison table (reStructuredText) here")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    est = lenskit.load_estimator("hst_wfc3")
+    est = lenskit.load_estimator(args.estimator)
     rows = []
     for lens in slacs_sample(shared_data() / "real_lenses"):
         r = model_lens(lens["cutout"], est, deblend=not lens["lens_subtracted"], psf=lens["psf"],
@@ -65,7 +67,8 @@ def main(argv=None):
                         "median_abs_d_pa_deg": float(np.median(dpa)) if dpa else None, "n_pa": len(dpa)}
     summary["seconds_per_lens"] = {k: float(np.mean([r["seconds"][k] for r in rows]))
                                    for k in ("deblend", "cnn", "fit")}
-    out = {"n_lenses": len(rows), "threads": torch.get_num_threads(), "shear": args.shear, "tta": args.tta,
+    out = {"estimator": str(args.estimator), "n_lenses": len(rows), "threads": torch.get_num_threads(),
+           "shear": args.shear, "tta": args.tta,
            "summary": summary}
     print(json.dumps(out, indent=1))
     if args.rst:
