@@ -359,7 +359,8 @@ def finder_set(n, seed):
         th = rng.uniform(0.6, 2.6, m)
         q = np.clip(rng.normal(0.78, 0.12, m), 0.4, 1.0)
         lens = draw_lenses(rng, m, th, q, pix, 3 * pix)
-        light = draw_lens_light(rng, lens, rng.uniform(19.0, 22.0, m))
+        lens_mag = rng.uniform(19.0, 22.0, m)
+        light = draw_lens_light(rng, lens, lens_mag)
         src = draw_sources(rng, m, rng.uniform(23.0, 27.5, m), th, lens)
         is_lens = rng.random(m) < 0.5
         seeing = np.clip(rng.normal(0.75, 0.1, m), 0.55, 1.0)
@@ -385,7 +386,8 @@ def finder_set(n, seed):
             images.append(img[None])
             labels.append(bool(is_lens[i]))
             have[bool(is_lens[i])] += 1
-            rows.append({"theta_E": th[i] if is_lens[i] else 0.0, "arc_snr": snr, "magnification": float(mu)})
+            rows.append({"theta_E": th[i] if is_lens[i] else 0.0, "arc_snr": snr, "magnification": float(mu),
+                         "lens_mag_g": float(lens_mag[i])})
             if len(images) == n:
                 break
     return {"images": np.stack(images), "labels": np.asarray(labels), "params": rows, "bands": ("g",),
@@ -540,6 +542,16 @@ def measure(est, name, d, tta):
     fig = {"n": len(lab), "lenses": int(lab.sum()), "lenses_snr_gt_20": int((lab & (snr > 20)).sum()),
            "auroc_all": auroc(p, lab), "auroc_snr_gt_20": auroc(p[bright], lab[bright]),
            "completeness_fpr1pc_theta_gt_1.4_snr_gt_20": tpr_at_fpr(p[sel], lab[sel], 0.01)}
+    # where it fails: completeness at the same threshold for faint (S/N 20-40) and bright arcs, and the false
+    # positives among bright (g < 20) and fainter lens galaxies
+    thr = np.sort(p[~lab])[::-1][int(0.01 * (~lab).sum())]
+    big = lab & (th > 1.4)
+    for key, m in (("snr_20_40", big & (snr > 20) & (snr <= 40)), ("snr_gt_40", big & (snr > 40))):
+        fig[f"completeness_fpr1pc_theta_gt_1.4_{key}"] = float(np.mean(p[m] > thr)) if m.any() else None
+        fig[f"lenses_theta_gt_1.4_{key}"] = int(m.sum())
+    mag = np.array([r.get("lens_mag_g", np.nan) for r in d["params"]])
+    for key, m in (("lens_g_lt_20", ~lab & (mag < 20)), ("lens_g_gt_20", ~lab & (mag >= 20))):
+        fig[f"fpr_at_threshold_{key}"] = float(np.mean(p[m] > thr)) if m.any() else None
     own = {}
     own_key = "single_epoch" if tta == 1 else f"single_epoch_tta{tta}"
     for row in est.metrics.get("test", {}).get(own_key, {}).get("completeness_at_validation_threshold", []):
