@@ -31,9 +31,14 @@ Usage::
         --n-train 140000 --epochs 8 --lr 1e-4 --lr-drops 5,7 --minutes 80
     # measure weights again (test sets, thresholds for test-time augmentation) and write them back:
     python benchmarks/train_finder.py --evaluate lenskit/estimators/weights/deeplens_lsst_g.asdf
-    # trained to hold off lenskit's own simulator (Moffat PSFs, discs and twists in the lens light; issue #25):
+    # trained to hold off lenskit's own simulator (Moffat PSFs, discs and twists in the lens light; issue #25),
+    # the shipped deeplens_lsst_g_robust (37 minutes):
     python benchmarks/train_finder.py --robust --init lenskit/estimators/weights/deeplens_lsst_g.asdf \
-        --train-seed 2025 --n-train 120000 --epochs 8 --lr 3e-4 --lr-drops 5,7 --minutes 90
+        --train-seed 2025 --n-train 60000 --epochs 6 --lr 3e-4 --lr-drops 4,5 --threads 2 \
+        --out lenskit/estimators/weights/deeplens_lsst_g_robust.asdf
+    # with lens galaxies up to a magnitude brighter than the paper's (r 17.5-21.5 instead of 18.5-21.5):
+    python benchmarks/train_finder.py --robust --lens-mag 17.5,21.5 \
+        --init lenskit/estimators/weights/deeplens_lsst_g_robust.asdf --train-seed 2027 --out /tmp/bright.asdf
     # worst-seeing stacks need their own network (not shipped yet):
     python benchmarks/train_finder.py --mode stack --out deeplens_lsst_g_stack.asdf
 
@@ -50,6 +55,7 @@ import numpy as np
 import torch
 
 import lenskit
+from lenskit.core.priors import Uniform
 from lenskit.estimators.finder import DeepLensFinder
 from lenskit.estimators.finder_metrics import completeness_table, finder_summary
 from lenskit.simulation import presets
@@ -82,13 +88,15 @@ def line_of_sight(split):
     return LineOfSight(source=mix)
 
 
-def simulate(split, n, seed, mode="single_epoch", min_magnification=5.0, robust=False):
+def simulate(split, n, seed, mode="single_epoch", min_magnification=5.0, robust=False, lens_mag=None):
+    priors = {} if lens_mag is None else {"lens_mag": Uniform(*lens_mag)}
     if robust:  # Moffat PSFs and the wide lens-light population (presets.lanusse2018(robust=True))
         sim = presets.lanusse2018(mode=mode, seed=seed, robust=True, source=sources(split),
-                                  line_of_sight=line_of_sight(split), min_magnification=min_magnification)
+                                  line_of_sight=line_of_sight(split), min_magnification=min_magnification,
+                                  priors=priors)
     else:
         sim = LensFinderSimulator(mode=mode, source=sources(split), line_of_sight=line_of_sight(split), seed=seed,
-                                  min_magnification=min_magnification)
+                                  min_magnification=min_magnification, priors=priors)
     return sim, sim.sample(n)
 
 
@@ -116,6 +124,9 @@ def main(argv=None):
     ap.add_argument("--robust", action="store_true",
                     help="train and validate on presets.lanusse2018(robust=True): Moffat PSFs and a wide lens-light "
                          "population (discs, twists, colour gradients, offsets); the test sets stay the paper's")
+    ap.add_argument("--lens-mag", default=None, metavar="LO,HI",
+                    help="train and validate with lens galaxies of these reference-band (r) magnitudes, uniform "
+                         "(default the paper's 18.5,21.5; g is about 1.5 fainter); the test sets stay the paper's")
     ap.add_argument("--threads", type=int, default=2,
                     help="torch threads (1 for a background training beside other work: two 2-thread processes on "
                          "two cores collapse)")
@@ -124,6 +135,14 @@ def main(argv=None):
                     help="no training: measure these finder weights again (test sets, tta thresholds and metrics) "
                          "and write them back, or to --out")
     args = ap.parse_args(argv)
+    lens_mag = None
+    if args.lens_mag is not None:
+        try:
+            lens_mag = tuple(float(v) for v in args.lens_mag.split(","))
+        except ValueError:
+            lens_mag = ()
+        if len(lens_mag) != 2 or not lens_mag[0] < lens_mag[1]:
+            ap.error(f"--lens-mag must be two increasing magnitudes LO,HI; got {args.lens_mag!r}")
     torch.set_num_threads(args.threads)
     if args.evaluate is not None:
         finder = DeepLensFinder.load(args.evaluate)
@@ -138,8 +157,10 @@ def main(argv=None):
     t0 = time.time()
     mu = args.min_magnification
     seed = args.train_seed if args.train_seed is not None else (2018 if args.init is None else 2019)
-    sim, train = simulate("train", args.n_train, seed, mode=args.mode, min_magnification=mu, robust=args.robust)
-    _, val = simulate("validation", args.n_val, 7, mode=args.mode, min_magnification=mu, robust=args.robust)
+    sim, train = simulate("train", args.n_train, seed, mode=args.mode, min_magnification=mu, robust=args.robust,
+                          lens_mag=lens_mag)
+    _, val = simulate("validation", args.n_val, 7, mode=args.mode, min_magnification=mu, robust=args.robust,
+                      lens_mag=lens_mag)
     print(json.dumps({"simulated": len(train) + len(val), "seconds": time.time() - t0}), flush=True)
     inst = sim.instrument
     if args.init is None:
