@@ -88,7 +88,7 @@ plot_finder_gallery(test.images, p, is_lens, n=6, pixel_scale=test.pixel_scale)
 # which draws them.  Here both score cutouts of that wider population (the
 # robust finder was trained on its kind, so this shows what it learnt; the
 # fair test, lenses rendered by another code, is on the Benchmarks page:
-# completeness 0.74 instead of 0.43 there).
+# completeness 0.80 instead of 0.43 there).
 from lenskit.simulation import presets  # noqa: E402
 
 wide = presets.lanusse2018(robust=True, seed=43).sample(800)
