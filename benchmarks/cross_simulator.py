@@ -511,7 +511,7 @@ def main(argv=None):
 
 def measure(est, name, d, tta):
     """The figures of one network on one rendered set, with test-time augmentation ``tta``."""
-    from lenskit.estimators.finder_metrics import auroc, tpr_at_fpr
+    from lenskit.estimators.finder_metrics import auroc, threshold_at_fpr, tpr_at_fpr
 
     if name.startswith(("lsst_gri", "euclid_vis")):
         light = not name.endswith("no_lens_light")
@@ -544,14 +544,14 @@ def measure(est, name, d, tta):
            "completeness_fpr1pc_theta_gt_1.4_snr_gt_20": tpr_at_fpr(p[sel], lab[sel], 0.01)}
     # where it fails: completeness at the same threshold for faint (S/N 20-40) and bright arcs, and the false
     # positives among bright (g < 20) and fainter lens galaxies
-    thr = np.sort(p[~lab])[::-1][int(0.01 * (~lab).sum())]
+    thr = threshold_at_fpr(p[sel], lab[sel], 0.01)  # the threshold of the headline completeness
     big = lab & (th > 1.4)
     for key, m in (("snr_20_40", big & (snr > 20) & (snr <= 40)), ("snr_gt_40", big & (snr > 40))):
-        fig[f"completeness_fpr1pc_theta_gt_1.4_{key}"] = float(np.mean(p[m] > thr)) if m.any() else None
+        fig[f"completeness_fpr1pc_theta_gt_1.4_{key}"] = float(np.mean(p[m] >= thr)) if m.any() else None
         fig[f"lenses_theta_gt_1.4_{key}"] = int(m.sum())
     mag = np.array([r.get("lens_mag_g", np.nan) for r in d["params"]])
     for key, m in (("lens_g_lt_20", ~lab & (mag < 20)), ("lens_g_gt_20", ~lab & (mag >= 20))):
-        fig[f"fpr_at_threshold_{key}"] = float(np.mean(p[m] > thr)) if m.any() else None
+        fig[f"fpr_at_threshold_{key}"] = float(np.mean(p[m] >= thr)) if m.any() else None
     own = {}
     own_key = "single_epoch" if tta == 1 else f"single_epoch_tta{tta}"
     for row in est.metrics.get("test", {}).get(own_key, {}).get("completeness_at_validation_threshold", []):

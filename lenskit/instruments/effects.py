@@ -283,6 +283,8 @@ def moffat_radius(fwhm_pix, beta, tail=MOFFAT_TAIL, ellipticity=0.0):
     if not 0 < tail < 1:
         raise ValueError(f"tail must be a fraction in (0, 1); got {tail}")
     fwhm, beta = np.asarray(fwhm_pix, dtype=float), np.asarray(beta, dtype=float)
+    if np.any(~(beta > 1)):
+        raise ValueError(f"beta must be > 1 (a Moffat profile of finite flux); got {beta}")
     c = np.clip(np.abs(np.asarray(ellipticity, dtype=float)), 0, 0.95)
     q = (1 - c) / (1 + c)
     with np.errstate(over="ignore"):
@@ -290,7 +292,7 @@ def moffat_radius(fwhm_pix, beta, tail=MOFFAT_TAIL, ellipticity=0.0):
     return _moffat_alpha(fwhm, beta) * np.sqrt(x) / np.sqrt(q)
 
 
-def moffat_kernels(fwhm_pix, beta, e1=None, e2=None, half=None, oversample=3, normalize="sum"):
+def moffat_kernels(fwhm_pix, beta, e1=None, e2=None, half=None, oversample=3, normalize="sum", max_half=256):
     """
     Pixel-integrated Moffat kernels: I(r) proportional to (1 + (r / alpha)^2)^-beta.
 
@@ -303,7 +305,7 @@ def moffat_kernels(fwhm_pix, beta, e1=None, e2=None, half=None, oversample=3, no
         geometric mean of the axes.
     half : int, optional
         Half-width of the (2 half + 1)-pixel square kernels.  Default: the radius outside which the widest
-        holds ``MOFFAT_TAIL`` of its flux (`moffat_radius`), at most 256 pixels.
+        holds ``MOFFAT_TAIL`` of its flux (`moffat_radius`), at most ``max_half``.
     oversample : int
         Odd number of sub-pixels per pixel side over which each pixel is integrated.  Within two FWHM
         of the centre (where the profile curves); further out each pixel takes its centre's value (there
@@ -312,6 +314,8 @@ def moffat_kernels(fwhm_pix, beta, e1=None, e2=None, half=None, oversample=3, no
         ``"sum"``: each kernel sums to one.  ``"flux"``: the profile's total flux (pi alpha^2 / (beta - 1))
         is one, so a kernel sums to the fraction of the flux that falls within it, and what falls outside
         is lost (as light leaving a detector's stamp).
+    max_half : int
+        The largest default half-width (`MoffatPSF` passes half its stamp).
 
     Returns
     -------
@@ -327,7 +331,7 @@ def moffat_kernels(fwhm_pix, beta, e1=None, e2=None, half=None, oversample=3, no
     if half is None:
         ell = 0.0 if e1 is None else np.hypot(np.asarray(e1, dtype=float), np.asarray(e2, dtype=float))
         r = float(np.max(moffat_radius(fwhm.numpy(), beta.numpy(), MOFFAT_TAIL, ell))) if m else 1.0
-        half = int(max(1, math.ceil(min(r, 256.0))))
+        half = int(max(1, math.ceil(min(r, max_half))))
     b = beta.reshape(-1, 1, 1)
     alpha = fwhm.reshape(-1, 1, 1) / (2 * torch.sqrt(2 ** (1 / b) - 1))
     if e1 is not None:
@@ -418,10 +422,9 @@ class MoffatPSF(Effect):
         rep = lambda a: np.repeat(a, nb)  # noqa: E731
         # the kernel reaches as far as the widest keeps all but MOFFAT_TAIL of its flux, or across half the
         # stamp: what a point near the centre spreads beyond is lost, as off a detector
-        wide = moffat_radius(fb.reshape(-1) / pix, rep(beta), MOFFAT_TAIL, rep(np.hypot(e1, e2)))
-        half = int(max(1, math.ceil(min(float(np.max(wide)), max(h, w) // 2))))
-        kern = moffat_kernels(fb.reshape(-1) / pix, rep(beta), rep(e1), rep(e2), half=half, normalize="flux")
-        kern = kern.reshape(n, nb, 2 * half + 1, 2 * half + 1)
+        kern = moffat_kernels(fb.reshape(-1) / pix, rep(beta), rep(e1), rep(e2), normalize="flux",
+                              max_half=max(h, w) // 2)
+        kern = kern.reshape(n, nb, *kern.shape[-2:])
         parts = 1 + sum(v is not obs.images for v in obs.truth.values())
 
         def fn(stack):

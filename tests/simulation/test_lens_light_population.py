@@ -154,6 +154,8 @@ def test_moffat_kernel_wings_hold_the_analytic_enclosed_flux():
         moffat_kernels([4.0], [2.5], normalize="peak")
     with pytest.raises(ValueError, match="tail"):
         moffat_radius(4.0, 2.5, tail=0.0)
+    with pytest.raises(ValueError, match="beta"):
+        moffat_radius(4.0, 1.0)
 
 
 def test_moffat_psf_keeps_the_wings_of_a_space_psf():
