@@ -54,6 +54,7 @@ import lenskit
 from lenskit.estimators.metrics import summary
 from lenskit.estimators.regression import CNNEstimator
 from lenskit.simulation import presets
+from lenskit.simulation.mixture import SimulatorMixture
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("LENSKIT_SHARED", ROOT.parent / "shared")) / "data" / "sources"
@@ -212,6 +213,10 @@ def main(argv=None):
                          "twists and colour gradients, line-of-sight galaxies; LSST / Euclid: centring errors; HST: "
                          "arcs after an imperfect lens-light subtraction) instead of the defaults; the test sets are "
                          "the same")
+    ap.add_argument("--robust-fraction", type=float, default=1.0, metavar="FRACTION",
+                    help="with --robust: this share of every training batch comes from presets.robust, the rest "
+                         "from the default simulator (lenskit.simulation.mixture.SimulatorMixture), so that the "
+                         "network keeps its accuracy on the population it knew; default 1")
     ap.add_argument("--tta", default="8", help="also measure with test-time augmentation over these numbers of grid "
                                               "symmetries (comma-separated from 2, 4, 8; 'none' to skip)")
     ap.add_argument("--first-stride", type=int, choices=[1, 2], default=None,
@@ -228,6 +233,10 @@ def main(argv=None):
     if not 0.0 <= args.hudf_sources <= 1.0 or args.pearson_sources + args.hudf_sources > 1.0:
         ap.error(f"--hudf-sources must be a fraction in [0, 1] (with --pearson-sources at most 1 in all); got "
                  f"{args.hudf_sources}")
+    if not 0.0 < args.robust_fraction <= 1.0:
+        ap.error(f"--robust-fraction must be a fraction in (0, 1]; got {args.robust_fraction}")
+    if args.robust_fraction < 1.0 and not args.robust:
+        ap.error("--robust-fraction needs --robust")
     if not 0.0 <= args.pearson_sources <= 1.0:
         ap.error(f"--pearson-sources must be a fraction in [0, 1]; got {args.pearson_sources}")
     light = {"lens_light": False} if args.no_lens_light else {}
@@ -262,6 +271,9 @@ def main(argv=None):
             getattr(s, "stamps", None)
         if args.robust:
             sim = presets.robust(SURVEY[args.name], source=src, seed=2017, **train_light)
+            if args.robust_fraction < 1.0:
+                plain = lenskit.Simulator(source=src, instrument=inst, seed=2018, **train_light)
+                sim = SimulatorMixture([sim, plain], [args.robust_fraction, 1.0 - args.robust_fraction], seed=2017)
         else:
             sim = lenskit.Simulator(source=src, instrument=inst, seed=2017, **train_light)
         val = lenskit.Simulator(source=test_source(), instrument=instrument(args.name, test=True), seed=7,
