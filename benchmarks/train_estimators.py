@@ -35,6 +35,10 @@ Usage::
     python benchmarks/train_estimators.py lsst_gri --no-lens-light subtracted --pearson-sources 0.25 --minutes 115 --lr 5e-4 --init lenskit/estimators/weights/lsst_gri_no_lens_light.asdf
     # the experiment of docs/benchmarks.rst (not shipped): Pearson et al.'s Sérsic sources only, as they trained:
     python benchmarks/train_estimators.py lsst_gri --no-lens-light subtracted --pearson-sources 1 --minutes 115 --lr 5e-4 --init lenskit/estimators/weights/lsst_gri_no_lens_light.asdf --out sersic_only.asdf
+    # lsst_gri_no_lens_light_robust: the twin without lens light fine-tuned on presets.robust (one thread):
+    python benchmarks/train_estimators.py lsst_gri --no-lens-light subtracted --robust --pearson-sources 0.15 --minutes 95 --lr 5e-4 --workers 0 --threads 1 --init lenskit/estimators/weights/lsst_gri_no_lens_light.asdf --out lenskit/estimators/weights/lsst_gri_no_lens_light_robust.asdf
+    # the same with half of every batch from the default simulator (measured, not shipped):
+    python benchmarks/train_estimators.py lsst_gri --no-lens-light subtracted --robust --robust-fraction 0.5 --pearson-sources 0.15 --minutes 85 --lr 5e-4 --workers 0 --threads 1 --init lenskit/estimators/weights/lsst_gri_no_lens_light.asdf --out half_robust.asdf
     # re-measure shipped weights (e.g. after adding a test protocol) without training:
     python benchmarks/train_estimators.py lsst_gri --evaluate lenskit/estimators/weights/lsst_gri.asdf
 

@@ -39,6 +39,9 @@ def load_estimator(name: str | os.PathLike = "hst_wfc3", device: str | torch.dev
         ``"euclid_vis"`` (Euclid VIS 57 x 57, with lens light),
         ``"lsst_gri_no_lens_light"`` and ``"euclid_vis_no_lens_light"`` (the
         same without lens light: for arcs after lens-light subtraction),
+        ``"lsst_gri_no_lens_light_robust"`` (the LSST one trained on
+        ``presets.robust``: 1.9 times more accurate on lenses from another
+        simulator, 1.6 times less on lenskit's own),
         ``"deeplens_lsst_g"`` (the lens finder, LSST g 45 x 45 single epochs;
         alias ``"finder"``), ``"deeplens_lsst_g_robust"`` (the same finder
         fine-tuned on ``presets.lanusse2018(robust=True)``: on cutouts from
