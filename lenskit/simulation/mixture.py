@@ -28,11 +28,12 @@ class SimulatorMixture:
     simulators : sequence of `~lenskit.Simulator`
         Two or more, with the same stamp shape, bands and pixel scale, and the same ``lens_light``.
     weights : sequence of float, optional
-        Their shares of every batch (normalised; default equal).  A batch of ``n`` holds
-        ``round(n * cumulative share)`` differences, so every simulator with a positive weight is
-        represented in batches of at least ``1 / min(share)`` systems.
+        Their shares of every batch (normalised; default equal).  The counts are the differences of the
+        rounded cumulative shares (`shares`), so they always add up to the batch size; a simulator whose
+        share rounds to zero in a small batch is left out of it.
     seed : int or `numpy.random.Generator`, optional
-        Seeds the components' generators (and the order within a batch).
+        Seeds the components' generators (and the order within a batch).  Each `stream` reseeds the
+        component simulators' ``rng`` from it, as the training loop reseeds a simulator.
 
     Examples
     --------
@@ -78,10 +79,6 @@ class SimulatorMixture:
     @property
     def lens_light(self):
         return self.simulators[0].lens_light
-
-    @property
-    def device(self):
-        return self.simulators[0].device
 
     @property
     def config(self):
