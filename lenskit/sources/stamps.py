@@ -400,6 +400,7 @@ class StampSource(Source):
         if max_galaxies is not None and int(max_galaxies) < 1:
             raise ValueError(f"max_galaxies must be a positive integer; got {max_galaxies}")
         self.max_galaxies = None if max_galaxies is None else int(max_galaxies)
+        self.idents = None  # with_galaxies: only these galaxies
         self._stamps = None
 
     # subclasses implement this: yield (ident, image, pixel_scale, source_file, noise or None)
@@ -436,9 +437,10 @@ class StampSource(Source):
     def galaxies(self, split=None):
         """Stamps of one split (default: this source's split)."""
         split = self.split if split is None else split
+        keep = self.stamps if self.idents is None else [s for s in self.stamps if s.ident in self.idents]
         if split is None:
-            return list(self.stamps)
-        return [s for s in self.stamps if split_of(s.ident, self.split_fractions) == split]
+            return list(keep)
+        return [s for s in keep if split_of(s.ident, self.split_fractions) == split]
 
     def with_split(self, split):
         """A copy of this source restricted to ``split`` (sharing the prepared stamps)."""
@@ -447,6 +449,38 @@ class StampSource(Source):
             raise ValueError(f"split must be one of {list(SPLITS)} or None; got {split!r}")
         other = copy.copy(self)
         other.split = split
+        return other
+
+    def with_galaxies(self, idents):
+        """
+        A copy of this source that draws only the galaxies named in ``idents`` (sharing the prepared stamps).
+
+        The split still applies on top (``with_galaxies(ids).with_split("test")`` keeps the named galaxies that
+        are test galaxies).  Used to measure how the number of training galaxies moves a network's errors on
+        galaxies it never saw (``benchmarks/galaxy_count.py``).
+
+        Parameters
+        ----------
+        idents : iterable of str
+            Galaxy identities (`Stamp.ident`), as `galaxies` lists them.
+
+        Raises
+        ------
+        ValueError
+            If ``idents`` is empty or names a galaxy this source does not have.
+        """
+        if isinstance(idents, str):
+            raise TypeError(f"idents must be an iterable of galaxy identities, not one string; got {idents!r}")
+        wanted = [str(i) for i in idents]
+        if not wanted:
+            raise ValueError("idents must name at least one galaxy")
+        known = {s.ident for s in self.stamps}
+        unknown = [i for i in wanted if i not in known]
+        if unknown:
+            raise ValueError(f"idents: {len(unknown)} galaxies this {self.name!r} source does not have, e.g. "
+                             f"{unknown[:3]}; see galaxies() for its identities")
+        other = copy.copy(self)
+        other.idents = frozenset(wanted)
         return other
 
     def sample(self, n, rng):

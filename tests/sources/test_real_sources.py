@@ -113,6 +113,27 @@ def test_split_is_deterministic_and_disjoint(cosmos):
     assert ds.provenance.config["split"] == "test"
 
 
+def test_with_galaxies_draws_only_the_named_galaxies(cosmos):
+    src = lenskit.get("source", "great3")(cosmos)
+    train = [s.ident for s in src.with_split("train").galaxies()]
+    test = [s.ident for s in src.with_split("test").galaxies()]
+    few = src.with_galaxies(train[:2] + test[:1])
+    assert [s.ident for s in few.galaxies()] == [i for i in [s.ident for s in src.stamps] if i in set(few.idents)]
+    assert {s.ident for s in few.with_split("train").galaxies()} == set(train[:2])  # the split applies on top
+    assert {s.ident for s in few.with_split("test").galaxies()} == set(test[:1])
+    assert len(src.galaxies()) == len(src.stamps)  # the original is untouched
+    drawn = few.with_split("train").sample(200, np.random.default_rng(3))
+    assert {s.ident for s in drawn.stamps} == set(train[:2])
+    ds = lenskit.Simulator(source=few, split="train", seed=2,
+                           instrument=lenskit.get("instrument", "hst_wfc3")(shape=(64, 64))).sample(3)
+    assert set(ds.params["source_id"]) <= set(train[:2])
+    with pytest.raises(ValueError, match="idents: 1 galaxies .*'no-such-galaxy'"):
+        src.with_galaxies(train[:1] + ["no-such-galaxy"])
+    with pytest.raises(ValueError, match="at least one"):
+        src.with_galaxies([])
+    with pytest.raises(TypeError, match="not one string"):
+        src.with_galaxies(train[0])
+
 def test_image_directory_jwst(shared_data):
     folder = shared_data / "sources" / "jwst"
     with pytest.raises(ValueError, match=r"galaxy_4/data.fits has \d+ NaN"):
