@@ -401,7 +401,7 @@ class StampSource(Source):
             raise ValueError(f"max_galaxies must be a positive integer; got {max_galaxies}")
         self.max_galaxies = None if max_galaxies is None else int(max_galaxies)
         self.idents = None  # with_galaxies: only these galaxies
-        self._stamps = None
+        self._prepared = {}  # shared with the copies of with_split / with_galaxies, so the stamps are prepared once
 
     # subclasses implement this: yield (ident, image, pixel_scale, source_file, noise or None)
     def _read(self):
@@ -410,7 +410,7 @@ class StampSource(Source):
     @property
     def stamps(self):
         """All prepared stamps (read on first use), before the split."""
-        if self._stamps is None:
+        if "stamps" not in self._prepared:
             stamps, skipped = [], []
             for i, (ident, image, scale, src, noise) in enumerate(self._read()):
                 if self.max_galaxies is not None and i >= self.max_galaxies:
@@ -431,8 +431,8 @@ class StampSource(Source):
                                  (f"; skipped: {skipped[:3]}" if skipped else ""))
             if skipped:
                 warnings.warn(f"{self.name}: skipped {len(skipped)} stamp(s), e.g. {skipped[0]}", stacklevel=2)
-            self._stamps = stamps
-        return self._stamps
+            self._prepared["stamps"] = stamps
+        return self._prepared["stamps"]
 
     def galaxies(self, split=None):
         """Stamps of one split (default: this source's split)."""

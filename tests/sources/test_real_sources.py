@@ -133,6 +133,9 @@ def test_with_galaxies_draws_only_the_named_galaxies(cosmos):
         src.with_galaxies([])
     with pytest.raises(TypeError, match="not one string"):
         src.with_galaxies(train[0])
+    fresh = lenskit.get("source", "great3")(cosmos)
+    copies = [fresh.with_split("train"), fresh.with_split("test")]  # made before the stamps are read ...
+    assert all(c.stamps is fresh.stamps for c in copies)  # ... they share one preparation
 
 def test_image_directory_jwst(shared_data):
     folder = shared_data / "sources" / "jwst"
