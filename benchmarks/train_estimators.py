@@ -123,6 +123,21 @@ def instrument(name, test=False):
 SURVEY = {"lsst_gri": "lsst", "euclid_vis": "euclid", "hst_wfc3": "hst"}  # estimator name -> preset survey
 
 
+def new_head(est, head):
+    """
+    The estimator ``est`` with another lenskit_net head: its convolutions, input stage and target scaling kept,
+    the dense layers whose shapes change initialised at random.  Returns (estimator, names of fresh tensors).
+    """
+    out = CNNEstimator(est.architecture, in_shape=est.in_shape, targets=est.targets, uncertainty=est.uncertainty,
+                       spin=est.spec.spin, arch_kwargs={**est.arch_kwargs, "head": head}, expects=est.expects)
+    out.spec = est.spec
+    out.training = dict(est.training)
+    old, new = est.network.state_dict(), out.network.state_dict()
+    fresh = [k for k, v in new.items() if k not in old or old[k].shape != v.shape]
+    out.network.load_state_dict({k: (v if k in fresh else old[k]) for k, v in new.items()})
+    return out, fresh
+
+
 def recipe(argv, source, labels):
     """
     The command line (without the machine's --checkpoint / --out paths) and training-source mixture of a
@@ -201,6 +216,9 @@ def main(argv=None):
     ap.add_argument("--stretch", choices=["linear", "asinh"], default=None,
                     help="input normalisation of lenskit_net (default asinh: noise units, arcsinh stretch; with "
                          "--init, the weights' own)")
+    ap.add_argument("--head", choices=["flatten", "pooled"], default=None,
+                    help="how lenskit_net's last feature map reaches its dense layers (default flatten; with --init, "
+                         "the weights' own, or a new head on the --init weights' convolutions)")
     ap.add_argument("--no-lens-light", nargs="?", const="absent", choices=["absent", "subtracted"], default=None,
                     help="LSST / Euclid: train and test on images without the lens galaxy's light (Pearson et al.'s "
                          "other column); writes <name>_no_lens_light.asdf.  'subtracted': train on images whose "
@@ -270,6 +288,9 @@ def main(argv=None):
             before = {"file": Path(args.init).name, "completed_steps": est.training.get("completed_steps"),
                       "train_seconds": est.metrics.get("train_seconds"),
                       "initialised_from": est.training.get("initialised_from")}
+            if args.head and args.head != est.arch_kwargs.get("head", "flatten"):
+                est, fresh = new_head(est, args.head)
+                before["new_head"] = {"head": args.head, "initialised_at_random": fresh}
         src, labels = training_source(args.pearson_sources, args.hudf_sources)
         for s in src.sources:  # prepare real stamps once, before worker processes fork
             getattr(s, "stamps", None)
@@ -288,7 +309,8 @@ def main(argv=None):
             est.expects["lens_light"] = sim.lens_light
         else:
             est = CNNEstimator("lenskit_net", in_shape=shape,
-                               arch_kwargs={"stretch": args.stretch or "asinh", "first_stride": first_stride},
+                               arch_kwargs={"stretch": args.stretch or "asinh", "first_stride": first_stride,
+                                            **({"head": args.head} if args.head else {})},
                                expects={"instrument": inst.name, "bands": list(inst.bands),
                                         "pixel_scale": inst.pixel_scale.value, "shape": list(shape),
                                         "lens_light": sim.lens_light})

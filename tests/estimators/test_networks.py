@@ -98,3 +98,21 @@ def test_lenskit_net_options():
         assert full(torch.rand(2, 3, 57, 57)).shape == (2, 10)
     with pytest.raises(ValueError, match="first_stride"):
         build("lenskit_net", in_shape=(1, 57, 57), first_stride=3)
+
+
+def test_lenskit_net_pooled_head_reads_the_same_numbers_wherever_the_features_lie():
+    torch.manual_seed(0)
+    net = build("lenskit_net", in_shape=(1, 64, 64), n_outputs=4, head="pooled").eval()
+    flat = build("lenskit_net", in_shape=(1, 64, 64), n_outputs=4)
+    with torch.no_grad():
+        c = net.features(torch.rand(1, 3, 64, 64)).shape[1]  # image and two coordinate channels in
+    assert net.head[2].in_features == 2 * c and flat.head[2].in_features == c * 4 * 4
+    f = torch.rand(3, c, 4, 4)
+    rolled = torch.roll(f, (1, 2), (2, 3))  # the same features at other positions
+    with torch.no_grad():
+        a = net.head(torch.cat([f.mean((2, 3)), f.amax((2, 3))], 1))
+        b = net.head(torch.cat([rolled.mean((2, 3)), rolled.amax((2, 3))], 1))
+        assert net(torch.rand(2, 1, 64, 64)).shape == (2, 4)
+    torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="head must be"):
+        build("lenskit_net", in_shape=(1, 64, 64), head="global")

@@ -4,9 +4,12 @@ lenskit's own parameter-efficient regression network.
 Not from a paper: a compact residual CNN designed to be trained on a CPU and
 shipped small.  Stride-2 stages reduce a 192 x 192 stamp to 6 x 6 (a 57 x 57
 one to 4 x 4); coordinate channels let it read positions; the final feature
-map is flattened (not pooled) so the lens centre stays recoverable.
+map is flattened (not pooled) so the lens centre stays recoverable, or, with
+``head="pooled"``, averaged and maximised over positions, so that what the
+head reads does not depend on where in the stamp the lens lies.
 """
 
+import torch
 import torch.nn as nn
 
 from lenskit.estimators.networks.layers import CoordinateChannels, InputStage
@@ -47,14 +50,22 @@ class LenskitNet(nn.Module):
     first_stride : {2, 1}
         Stride of the first 5 x 5 convolution; 1 keeps full resolution in the
         first stage, which pays on small stamps with few pixels per arc.
+    head : {"flatten", "pooled"}
+        How the last feature map reaches the dense layers: flattened, with a
+        weight per position ("flatten", the shipped networks), or its mean and
+        maximum over positions ("pooled": the head sees the same numbers
+        wherever the lens lies in the stamp, up to the stride's sampling and
+        the coordinate channels, through which the centre is still read).
     """
 
     def __init__(self, in_shape=(1, 192, 192), n_outputs=10, width=16, hidden=256, dropout=0.0, stretch="linear",
-                 first_stride=2):
+                 first_stride=2, head="flatten"):
         super().__init__()
         bands, h, w = in_shape
         if first_stride not in (1, 2):
             raise ValueError(f"first_stride must be 1 or 2; got {first_stride!r}")
+        if head not in ("flatten", "pooled"):
+            raise ValueError(f"head must be 'flatten' or 'pooled'; got {head!r}")
         self.inp = InputStage(stretch=stretch)
         self.coords = CoordinateChannels()
         chans = [width, 2 * width, 3 * width, 4 * width, 6 * width, 8 * width]
@@ -75,8 +86,13 @@ class LenskitNet(nn.Module):
                 layers.append(_Res(c))
             i += 1
         self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(c * size * size, hidden),
+        self.pooled = head == "pooled"
+        n_in = 2 * c if self.pooled else c * size * size
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(n_in, hidden),
                                   nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, n_outputs))
 
     def forward(self, x, mask=None):
-        return self.head(self.features(self.coords(self.inp(x, mask))))
+        f = self.features(self.coords(self.inp(x, mask)))
+        if self.pooled:
+            f = torch.cat([f.mean((2, 3)), f.amax((2, 3))], 1)
+        return self.head(f)
