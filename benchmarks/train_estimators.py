@@ -39,6 +39,8 @@ Usage::
     python benchmarks/train_estimators.py lsst_gri --no-lens-light subtracted --robust --pearson-sources 0.15 --minutes 95 --lr 5e-4 --workers 0 --threads 1 --init lenskit/estimators/weights/lsst_gri_no_lens_light.asdf --out lenskit/estimators/weights/lsst_gri_no_lens_light_robust.asdf
     # the same with half of every batch from the default simulator (measured, not shipped):
     python benchmarks/train_estimators.py lsst_gri --no-lens-light subtracted --robust --robust-fraction 0.5 --pearson-sources 0.15 --minutes 85 --lr 5e-4 --workers 0 --threads 1 --init lenskit/estimators/weights/lsst_gri_no_lens_light.asdf --out half_robust.asdf
+    # the HST network with a position-pooled head on its convolutions (measured in docs/real_lenses.rst, not shipped):
+    python benchmarks/train_estimators.py hst_wfc3 --init lenskit/estimators/weights/hst_wfc3.asdf --head pooled --minutes 75 --lr 5e-4 --workers 0 --threads 1 --out hst_pooled.asdf
     # re-measure shipped weights (e.g. after adding a test protocol) without training:
     python benchmarks/train_estimators.py lsst_gri --evaluate lenskit/estimators/weights/lsst_gri.asdf
 
