@@ -29,7 +29,9 @@ On the eight SLACS lenses with published SIE parameters
 from Bolton et al. (2008).  On simulated HST lenses (``hezaveh2017`` test
 set, lens-subtracted) it reports the re-centring sensitivity: per lens the
 largest |delta theta_E| over shifts of 3 pixels along x and y, then the
-median and 90th percentile.  ``--window W`` also reports it for the CNN
+median and 90th percentile, and ``centre_follows_shift``, the mean move of
+the estimated lens centre as a fraction of the 3-pixel move of the lens (1:
+the centre follows the image).  ``--window W`` also reports it for the CNN
 averaged over the (2W + 1)**2 one-pixel re-centrings around each centre
 (whether averaging over small shifts makes the estimate depend less on
 where the stamp is cut).
@@ -130,7 +132,7 @@ def simulated(est, n, seed=31, tta=1, window=0):
     noise = ds.noise if ds.noise is not None else np.ones_like(ds.images)
     centres = [(0, 0), (SHIFT, 0), (-SHIFT, 0), (0, SHIFT), (0, -SHIFT)]
     near = [(dx, dy) for dx in range(-window, window + 1) for dy in range(-window, window + 1)]
-    theta = {}
+    theta, centre_est = {}, {}
     for dx, dy in sorted({(cx + a, cy + b) for cx, cy in centres for a, b in near}):
         imgs, masks = [], []
         for i in range(n):
@@ -142,9 +144,14 @@ def simulated(est, n, seed=31, tta=1, window=0):
         arr = lenskit.LensDataset(np.asarray(imgs, np.float32)[:, None], ds.params, bands=ds.bands,
                                   pixel_scale=ds.pixel_scale, instrument=ds.instrument,
                                   masks=np.asarray(masks)[:, None], provenance=ds.provenance)
-        theta[(dx, dy)] = np.asarray(est.predict(arr, batch_size=64,
-                                                 **({"tta": tta} if tta != 1 else {})).table["theta_E"])
+        table = est.predict(arr, batch_size=64, **({"tta": tta} if tta != 1 else {})).table
+        theta[(dx, dy)] = np.asarray(table["theta_E"])
+        if (dx, dy) in centres:
+            centre_est[(dx, dy)] = (np.asarray(table["x0"]), np.asarray(table["y0"]))
     truth = np.asarray(ds.params["theta_E"])
+    # re-centring the stamp by (dx, dy) pixels moves the lens by -(dx, dy) * ps: how much of that the centre follows
+    follows = [float(np.mean(centre_est[(dx, dy)][0 if dx else 1] - centre_est[(0, 0)][0 if dx else 1])
+                     / (-(dx or dy) * ps)) for dx, dy in centres[1:]]
 
     def measure(ring):
         at = [np.mean([theta[(cx + a, cy + b)] for a, b in ring], axis=0) for cx, cy in centres]
@@ -152,7 +159,7 @@ def simulated(est, n, seed=31, tta=1, window=0):
         return {"recentre_median": float(np.median(moves)), "recentre_p90": float(np.percentile(moves, 90)),
                 "theta_E_err68_unshifted": float(np.percentile(np.abs(at[0] - truth), 68))}
 
-    out = {"n": n, **measure([(0, 0)])}
+    out = {"n": n, **measure([(0, 0)]), "centre_follows_shift": float(np.mean(follows))}
     if window:
         out[f"averaged_over_{len(near)}_shifts"] = measure(near)
     return out
