@@ -28,7 +28,8 @@ On the eight SLACS lenses with published SIE parameters
 (``../shared/data/real_lenses``) it also reports each estimate's difference
 from Bolton et al. (2008).  On simulated HST lenses (``hezaveh2017`` test
 set, lens-subtracted) it reports the re-centring sensitivity: per lens the
-largest |delta theta_E| over shifts of 3 pixels along x and y, then the
+largest |delta theta_E| over shifts of 3 pixels (``--shift``) along x and
+y, then the
 median and 90th percentile, and ``centre_follows_shift``, the mean move of
 the estimated lens centre as a fraction of the 3-pixel move of the lens (1:
 the centre follows the image).  ``--window W`` also reports it for the CNN
@@ -90,7 +91,7 @@ def resampled_first(cutout, psf, pixel_scale, centre):
     return Cutout(out.image, pixel_scale, noise=out.noise, psf=k, mask=out.mask), k
 
 
-def slacs_rows(est, tta=1):
+def slacs_rows(est, tta=1, shift=SHIFT):
     rows = []
     for lens in slacs_sample(shared_data() / "real_lenses"):
         cut, deblend = lens["cutout"], not lens["lens_subtracted"]
@@ -100,7 +101,7 @@ def slacs_rows(est, tta=1):
         base, (cx, cy) = float(getattr(r["cnn_theta_E"], "value", r["cnn_theta_E"])), r.centre
         # the lens light is removed once; the path then resamples the arcs about the centre
         arcs = Cutout(r.arcs, cut.pixel_scale, noise=cut.noise, psf=psf, mask=cut.mask)
-        moved = [cnn_theta(arcs, est, False, psf, centre=(cx + SHIFT * dx, cy + SHIFT * dy), tta=tta)[0]
+        moved = [cnn_theta(arcs, est, False, psf, centre=(cx + shift * dx, cy + shift * dy), tta=tta)[0]
                  for dx, dy in DIRECTIONS]
         row = {"lens": lens["name"], "published": lens["theta_E"], "cnn": base,
                "d_published": abs(base - lens["theta_E"]),
@@ -118,9 +119,9 @@ def slacs_rows(est, tta=1):
     return rows
 
 
-def simulated(est, n, seed=31, tta=1, window=0):
+def simulated(est, n, seed=31, tta=1, window=0, shift=SHIFT):
     """
-    Re-centring of lens-subtracted simulated HST lenses: per lens the largest move over 3-pixel shifts; with
+    Re-centring of lens-subtracted simulated HST lenses: per lens the largest move over ``shift``-pixel shifts; with
     ``window`` W, also for the estimate averaged over the (2W + 1)**2 one-pixel re-centrings about each centre.
     """
     from lenskit.simulation import presets
@@ -130,7 +131,7 @@ def simulated(est, n, seed=31, tta=1, window=0):
     h, w = ds.images.shape[2:]
     c = ((w - 1) / 2, (h - 1) / 2)
     noise = ds.noise if ds.noise is not None else np.ones_like(ds.images)
-    centres = [(0, 0), (SHIFT, 0), (-SHIFT, 0), (0, SHIFT), (0, -SHIFT)]
+    centres = [(0, 0), (shift, 0), (-shift, 0), (0, shift), (0, -shift)]
     near = [(dx, dy) for dx in range(-window, window + 1) for dy in range(-window, window + 1)]
     theta, centre_est = {}, {}
     for dx, dy in sorted({(cx + a, cy + b) for cx, cy in centres for a, b in near}):
@@ -192,17 +193,20 @@ def main(argv=None):
     ap.add_argument("--window", type=int, default=0, metavar="W",
                     help="simulated lenses: also average the CNN over the (2W+1)**2 one-pixel re-centrings "
                          "about each centre (default 0: not)")
+    ap.add_argument("--shift", type=float, default=SHIFT, help=f"re-centring in input pixels (default {SHIFT:g})")
     ap.add_argument("--no-slacs", action="store_true", help="skip the SLACS lenses (simulated lenses only)")
     args = ap.parse_args(argv)
+    if not args.shift > 0:
+        ap.error(f"--shift must be > 0 pixels; got {args.shift}")
     if args.window < 0:
         ap.error(f"--window must be >= 0; got {args.window}")
     torch.set_num_threads(args.threads)
     est = lenskit.load_estimator(args.estimator)
-    out = {"estimator": args.estimator, "shift_pixels": SHIFT, "tta": args.tta, "cpu_threads": torch.get_num_threads()}
+    out = {"estimator": args.estimator, "shift_pixels": args.shift, "tta": args.tta, "cpu_threads": torch.get_num_threads()}
     if args.no_slacs:
         out["slacs"] = "skipped (--no-slacs)"
     elif shared_data() is not None:
-        rows = slacs_rows(est, args.tta)
+        rows = slacs_rows(est, args.tta, args.shift)
         keys = ("d_published", "recentre_max", "psf_broader", "psf_none", "resample_first")
         out["slacs"] = {"lenses": rows, "median": {k: float(np.median([r[k] for r in rows if k in r]))
                                                    for k in keys},
@@ -210,7 +214,7 @@ def main(argv=None):
     else:
         out["slacs"] = "the development data (../shared/data) are absent"
     if args.n_sim:
-        out["simulated_hst"] = simulated(est, args.n_sim, tta=args.tta, window=args.window)
+        out["simulated_hst"] = simulated(est, args.n_sim, tta=args.tta, window=args.window, shift=args.shift)
         out["simulated_hst"]["noise_colour"] = noise_colour(est, 2 * args.n_sim, tta=args.tta)
     print(json.dumps(out, indent=1))
     return out
