@@ -29,10 +29,9 @@ On the eight SLACS lenses with published SIE parameters
 from Bolton et al. (2008).  On simulated HST lenses (``hezaveh2017`` test
 set, lens-subtracted) it reports the re-centring sensitivity: per lens the
 largest |delta theta_E| over shifts of 3 pixels (``--shift``) along x and
-y, then the
-median and 90th percentile, and ``centre_follows_shift``, the mean move of
-the estimated lens centre as a fraction of the 3-pixel move of the lens (1:
-the centre follows the image).  ``--window W`` also reports it for the CNN
+y, then the median and 90th percentile, and ``centre_follows_shift``, the
+mean move of the estimated lens centre as a fraction of the move of the
+lens (1: the centre follows the image).  ``--window W`` also reports it for the CNN
 averaged over the (2W + 1)**2 one-pixel re-centrings around each centre
 (whether averaging over small shifts makes the estimate depend less on
 where the stamp is cut).
