@@ -30,7 +30,6 @@ Usage (the figures of docs/benchmarks.rst: two processes, one thread each, about
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -40,8 +39,8 @@ import torch
 
 import lenskit
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from devdata import shared_data  # noqa: E402  (the development-data loader beside this script)
 
 
 def theta_errors(est, ds):
@@ -56,8 +55,7 @@ def hst(test=False):
 
 def standard_test_set(n, seed=99):
     """The shipped network's own test set (benchmarks/train_estimators.py), or None without ../shared."""
-    shared = Path(os.environ.get("LENSKIT_SHARED", ROOT.parent / "shared")) / "data" / "sources"
-    if not shared.exists():
+    if shared_data() is None:
         return None
     from train_estimators import test_source  # the recipe's test galaxies, beside this script
 

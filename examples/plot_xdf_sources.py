@@ -47,4 +47,14 @@ for ax, img, p in zip(axes, ds.images[:, 0], ds.params):
     ax.set_title(f"theta_E {p['theta_E'].value:.2f}\"", fontsize=8)
     ax.axis("off")
 fig.tight_layout()
+
+# %%
+# A source can also be restricted to named galaxies, for example to see how
+# many training galaxies a network needs (``benchmarks/galaxy_count.py``:
+# for the HST network, ten galaxies help as much as all of them).  The split
+# still applies on top.
+train_ids = [s.ident for s in xdf.with_split("train").galaxies()]
+three = xdf.with_galaxies(train_ids[:3])
+ds3 = lenskit.Simulator(source=three, split="train", instrument="hst_wfc3", seed=5).sample(6)
+print("sources drawn:", sorted({str(i) for i in ds3.params["source_id"]}), "of", sorted(train_ids[:3]))
 plt.show()

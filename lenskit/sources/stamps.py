@@ -466,6 +466,8 @@ class StampSource(Source):
 
         Raises
         ------
+        TypeError
+            If ``idents`` is a single string rather than an iterable of them.
         ValueError
             If ``idents`` is empty or names a galaxy this source does not have.
         """

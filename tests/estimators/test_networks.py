@@ -103,16 +103,29 @@ def test_lenskit_net_options():
 def test_lenskit_net_pooled_head_reads_the_same_numbers_wherever_the_features_lie():
     torch.manual_seed(0)
     net = build("lenskit_net", in_shape=(1, 64, 64), n_outputs=4, head="pooled").eval()
-    flat = build("lenskit_net", in_shape=(1, 64, 64), n_outputs=4)
+    flat = build("lenskit_net", in_shape=(1, 64, 64), n_outputs=4).eval()
+    x = torch.rand(2, 1, 64, 64)
     with torch.no_grad():
-        c = net.features(torch.rand(1, 3, 64, 64)).shape[1]  # image and two coordinate channels in
-    assert net.head[2].in_features == 2 * c and flat.head[2].in_features == c * 4 * 4
-    f = torch.rand(3, c, 4, 4)
+        f = net.features(net.coords(net.inp(x)))
+    c = f.shape[1]
+    assert net.head[2].in_features == 2 * c and flat.head[2].in_features == c * f.shape[2] * f.shape[3]
+
+    class Fixed(torch.nn.Module):  # stands in for the convolutions: the given features, whatever the input
+        def __init__(self, feats):
+            super().__init__()
+            self.feats = feats
+
+        def forward(self, _):
+            return self.feats
+
     rolled = torch.roll(f, (1, 2), (2, 3))  # the same features at other positions
-    with torch.no_grad():
-        a = net.head(torch.cat([f.mean((2, 3)), f.amax((2, 3))], 1))
-        b = net.head(torch.cat([rolled.mean((2, 3)), rolled.amax((2, 3))], 1))
-        assert net(torch.rand(2, 1, 64, 64)).shape == (2, 4)
-    torch.testing.assert_close(a, b)
+    outs = {}
+    for name, model in (("pooled", net), ("flatten", flat)):
+        for label, feats in (("f", f), ("rolled", rolled)):
+            model.features = Fixed(feats)
+            with torch.no_grad():
+                outs[name, label] = model(x)
+    torch.testing.assert_close(outs["pooled", "f"], outs["pooled", "rolled"])
+    assert not torch.allclose(outs["flatten", "f"], outs["flatten", "rolled"])  # a weight per position
     with pytest.raises(ValueError, match="head must be"):
         build("lenskit_net", in_shape=(1, 64, 64), head="global")

@@ -137,6 +137,7 @@ def test_with_galaxies_draws_only_the_named_galaxies(cosmos):
     copies = [fresh.with_split("train"), fresh.with_split("test")]  # made before the stamps are read ...
     assert all(c.stamps is fresh.stamps for c in copies)  # ... they share one preparation
 
+
 def test_image_directory_jwst(shared_data):
     folder = shared_data / "sources" / "jwst"
     with pytest.raises(ValueError, match=r"galaxy_4/data.fits has \d+ NaN"):
