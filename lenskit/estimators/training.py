@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import asdf
+import astropy.units as u
 import numpy as np
 import torch
 import torch.distributed as dist
@@ -42,8 +43,8 @@ from lenskit.core.validation import check_int, check_number
 from lenskit.estimators.metrics import summary
 from lenskit.estimators.targets import TargetSpec, gaussian_nll
 
-__all__ = ["train", "TrainingLoop", "Checkpoint", "SimulatedBatches", "FixedBatches", "evaluate", "init_ddp",
-           "write_checkpoint", "cosine_schedule", "step_schedule"]
+__all__ = ["train", "TrainingLoop", "Checkpoint", "SimulatedBatches", "FixedBatches", "ShiftPairs", "evaluate",
+           "init_ddp", "write_checkpoint", "cosine_schedule", "step_schedule"]
 
 
 # -- batches ------------------------------------------------------------------------------------------------------
@@ -133,6 +134,82 @@ class FixedBatches:
 
 
 # -- schedules ----------------------------------------------------------------------------------------------------
+class ShiftPairs:
+    """
+    Batches paired with copies of themselves moved by a few pixels, and the loss that asks both to agree.
+
+    Each image of a batch gets a copy rolled by a random whole number of
+    pixels, up to ``max_shift`` along each axis (the stamp's far edge, sky in
+    a lens stamp, wraps round), with its centre targets (``x0``, ``y0``)
+    moved by as many pixels times ``pixel_scale`` (``x`` runs along columns,
+    ``y`` along rows).  The loss is the base loss on originals and copies
+    together plus ``weight`` times the squared difference, in standardised
+    network units, of the two estimates of every target that a move of the
+    stamp leaves unchanged (the Einstein radius, the ellipticity ...).  A
+    network trained only on lenses near the stamp's centre learns that
+    they are there, and its Einstein radius moves when a real cutout is
+    centred differently; this term teaches it not to.
+
+    Parameters
+    ----------
+    targets : sequence of str
+    pixel_scale : float
+        Arcsec per pixel.
+    max_shift : int
+        Largest move in pixels along each axis (>= 1).
+    weight : float
+        Weight of the agreement term.
+    seed : int
+        The moves of a run that starts (or resumes) at step ``s`` are drawn with the seed ``[seed, s]``.
+    """
+
+    POSITIONS = {"x0": 1, "y0": 0}  # target -> image axis (0 rows, 1 columns) it moves along
+
+    def __init__(self, targets, pixel_scale, max_shift=4, weight=1.0, seed=0):
+        self.targets = tuple(targets)
+        self.pixel_scale = check_number("pixel_scale", pixel_scale, low=0, low_open=True)
+        self.max_shift = check_int("max_shift", max_shift, minimum=1)
+        self.weight = check_number("weight", weight, low=0)
+        self.invariant = [i for i, t in enumerate(self.targets) if t not in self.POSITIONS]
+        if not self.invariant:
+            raise ValueError(f"ShiftPairs: none of the targets {self.targets} is unchanged by a move of the stamp")
+        self.seed = check_int("seed", seed, minimum=0)
+        self.rng = np.random.default_rng([self.seed, 0])
+
+    def pair(self, images, y, masks):
+        """``(images, targets, masks)`` of n systems -> the same of 2n: the originals, then their moved copies."""
+        n = images.shape[0]
+        shifts = self.rng.integers(-self.max_shift, self.max_shift + 1, size=(n, 2))
+        moved = torch.stack([torch.roll(im, (int(dy), int(dx)), dims=(-2, -1))
+                             for im, (dy, dx) in zip(images, shifts)])
+        y2 = y.clone()
+        for name, axis in self.POSITIONS.items():
+            if name in self.targets:
+                i = self.targets.index(name)
+                y2[:, i] += torch.as_tensor(shifts[:, axis] * self.pixel_scale, dtype=y.dtype)
+        if masks.numel():
+            masks = torch.cat([masks, torch.stack([torch.roll(m, (int(dy), int(dx)), dims=(-2, -1))
+                                                   for m, (dy, dx) in zip(masks, shifts)])])
+        return torch.cat([images, moved]), torch.cat([y, y2]), masks
+
+    def batches(self, batches, start_step=0):
+        """Pair every batch of an iterator of ``(images, targets, masks)`` (see `pair`)."""
+        self.rng = np.random.default_rng([self.seed, int(start_step)])
+        for images, y, masks in batches:
+            yield self.pair(images, y, masks)
+
+    def loss(self, base):
+        """The loss of paired batches: ``base(out, y)`` plus ``weight`` times the estimates' disagreement."""
+        inv = self.invariant
+
+        def loss(out, y):
+            n = out.shape[0] // 2
+            agree = ((out[:n, inv] - out[n:2 * n, inv]) ** 2).sum(1).mean()
+            return base(out, y) + self.weight * agree
+
+        return loss
+
+
 def cosine_schedule(lr, min_lr, warmup=0):
     """Cosine decay from ``lr`` to ``min_lr`` over the run, after a linear warm-up of ``warmup`` steps."""
     def at(step, frac):
@@ -464,7 +541,8 @@ def evaluate(estimator, dataset, batch_size=128):
 
 def train(estimator, simulator, steps=1000, batch_size=64, lr=1e-3, min_lr=None, weight_decay=0.0,
           validation=None, checkpoint=None, checkpoint_every=200, progress=True, workers=0, seed=0,
-          standardize_samples=None, log=None, channels_last=True, time_limit=None, warmup=200, ddp=None):
+          standardize_samples=None, log=None, channels_last=True, time_limit=None, warmup=200, ddp=None,
+          shift_pairs=None, shift_weight=1.0):
     """
     Train ``estimator`` on batches drawn from ``simulator``.
 
@@ -505,6 +583,13 @@ def train(estimator, simulator, steps=1000, batch_size=64, lr=1e-3, min_lr=None,
         its own batches (seed ``[seed, worker, rank]``); rank 0 alone
         standardises the targets (broadcast to the others), evaluates the
         validation set, logs and writes checkpoints; all ranks stop together.
+    shift_pairs : int, optional
+        Pair every simulated system with a copy of its image moved by up to this many pixels along each axis
+        (`ShiftPairs`) and add ``shift_weight`` times the disagreement of the two estimates of the targets a
+        move leaves unchanged to the loss: an estimate that does not depend on where the stamp was cut.
+        Each step then has ``batch_size`` systems and ``2 * batch_size`` images.
+    shift_weight : float
+        Weight of that agreement term (default 1: in standardised units, as the squared errors).
 
     Returns
     -------
@@ -523,6 +608,10 @@ def train(estimator, simulator, steps=1000, batch_size=64, lr=1e-3, min_lr=None,
     warmup = check_int("warmup", warmup, minimum=0)
     standardize_samples = check_int("standardize_samples", standardize_samples, minimum=1, allow_none=True)
     time_limit = check_number("time_limit", time_limit, low=0, low_open=True, allow_none=True)
+    pairs = None
+    if shift_pairs is not None:
+        pairs = ShiftPairs(estimator.targets, u.Quantity(simulator.instrument.pixel_scale, u.arcsec).to_value(u.arcsec),
+                           max_shift=shift_pairs, weight=shift_weight, seed=seed)
     if checkpoint is not None:
         check_output_path(checkpoint, overwrite=True, name="checkpoint")
     if validation is not None and not hasattr(validation, "params"):
@@ -535,6 +624,8 @@ def train(estimator, simulator, steps=1000, batch_size=64, lr=1e-3, min_lr=None,
     min_lr = lr / 30 if min_lr is None else min_lr
     config = {"steps": int(steps), "batch_size": int(batch_size), "lr": lr, "min_lr": min_lr, "workers": int(workers),
               "seed": int(seed), "simulator": simulator.config}
+    if pairs is not None:
+        config["shift_pairs"] = {"max_shift": pairs.max_shift, "weight": pairs.weight}
 
     def loss(out, y):
         spec = estimator.spec
@@ -544,7 +635,7 @@ def train(estimator, simulator, steps=1000, batch_size=64, lr=1e-3, min_lr=None,
         estimator.training = {**config, "completed_steps": step, "images_seen_since_start": loop.images_seen}
         return {"config": config, "targets": estimator.spec.to_config()}
 
-    loop = TrainingLoop(estimator.network, opt, loss, steps=steps, schedule=cosine_schedule(lr, min_lr, warmup),
+    loop = TrainingLoop(estimator.network, opt, loss if pairs is None else pairs.loss(loss), steps=steps, schedule=cosine_schedule(lr, min_lr, warmup),
                         record_every=checkpoint_every, device=estimator.device,
                         checkpoint=None if checkpoint is None else Checkpoint(checkpoint), time_limit=time_limit,
                         clip_grad=10.0, channels_last=channels_last, ddp=ddp, progress=progress, log=log,
@@ -563,6 +654,8 @@ def train(estimator, simulator, steps=1000, batch_size=64, lr=1e-3, min_lr=None,
         config["ddp"] = {"world_size": world, "backend": dist.get_backend(), "batch_size_per_rank": int(batch_size),
                          "global_batch_size": int(batch_size) * world, "rank_seed_keys": keys}
     batches = data.batches(loop.step, workers)
+    if pairs is not None:
+        batches = pairs.batches(batches, start_step=loop.step)
     try:
         history = loop.run(batches)
     finally:

@@ -41,6 +41,18 @@ def test_spin1_round_trip_and_parity_loss():
     assert float(gaussian_nll(out, flipped, 5, spin2, uncertainty=False)) > 0.01
 
 
+def test_fit_with_shift_pairs(small):
+    sim, _ = small
+    est = CNNEstimator(in_shape=(1, 48, 48))
+    seen = []
+    est.fit(sim, steps=2, batch_size=4, progress=False, warmup=1, standardize_samples=64, shift_pairs=2,
+            shift_weight=0.5, checkpoint_every=1, log=seen.append)
+    assert est.training["shift_pairs"] == {"max_shift": 2, "weight": 0.5}
+    assert seen[-1]["images"] == 16  # 4 systems and their 4 moved copies per step
+    with pytest.raises(ValueError, match="max_shift"):
+        est.fit(sim, steps=1, batch_size=4, progress=False, shift_pairs=0)
+
+
 def test_predict_validates_input(small):
     sim, val = small
     est = CNNEstimator(in_shape=(1, 48, 48))

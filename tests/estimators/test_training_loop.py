@@ -96,3 +96,57 @@ def test_a_damaged_checkpoint_is_refused(tmp_path):
     net, loop = _loop(bad, 5)
     with pytest.raises(LenskitFileError, match="could not be read"):
         loop.resume()
+
+
+def _blob(x0, y0, shape=(24, 32), scale=0.1):
+    from lenskit.lensing.render import pixel_grid
+
+    x, y = pixel_grid(shape, scale)
+    return torch.exp(-((x[None, :] - x0) ** 2 + (y[:, None] - y0) ** 2) / (2 * 0.15**2))
+
+
+def test_shift_pairs_move_the_centre_targets_with_the_pixels():
+    from lenskit.estimators.training import ShiftPairs
+
+    scale = 0.1
+    centres = [(0.0, 0.0), (0.3, -0.2), (-0.1, 0.4)]
+    images = torch.stack([_blob(x, y)[None] for x, y in centres])
+    y = torch.tensor([[1.2, x, yy] for x, yy in centres])
+    masks = torch.zeros(3, 1, 24, 32, dtype=torch.bool)
+    masks[:, :, 0, 0] = True
+    pairs = ShiftPairs(("theta_E", "x0", "y0"), scale, max_shift=3, seed=1)
+    im2, y2, m2 = pairs.pair(images, y, masks)
+    assert im2.shape == (6, 1, 24, 32) and y2.shape == (6, 3) and m2.shape == (6, 1, 24, 32)
+    assert torch.equal(im2[:3], images) and torch.equal(y2[:3], y)
+    assert torch.equal(y2[3:, 0], y[:, 0])  # the Einstein radius does not move
+    moved = 0
+    for i in range(3):
+        x0, y0 = float(y2[3 + i, 1]), float(y2[3 + i, 2])
+        # lenskit's pixel grid drawn at the moved centre is the rolled image (x along columns, y along rows)
+        np.testing.assert_allclose(im2[3 + i, 0].numpy(), _blob(x0, y0).numpy(), atol=1e-5)
+        assert int(m2[3 + i].sum()) == 1
+        moved += abs(x0 - centres[i][0]) + abs(y0 - centres[i][1]) > 0
+        assert max(abs(x0 - centres[i][0]), abs(y0 - centres[i][1])) <= 3 * scale + 1e-6
+    assert moved  # the seed moves some
+
+
+def test_shift_pairs_loss_adds_the_disagreement_of_invariant_targets_only():
+    from lenskit.estimators.training import ShiftPairs
+
+    pairs = ShiftPairs(("theta_E", "e1", "x0"), 0.04, weight=2.0)
+
+    def base(out, y):
+        return torch.zeros(())
+
+    loss = pairs.loss(base)
+    out = torch.zeros(4, 6)  # 2 originals, 2 copies; means then log sigmas
+    assert float(loss(out, None)) == 0.0
+    out[2, 2] = 5.0  # the copies' centre may differ
+    out[2:, 3:] = 1.0  # and so may their uncertainties
+    assert float(loss(out, None)) == 0.0
+    out[3, 0] = 0.5  # theta_E disagrees on one pair of two
+    assert float(loss(out, None)) == pytest.approx(2.0 * 0.25 / 2)
+    with pytest.raises(ValueError, match="unchanged"):
+        ShiftPairs(("x0", "y0"), 0.04)
+    with pytest.raises(ValueError, match="max_shift"):
+        ShiftPairs(("theta_E",), 0.04, max_shift=0)
