@@ -145,23 +145,70 @@ def _convolve_rows(stack, band, half, block):
     return torch.matmul(band.unsqueeze(1), windows).reshape(m, nb * block, w)[:, :h]
 
 
-def separable_convolve(stack, kernels):
-    """
-    Convolve each (H, W) plane of ``stack`` (M, H, W) with its separable kernel (M, K); zero padding.
+#: Stamps up to this many pixels on a side are convolved with whole (H, H) Toeplitz matrices when the
+#: planes share a few kernels: one large product per kernel beats the blocks of `BAND_BLOCK` rows there.
+DENSE_MAX = 128
 
-    Each 1-D pass multiplies blocks of `BAND_BLOCK` rows (with the kernel's
-    half-width on either side) by one banded Toeplitz matrix: BLAS products,
-    several times faster on the CPU than a grouped convolution and about 2x
-    faster than products with whole (H, H) Toeplitz matrices, whose entries
-    are nearly all zero.
+
+def _toeplitz(kernel, n):
+    """(n, n) matrix T with (T x)[r] = sum_j k[r - j + K // 2] x[j]: the 1-D convolution with zero padding."""
+    k = kernel.shape[0]
+    i = torch.arange(n, device=kernel.device)
+    d = i.reshape(-1, 1) - i.reshape(1, -1) + k // 2
+    return kernel[d.clamp(0, k - 1)] * ((d >= 0) & (d < k)).to(kernel.dtype)
+
+
+def separable_convolve(stack, kernels, index=None):
+    """
+    Convolve each (H, W) plane of ``stack`` (M, H, W) with its separable kernel; zero padding.
+
+    Parameters
+    ----------
+    stack : `torch.Tensor` (M, H, W)
+    kernels : `torch.Tensor` (M, K), or (U, K) with ``index``
+        Odd-length 1-D kernels, applied along both axes.
+    index : `torch.Tensor` (M,), optional
+        Plane m is convolved with ``kernels[index[m]]``: planes that share a
+        few kernels (a survey's fixed PSF per band) say so, and stamps of up
+        to `DENSE_MAX` pixels are then convolved with one whole Toeplitz
+        matrix per kernel and axis, in large matrix products (3-4x faster
+        than the blocks below for 57 x 57 LSST stamps).
+
+    Otherwise each 1-D pass multiplies blocks of `BAND_BLOCK` rows (with the
+    kernel's half-width on either side) by one banded Toeplitz matrix per
+    plane: BLAS products, several times faster on the CPU than a grouped
+    convolution and about 2x faster than products with whole (H, H)
+    Toeplitz matrices, whose entries are nearly all zero.
     """
     m, h, w = stack.shape
     k = kernels.shape[1]
     if k % 2 != 1:
         raise ValueError(f"kernels must have an odd length; got {k}")
+    if index is not None:
+        index = torch.as_tensor(index, device=stack.device)
+        if index.shape != (m,):
+            raise ValueError(f"index must have one entry per plane, shape ({m},); got {tuple(index.shape)}")
+        if max(h, w) > DENSE_MAX:
+            kernels = kernels[index]
+        else:
+            return _dense_convolve(stack, kernels, index)
     band = _band_toeplitz(kernels, BAND_BLOCK)
     out = _convolve_rows(stack, band, k // 2, BAND_BLOCK)
     return _convolve_rows(out.transpose(1, 2), band, k // 2, BAND_BLOCK).transpose(1, 2)
+
+
+def _dense_convolve(stack, kernels, index):
+    """`separable_convolve` of planes sharing the kernels ``kernels[index]``: whole Toeplitz matrices per kernel."""
+    h, w = stack.shape[1:]
+    if len(kernels) == 1:
+        return torch.matmul(_toeplitz(kernels[0], h), stack @ _toeplitz(kernels[0], w).T)
+    out = torch.empty_like(stack)
+    for j, kernel in enumerate(kernels):
+        idx = torch.nonzero(index == j).reshape(-1)
+        if len(idx):
+            part = stack.index_select(0, idx) @ _toeplitz(kernel, w).T
+            out.index_copy_(0, idx, torch.matmul(_toeplitz(kernel, h), part))
+    return out
 
 
 def _apply_linear(obs, fn):
@@ -236,12 +283,18 @@ class GaussianPSF(Effect):
     def __call__(self, obs, rng):
         sig = self.sigmas(obs, rng)
         n, nb, h, w = obs.images.shape
-        kern = _gaussian_kernels(sig.reshape(-1) / obs.pixel_scale, obs.images.dtype, obs.images.device)
         parts = 1 + sum(v is not obs.images for v in obs.truth.values())
+        widths, index = np.unique(sig.reshape(-1), return_inverse=True)
+        if len(widths) * 16 <= len(index):  # a fixed PSF per band: the planes share a few kernels
+            kern = _gaussian_kernels(widths / obs.pixel_scale, obs.images.dtype, obs.images.device)
+            index = torch.as_tensor(np.tile(index.reshape(-1), parts), device=obs.images.device)
+        else:
+            kern = _gaussian_kernels(sig.reshape(-1) / obs.pixel_scale, obs.images.dtype, obs.images.device)
+            kern, index = kern.repeat(parts, 1), None
 
         def fn(stack):
             flat = stack.reshape(parts * n * nb, h, w)
-            return separable_convolve(flat, kern.repeat(parts, 1)).reshape(parts * n, nb, h, w)
+            return separable_convolve(flat, kern, index).reshape(parts * n, nb, h, w)
 
         _apply_linear(obs, fn)
         obs.meta["psf_fwhm"] = sig[:, 0] * 2 * math.sqrt(2 * math.log(2))

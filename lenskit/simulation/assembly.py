@@ -106,7 +106,8 @@ def assemble(parts, instrument, table, seed=None, config=None, keep_truth=True, 
     provenance records ``seed``, ``config`` and the images' checksum.
     """
     images = _cat(t for p in parts for t in p.images).astype(np.float32, copy=False)
-    noise = np.sqrt(_cat(t for p in parts for t in p.variance)).astype(np.float32, copy=False)
+    noise = _cat(t for p in parts for t in p.variance).astype(np.float32, copy=False)
+    np.sqrt(noise, out=noise)  # in place: a new array of this size costs its page faults more than the roots
     masks = None
     if all(m is not None for p in parts for m in p.masks):
         masks = _cat(m for p in parts for m in p.masks).astype(bool)

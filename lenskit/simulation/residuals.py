@@ -51,8 +51,9 @@ def _shift(images, dx, dy):
 def _blur(images, sigma=1.0):
     """(n, b, h, w) images convolved with a pixel-integrated Gaussian of ``sigma`` pixels (zero padding)."""
     n, b, h, w = images.shape
-    kern = _gaussian_kernels(np.full(n * b, float(sigma)), images.dtype, images.device)
-    return separable_convolve(images.reshape(n * b, h, w), kern).reshape(n, b, h, w)
+    kern = _gaussian_kernels(np.array([float(sigma)]), images.dtype, images.device)
+    index = torch.zeros(n * b, dtype=torch.long, device=images.device)  # one kernel for every plane
+    return separable_convolve(images.reshape(n * b, h, w), kern, index).reshape(n, b, h, w)
 
 
 def imperfect_model(light, rng, priors=None):

@@ -103,6 +103,24 @@ def test_banded_convolution_matches_scipy_for_asymmetric_kernels():
         separable_convolve(torch.zeros(1, 8, 8), torch.ones(1, 4))
 
 
+@pytest.mark.parametrize("shape", [(70, 45), (150, 131)])  # whole Toeplitz matrices; blocks (over DENSE_MAX)
+def test_shared_kernels_match_scipy(shape):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(7, *shape))
+    k = rng.uniform(size=(3, 11))
+    index = np.array([2, 0, 1, 2, 2, 0, 1])
+    out = separable_convolve(torch.as_tensor(x), torch.as_tensor(k), torch.as_tensor(index)).numpy()
+    for m, j in enumerate(index):
+        ref = convolve1d(convolve1d(x[m], k[j], axis=0, mode="constant"), k[j], axis=1, mode="constant")
+        np.testing.assert_allclose(out[m], ref, atol=1e-12)
+    one = separable_convolve(torch.as_tensor(x), torch.as_tensor(k[:1]), torch.zeros(7, dtype=torch.long)).numpy()
+    for m in range(7):
+        ref = convolve1d(convolve1d(x[m], k[0], axis=0, mode="constant"), k[0], axis=1, mode="constant")
+        np.testing.assert_allclose(one[m], ref, atol=1e-12)
+    with pytest.raises(ValueError, match="index must have one entry per plane"):
+        separable_convolve(torch.as_tensor(x), torch.as_tensor(k), torch.zeros(3, dtype=torch.long))
+
+
 def test_point_in_polygon_agrees_with_matplotlib():
     sie = lenskit.get("mass_model", "sie")()
     rng = np.random.default_rng(2)
