@@ -859,13 +859,13 @@ class CCDNoise(Effect):
         t = self.exposure_time
         bg = torch.as_tensor([self.sky_rate(b, obs.pixel_scale) + self.dark_current for b in obs.bands],
                              dtype=dt, device=dev).reshape(1, nb, 1, 1)
-        mean_e = torch.clamp(obs.images + bg, min=0) * t
+        # in place on the new tensors: at survey sizes each new tensor costs more than its arithmetic
+        mean_e = (obs.images + bg).clamp_(min=0).mul_(t)
         e = poisson_counts(mean_e, g, exact=self.exact)
         rn = self.read_noise * math.sqrt(self.n_exposures)
-        e = e + rn * torch.randn(e.shape, generator=g, dtype=dt, device=dev)
-        adu = torch.round(e / self.gain)
-        obs.images = adu * self.gain / t - bg
-        obs.variance = obs.variance + (mean_e + rn**2 + self.gain**2 / 12) / t**2
+        e = e.add_(torch.randn(e.shape, generator=g, dtype=dt, device=dev).mul_(rn))
+        obs.images = e.div_(self.gain).round_().mul_(self.gain).div_(t).sub_(bg)  # ADU back to electrons/s
+        obs.variance = mean_e.add_(rn**2 + self.gain**2 / 12).div_(t**2).add_(obs.variance)
         return obs
 
     def to_config(self):

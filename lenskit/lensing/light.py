@@ -103,8 +103,14 @@ def sersic(r2, R_e, n, b=None):
     b = as_t(sersic_b(n) if b is None else b)
     # (r/R_e)**(1/n) = exp((log r2 - log R_e**2) / (2 n)); the clamp keeps the centre finite
     inv2n = 1 / (2 * n)
-    s = torch.exp(torch.log(torch.clamp(r2, min=torch.finfo(r2.dtype).tiny)) * inv2n - torch.log(R_e * R_e) * inv2n)
-    return torch.exp(b - b * s)
+    tiny = torch.finfo(r2.dtype).tiny
+    if (torch.is_grad_enabled() and any(t.requires_grad for t in (r2, R_e, n, b))) or \
+            torch.broadcast_shapes(r2.shape, R_e.shape, n.shape, b.shape) != r2.shape:
+        s = torch.exp(torch.log(torch.clamp(r2, min=tiny)) * inv2n - torch.log(R_e * R_e) * inv2n)
+        return torch.exp(b - b * s)
+    # the same in place on one new tensor (a simulation's grids: each new tensor costs more than its arithmetic)
+    s = torch.clamp(r2, min=tiny).log_().mul_(inv2n).sub_(torch.log(R_e * R_e) * inv2n).exp_()
+    return s.mul_(-b).add_(b).exp_()
 
 
 def gaussian(r2, sigma):

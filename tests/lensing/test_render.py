@@ -64,3 +64,22 @@ def test_simulator_render_is_public_and_reproduces_sample():
     src = SersicBatch(np.full(3, 0.3), np.full(3, 1.0), np.zeros(3), np.zeros(3))
     arcs, lens, mu = sim.render(p, np.zeros((3, 2)), src, np.ones((3, 1)))
     assert arcs.shape == (3, 1, 57, 57) and lens is None and np.all(mu > 1)
+
+
+def test_sersic_in_place_path_equals_the_differentiable_one():
+    from lenskit.lensing.light import sersic
+
+    g = torch.Generator().manual_seed(0)
+    r2 = torch.rand(4, 30, 30, generator=g, dtype=torch.float64) * 4
+    r2[0, 0, 0] = 0.0  # the centre
+    R_e = torch.tensor([0.3, 0.5, 1.0, 2.0], dtype=torch.float64).reshape(4, 1, 1)
+    n = torch.tensor([0.5, 1.0, 4.0, 8.0], dtype=torch.float64).reshape(4, 1, 1)
+    fast = sersic(r2, R_e, n)  # no gradient wanted: computed in place
+    n_grad = n.clone().requires_grad_(True)
+    slow = sersic(r2, R_e, n_grad)
+    torch.testing.assert_close(fast, slow.detach(), rtol=1e-12, atol=0)
+    slow.sum().backward()
+    assert torch.isfinite(n_grad.grad).all()
+    small = sersic(r2[0], R_e, n)  # a grid that broadcasts to a larger result: not in place
+    assert small.shape == (4, 30, 30)
+    torch.testing.assert_close(small[1], sersic(r2[0], R_e[1], n[1]), rtol=1e-12, atol=0)
