@@ -651,10 +651,10 @@ class PoissonNoise(Effect):
         g = torch_generator(rng, obs.images.device)
         peak = _peak(obs.images).reshape(n, 1, 1, 1)
         ft = torch.as_tensor(f, dtype=obs.images.dtype, device=obs.images.device).reshape(n, 1, 1, 1)
-        mean = torch.clamp(obs.images, min=0) / peak * ft
+        mean = torch.clamp(obs.images, min=0).div_(peak).mul_(ft)  # in place on the new tensors
         counts = poisson_counts(mean, g, exact=self.exact)
-        obs.images = counts / ft * peak
-        obs.variance = obs.variance + mean * (peak / ft) ** 2
+        obs.images = counts.div_(ft).mul_(peak)
+        obs.variance = mean.mul_((peak / ft) ** 2).add_(obs.variance)
         obs.meta["counts_factor"] = f
         return obs
 
@@ -779,7 +779,7 @@ class GaussianNoise(Effect):
                 idx = torch.as_tensor(np.nonzero(coloured)[0], device=dev)
                 col = torch.fft.irfft2(torch.fft.rfft2(noise[idx].to(ft)) * amp, s=(h, w))
                 noise[idx] = col.to(dt)
-        obs.images = obs.images + sigma.reshape(n, 1, 1, 1) * noise
+        obs.images = noise.mul_(sigma.reshape(n, 1, 1, 1)).add_(obs.images)  # in place on the new noise
         obs.variance = obs.variance + (sigma**2).reshape(n, 1, 1, 1)
         obs.meta["noise_rms"] = frac
         obs.meta["noise_coloured"] = coloured
