@@ -1105,8 +1105,6 @@ class CircularMasks(Effect):
         ref = torch.clamp(ref, min=0).to(torch.float64)
         total = ref.reshape(n, -1).sum(1).clamp(min=1e-300)
         r_pix = self.radius / obs.pixel_scale
-        yy = torch.arange(h, device=dev, dtype=torch.float64).reshape(1, h, 1)
-        xx = torch.arange(w, device=dev, dtype=torch.float64).reshape(1, 1, w)
         kmax = self.n_masks[1]
         count = rng.integers(self.n_masks[0], kmax + 1, n)
         final = torch.zeros((n, h, w), dtype=torch.bool, device=dev)
@@ -1121,23 +1119,39 @@ class CircularMasks(Effect):
             pix = torch.clamp(torch.searchsorted(cdf, draws), max=h * w - 1).cpu().numpy()
             cy = np.where(on_arc, pix // w, cy)
             cx = np.where(on_arc, pix % w, cx)
-            union = torch.zeros((n, h, w), dtype=torch.bool, device=dev)
-            chosen = torch.zeros((n, h, w), dtype=torch.bool, device=dev)
+            # each circle touches only a window of (2R + 1)^2 pixels about its centre: the union, its flux and
+            # the final masks are kept on those pixels (flat indices; pixels outside a circle or the stamp
+            # point at a spare last column), not on whole grids
+            half = int(math.ceil(r_pix)) + 1
+            off = torch.arange(-half, half + 1, device=dev)
+            cyt = torch.as_tensor(cy, dtype=torch.float64, device=dev).reshape(n, kmax, 1, 1)
+            cxt = torch.as_tensor(cx, dtype=torch.float64, device=dev).reshape(n, kmax, 1, 1)
+            py = torch.round(cyt).long() + off.reshape(1, 1, -1, 1)
+            px = torch.round(cxt).long() + off.reshape(1, 1, 1, -1)
+            inside = ((py - cyt) ** 2 + (px - cxt) ** 2 <= r_pix**2) & (py >= 0) & (py < h) & (px >= 0) & (px < w)
+            inside = inside & torch.as_tensor(np.arange(kmax)[None, :] < count[:, None], device=dev).reshape(
+                n, kmax, 1, 1)
+            spare = h * w
+            flat = torch.where(inside, py * w + px, spare).reshape(n, kmax, -1)
+            refn = F.pad((ref / total.reshape(n, 1, 1)).reshape(n, -1), (0, 1))
+            union = torch.zeros((n, spare + 1), dtype=torch.bool, device=dev)
+            cov = torch.zeros(n, dtype=torch.float64, device=dev)
             frac_t = torch.zeros(n, dtype=torch.float64, device=dev)
+            kept = torch.zeros(n, dtype=torch.long, device=dev)
             open_ = torch.ones(n, dtype=torch.bool, device=dev)
-            refn = ref / total.reshape(n, 1, 1)
             for k in range(kmax):
-                cyk = torch.as_tensor(cy[:, k], device=dev, dtype=torch.float64).reshape(n, 1, 1)
-                cxk = torch.as_tensor(cx[:, k], device=dev, dtype=torch.float64).reshape(n, 1, 1)
-                active = torch.as_tensor(k < count, device=dev).reshape(n, 1, 1)
-                disk = (((yy - cyk) ** 2 + (xx - cxk) ** 2) <= r_pix**2) & active
-                union = union | disk
-                cov = (refn * union).reshape(n, -1).sum(1)
+                idx = flat[:, k]
+                new = (idx < spare) & ~union.gather(1, idx)  # pixels of this circle not masked yet
+                cov = cov + (refn.gather(1, idx) * new).sum(1)
+                union.scatter_(1, idx, True)
                 # masks are kept while the union stays within the limit; the first one over it ends the list
                 open_ = open_ & (cov <= self.max_flux_fraction + 1e-12)
-                chosen = torch.where(open_.reshape(n, 1, 1), union, chosen)
+                kept = torch.where(open_, k + 1, kept)
                 frac_t = torch.where(open_, cov, frac_t)
-            final = chosen
+            final = torch.zeros((n, spare + 1), dtype=torch.bool, device=dev)
+            use = torch.arange(kmax, device=dev).reshape(1, kmax, 1) < kept.reshape(n, 1, 1)
+            final.scatter_(1, torch.where(use, flat, spare).reshape(n, -1), True)
+            final = final[:, :spare].reshape(n, h, w)
             frac = frac_t.cpu().numpy()
         m4 = final.unsqueeze(1).expand(n, nb, h, w)
         obs.images = obs.images.masked_fill(m4, 0.0)

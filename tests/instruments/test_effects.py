@@ -304,6 +304,22 @@ def test_mask_coverage_within_limit(limit):
     assert abs(o1.masks.numpy().sum() - np.pi * 25) < 12
 
 
+def test_masks_on_the_stamp_corner_are_clipped_discs():
+    # all the arc flux in the corner pixel: the masks drawn on the arc are centred there, a quarter disc each
+    arcs = np.zeros((40, 1, 32, 32))
+    arcs[:, 0, 0, 0] = 1.0
+    eff = CircularMasks(radius=0.2, n_masks=(1, 1), max_flux_fraction=1.0)
+    o = eff(obs_of(arcs, arcs=arcs), np.random.default_rng(3))
+    m = o.masks.numpy()[:, 0]
+    at_corner = m[:, 0, 0]
+    assert 5 < at_corner.sum() < 35  # about half of the masks go on the arc
+    yy, xx = np.mgrid[:32, :32]
+    quarter = (yy**2 + xx**2) <= 25  # r = 5 pixels about pixel (0, 0)
+    for i in np.nonzero(at_corner)[0]:
+        np.testing.assert_array_equal(m[i], quarter)
+    np.testing.assert_allclose(o.meta["masked_flux_fraction"], at_corner.astype(float))
+
+
 def test_ccd_noise_statistics():
     eff = CCDNoise(exposure_time=30.0, n_exposures=2, sky_brightness={"r": 21.2}, zero_points={"r": 28.5},
                    read_noise=5.0, dark_current=2.0, gain=1.0)
