@@ -15,7 +15,7 @@ from astropy.table import QTable
 
 from lenskit.core.interfaces import Source, SourceBatch
 from lenskit.core.priors import as_prior
-from lenskit.lensing.light import elliptical_sersic, sersic_b, sersic_total_flux
+from lenskit.lensing.light import elliptical_sersic, sersic_b, sersic_in_place, sersic_total_flux
 
 __all__ = ["SersicClumpSource", "SersicClumpBatch"]
 
@@ -58,8 +58,23 @@ class SersicClumpBatch(SourceBatch):
                 def pick(t):
                     return t.reshape(nk)[g, k].reshape(shape)
 
-                each = elliptical_sersic(bx[g], by[g], *(pick(t) for t in (e1, e2, cx, cy, R_e, n, b, I_e)))
-                return torch.zeros_like(bx).index_add_(0, g, each)
+                out = torch.zeros_like(bx)
+                if torch.is_grad_enabled() and any(t.requires_grad for t in (bx, by, e1, e2, cx, cy, R_e, n, b, I_e)):
+                    each = elliptical_sersic(bx[g], by[g], *(pick(t) for t in (e1, e2, cx, cy, R_e, n, b, I_e)))
+                    return out.index_add_(0, g, each)
+                # Gaussian clumps (n = 1/2) and the others apart, each computed in place on its own rows
+                gauss = pick(n).reshape(-1) == 0.5
+                for rows in (gauss, ~gauss):
+                    if bool(rows.any()):
+                        gr, kr = g[rows], k[rows]
+
+                        def part(t):
+                            return t.reshape(nk)[gr, kr].reshape(shape)
+
+                        each = sersic_in_place(bx[gr].sub_(part(cx)), by[gr].sub_(part(cy)),
+                                               *(part(t) for t in (e1, e2, R_e, n, b, I_e)))
+                        out.index_add_(0, gr, each)
+                return out
         bx, by = bx.unsqueeze(1), by.unsqueeze(1)
         return elliptical_sersic(bx, by, e1, e2, cx, cy, R_e, n, b, I_e).sum(1)
 

@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pytest
 import torch
 
 import lenskit
@@ -83,3 +84,27 @@ def test_sersic_in_place_path_equals_the_differentiable_one():
     small = sersic(r2[0], R_e, n)  # a grid that broadcasts to a larger result: not in place
     assert small.shape == (4, 30, 30)
     torch.testing.assert_close(small[1], sersic(r2[0], R_e[1], n[1]), rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("gaussian", [False, True])
+def test_sersic_in_place_equals_elliptical_sersic(gaussian):
+    from lenskit.lensing.light import elliptical_sersic, sersic_b, sersic_in_place
+
+    g = torch.Generator().manual_seed(1)
+    x, y = pixel_grid((40, 50), 0.05, dtype=torch.float64)
+    X, Y = x.reshape(1, 1, -1).expand(5, 40, 50), y.reshape(1, -1, 1).expand(5, 40, 50)
+
+    def col(lo, hi):
+        return (lo + (hi - lo) * torch.rand(5, generator=g, dtype=torch.float64)).reshape(5, 1, 1)
+
+    e1, e2, x0, y0 = col(-0.4, 0.4), col(-0.4, 0.4), col(-0.3, 0.3), col(-0.3, 0.3)
+    R_e, I_e = col(0.05, 0.8), col(0.1, 3.0)
+    n = torch.full((5, 1, 1), 0.5, dtype=torch.float64) if gaussian else col(0.5, 6.0)
+    e1[0] = e2[0] = 0.0  # round
+    b = sersic_b(n)
+    ref = I_e * torch.exp(b - b * (((X - x0) ** 2 + (Y - y0) ** 2) / R_e**2) ** (1 / (2 * n)))
+    fast = sersic_in_place(X - x0, Y - y0, e1, e2, R_e, n, b, I_e)
+    slow = elliptical_sersic(X, Y, e1, e2, x0, y0, R_e, n.clone().requires_grad_(True), b, I_e).detach()
+    torch.testing.assert_close(fast, slow, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(fast[0], ref[0], rtol=1e-10, atol=1e-12)  # the round one: r**2 = dx**2 + dy**2
+    assert float(fast.max()) > 0 and torch.isfinite(fast).all()
