@@ -46,6 +46,11 @@ def deflection(x, y, theta_E, e1, e2, x0, y0):
     # no comparisons or `where` over the grid (several times slower than arithmetic there)
     q, cp, sp, xp, yp = elliptical_frame(x, y, e1, e2, x0, y0)
     f = torch.sqrt(torch.clamp(1 - q * q, min=0))
+    if not torch.compiler.is_compiling() and not bool((f < _SERIES_F).any()) and not (
+            torch.is_grad_enabled() and any(torch.is_tensor(t) and t.requires_grad
+                                            for t in (x, y, theta_E, e1, e2, x0, y0))) and \
+            xp.shape == yp.shape == torch.broadcast_shapes(xp.shape, q.shape, torch.as_tensor(theta_E).shape):
+        return _deflection_in_place(q, cp, sp, xp, yp, f, theta_E)
     psi2 = torch.addcmul(yp * yp, xp * xp, q * q)
     # psi2 < eps only within ~1e-10" of the centre, where x' and y' vanish: the ratios below are then 0,
     # and eps**-1.5 stays finite, so the gradient is 0, not NaN (the deflection at the centre is 0)
@@ -60,6 +65,18 @@ def deflection(x, y, theta_E, e1, e2, x0, y0):
         axp = torch.atan(xp * s) * bf
         ayp = torch.atanh(yp * s) * bf
     return cp * axp - sp * ayp, sp * axp + cp * ayp
+
+
+def _deflection_in_place(q, cp, sp, xp, yp, f, theta_E):
+    """`deflection`'s general branch on the new tensors ``xp``, ``yp`` (used up): simulations, no gradients."""
+    psi2 = xp * q
+    psi2.mul_(psi2).addcmul_(yp, yp)
+    s = psi2.clamp_(min=math.sqrt(torch.finfo(psi2.dtype).tiny)).rsqrt_().mul_(f)  # f / psi
+    bf = theta_E * torch.sqrt(q) / f
+    axp = xp.mul_(s).atan_().mul_(bf)
+    ayp = yp.mul_(s).atanh_().mul_(bf)
+    ax = (axp * cp).addcmul_(ayp, -sp)
+    return ax, ayp.mul_(cp).addcmul_(axp, sp)
 
 
 def convergence(x, y, theta_E, e1, e2, x0, y0, r_core=1e-8):
