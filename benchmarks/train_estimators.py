@@ -134,13 +134,39 @@ def new_head(est, head):
     the dense layers whose shapes change initialised at random.  Returns (estimator, names of fresh tensors).
     """
     out = CNNEstimator(est.architecture, in_shape=est.in_shape, targets=est.targets, uncertainty=est.uncertainty,
-                       spin=est.spec.spin, arch_kwargs={**est.arch_kwargs, "head": head}, expects=est.expects)
+                       spin=est.spec.spin, arch_kwargs={**est.arch_kwargs, "head": head}, expects=est.expects,
+                       conditions=est.conditions)
+    out.condition_mean, out.condition_std, out.condition_range = est.condition_mean, est.condition_std, \
+        est.condition_range
     out.spec = est.spec
     out.training = dict(est.training)
     old, new = est.network.state_dict(), out.network.state_dict()
     fresh = [k for k, v in new.items() if k not in old or old[k].shape != v.shape]
     out.network.load_state_dict({k: (v if k in fresh else old[k]) for k, v in new.items()})
     return out, fresh
+
+
+def with_conditions(est, names):
+    """
+    The estimator ``est`` reading the per-image conditions ``names`` too (``lenskit_net``): its weights kept, the
+    dense layer's new inputs starting at zero, so that it answers as before until training teaches it to use them.
+    """
+    out = CNNEstimator(est.architecture, in_shape=est.in_shape, targets=est.targets, uncertainty=est.uncertainty,
+                       spin=est.spec.spin, arch_kwargs={k: v for k, v in est.arch_kwargs.items() if k != "n_conditions"},
+                       expects=est.expects, conditions=names)
+    out.spec = est.spec
+    out.training = dict(est.training)
+    old, new = est.network.state_dict(), out.network.state_dict()
+    state = {}
+    for k, v in new.items():
+        if old[k].shape == v.shape:
+            state[k] = old[k]
+        else:  # the first dense layer: its old columns, then zeros for the conditions
+            w = torch.zeros_like(v)
+            w[:, :old[k].shape[1]] = old[k]
+            state[k] = w
+    out.network.load_state_dict(state)
+    return out
 
 
 def recipe(argv, source, labels):
@@ -251,6 +277,10 @@ def main(argv=None):
                          "estimates of the Einstein radius and ellipticity to agree (lenskit.estimators.training."
                          "ShiftPairs); half of --batch-size are originals, half their copies")
     ap.add_argument("--shift-weight", type=float, default=1.0, help="weight of that agreement term (default 1)")
+    ap.add_argument("--conditions", default=None, metavar="NAMES",
+                    help="comma-separated columns of the systems' table the network reads beside the image (e.g. "
+                         "psf_fwhm: the seeing, which a real analysis knows); with --init, added to those weights "
+                         "(new inputs starting at zero)")
     ap.add_argument("--first-stride", type=int, choices=[1, 2], default=None,
                     help="stride of lenskit_net's first convolution (default: 1 for stamps under 96 pixels, else 2)")
     args = ap.parse_args(argv)
@@ -271,6 +301,7 @@ def main(argv=None):
         ap.error("--robust-fraction needs --robust")
     if not 0.0 <= args.pearson_sources <= 1.0:
         ap.error(f"--pearson-sources must be a fraction in [0, 1]; got {args.pearson_sources}")
+    conditions = [c for c in (args.conditions or "").split(",") if c]
     light = {"lens_light": False} if args.no_lens_light else {}
     train_light = {"lens_light": "subtracted"} if args.no_lens_light == "subtracted" else light
     label = f"{args.name}_no_lens_light" if args.no_lens_light else args.name
@@ -301,6 +332,11 @@ def main(argv=None):
             if args.head and args.head != est.arch_kwargs.get("head", "flatten"):
                 est, fresh = new_head(est, args.head)
                 before["new_head"] = {"head": args.head, "initialised_at_random": fresh}
+            if conditions and tuple(conditions) != est.conditions:
+                if est.conditions:
+                    ap.error(f"--conditions: the --init weights already read {list(est.conditions)}")
+                est = with_conditions(est, conditions)
+                before["new_conditions"] = list(conditions)
         src, labels = training_source(args.pearson_sources, args.hudf_sources)
         for s in src.sources:  # prepare real stamps once, before worker processes fork
             getattr(s, "stamps", None)
@@ -318,7 +354,7 @@ def main(argv=None):
         if args.init:
             est.expects["lens_light"] = sim.lens_light
         else:
-            est = CNNEstimator("lenskit_net", in_shape=shape,
+            est = CNNEstimator("lenskit_net", in_shape=shape, conditions=conditions,
                                arch_kwargs={"stretch": args.stretch or "asinh", "first_stride": first_stride,
                                             **({"head": args.head} if args.head else {})},
                                expects={"instrument": inst.name, "bands": list(inst.bands),

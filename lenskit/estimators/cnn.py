@@ -12,12 +12,15 @@ prediction into an `~lenskit.Estimate`, training with on-the-fly simulation
 (`fit`), and ASDF weights (`save` / `load`).
 """
 
+import warnings
+
 import astropy.units as u
 import numpy as np
 import torch
 from astropy.table import QTable
 from tqdm.auto import tqdm
 
+from lenskit.core.dataset import LensDataset
 from lenskit.core.estimate import Estimate
 from lenskit.core.provenance import Provenance, array_checksum
 from lenskit.core.weights import ModelWeights
@@ -29,6 +32,7 @@ from lenskit.estimators.training import train
 from lenskit.estimators.tta import DIHEDRAL, check_targets, transform_images, untransform
 from lenskit.io.asdf import read
 from lenskit.plugins import get
+from lenskit.simulation.assembly import COLUMN_UNITS
 
 __all__ = ["CNNEstimator", "DEFAULT_TARGETS"]
 
@@ -57,14 +61,24 @@ class CNNEstimator(NetworkEstimator):
         Extra arguments of the architecture.
     expects : dict, optional
         What the estimator was trained for (instrument, bands, pixel scale).
+    conditions : sequence of str, optional
+        Per-image numbers the network reads beside the image: columns of a
+        dataset's parameter table, such as ``"psf_fwhm"`` (arcsec), which a real
+        analysis knows and a network would otherwise have to guess from the
+        pixels.  Needs an architecture that reads them (``lenskit_net``).
+        `fit` takes them from the simulator's systems (standardised with
+        its prior); `predict` from a `~lenskit.LensDataset`'s table or its
+        ``conditions`` argument.
     device : str
     """
 
     name = "cnn"
     default_architecture = "lenskit_net"
+    conditions = ()  # (subclasses that build their own network read none)
+    condition_mean = condition_std = condition_range = None
 
     def __init__(self, architecture=None, in_shape=(1, 192, 192), targets=DEFAULT_TARGETS, uncertainty=True, spin=2,
-                 arch_kwargs=None, expects=None, device="cpu"):
+                 arch_kwargs=None, expects=None, device="cpu", conditions=None):
         self.architecture = architecture or self.default_architecture
         in_shape = tuple(int(s) for s in in_shape)
         if len(in_shape) != 3 or min(in_shape) < 1:
@@ -74,10 +88,29 @@ class CNNEstimator(NetworkEstimator):
         self.targets = self.spec.names
         self.uncertainty = bool(uncertainty)
         self.arch_kwargs = dict(arch_kwargs or {})
+        if isinstance(conditions, str) or not all(isinstance(c, str) for c in (conditions or ())):
+            raise TypeError(f"conditions must be a sequence of column names (str); got {conditions!r}")
+        self.conditions = tuple(conditions or ())
+        if len(set(self.conditions)) != len(self.conditions) or set(self.conditions) & set(self.spec.names):
+            raise ValueError(f"conditions must be distinct and not targets; got {list(self.conditions)}")
+        if self.conditions:
+            self.arch_kwargs["n_conditions"] = len(self.conditions)
+        elif self.arch_kwargs.get("n_conditions"):
+            raise ValueError("arch_kwargs['n_conditions'] without conditions: name them with conditions=[...]")
+        #: Mean and spread that standardise the conditions for the network (set by `fit`, kept in the weights).
+        self.condition_mean = self.condition_std = None
+        #: (k, 2) smallest and largest value of each condition in training: `predict` warns outside.
+        self.condition_range = None
         self.expects = dict(expects or {})
         self.expects.setdefault("shape", list(in_shape))
         self.device = torch.device(device)
-        self.network = build(self.architecture, in_shape=in_shape, n_outputs=self.n_outputs, **self.arch_kwargs)
+        try:
+            self.network = build(self.architecture, in_shape=in_shape, n_outputs=self.n_outputs, **self.arch_kwargs)
+        except TypeError as exc:
+            if self.conditions and "n_conditions" in str(exc):
+                raise TypeError(f"the architecture {self.architecture!r} reads no conditions; use lenskit_net "
+                                f"for conditions={list(self.conditions)}") from exc
+            raise
         self.network.to(self.device)
         self.metrics = {}
         self.training = {}
@@ -94,16 +127,82 @@ class CNNEstimator(NetworkEstimator):
     def _inputs(self, images, masks, strict=True):
         return network_inputs(images, masks, self.in_shape, "estimator", self.expects, strict=strict)
 
+    def condition_values(self, images, n, conditions=None):
+        """
+        The conditions of ``n`` images, (n, len(conditions)) in their table units, or None without conditions.
+
+        Taken from ``conditions`` (name -> one value or one per image; a `~astropy.units.Quantity` is
+        converted), else from the table of a `~lenskit.LensDataset` ``images``.
+        """
+        given = {} if conditions is None else dict(conditions)
+        if not self.conditions:
+            if given:
+                raise ValueError(f"this estimator reads no conditions; got {sorted(given)}")
+            return None
+        unknown = sorted(set(given) - set(self.conditions))
+        if unknown:
+            raise ValueError(f"unknown condition(s) {unknown}; this estimator reads {list(self.conditions)}")
+        table = images.params if isinstance(images, LensDataset) else None
+        cols = []
+        for name in self.conditions:
+            unit = COLUMN_UNITS.get(name)
+            if name in given:
+                v = given[name]
+            elif table is not None and name in table.colnames:
+                v = table[name]
+            else:
+                raise ValueError(f"this estimator reads {name!r} per image (it was trained knowing it): pass "
+                                 f"conditions={{{name!r}: ...}} (one value, or one per image"
+                                 f"{f', in {unit}' if unit else ''}) or a LensDataset with a {name!r} column")
+            if isinstance(v, u.Quantity):
+                v = v.to_value(unit or u.dimensionless_unscaled)
+            v = np.asarray(v, dtype=float)
+            if v.ndim == 0:
+                v = np.full(n, float(v))
+            if v.shape != (n,):
+                raise ValueError(f"conditions[{name!r}] must be one value or one per image ({n}); got shape {v.shape}")
+            if not np.all(np.isfinite(v)):
+                raise ValueError(f"conditions[{name!r}] must be finite; got {v[~np.isfinite(v)][:3]}")
+            cols.append(v)
+        values = np.stack(cols, axis=1)
+        if self.condition_range is not None:
+            for j, name in enumerate(self.conditions):
+                lo, hi = self.condition_range[j]
+                slack = 0.05 * (hi - lo)
+                out = (values[:, j] < lo - slack) | (values[:, j] > hi + slack)
+                if out.any():
+                    warnings.warn(f"{int(out.sum())} of {n} images have {name} outside the range this estimator "
+                                  f"was trained on ({lo:.3g}-{hi:.3g}): its estimates there are extrapolations",
+                                  stacklevel=3)
+        return values
+
+    def standardize_conditions(self, values):
+        """Condition values (N, k) in table units -> the network's standardised float32 tensor."""
+        if self.condition_mean is None:
+            raise RuntimeError("this estimator's conditions have not been standardised yet: fit it first")
+        z = (torch.as_tensor(values, dtype=torch.float64) - torch.as_tensor(self.condition_mean)) / torch.as_tensor(
+            self.condition_std)
+        return z.to(device=self.device, dtype=torch.float32)
+
     @torch.no_grad()
-    def predict_tensors(self, x, mask=None):
-        """Raw prediction on a tensor batch: (means, stds or None) in lenskit conventions."""
+    def predict_tensors(self, x, mask=None, conditions=None):
+        """
+        Raw prediction on a tensor batch: (means, stds or None) in lenskit conventions.
+
+        ``conditions``: (N, len(self.conditions)) values in their table units, when the estimator has them.
+        """
         self.network.eval()
-        out = self.network(x, mask)
+        if self.conditions:
+            if conditions is None:
+                raise ValueError(f"this estimator reads {list(self.conditions)} per image; pass conditions")
+            out = self.network(x, mask, self.standardize_conditions(conditions))
+        else:
+            out = self.network(x, mask)
         k = self.spec.k
         sigma = torch.exp(log_sigma(out[:, k:2 * k])) if self.uncertainty else None
         return self.spec.from_network(out[:, :k], sigma)
 
-    def predict(self, images, masks=None, batch_size=64, progress=False, tta=1, strict=True):
+    def predict(self, images, masks=None, batch_size=64, progress=False, tta=1, strict=True, conditions=None):
         """
         Estimate the targets for images shaped (N, bands, H, W).
 
@@ -127,6 +226,10 @@ class CNNEstimator(NetworkEstimator):
             scale or lens light differ from ``expects``
             (`lenskit.estimators.inputs.check_expects`); False warns and
             estimates anyway.
+        conditions : dict, optional
+            For an estimator with `conditions`: name -> one value or one per
+            image (e.g. ``{"psf_fwhm": 0.7 * u.arcsec}``); default: the
+            columns of a `~lenskit.LensDataset`'s table.
 
         Returns
         -------
@@ -139,6 +242,7 @@ class CNNEstimator(NetworkEstimator):
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1; got {batch_size}")
         check_targets(self.targets, tta, arr.shape)
+        cond = self.condition_values(images, len(arr), conditions)
         means, stds = [], []
         it = range(0, len(arr), batch_size)
         if progress:
@@ -149,7 +253,7 @@ class CNNEstimator(NetworkEstimator):
                 x = torch.as_tensor(transform_images(arr[i:i + batch_size], t), device=self.device)
                 mk = None if m is None else torch.as_tensor(  # a writable copy
                     np.array(transform_images(np.asarray(m[i:i + batch_size], dtype=bool), t)), device=self.device)
-                mu, sd = self.predict_tensors(x, mk)
+                mu, sd = self.predict_tensors(x, mk, None if cond is None else cond[i:i + batch_size])
                 mu, sd = untransform(mu.cpu().numpy(), None if sd is None else sd.cpu().numpy(), self.targets, t)
                 mus.append(mu)
                 sds.append(sd)
@@ -193,9 +297,14 @@ class CNNEstimator(NetworkEstimator):
 
     # -- persistence ---------------------------------------------------------------------
     def config(self):
-        return {"estimator": self.name, "architecture": self.architecture, "in_shape": list(self.in_shape),
-                "targets": self.spec.to_config(), "uncertainty": self.uncertainty, "arch_kwargs": self.arch_kwargs,
-                "expects": self.expects, "training": self.training}
+        c = {"estimator": self.name, "architecture": self.architecture, "in_shape": list(self.in_shape),
+             "targets": self.spec.to_config(), "uncertainty": self.uncertainty, "arch_kwargs": self.arch_kwargs,
+             "expects": self.expects, "training": self.training}
+        if self.conditions:
+            plain = lambda a: None if a is None else np.asarray(a, dtype=float).tolist()  # noqa: E731
+            c["conditions"] = {"names": list(self.conditions), "mean": plain(self.condition_mean),
+                               "std": plain(self.condition_std), "range": plain(self.condition_range)}
+        return c
 
     @classmethod
     def from_weights(cls, weights, device="cpu"):
@@ -213,9 +322,15 @@ class CNNEstimator(NetworkEstimator):
         check_weights(weights, c["architecture"], in_shape=tuple(c["in_shape"]),
                       n_outputs=spec.k * (2 if c["uncertainty"] else 1), **dict(c.get("arch_kwargs") or {}))
         est = klass.__new__(klass)
+        cond = dict(c.get("conditions") or {})
         CNNEstimator.__init__(est, architecture=c["architecture"], in_shape=c["in_shape"], targets=spec.names,
                               uncertainty=c["uncertainty"], spin=spec.spin, arch_kwargs=c.get("arch_kwargs"),
-                              expects=c.get("expects"), device=device)
+                              expects=c.get("expects"), device=device, conditions=cond.get("names"))
+        if cond.get("mean") is not None:
+            est.condition_mean = np.asarray(cond["mean"], dtype=float)
+            est.condition_std = np.asarray(cond["std"], dtype=float)
+        if cond.get("range") is not None:
+            est.condition_range = np.asarray(cond["range"], dtype=float).reshape(-1, 2)
         est.spec = spec
         est.network.load_state_dict(weights.to_state_dict())
         est.metrics = dict(weights.metrics)
@@ -232,5 +347,6 @@ class CNNEstimator(NetworkEstimator):
         return cls.from_weights(w, device=device)
 
     def __repr__(self):
-        return (f"<{type(self).__name__} {self.architecture} {self.in_shape} -> {list(self.targets)}"
+        given = f" | {list(self.conditions)}" if self.conditions else ""
+        return (f"<{type(self).__name__} {self.architecture} {self.in_shape}{given} -> {list(self.targets)}"
                 f"{' +std' if self.uncertainty else ''}, {self.n_parameters:,} parameters>")

@@ -31,6 +31,10 @@ class Combination(nn.Module):
 
     def __init__(self, members, spec):
         super().__init__()
+        conditional = [i for i, m in enumerate(members) if getattr(m, "conditions", ())]
+        if conditional:
+            raise ValueError(f"members {conditional} read per-image conditions, which the ensemble does not pass "
+                             "on; combine estimators without conditions")
         self.members = nn.ModuleList([m.network for m in members])
         self._members = members
         self.spec = spec

@@ -18,9 +18,10 @@ def _named(name_, arch, shape, doc):
         default_architecture = arch
 
         def __init__(self, in_shape=shape, targets=DEFAULT_TARGETS, uncertainty=True, spin=2, arch_kwargs=None,
-                     expects=None, device="cpu", architecture=None):
+                     expects=None, device="cpu", architecture=None, conditions=None):
             super().__init__(architecture=arch, in_shape=in_shape, targets=targets, uncertainty=uncertainty,
-                             spin=spin, arch_kwargs=arch_kwargs, expects=expects, device=device)
+                             spin=spin, arch_kwargs=arch_kwargs, expects=expects, device=device,
+                             conditions=conditions)
 
     Named.__name__ = Named.__qualname__ = "".join(p.capitalize() for p in name_.split("_")) + "Estimator"
     return Named

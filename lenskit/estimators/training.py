@@ -176,8 +176,11 @@ class ShiftPairs:
         self.seed = check_int("seed", seed, minimum=0)
         self.rng = np.random.default_rng([self.seed, 0])
 
-    def pair(self, images, y, masks):
-        """``(images, targets, masks)`` of n systems -> the same of 2n: the originals, then their moved copies."""
+    def pair(self, images, y, masks, *conditions):
+        """
+        ``(images, targets, masks[, conditions])`` of n systems -> the same of 2n: the originals, then their
+        moved copies (whose conditions are the originals').
+        """
         n = images.shape[0]
         shifts = self.rng.integers(-self.max_shift, self.max_shift + 1, size=(n, 2))
         moved = torch.stack([torch.roll(im, (int(dy), int(dx)), dims=(-2, -1))
@@ -190,13 +193,13 @@ class ShiftPairs:
         if masks.numel():
             masks = torch.cat([masks, torch.stack([torch.roll(m, (int(dy), int(dx)), dims=(-2, -1))
                                                    for m, (dy, dx) in zip(masks, shifts)])])
-        return torch.cat([images, moved]), torch.cat([y, y2]), masks
+        return (torch.cat([images, moved]), torch.cat([y, y2]), masks, *(torch.cat([c, c]) for c in conditions))
 
     def batches(self, batches, start_step=0):
-        """Pair every batch of an iterator of ``(images, targets, masks)`` (see `pair`)."""
+        """Pair every batch of an iterator of ``(images, targets, masks[, conditions])`` (see `pair`)."""
         self.rng = np.random.default_rng([self.seed, int(start_step)])
-        for images, y, masks in batches:
-            yield self.pair(images, y, masks)
+        for batch in batches:
+            yield self.pair(*batch)
 
     def loss(self, base):
         """The loss of paired batches: ``base(out, y)`` plus ``weight`` times the estimates' disagreement."""
@@ -453,7 +456,9 @@ class TrainingLoop:
         Train from the current step to ``steps`` (or the time limit) on ``batches``.
 
         ``batches`` is an iterator of ``(images, targets, masks)`` tensors
-        (``masks`` empty when there are none).  Returns the history.
+        (``masks`` empty when there are none), or of ``(images, targets, masks,
+        conditions)`` for a network that reads per-image conditions
+        (``network(images, masks, conditions)``).  Returns the history.
         """
         net = self.network
         if self.channels_last:
@@ -467,8 +472,9 @@ class TrainingLoop:
         losses = []
         try:
             while self.step < self.steps:
-                images, y, masks = next(batches)
+                images, y, masks, *cond = next(batches)
                 images = images.to(self.device)
+                cond = cond[0].to(self.device) if cond else None
                 if self.channels_last:
                     images = images.contiguous(memory_format=torch.channels_last)
                 mask = masks.to(self.device) if masks.numel() else None
@@ -482,7 +488,7 @@ class TrainingLoop:
                 net.train()
                 with torch.autocast(self.device.type, dtype=self.autocast or torch.bfloat16,
                                     enabled=self.autocast is not None):
-                    out = model(images, mask)
+                    out = model(images, mask) if cond is None else model(images, mask, cond)
                 loss = self.loss(out.float(), y.to(self.device))
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -633,7 +639,12 @@ def train(estimator, simulator, steps=1000, batch_size=64, lr=1e-3, min_lr=None,
 
     def checkpoint_extra(step, history):
         estimator.training = {**config, "completed_steps": step, "images_seen_since_start": loop.images_seen}
-        return {"config": config, "targets": estimator.spec.to_config()}
+        extra = {"config": config, "targets": estimator.spec.to_config()}
+        if getattr(estimator, "conditions", ()):
+            extra["conditions"] = {"mean": np.asarray(estimator.condition_mean, float),
+                                   "std": np.asarray(estimator.condition_std, float),
+                                   "range": np.asarray(estimator.condition_range, float)}
+        return extra
 
     loop = TrainingLoop(estimator.network, opt, loss if pairs is None else pairs.loss(loss), steps=steps, schedule=cosine_schedule(lr, min_lr, warmup),
                         record_every=checkpoint_every, device=estimator.device,
@@ -642,18 +653,28 @@ def train(estimator, simulator, steps=1000, batch_size=64, lr=1e-3, min_lr=None,
                         evaluate=None if validation is None else (lambda step: {"validation": evaluate(estimator,
                                                                                                        validation)}),
                         extra=checkpoint_extra)
+    conditions = tuple(getattr(estimator, "conditions", ()))
+    n_std = standardize_samples or min(2048, max(256, steps * batch_size))
     if loop.resume():
         estimator.spec = TargetSpec.from_config(dict(loop.resumed_extra["targets"]))
+        if conditions:
+            c = loop.resumed_extra["conditions"]
+            estimator.condition_mean, estimator.condition_std = np.asarray(c["mean"]), np.asarray(c["std"])
+            estimator.condition_range = np.asarray(c["range"])
     elif np.allclose(estimator.spec.mean, 0) and np.allclose(estimator.spec.std, 1):
-        _standardize(estimator, simulator, standardize_samples or min(2048, max(256, steps * batch_size)), ddp)
-    data = SimulatedBatches(simulator, batch_size, estimator.targets, seed=hash((seed, loop.step)) % (2**31),
-                            rank=rank)
+        _standardize(estimator, simulator, n_std, ddp)
+    if conditions and estimator.condition_mean is None:
+        _standardize_conditions(estimator, simulator, n_std, ddp)
+    data = SimulatedBatches(simulator, batch_size, estimator.targets + conditions,
+                            seed=hash((seed, loop.step)) % (2**31), rank=rank)
     if ddp:
         keys = [None] * world
         dist.all_gather_object(keys, data.seed_key(0))
         config["ddp"] = {"world_size": world, "backend": dist.get_backend(), "batch_size_per_rank": int(batch_size),
                          "global_batch_size": int(batch_size) * world, "rank_seed_keys": keys}
     batches = data.batches(loop.step, workers)
+    if conditions:  # the simulator's columns after the targets are the network's conditions
+        batches = _split_conditions(batches, estimator)
     if pairs is not None:
         batches = pairs.batches(batches, start_step=loop.step)
     try:
@@ -664,6 +685,29 @@ def train(estimator, simulator, steps=1000, batch_size=64, lr=1e-3, min_lr=None,
         config["ddp"]["weights_identical_on_all_ranks"] = loop.ranks_agree
     estimator.training = {**config, "completed_steps": loop.step, "history": history[-5:]}
     return history
+
+
+def _split_conditions(batches, estimator):
+    """``(images, targets + conditions, masks)`` batches -> ``(images, targets, masks, standardised conditions)``."""
+    k = estimator.spec.k
+    for images, y, masks in batches:
+        yield images, y[:, :k], masks, estimator.standardize_conditions(y[:, k:]).cpu()
+
+
+def _standardize_conditions(estimator, simulator, n, ddp):
+    """The conditions' mean and spread under the simulator's prior and selection (rank 0 draws, the others receive)."""
+    k = len(estimator.conditions)
+    stats = torch.zeros(4, k, dtype=torch.float64)
+    if not ddp or dist.get_rank() == 0:
+        rows = [y for _, y, _ in simulator.stream(min(n, 512), targets=estimator.conditions, steps=max(1, n // 512))]
+        z = torch.cat(rows).double()
+        stats = torch.stack([z.mean(0), torch.clamp(z.std(0), min=1e-6), z.amin(0), z.amax(0)])
+    if ddp:
+        stats = stats.to(estimator.device)
+        dist.broadcast(stats, 0)
+        stats = stats.cpu()
+    estimator.condition_mean, estimator.condition_std = stats[0].numpy(), stats[1].numpy()
+    estimator.condition_range = stats[2:].T.numpy()  # (k, 2): the values training saw
 
 
 def _standardize(estimator, simulator, n, ddp):

@@ -244,7 +244,8 @@ class GaussianPSF(Effect):
 
     Give exactly one of ``sigma`` and ``fwhm``.  The kernel is integrated over
     pixels, so a zero width leaves the image unchanged; flux leaving the stamp
-    is lost (zero padding), as on a detector.
+    is lost (zero padding), as on a detector.  The FWHM is recorded per image
+    as ``psf_fwhm`` (its mean over the bands, as `MoffatPSF` records it).
     """
 
     name = "gaussian_psf"
@@ -297,7 +298,7 @@ class GaussianPSF(Effect):
             return separable_convolve(flat, kern, index).reshape(parts * n, nb, h, w)
 
         _apply_linear(obs, fn)
-        obs.meta["psf_fwhm"] = sig[:, 0] * 2 * math.sqrt(2 * math.log(2))
+        obs.meta["psf_fwhm"] = sig.mean(1) * 2 * math.sqrt(2 * math.log(2))  # over the bands, as MoffatPSF
         return obs
 
     def to_config(self):

@@ -613,7 +613,10 @@ class Simulator:
         images : `torch.Tensor`
             (batch_size, bands, H, W) on ``device``.
         targets : `torch.Tensor`
-            (batch_size, len(targets)) true values (arcsec for angles).
+            (batch_size, len(targets)) true values (arcsec for angles).  Targets are
+            mass-model parameters or other columns of the systems' table (``psf_fwhm``,
+            ``arc_snr`` ...; a column that the simulator does not make is refused at the
+            first batch).
         masks : `torch.Tensor` or None
             Boolean masks like ``images`` (True = masked).
         """
@@ -622,15 +625,22 @@ class Simulator:
         check_memory(2 * batch_size * self.bytes_per_system(False), "batch_size", batch_size,
                      "use smaller batches")
         device = torch.device(device) if device is not None else self.device
+        targets = list(targets)
+        if not targets or not all(isinstance(t, str) for t in targets):
+            raise ValueError(f"targets must be a non-empty sequence of column names; got {targets!r}")
+        # the other columns of the systems' table (what the effects drew ...) are known at the first batch
         unknown = [t for t in targets if t not in self.drawer.plain.values() and t not in self.mass_model.param_names]
-        if unknown:
-            raise ValueError(f"unknown target(s) {unknown}; the mass model has {list(self.mass_model.param_names)}")
         flow = self._flow(self.rng, False)
         step = 0
         try:
             while steps is None or step < steps:
                 acc = flow.take(int(batch_size))
                 img, masks, rows = acc.images, acc.masks, acc.rows
+                missing = [t for t in unknown if t not in rows[0]]
+                if missing:
+                    have = sorted(set(self.mass_model.param_names) | {k for k in rows[0] if not k.startswith("_")})
+                    raise ValueError(f"unknown target(s) {missing}; the mass model has "
+                                     f"{list(self.mass_model.param_names)} and this simulator's table {have}")
                 images = torch.cat(img).to(device)
                 m = None if any(x is None for x in masks) else torch.cat(masks).to(device)
                 cols = []

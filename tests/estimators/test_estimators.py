@@ -53,6 +53,76 @@ def test_fit_with_shift_pairs(small):
         est.fit(sim, steps=1, batch_size=4, progress=False, shift_pairs=0)
 
 
+def test_conditions_psf_fwhm_fit_predict_save(tmp_path):
+    from lenskit.instruments.effects import GaussianNoise, GaussianPSF, PoissonNoise
+
+    prior = {"theta_E": (0.2, 0.7)}
+    inst = HSTWFC3(shape=(48, 48), effects=[GaussianPSF(sigma=(0.02, 0.1)), PoissonNoise(), GaussianNoise()])
+    sim = lenskit.Simulator(instrument=inst, source="sersic", seed=3, priors=prior)
+    val = lenskit.Simulator(instrument=inst, source="sersic", seed=4, priors=prior).sample(12)
+    assert "psf_fwhm" in val.params.colnames
+    est = CNNEstimator(in_shape=(1, 48, 48), conditions=["psf_fwhm"])
+    assert est.arch_kwargs["n_conditions"] == 1 and "psf_fwhm" in repr(est)
+    with pytest.raises(RuntimeError, match="standardised"):
+        est.predict(val)
+    seen = []
+    est.fit(sim, steps=3, batch_size=4, progress=False, warmup=1, standardize_samples=64, shift_pairs=1,
+            checkpoint_every=1, log=seen.append)
+    lo, hi = est.condition_range[0]
+    fwhm = 0.02 * 2.3548, 0.1 * 2.3548
+    assert fwhm[0] - 0.01 < lo < hi < fwhm[1] + 0.01 and est.condition_std[0] > 0.01
+    a = est.predict(val).table["theta_E"]  # the column of the dataset's table
+    b = est.predict(val.images, conditions={"psf_fwhm": val.params["psf_fwhm"]}).table["theta_E"]
+    np.testing.assert_array_equal(a.value, b.value)
+    c = est.predict(val.images, conditions={"psf_fwhm": 0.1 * u.arcsec}).table["theta_E"]  # one for all
+    assert np.all(np.isfinite(c.value)) and not np.array_equal(c.value, a.value)  # the network reads it
+    with pytest.raises(ValueError, match="reads 'psf_fwhm' per image"):
+        est.predict(val.images)
+    with pytest.raises(ValueError, match="one per image"):
+        est.predict(val.images, conditions={"psf_fwhm": [0.1, 0.2]})
+    with pytest.raises(ValueError, match="unknown condition"):
+        est.predict(val, conditions={"seeing": 0.1})
+    with pytest.raises(ValueError, match="finite"):
+        est.predict(val.images, conditions={"psf_fwhm": np.full(12, np.nan)})
+    with pytest.warns(UserWarning, match="outside the range"):
+        est.predict(val.images[:2], conditions={"psf_fwhm": 1.0})
+    path = tmp_path / "cond.asdf"
+    est.save(path)
+    back = CNNEstimator.load(path)
+    assert back.conditions == ("psf_fwhm",)
+    np.testing.assert_array_equal(back.predict(val).table["theta_E"].value, a.value)
+    np.testing.assert_allclose(back.condition_range, est.condition_range)
+
+
+def test_conditions_are_refused_where_they_cannot_be_read():
+    with pytest.raises(TypeError, match="reads no conditions"):
+        CNNEstimator("alexnet", in_shape=(1, 64, 64), conditions=["psf_fwhm"])
+    with pytest.raises(TypeError, match="sequence of column names"):
+        CNNEstimator(in_shape=(1, 48, 48), conditions="psf_fwhm")
+    with pytest.raises(ValueError, match="not targets"):
+        CNNEstimator(in_shape=(1, 48, 48), conditions=["theta_E"])
+    plain = CNNEstimator(in_shape=(1, 48, 48))
+    with pytest.raises(ValueError, match="reads no conditions"):
+        plain.predict(np.zeros((1, 1, 48, 48)), conditions={"psf_fwhm": 0.1})
+    net = plain.network
+    with pytest.raises(ValueError, match="reads no conditions"):
+        net(torch.zeros(1, 1, 48, 48), None, torch.zeros(1, 1))
+    cond = CNNEstimator(in_shape=(1, 48, 48), conditions=["psf_fwhm"]).network
+    with pytest.raises(ValueError, match=r"conditions must be shaped \(2, 1\)"):
+        cond(torch.zeros(2, 1, 48, 48))
+
+
+def test_stream_takes_table_columns_as_targets():
+    from lenskit.instruments.effects import GaussianPSF
+
+    inst = HSTWFC3(shape=(48, 48), effects=[GaussianPSF(sigma=(0.02, 0.1))])
+    sim = lenskit.Simulator(instrument=inst, source="sersic", seed=3, priors={"theta_E": (0.2, 0.7)})
+    _, y, _ = next(sim.stream(4, targets=["theta_E", "psf_fwhm"]))
+    assert y.shape == (4, 2) and torch.all((y[:, 1] > 0.04) & (y[:, 1] < 0.24))
+    with pytest.raises(ValueError, match="this simulator's table"):
+        next(sim.stream(4, targets=["theta_E", "seeing_typo"]))
+
+
 def test_predict_validates_input(small):
     sim, val = small
     est = CNNEstimator(in_shape=(1, 48, 48))

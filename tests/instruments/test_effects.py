@@ -51,6 +51,13 @@ def test_gaussian_psf_random_width_within_range():
     assert torch.allclose(o.images.sum((1, 2, 3)), torch.ones(200, dtype=torch.float64))
 
 
+def test_gaussian_psf_records_the_mean_fwhm_over_bands():
+    fwhm = {"g": 0.8, "r": 0.7, "i": 0.6}
+    o = Observation(images=torch.zeros(3, 3, 21, 21), pixel_scale=0.2, bands=("g", "r", "i"))
+    o = GaussianPSF(fwhm=fwhm)(o, np.random.default_rng(0))
+    np.testing.assert_allclose(o.meta["psf_fwhm"], 0.7)
+
+
 def test_psf_convolves_truth_too():
     img = point_sources(2)
     o = GaussianPSF(fwhm=0.2)(obs_of(img, arcs=img * 0.5), np.random.default_rng(0))

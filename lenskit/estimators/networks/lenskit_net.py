@@ -56,16 +56,25 @@ class LenskitNet(nn.Module):
         maximum over positions ("pooled": the head sees the same numbers
         wherever the lens lies in the stamp, up to the stride's sampling and
         the coordinate channels, through which the centre is still read).
+    n_conditions : int
+        Per-image numbers the dense layers read beside the image's features
+        (standardised by the estimator: for example the PSF's FWHM, which a
+        real analysis knows and a network would otherwise have to guess from
+        the image).  ``forward`` then takes them as ``conditions`` (N,
+        n_conditions).  Default 0.
     """
 
     def __init__(self, in_shape=(1, 192, 192), n_outputs=10, width=16, hidden=256, dropout=0.0, stretch="linear",
-                 first_stride=2, head="flatten"):
+                 first_stride=2, head="flatten", n_conditions=0):
         super().__init__()
         bands, h, w = in_shape
         if first_stride not in (1, 2):
             raise ValueError(f"first_stride must be 1 or 2; got {first_stride!r}")
         if head not in ("flatten", "pooled"):
             raise ValueError(f"head must be 'flatten' or 'pooled'; got {head!r}")
+        if int(n_conditions) != n_conditions or n_conditions < 0:
+            raise ValueError(f"n_conditions must be an integer >= 0; got {n_conditions!r}")
+        self.n_conditions = int(n_conditions)
         self.inp = InputStage(stretch=stretch)
         self.coords = CoordinateChannels()
         chans = [width, 2 * width, 3 * width, 4 * width, 6 * width, 8 * width]
@@ -88,11 +97,19 @@ class LenskitNet(nn.Module):
         self.features = nn.Sequential(*layers)
         self.pooled = head == "pooled"
         n_in = 2 * c if self.pooled else c * size * size
-        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(n_in, hidden),
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(n_in + self.n_conditions, hidden),
                                   nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, n_outputs))
 
-    def forward(self, x, mask=None):
+    def forward(self, x, mask=None, conditions=None):
         f = self.features(self.coords(self.inp(x, mask)))
         if self.pooled:
             f = torch.cat([f.mean((2, 3)), f.amax((2, 3))], 1)
-        return self.head(f)
+        if not self.n_conditions:
+            if conditions is not None and conditions.numel():
+                raise ValueError("this network reads no conditions (n_conditions=0); got some")
+            return self.head(f)
+        if conditions is None or tuple(conditions.shape) != (x.shape[0], self.n_conditions):
+            raise ValueError(f"conditions must be shaped ({x.shape[0]}, {self.n_conditions}); got "
+                             f"{None if conditions is None else tuple(conditions.shape)}")
+        z = torch.cat([self.head[0](f), conditions.to(f.dtype)], 1)  # the flattened features, then the numbers
+        return self.head[1:](z)
