@@ -304,7 +304,8 @@ def survey_set(survey, n, seed):
             out["without"].append(imgs - lights)
             out["variance"].append(var_b)
             out["params"].append({"theta_E": th[i], "e1": lens["e1"][i], "e2": lens["e2"][i], "x0": lens["x0"][i],
-                                  "y0": lens["y0"][i], "arc_snr": float(snr.max()), "magnification": mu_tot})
+                                  "y0": lens["y0"][i], "arc_snr": float(snr.max()), "magnification": mu_tot,
+                                  "psf_fwhm": float(np.mean([seeing[b][i] for b in bands]))})
             if len(out["params"]) == n:
                 break
     out["tried"] = tried
@@ -419,7 +420,7 @@ def as_dataset(images, variance, params, bands, pixel_scale, instrument, lens_li
     table = None
     if params:
         table = QTable(rows=params)
-        for col in ("theta_E", "x0", "y0"):
+        for col in ("theta_E", "x0", "y0", "psf_fwhm"):  # psf_fwhm: what an estimator with conditions reads
             if col in table.colnames:
                 table[col].unit = "arcsec"
     prov = Provenance.current(config={"lens_light": lens_light, "simulator": "lenstronomy (benchmarks/cross_simulator.py)"})
