@@ -309,10 +309,24 @@ def _run_distributed(args, estimator, lens_fraction=None):
     return result
 
 
+def _condition(text):
+    """``NAME=VALUE`` of ``--condition`` -> (name, float)."""
+    name, sep, value = text.partition("=")
+    try:
+        number = float(value)
+    except ValueError:
+        number = None
+    if not sep or not name.strip() or number is None or not np.isfinite(number):
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE with a finite number (e.g. psf_fwhm=0.7); got {text!r}")
+    return name.strip(), number
+
+
 def _cmd_estimate(args):
     if args.scheduler is not None or args.workers is not None:
         if args.tta != 1:
             raise ValueError("--tta applies to single-process runs; drop it with --scheduler / --workers")
+        if args.condition:
+            raise ValueError("--condition applies to single-process runs; drop it with --scheduler / --workers")
         _run_distributed(args, args.estimator)
         return 0
     if len(args.input) != 1:
@@ -327,6 +341,14 @@ def _cmd_estimate(args):
         if not est.supports_tta:
             raise ValueError(f"--tta: the estimator {args.estimator!r} has no test-time augmentation")
         extra["tta"] = args.tta
+    if args.condition:
+        names = [n for n, _ in args.condition]
+        reads = tuple(getattr(est, "conditions", ()))
+        unknown = [n for n in names if n not in reads]
+        if unknown or len(set(names)) != len(names):
+            raise ValueError(f"--condition: {args.estimator!r} reads {list(reads) or 'no conditions'}; got "
+                             f"{names}")
+        extra["conditions"] = dict(args.condition)
     data = _load_images(args.input)
     if not isinstance(data, LensDataset) and data.ndim == 2 and "pixel_scale" in est.expects:
         # a real cutout, centred on the lens light and resampled onto the estimator's grid (flux conserved); it
@@ -651,6 +673,9 @@ def build_parser():
     p.add_argument("--tta", type=int, choices=(1, 2, 4, 8), default=1,
                    help="average over this many symmetries of the pixel grid (test-time augmentation: more accurate, "
                         "that many times slower)")
+    p.add_argument("--condition", action="append", type=_condition, default=[], metavar="NAME=VALUE",
+                   help="a number an estimator with conditions reads beside every image, in its table unit (e.g. "
+                        "psf_fwhm=0.7 for a 0.7\" seeing); repeat for several; default: the dataset's column")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     p.set_defaults(func=_cmd_estimate)

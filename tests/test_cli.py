@@ -168,3 +168,33 @@ def test_estimate_table_names_its_input_at_four_significant_figures(tmp_path, ca
     first = lines[4].split()
     assert first[0] == "in.asdf" and first[1] == "0"
     assert len(first[2].replace(".", "").replace("-", "").lstrip("0")) <= 4  # 4 significant figures
+
+
+def test_cli_estimate_passes_conditions(tmp_path, capsys):
+    from lenskit.estimators.regression import CNNEstimator
+    from lenskit.instruments.lsst import LSST
+
+    ds = lenskit.Simulator(instrument=LSST(bands=("g", "r", "i")), source="sersic", seed=5).sample(3)
+    path = tmp_path / "lenses.asdf"
+    ds.write(path)
+    est = CNNEstimator(in_shape=(3, 57, 57), conditions=["psf_fwhm"])
+    est.condition_mean, est.condition_std, est.condition_range = np.array([0.7]), np.array([0.1]), np.array(
+        [[0.5, 1.0]])
+    weights = tmp_path / "cond.asdf"
+    est.save(weights)
+    table, given = tmp_path / "t.asdf", tmp_path / "g.asdf"
+    assert main(["estimate", str(path), "--estimator", str(weights), "-o", str(table), "-q"]) == 0
+    assert main(["estimate", str(path), "--estimator", str(weights), "-o", str(given), "-q",
+                 "--condition", "psf_fwhm=0.95"]) == 0
+    a, b = lenskit.read(table).table, lenskit.read(given).table
+    assert not np.allclose(a["theta_E"].value, b["theta_E"].value)  # the network read the other seeing
+    capsys.readouterr()
+    assert main(["estimate", str(path), "--estimator", str(weights), "-o", str(tmp_path / "x.asdf"),
+                 "--condition", "seeing=1"]) == 2
+    assert "reads ['psf_fwhm']" in capsys.readouterr().err
+    assert main(["estimate", str(path), "--estimator", "lsst_gri", "-o", str(tmp_path / "y.asdf"),
+                 "--condition", "psf_fwhm=0.7"]) == 2
+    assert not (tmp_path / "x.asdf").exists() and not (tmp_path / "y.asdf").exists()
+    with pytest.raises(SystemExit):
+        main(["estimate", str(path), "--estimator", str(weights), "-o", str(tmp_path / "z.asdf"),
+              "--condition", "psf_fwhm=wide"])
