@@ -403,10 +403,11 @@ def _cmd_model(args):
         print(f"modelling {args.input} ({cut.shape[1]}x{cut.shape[0]} px of {cut.pixel_scale:.4g}\"): "
               + ", then ".join(steps))
     res = model_lens(cut, est, deblend=not args.no_deblend, refine=not args.no_refine, tta=args.tta,
-                     fit_kwargs={"shear": args.shear, "laplace": True})
+                     fit_kwargs={"shear": args.shear, "laplace": True}, conditions=dict(args.condition) or None)
     prov = Provenance.current(config={"command": "lenskit model", "estimator": args.estimator,
                                       "deblend": not args.no_deblend, "refine": not args.no_refine,
-                                      "shear": args.shear, "tta": args.tta, "input": Path(args.input).name},
+                                      "shear": args.shear, "tta": args.tta, "input": Path(args.input).name,
+                                      **({"conditions": dict(args.condition)} if args.condition else {})},
                               checksums={"input": array_checksum(np.asarray(cut.image, np.float32))})
     estimate = Estimate(res.table, provenance=prov)
     if out.suffix.lower() in (".fits", ".fit"):
@@ -699,6 +700,8 @@ def build_parser():
     p.add_argument("--shear", action="store_true", help="fit an external shear with the SIE")
     p.add_argument("--tta", type=int, choices=(1, 2, 4, 8), default=1,
                    help="average the CNN step over this many symmetries of the pixel grid")
+    p.add_argument("--condition", action="append", type=_condition, default=[], metavar="NAME=VALUE",
+                   help="a number an estimator with conditions reads beside the image (e.g. psf_fwhm=0.1)")
     p.add_argument("--plot", default=None, help="the figure (data, arcs, model, residual); default: the output's "
                                                 "name with .png")
     p.add_argument("--no-plot", action="store_true", help="no figure")

@@ -107,7 +107,7 @@ def model_lens(cutout: Cutout | str | os.PathLike | Any, estimator: str | Estima
                deblend: bool = True, refine: bool = True, psf: ArrayLike | None = None,
                core_radius: float | u.Quantity = 0.35, box: float | u.Quantity = 3.0, mask_outliers: bool = True,
                centre: tuple[float, float] | None = None, fit_kwargs: dict[str, Any] | None = None,
-               tta: int = 1) -> LensModel:
+               tta: int = 1, conditions: dict[str, Any] | None = None) -> LensModel:
     """
     SIE parameters of a real lens in one band: deblend, estimate with a CNN, refine by maximum likelihood.
 
@@ -142,6 +142,9 @@ def model_lens(cutout: Cutout | str | os.PathLike | Any, estimator: str | Estima
         averaged over this many symmetries of the pixel grid.
     fit_kwargs : dict, optional
         Passed to `lenskit.fit` (``n_starts``, ``adam_steps``, ...).
+    conditions : dict, optional
+        For an estimator with conditions (`~lenskit.estimators.cnn.CNNEstimator`), the numbers it reads
+        beside the image, e.g. ``{"psf_fwhm": 0.7 * u.arcsec}`` (checked before any work).
 
     Returns
     -------
@@ -155,6 +158,10 @@ def model_lens(cutout: Cutout | str | os.PathLike | Any, estimator: str | Estima
         raise ValueError("estimator must record the pixel scale it expects (estimator.expects['pixel_scale'])")
     if tta != 1:
         check_targets(estimator.targets, tta, estimator.in_shape)
+    if conditions is not None or getattr(estimator, "conditions", ()):
+        if not hasattr(estimator, "condition_values"):
+            raise ValueError(f"conditions: the estimator {estimator!r} reads none")
+        estimator.condition_values(None, 1, conditions)  # refused now, not after the deblending
     core_radius = as_float(core_radius, "core_radius", u.arcsec)
     box = as_float(box, "box", u.arcsec)
     if not core_radius >= 0:
@@ -197,7 +204,7 @@ def model_lens(cutout: Cutout | str | os.PathLike | Any, estimator: str | Estima
     stamp = arcs_cut.resample(estimator.expects["pixel_scale"], estimator.in_shape[1:], centre=(cx, cy))
     t0 = time.perf_counter()
     est = estimator.predict(stamp.to_dataset(lens_light="deblended" if deblend else False),
-                            **({"tta": tta} if tta != 1 else {}))
+                            **({"tta": tta} if tta != 1 else {}), **({"conditions": conditions} if conditions else {}))
     t_cnn = time.perf_counter() - t0
     cnn = {k: float(getattr(est.table[k][0], "value", est.table[k][0])) for k in ("theta_E", "e1", "e2", "x0", "y0")}
     row = QTable()

@@ -97,8 +97,24 @@ def test_model_lens_bad_arguments(simulated_cutout):
         model_lens(cut, tta=3)
     with pytest.raises(ValueError, match="psf"):
         model_lens(cut, psf=np.full((5, 5), np.nan))
+    with pytest.raises(ValueError, match="reads no conditions"):  # the shipped HST network reads none
+        model_lens(cut, conditions={"psf_fwhm": 0.1})
     with pytest.raises(FileNotFoundError):
         slacs_sample(path.parent)
+
+
+def test_model_lens_passes_conditions(simulated_cutout):
+    from lenskit.estimators.regression import CNNEstimator
+
+    path, _ = simulated_cutout
+    cut = read_cutout(path)
+    est = CNNEstimator(in_shape=(1, 192, 192), conditions=["psf_fwhm"], expects={"pixel_scale": 0.04})
+    est.condition_mean, est.condition_std = np.array([0.1]), np.array([0.03])
+    with pytest.raises(ValueError, match="reads 'psf_fwhm' per image"):
+        model_lens(cut, estimator=est, refine=False)
+    a = model_lens(cut, estimator=est, deblend=False, refine=False, conditions={"psf_fwhm": 0.08})
+    b = model_lens(cut, estimator=est, deblend=False, refine=False, conditions={"psf_fwhm": 0.16})
+    assert np.isfinite(a.table["cnn_theta_E"][0].value) and a.table["cnn_theta_E"][0] != b.table["cnn_theta_E"][0]
 
 
 def test_slacs_sample(shared_data):
@@ -127,6 +143,8 @@ def test_cli_model_writes_the_model_and_its_figure(simulated_cutout, tmp_path, c
     assert "nowhere.fits does not exist" in capsys.readouterr().err
     assert main(["model", str(path), "--no-refine", "-o", str(out)]) == 2
     assert "exists" in capsys.readouterr().err
+    assert main(["model", str(path), "--no-refine", "--condition", "psf_fwhm=0.1", "-o", str(tmp_path / "c.asdf")]) == 2
+    assert "reads no conditions" in capsys.readouterr().err and not (tmp_path / "c.asdf").exists()
 
 
 def test_cli_estimate_refuses_a_fits_image_that_may_hold_lens_light(simulated_cutout, tmp_path, capsys):
