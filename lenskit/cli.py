@@ -163,14 +163,15 @@ def _print_shipped_weights(details):
         return
 
     print("\nshipped weights (lenskit.load_estimator(NAME)):")
-    rows = [("name", "estimator", "instrument", "bands", "pixel scale", "stamp", "lens light")]
+    rows = [("name", "estimator", "instrument", "bands", "pixel scale", "stamp", "lens light", "conditions")]
     for name in names:
         w = lenskit.read(WEIGHTS_DIR / f"{name}.asdf")
         e = w.config.get("expects", {})
         shape = e.get("shape", [])
         rows.append((name, w.config.get("estimator", "?"), e.get("instrument", "-"), ",".join(e.get("bands", [])),
                      f"{e['pixel_scale']:g}\"" if "pixel_scale" in e else "-",
-                     "x".join(map(str, shape[1:])) if shape else "-", str(e.get("lens_light", "-"))))
+                     "x".join(map(str, shape[1:])) if shape else "-", str(e.get("lens_light", "-")),
+                     ",".join((w.config.get("conditions") or {}).get("names", [])) or "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(v.ljust(wd) for v, wd in zip(r, widths)).rstrip())

@@ -154,7 +154,7 @@ def test_plugins_lists_the_shipped_weights_and_what_they_expect(capsys):
     assert main(["plugins", "--weights"]) == 0
     rows = [line.split() for line in capsys.readouterr().out.splitlines()]
     hst = next(r for r in rows if r and r[0] == "hst_wfc3")
-    assert hst[1:] == ["cnn", "hst_wfc3", "F814W", '0.04"', "192x192", "False"]
+    assert hst[1:] == ["cnn", "hst_wfc3", "F814W", '0.04"', "192x192", "False", "-"]  # no conditions
 
 
 def test_estimate_table_names_its_input_at_four_significant_figures(tmp_path, capsys):
