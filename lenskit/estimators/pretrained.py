@@ -36,6 +36,10 @@ def load_estimator(name: str | os.PathLike = "hst_wfc3", device: str | torch.dev
         ``"lsst_gri_robust"`` (the same, trained on the wide population of
         ``presets.robust``: 2.6 times more accurate on lenses from another
         simulator, 1.6 times less on lenskit's own),
+        ``"lsst_gri_robust_psf"`` (``lsst_gri_robust`` fine-tuned reading
+        each image's PSF FWHM, ``conditions=["psf_fwhm"]``: 7-8% more
+        accurate on both simulators' lenses; give it the seeing of real
+        images with ``predict(conditions={"psf_fwhm": ...})``),
         ``"euclid_vis"`` (Euclid VIS 57 x 57, with lens light),
         ``"lsst_gri_no_lens_light"`` and ``"euclid_vis_no_lens_light"`` (the
         same without lens light: for arcs after lens-light subtraction),

@@ -20,7 +20,14 @@ def test_shipped_estimator(name):
     w = lenskit.read(WEIGHTS_DIR / f"{name}.asdf")
     assert all(a.dtype == np.float16 for a in w.arrays.values() if a.dtype.kind == "f")
     x = np.random.default_rng(0).random((3,) + est.in_shape).astype(np.float32)
-    e = est.predict(x)
+    if est.conditions:  # it reads per-image numbers (the seeing): refused without them
+        with pytest.raises(ValueError, match="per image"):
+            est.predict(x)
+        assert np.all(est.condition_range[:, 0] < est.condition_range[:, 1])
+        mid = est.condition_range.mean(1)  # the middle of what training saw
+        e = est.predict(x, conditions={c: mid[i] for i, c in enumerate(est.conditions)})
+    else:
+        e = est.predict(x)
     assert len(e) == 3 and np.all(np.isfinite(e.table["theta_E"].value))
     assert np.all(e.table["theta_E_std"].value > 0)
 
