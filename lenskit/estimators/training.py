@@ -133,7 +133,6 @@ class FixedBatches:
             epoch += 1
 
 
-# -- schedules ----------------------------------------------------------------------------------------------------
 class ShiftPairs:
     """
     Batches paired with copies of themselves moved by a few pixels, and the loss that asks both to agree.
@@ -213,6 +212,7 @@ class ShiftPairs:
         return loss
 
 
+# -- schedules ----------------------------------------------------------------------------------------------------
 def cosine_schedule(lr, min_lr, warmup=0):
     """Cosine decay from ``lr`` to ``min_lr`` over the run, after a linear warm-up of ``warmup`` steps."""
     def at(step, frac):
@@ -646,8 +646,8 @@ def train(estimator, simulator, steps=1000, batch_size=64, lr=1e-3, min_lr=None,
                                    "range": np.asarray(estimator.condition_range, float)}
         return extra
 
-    loop = TrainingLoop(estimator.network, opt, loss if pairs is None else pairs.loss(loss), steps=steps, schedule=cosine_schedule(lr, min_lr, warmup),
-                        record_every=checkpoint_every, device=estimator.device,
+    loop = TrainingLoop(estimator.network, opt, loss if pairs is None else pairs.loss(loss), steps=steps,
+                        schedule=cosine_schedule(lr, min_lr, warmup), record_every=checkpoint_every, device=estimator.device,
                         checkpoint=None if checkpoint is None else Checkpoint(checkpoint), time_limit=time_limit,
                         clip_grad=10.0, channels_last=channels_last, ddp=ddp, progress=progress, log=log,
                         evaluate=None if validation is None else (lambda step: {"validation": evaluate(estimator,
@@ -661,10 +661,10 @@ def train(estimator, simulator, steps=1000, batch_size=64, lr=1e-3, min_lr=None,
             c = loop.resumed_extra["conditions"]
             estimator.condition_mean, estimator.condition_std = np.asarray(c["mean"]), np.asarray(c["std"])
             estimator.condition_range = np.asarray(c["range"])
-    elif np.allclose(estimator.spec.mean, 0) and np.allclose(estimator.spec.std, 1):
-        _standardize(estimator, simulator, n_std, ddp)
-    if conditions and estimator.condition_mean is None:
-        _standardize_conditions(estimator, simulator, n_std, ddp)
+    else:
+        _standardize(estimator, simulator, n_std, ddp,
+                     targets=np.allclose(estimator.spec.mean, 0) and np.allclose(estimator.spec.std, 1),
+                     conditions=bool(conditions) and estimator.condition_mean is None)
     data = SimulatedBatches(simulator, batch_size, estimator.targets + conditions,
                             seed=hash((seed, loop.step)) % (2**31), rank=rank)
     if ddp:
@@ -694,33 +694,30 @@ def _split_conditions(batches, estimator):
         yield images, y[:, :k], masks, estimator.standardize_conditions(y[:, k:]).cpu()
 
 
-def _standardize_conditions(estimator, simulator, n, ddp):
-    """The conditions' mean and spread under the simulator's prior and selection (rank 0 draws, the others receive)."""
-    k = len(estimator.conditions)
-    stats = torch.zeros(4, k, dtype=torch.float64)
+def _standardize(estimator, simulator, n, ddp, targets=True, conditions=False):
+    """
+    Standardise the targets and/or the conditions with the simulator's prior and selection, from one draw of
+    ``n`` systems (rank 0 draws, the others receive).  The conditions also keep the range training saw.
+    """
+    if not (targets or conditions):
+        return
+    k, c = estimator.spec.k, len(estimator.conditions) if conditions else 0
+    names = (estimator.targets if targets else ()) + (estimator.conditions if conditions else ())
+    stats = torch.zeros(4, len(names), dtype=torch.float64)  # mean, spread, min, max per column
     if not ddp or dist.get_rank() == 0:
-        rows = [y for _, y, _ in simulator.stream(min(n, 512), targets=estimator.conditions, steps=max(1, n // 512))]
-        z = torch.cat(rows).double()
-        stats = torch.stack([z.mean(0), torch.clamp(z.std(0), min=1e-6), z.amin(0), z.amax(0)])
+        y = torch.cat([y for _, y, _ in simulator.stream(min(n, 512), targets=names, steps=max(1, n // 512))]).double()
+        if targets:
+            spec0 = TargetSpec(estimator.targets, spin=estimator.spec.spin)
+            y[:, :k] = spec0.to_network(y[:, :k])
+        floor = torch.tensor([1e-3] * (k if targets else 0) + [1e-6] * c, dtype=torch.float64)  # no zero spread
+        stats = torch.stack([y.mean(0), torch.maximum(y.std(0, correction=0), floor), y.amin(0), y.amax(0)])
     if ddp:
         stats = stats.to(estimator.device)
         dist.broadcast(stats, 0)
         stats = stats.cpu()
-    estimator.condition_mean, estimator.condition_std = stats[0].numpy(), stats[1].numpy()
-    estimator.condition_range = stats[2:].T.numpy()  # (k, 2): the values training saw
-
-
-def _standardize(estimator, simulator, n, ddp):
-    """Standardise the targets with the simulator's prior and selection (rank 0 draws, the others receive)."""
-    stats = torch.zeros(2, estimator.spec.k, dtype=torch.float64)
-    if not ddp or dist.get_rank() == 0:
-        rows = [y for _, y, _ in simulator.stream(min(n, 512), targets=estimator.targets, steps=max(1, n // 512))]
-        spec0 = TargetSpec(estimator.targets, spin=estimator.spec.spin)
-        z = spec0.to_network(torch.cat(rows)).numpy()
-        stats = torch.as_tensor(np.stack([z.mean(0), np.maximum(z.std(0), 1e-3)]), dtype=torch.float64)
-    if ddp:
-        stats = stats.to(estimator.device)
-        dist.broadcast(stats, 0)
-        stats = stats.cpu()
-    estimator.spec = TargetSpec(estimator.targets, spin=estimator.spec.spin, mean=stats[0].numpy(),
-                                std=stats[1].numpy())
+    if targets:
+        estimator.spec = TargetSpec(estimator.targets, spin=estimator.spec.spin, mean=stats[0, :k].numpy(),
+                                    std=stats[1, :k].numpy())
+    if conditions:
+        estimator.condition_mean, estimator.condition_std = stats[0, -c:].numpy(), stats[1, -c:].numpy()
+        estimator.condition_range = stats[2:, -c:].T.numpy()  # (c, 2): the values training saw

@@ -55,8 +55,8 @@ class SersicClumpBatch(SourceBatch):
                 g, k = torch.nonzero(w, as_tuple=True)
                 shape = (-1,) + (1,) * (bx.dim() - 1)
 
-                def pick(t):
-                    return t.reshape(nk)[g, k].reshape(shape)
+                def pick(t, gi=g, ki=k):
+                    return t.reshape(nk)[gi, ki].reshape(shape)
 
                 out = torch.zeros_like(bx)
                 if torch.is_grad_enabled() and any(t.requires_grad for t in (bx, by, e1, e2, cx, cy, R_e, n, b, I_e)):
@@ -67,12 +67,8 @@ class SersicClumpBatch(SourceBatch):
                 for rows in (gauss, ~gauss):
                     if bool(rows.any()):
                         gr, kr = g[rows], k[rows]
-
-                        def part(t):
-                            return t.reshape(nk)[gr, kr].reshape(shape)
-
-                        each = sersic_in_place(bx[gr].sub_(part(cx)), by[gr].sub_(part(cy)),
-                                               *(part(t) for t in (e1, e2, R_e, n, b, I_e)))
+                        each = sersic_in_place(bx[gr].sub_(pick(cx, gr, kr)), by[gr].sub_(pick(cy, gr, kr)),
+                                               *(pick(t, gr, kr) for t in (e1, e2, R_e, n, b, I_e)))
                         out.index_add_(0, gr, each)
                 return out
         bx, by = bx.unsqueeze(1), by.unsqueeze(1)
