@@ -39,6 +39,9 @@ Usage::
     # with lens galaxies up to a magnitude brighter than the paper's (r 17.5-21.5 instead of 18.5-21.5):
     python benchmarks/train_finder.py --robust --lens-mag 17.5,21.5 \
         --init lenskit/estimators/weights/deeplens_lsst_g_robust.asdf --train-seed 2027 --out /tmp/bright.asdf
+    # on cutouts whose seeing spans single visits to the best of ten (1-10 exposures, drawn per cutout):
+    python benchmarks/train_finder.py --robust --lens-mag 17.5,21.5 --seeing-epochs 1,10 \
+        --init lenskit/estimators/weights/deeplens_lsst_g_robust.asdf --train-seed 2029 --out /tmp/seeing.asdf
     # worst-seeing stacks need their own network (not shipped yet):
     python benchmarks/train_finder.py --mode stack --out deeplens_lsst_g_stack.asdf
 
@@ -88,15 +91,17 @@ def line_of_sight(split):
     return LineOfSight(source=mix)
 
 
-def simulate(split, n, seed, mode="single_epoch", min_magnification=5.0, robust=False, lens_mag=None):
+def simulate(split, n, seed, mode="single_epoch", min_magnification=5.0, robust=False, lens_mag=None, n_epochs=10):
     priors = {} if lens_mag is None else {"lens_mag": Uniform(*lens_mag)}
     if robust:  # Moffat PSFs and the wide lens-light population (presets.lanusse2018(robust=True))
         sim = presets.lanusse2018(mode=mode, seed=seed, robust=True, source=sources(split),
                                   line_of_sight=line_of_sight(split), min_magnification=min_magnification,
-                                  priors=priors)
+                                  priors=priors, n_epochs=n_epochs)
     else:
+        extra = {} if n_epochs == 10 else {"instrument": lenskit.get("instrument", "lsst").lanusse2018(
+            mode=mode, n_epochs=n_epochs)}
         sim = LensFinderSimulator(mode=mode, source=sources(split), line_of_sight=line_of_sight(split), seed=seed,
-                                  min_magnification=min_magnification, priors=priors)
+                                  min_magnification=min_magnification, priors=priors, **extra)
     return sim, sim.sample(n)
 
 
@@ -127,6 +132,10 @@ def main(argv=None):
     ap.add_argument("--lens-mag", default=None, metavar="LO,HI",
                     help="train and validate with lens galaxies of these reference-band (r) magnitudes, uniform "
                          "(default the paper's 18.5,21.5; g is about 1.5 fainter); the test sets stay the paper's")
+    ap.add_argument("--seeing-epochs", default=None, metavar="LO,HI",
+                    help="train and validate on single epochs that are the best of LO-HI exposures, drawn per "
+                         "cutout (default the paper's 10; 1,10 spans the median seeing and worse to the best of "
+                         "ten); the test sets stay the paper's")
     ap.add_argument("--threads", type=int, default=2,
                     help="torch threads (1 for a background training beside other work: two 2-thread processes on "
                          "two cores collapse)")
@@ -143,6 +152,15 @@ def main(argv=None):
             lens_mag = ()
         if len(lens_mag) != 2 or not lens_mag[0] < lens_mag[1]:
             ap.error(f"--lens-mag must be two increasing magnitudes LO,HI; got {args.lens_mag!r}")
+    n_epochs = 10
+    if args.seeing_epochs is not None:
+        try:
+            n_epochs = tuple(int(v) for v in args.seeing_epochs.split(","))
+        except ValueError:
+            n_epochs = ()
+        if len(n_epochs) != 2 or not 1 <= n_epochs[0] <= n_epochs[1] or args.mode != "single_epoch":
+            ap.error(f"--seeing-epochs must be two increasing exposure counts LO,HI >= 1 (single_epoch mode); "
+                     f"got {args.seeing_epochs!r}")
     torch.set_num_threads(args.threads)
     if args.evaluate is not None:
         finder = DeepLensFinder.load(args.evaluate)
@@ -158,9 +176,9 @@ def main(argv=None):
     mu = args.min_magnification
     seed = args.train_seed if args.train_seed is not None else (2018 if args.init is None else 2019)
     sim, train = simulate("train", args.n_train, seed, mode=args.mode, min_magnification=mu, robust=args.robust,
-                          lens_mag=lens_mag)
+                          lens_mag=lens_mag, n_epochs=n_epochs)
     _, val = simulate("validation", args.n_val, 7, mode=args.mode, min_magnification=mu, robust=args.robust,
-                      lens_mag=lens_mag)
+                      lens_mag=lens_mag, n_epochs=n_epochs)
     print(json.dumps({"simulated": len(train) + len(val), "seconds": time.time() - t0}), flush=True)
     inst = sim.instrument
     if args.init is None:

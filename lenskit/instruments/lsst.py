@@ -24,28 +24,53 @@ class EpochSeeing(Prior):
     the best exposure (a single-epoch image) or of the worst one (a stack
     degraded to its worst seeing), as in Lanusse et al. (2018, Section 4.3);
     with ``returns="fwhm"`` its FWHM (for `~lenskit.instruments.effects.MoffatPSF`).
+
+    ``n_epochs`` may be a pair ``(lo, hi)``: each stamp then has its own
+    number of exposures, uniform in lo..hi (both included), so that the
+    seeing spans a survey's single visits (``lo = 1``: the median seeing and
+    worse) to the best of many (``which="best"``) — for training a network
+    that must hold at any seeing.
     """
 
     def __init__(self, median=0.81, scatter=0.2, n_epochs=10, which="best", returns="sigma"):
         if not median > 0 or not scatter >= 0:
             raise ValueError(f"median must be > 0 and scatter >= 0; got {median}, {scatter}")
-        if int(n_epochs) != n_epochs or n_epochs < 1:
-            raise ValueError(f"n_epochs must be a positive integer; got {n_epochs}")
+        lo, hi = _epoch_range(n_epochs)
         if which not in ("best", "worst"):
             raise ValueError(f"which must be 'best' or 'worst'; got {which!r}")
         if returns not in ("sigma", "fwhm"):
             raise ValueError(f"returns must be 'sigma' or 'fwhm'; got {returns!r}")
-        self.median, self.scatter, self.n_epochs, self.which = float(median), float(scatter), int(n_epochs), which
+        self.median, self.scatter, self.which = float(median), float(scatter), which
+        self.n_epochs = lo if lo == hi else (lo, hi)
         self.returns = returns
 
     def sample(self, rng, n):
-        f = self.median * np.exp(self.scatter * rng.standard_normal((n, self.n_epochs)))
+        lo, hi = _epoch_range(self.n_epochs)
+        f = self.median * np.exp(self.scatter * rng.standard_normal((n, hi)))
+        if lo < hi:  # each stamp its own number of exposures: the ones beyond it do not count
+            k = rng.integers(lo, hi + 1, n)
+            f = np.where(np.arange(hi)[None, :] < k[:, None], f, np.inf if self.which == "best" else -np.inf)
         f = f.min(1) if self.which == "best" else f.max(1)
         return f if self.returns == "fwhm" else f * FWHM_TO_SIGMA
 
     def to_config(self):
-        return {"epoch_seeing": {"median": self.median, "scatter": self.scatter, "n_epochs": self.n_epochs,
+        n_epochs = list(self.n_epochs) if isinstance(self.n_epochs, tuple) else self.n_epochs
+        return {"epoch_seeing": {"median": self.median, "scatter": self.scatter, "n_epochs": n_epochs,
                                  "which": self.which, "returns": self.returns}}
+
+
+def _epoch_range(n_epochs):
+    """(lo, hi) from an ``n_epochs`` that is a positive integer or an increasing pair of them."""
+    pair = n_epochs if isinstance(n_epochs, (tuple, list)) else (n_epochs, n_epochs)
+    ok = len(pair) == 2
+    try:
+        ok = ok and all(int(v) == v and v >= 1 for v in pair) and pair[0] <= pair[1]
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"n_epochs must be a positive integer or a pair (lo, hi) of them with lo <= hi; "
+                         f"got {n_epochs!r}")
+    return int(pair[0]), int(pair[1])
 
 
 class LSST(Camera):
@@ -139,8 +164,11 @@ class LSST(Camera):
             ``"stack"``: ``n_epochs`` such exposures co-added after degrading
             them to the worst seeing among them (deeper, blurrier), per
             Section 4.3 of the paper.
-        n_epochs : int
-            Exposures drawn per field.  Default 10.
+        n_epochs : int or (int, int)
+            Exposures drawn per field.  Default 10.  A pair (lo, hi) draws
+            the number per stamp, uniform in lo..hi (``"single_epoch"``
+            only): ``(1, 10)`` spans single visits at the median seeing and
+            worse to the best of ten (see `EpochSeeing`).
         seeing_scatter : float
             Log-normal scatter of the per-exposure FWHM about the median.
         psf : {"gaussian", "moffat"}
@@ -156,6 +184,10 @@ class LSST(Camera):
         args = dict(bands=bands, stamp=45, pixel_scale=0.18, seeing=0.81, sky_brightness=sky,
                     n_visits=100, exposure_per_visit=30.0)
         args.update(kwargs)
+        lo, hi = _epoch_range(n_epochs)
+        if lo < hi and mode != "single_epoch":
+            raise ValueError(f"n_epochs as a range {tuple(n_epochs)!r} needs mode='single_epoch' (a stack's depth "
+                             f"follows its number of exposures); got mode={mode!r}")
         if mode is not None:
             stack = mode == "stack"
             nv = int(args["n_visits"]) * (int(n_epochs) if stack else 1)

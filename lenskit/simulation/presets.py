@@ -150,7 +150,7 @@ def pearson2019_test_set(survey="lsst", n=2000, lens_light=True, seed=97):
     return pearson2019(survey, lens_light=True if lens_light else "subtracted", seed=seed).sample(n)
 
 
-def lanusse2018(mode="single_epoch", bands=("g",), seed=None, robust=False, **kwargs):
+def lanusse2018(mode="single_epoch", bands=("g",), seed=None, robust=False, n_epochs=10, **kwargs):
     """
     Lanusse et al. (2018): labelled LSST cutouts for the CMU DeepLens lens finder.
 
@@ -172,6 +172,12 @@ def lanusse2018(mode="single_epoch", bands=("g",), seed=None, robust=False, **kw
         discs with twists and colour gradients, light-mass offsets, wider
         colour scatter; the finder keeps light and mass aligned), the
         Einstein radii, lens magnitudes and sizes staying the paper's.
+    n_epochs : int or (int, int)
+        Exposures per field (`~lenskit.instruments.lsst.LSST.lanusse2018`):
+        the paper's 10, or a range such as ``(1, 10)`` for single-epoch
+        cutouts whose seeing spans single visits (median 0.81" and worse)
+        to the best of ten (about 0.6"), for a finder that must hold at any
+        seeing.
     **kwargs
         Further `~lenskit.simulation.finder.LensFinderSimulator` options
         (``priors`` are merged over the robust ones).
@@ -182,11 +188,16 @@ def lanusse2018(mode="single_epoch", bands=("g",), seed=None, robust=False, **kw
     """
     check_choice("mode", mode, ("single_epoch", "stack"))
     if robust:
-        inst = get("instrument", "lsst").lanusse2018(bands=tuple(bands), mode=mode, psf="moffat")
+        inst = get("instrument", "lsst").lanusse2018(bands=tuple(bands), mode=mode, psf="moffat", n_epochs=n_epochs)
         wide = {k: v for k, v in robust_priors("lsst", inst.pixel_scale).items()
                 if k.startswith("light_") or k == "colour_scatter"}
         wide.pop("light_R_e", None)  # the finder's sizes stay its instrument's
         kwargs = {"instrument": inst, **kwargs, "priors": {**wide, **kwargs.get("priors", {})}}
+    elif n_epochs != 10:
+        if "instrument" in kwargs:
+            raise ValueError("pass n_epochs or an instrument, not both")
+        kwargs = {"instrument": get("instrument", "lsst").lanusse2018(bands=tuple(bands), mode=mode,
+                                                                      n_epochs=n_epochs), **kwargs}
     return LensFinderSimulator(mode=mode, bands=bands, seed=seed, **kwargs)
 
 

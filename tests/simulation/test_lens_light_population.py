@@ -244,6 +244,39 @@ def test_epoch_seeing_returns_fwhm_or_sigma():
         EpochSeeing(returns="width")
 
 
+def test_epoch_seeing_over_a_range_of_exposures():
+    from scipy import stats
+
+    from lenskit.instruments.lsst import EpochSeeing
+
+    rng = np.random.default_rng(5)
+    f = EpochSeeing(median=0.8, scatter=0.2, n_epochs=(1, 4), returns="fwhm").sample(rng, 40000)
+    # the best of k log-normal exposures, k uniform in 1..4: P(F > x) = mean_k S(x)^k, S the one-exposure survival
+    x = np.linspace(0.5, 1.2, 8)
+    s1 = stats.norm.sf(np.log(x / 0.8) / 0.2)
+    expected = np.mean([s1 ** k for k in (1, 2, 3, 4)], axis=0)
+    observed = (f[:, None] > x[None, :]).mean(0)
+    assert np.all(np.abs(observed - expected) < 4 * np.sqrt(expected * (1 - expected) / f.size) + 1e-3)
+    # a range of one value is the fixed count, draw for draw
+    a = EpochSeeing(n_epochs=(3, 3)).sample(np.random.default_rng(2), 100)
+    assert np.array_equal(a, EpochSeeing(n_epochs=3).sample(np.random.default_rng(2), 100))
+    worst = EpochSeeing(n_epochs=(1, 4), which="worst").sample(np.random.default_rng(2), 5000)
+    assert np.isfinite(worst).all() and np.median(worst) > np.median(EpochSeeing(n_epochs=1).sample(rng, 5000))
+    for bad in (0, 2.5, (4, 2), (0, 3), (1, 2, 3), "ten"):
+        with pytest.raises(ValueError, match="n_epochs"):
+            EpochSeeing(n_epochs=bad)
+    with pytest.raises(ValueError, match="single_epoch"):
+        lenskit.get("instrument", "lsst").lanusse2018(mode="stack", n_epochs=(1, 10))
+    # the preset draws it, records it, and rebuilds it
+    f = presets.lanusse2018(robust=True, seed=2, n_epochs=(1, 5))
+    lenses = Simulator.from_config(f.lenses.config)
+    assert lenses.instrument.effects[0].fwhm.n_epochs == (1, 5)
+    plain = presets.lanusse2018(seed=2, n_epochs=(1, 5))
+    assert plain.instrument.effects[0].sigma.n_epochs == (1, 5)
+    d = plain.sample(6)
+    assert np.array_equal(d.images, presets.lanusse2018(seed=2, n_epochs=(1, 5)).sample(6).images)
+
+
 def test_robust_finder_preset_rebuilds_and_draws_the_wide_population():
     f = presets.lanusse2018(robust=True, seed=2)
     assert isinstance(f.instrument.effects[0], MoffatPSF)
