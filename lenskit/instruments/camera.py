@@ -130,7 +130,7 @@ class Camera(Instrument):
         return np.array([self.colours[b][i] - ref for b in self.bands])
 
     # -- observing -------------------------------------------------------------------
-    def observe(self, ideal, rng, **truth):
+    def observe(self, ideal, rng, *, sum_of=(), **truth):
         """
         Apply the effects to noise-free images.
 
@@ -142,6 +142,10 @@ class Camera(Instrument):
         **truth
             Noise-free components (``arcs``, ``lens_light``) that are convolved
             and scaled along with the images.
+        sum_of : tuple of str
+            Names of ``truth`` components whose sum is exactly ``ideal``
+            (`~lenskit.instruments.effects.Observation.sum_of`): linear
+            effects then convolve the components alone and add them.
 
         Returns
         -------
@@ -153,7 +157,7 @@ class Camera(Instrument):
             raise ValueError(f"ideal must be shaped (N, {len(self.bands)}, {self.shape[0]}, {self.shape[1]}); "
                              f"got {tuple(ideal.shape)}")
         obs = Observation(images=ideal, pixel_scale=self.pixel_scale.to_value(u.arcsec), bands=self.bands,
-                          truth=dict(truth))
+                          truth=dict(truth), sum_of=tuple(sum_of))
         for effect in self.effects:
             obs = effect(obs, rng)
         return obs

@@ -28,6 +28,7 @@ from lenskit.core.dataset import LensDataset
 from lenskit.core.interfaces import Instrument, MassModel, Source
 from lenskit.core.resources import check_memory
 from lenskit.core.validation import as_rng, check_int, check_number
+from lenskit.instruments.camera import Camera
 from lenskit.mass_models.composite import CompositeMassModel
 from lenskit.plugins import get, plugin_module_allowed
 from lenskit.simulation.assembly import Accepted, arc_snr, assemble, params_table
@@ -392,7 +393,11 @@ class Simulator:
             truth = {"arcs": arcs_k}
             if lens is not None:
                 truth["lens_light"] = lens if whole else lens[kt]
-            obs = self.instrument.observe(ideal, rng, **truth)
+            if lens is not None and n_los is None and isinstance(self.instrument, Camera):
+                # ideal is exactly arcs + lens light: linear effects need not convolve it as well
+                obs = self.instrument.observe(ideal, rng, sum_of=("arcs", "lens_light"), **truth)
+            else:
+                obs = self.instrument.observe(ideal, rng, **truth)
             if self.lens_light in ("subtracted", "residual"):  # the light removed, its shot noise stays
                 sub = obs.truth["lens_light"]
                 if self.lens_light == "residual":  # ... by an imperfect model, as a fit leaves residuals

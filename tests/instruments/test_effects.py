@@ -13,6 +13,7 @@ from lenskit.instruments.effects import (
     GaussianNoise,
     GaussianPSF,
     ImagePSF,
+    MoffatPSF,
     Normalize,
     Observation,
     PoissonNoise,
@@ -62,6 +63,56 @@ def test_psf_convolves_truth_too():
     img = point_sources(2)
     o = GaussianPSF(fwhm=0.2)(obs_of(img, arcs=img * 0.5), np.random.default_rng(0))
     torch.testing.assert_close(o.truth["arcs"], o.images * 0.5)
+
+
+@pytest.mark.parametrize("effect", [GaussianPSF(fwhm=0.2), GaussianPSF(sigma=(0.04, 0.12)),
+                                    MoffatPSF(fwhm=0.2, beta=2.5), ImagePSF(np.outer([1, 3, 5, 3, 1], [1, 2, 1]))],
+                         ids=["gaussian_shared", "gaussian_each", "moffat", "image"])
+def test_linear_effects_on_a_sum_of_components(effect):
+    rng = np.random.default_rng(3)
+    arcs, light = rng.random((2, 40, 2, 33, 33))
+    plain = effect(obs_of(arcs + light, arcs=arcs, lens_light=light), np.random.default_rng(0))
+    o = obs_of(arcs + light, arcs=arcs, lens_light=light)
+    o = Observation(images=o.images, pixel_scale=o.pixel_scale, bands=("g", "r"), truth=o.truth,
+                    sum_of=("arcs", "lens_light"))
+    plain.bands = ("g", "r")
+    summed = effect(o, np.random.default_rng(0))
+    # the components as before, the images their sum (equal to rounding)
+    for k in ("arcs", "lens_light"):
+        assert torch.equal(summed.truth[k], plain.truth[k])
+    torch.testing.assert_close(summed.images, plain.images, rtol=1e-12, atol=1e-12)
+    assert torch.equal(summed.images, summed.truth["arcs"] + summed.truth["lens_light"])
+    assert summed.images_are_sum()
+    # changing the images in place ends the promise: the next linear effect transforms them
+    summed.images.add_(1.0)
+    assert not summed.images_are_sum()
+    again = GaussianPSF(fwhm=0.3)(summed, np.random.default_rng(0))
+    assert not torch.allclose(again.images, again.truth["arcs"] + again.truth["lens_light"])
+    with pytest.raises(ValueError, match="sum_of"):
+        Observation(images=o.images, pixel_scale=0.04, truth={"arcs": o.images}, sum_of=("lens_light",))
+
+
+def test_simulated_images_are_the_sum_of_their_components():
+    import lenskit
+    from lenskit.instruments.camera import Camera
+
+    sim = lenskit.Simulator(source="sersic", instrument=lenskit.get("instrument", "lsst")(), seed=4,
+                            selection=None)
+    ds = sim.sample(24, keep_truth=True)
+    orig = Camera.observe
+
+    def without_sum(self, ideal, rng, *, sum_of=(), **truth):
+        return orig(self, ideal, rng, **truth)
+
+    Camera.observe = without_sum
+    try:
+        ref = lenskit.Simulator(source="sersic", instrument=lenskit.get("instrument", "lsst")(), seed=4,
+                                selection=None).sample(24, keep_truth=True)
+    finally:
+        Camera.observe = orig
+    assert np.array_equal(ds.truth["arcs"], ref.truth["arcs"])
+    assert np.array_equal(ds.truth["lens_light"], ref.truth["lens_light"])
+    np.testing.assert_allclose(ds.images, ref.images, rtol=0, atol=1e-3 * np.abs(ref.images).max())
 
 
 def test_image_psf_matches_gaussian():
@@ -340,6 +391,80 @@ def test_ccd_noise_statistics():
     np.testing.assert_allclose(o.variance.numpy(), expected_var)
     with pytest.raises(ValueError, match="no sky brightness"):
         eff(Observation(images=torch.zeros(1, 1, 8, 8), pixel_scale=0.2, bands=("g",)), np.random.default_rng(0))
+
+
+def _cornish_fisher_sum_pmf(m, s2):
+    """The distribution of `_cornish_fisher_sum` rounded to integers (gain 1), as `_cornish_fisher_pmf`."""
+    from scipy import special
+
+    v = m + s2
+    sg = np.sqrt(v)
+    a3, a4, a5 = m / v / 6, m / sg**3 / 24, m**2 / sg**5 / 36
+    k = np.arange(int(m - 8 * sg), int(m + 8 * sg) + 2)
+
+    def poly(z):
+        return m + sg * z + a3 * (z * z - 1) + z * (a4 * (z * z - 3) - a5 * (2 * z * z - 5))
+
+    def slope(z):
+        return sg + 2 * a3 * z + a4 * (3 * z * z - 3) - a5 * (6 * z * z - 5)
+
+    edges = k - 0.5
+    z = (edges - m) / sg
+    for _ in range(60):
+        z = z - (poly(z) - edges) / slope(z)
+    assert np.all(slope(z) > 0) and np.allclose(poly(z), edges, atol=1e-8)
+    return k[:-1], np.diff(special.ndtr(z))
+
+
+@pytest.mark.parametrize("m,s", [(50.0, 1.0), (50.0, 7.0), (300.0, 3.0), (1000.0, 1.0), (1e4, 10.0)])
+def test_ccd_counts_and_read_noise_in_one_draw(m, s):
+    from scipy import special, stats
+
+    from lenskit.instruments.effects import _cornish_fisher_sum
+
+    # the exact distribution of round(Poisson(m) + N(0, s**2))
+    k, p = _cornish_fisher_sum_pmf(m, s * s)
+    j = np.arange(0, int(m + 15 * np.sqrt(m)) + 1)
+    pj = stats.poisson.pmf(j, m)
+    q = np.array([(pj * (special.ndtr((kk + 0.5 - j) / s) - special.ndtr((kk - 0.5 - j) / s))).sum() for kk in k])
+    tv = 0.5 * (np.abs(p - q).sum() + (1 - q.sum()))
+    assert tv < 2e-5
+    # the implementation computes that polynomial of its normal draw ...
+    mean = torch.full((400_000,), m, dtype=torch.float64)
+    z = torch.randn(mean.shape, generator=torch.Generator().manual_seed(7), dtype=torch.float64).numpy()
+    raw = _cornish_fisher_sum(mean, s * s, torch.Generator().manual_seed(7)).numpy()
+    v = m + s * s
+    sg = np.sqrt(v)
+    poly = m + sg * z + m / v / 6 * (z * z - 1) + z * (m / sg**3 / 24 * (z * z - 3) - m**2 / sg**5 / 36 * (2 * z * z - 5))
+    np.testing.assert_allclose(raw, poly, rtol=1e-12, atol=1e-9)
+    # ... and so draws that distribution (chi-square on 400,000 draws, fixed seed)
+    x = np.round(raw)
+    assert x.mean() == pytest.approx(m, abs=4 * np.sqrt((m + s * s) / x.size))
+    assert x.var() == pytest.approx(m + s * s + 1 / 12, rel=0.015)
+    lo, hi = np.searchsorted(np.cumsum(p), [0.002, 0.998])
+    obs = np.array([(x == kk).sum() for kk in k[lo:hi]])
+    exp = p[lo:hi] * x.size
+    chi2 = ((obs - exp) ** 2 / exp).sum()
+    assert chi2 < stats.chi2.ppf(0.999, len(obs) - 1)
+
+
+def test_ccd_noise_draws_sky_dominated_pixels_at_once():
+    # every pixel above the threshold with read noise: one draw; otherwise the two-draw path; both alike
+    eff = CCDNoise(exposure_time=30.0, n_exposures=2, sky_brightness={"r": 21.2}, zero_points={"r": 28.5},
+                   read_noise=5.0, dark_current=2.0, gain=1.0)
+    low = CCDNoise(exposure_time=1.0, n_exposures=2, sky_brightness={"r": 21.2}, zero_points={"r": 28.5},
+                   read_noise=5.0, dark_current=2.0, gain=1.0)
+    for e in (eff, low):
+        t = e.exposure_time
+        bg = e.sky_rate("r", 0.2) + 2.0
+        img = torch.zeros(40, 1, 50, 50, dtype=torch.float64)
+        img[:, :, :25] = 100.0 / t
+        out = e(Observation(images=img.clone(), pixel_scale=0.2, bands=("r",)), np.random.default_rng(3))
+        for level, block in ((0.0, out.images[:, :, 25:]), (100.0 / t, out.images[:, :, :25])):
+            var = ((level + bg) * t + 2 * 25 + 1 / 12) / t**2
+            assert float(block.mean()) == pytest.approx(level, abs=4 * np.sqrt(var / block.numel()))
+            assert float(block.var()) == pytest.approx(var, rel=0.03)
+    assert (eff.sky_rate("r", 0.2) + 2.0) * 30 >= 50 > (low.sky_rate("r", 0.2) + 2.0) * 1.0
 
 
 def test_effect_argument_errors():
