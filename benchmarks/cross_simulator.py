@@ -38,7 +38,9 @@ The other simulator's choices (not lenskit's defaults, and not tuned to them):
   g - r ~ N(0.35, 0.15), r - i ~ N(0.15, 0.1); reference-band magnitudes 20.5-24.5 (LSST r),
   21-25 (VIS), 21.5-24.5 (HST F814W) and, for the finder, g 23-27.5 behind lens galaxies of g 19-22;
 * PSFs: LSST, a Moffat (beta 2.5-4.5) with a FWHM per image and band about
-  lenstronomy's seeing (0.77", 0.73", 0.71" g, r, i; 12% scatter); Euclid, a
+  lenstronomy's seeing (0.77", 0.73", 0.71" g, r, i; 12% scatter); the finder's
+  g cutouts, a Moffat of FWHM N(0.75", 0.1") within 0.55-1.0" (one exposure's
+  seeing, not the best of ten; its completeness is also split at 0.75"); Euclid, a
   Gaussian of 0.15-0.20"; HST, a real empirical WFC3/UVIS F814W PSF (one of the
   56 positions of Anderson's grid, ``../shared/data/psf``);
 * noise: Poisson on the source and lens counts, sky and read noise from
@@ -388,7 +390,7 @@ def finder_set(n, seed):
             labels.append(bool(is_lens[i]))
             have[bool(is_lens[i])] += 1
             rows.append({"theta_E": th[i] if is_lens[i] else 0.0, "arc_snr": snr, "magnification": float(mu),
-                         "lens_mag_g": float(lens_mag[i])})
+                         "lens_mag_g": float(lens_mag[i]), "psf_fwhm": float(seeing[i])})
             if len(images) == n:
                 break
     return {"images": np.stack(images), "labels": np.asarray(labels), "params": rows, "bands": ("g",),
@@ -550,6 +552,10 @@ def measure(est, name, d, tta):
     for key, m in (("snr_20_40", big & (snr > 20) & (snr <= 40)), ("snr_gt_40", big & (snr > 40))):
         fig[f"completeness_fpr1pc_theta_gt_1.4_{key}"] = float(np.mean(p[m] >= thr)) if m.any() else None
         fig[f"lenses_theta_gt_1.4_{key}"] = int(m.sum())
+    fw = np.array([r.get("psf_fwhm", np.nan) for r in d["params"]])
+    for key, m in (("seeing_lt_0.75", big & (snr > 20) & (fw < 0.75)), ("seeing_gt_0.75", big & (snr > 20) & (fw >= 0.75))):
+        fig[f"completeness_fpr1pc_theta_gt_1.4_snr_gt_20_{key}"] = float(np.mean(p[m] >= thr)) if m.any() else None
+        fig[f"lenses_theta_gt_1.4_snr_gt_20_{key}"] = int(m.sum())
     mag = np.array([r.get("lens_mag_g", np.nan) for r in d["params"]])
     for key, m in (("lens_g_lt_20", ~lab & (mag < 20)), ("lens_g_gt_20", ~lab & (mag >= 20))):
         fig[f"fpr_at_threshold_{key}"] = float(np.mean(p[m] >= thr)) if m.any() else None
