@@ -985,6 +985,8 @@ class CosmicRays(Effect):
 
     name = "cosmic_rays"
     _steps = ((0, 1), (1, 0), (0, -1), (-1, 0), (1, 1), (1, -1), (-1, 1), (-1, -1))
+    _step_array = np.array(_steps, float)
+    _step_norms = np.linalg.norm(_step_array, axis=1)
 
     def __init__(self, n_rays=(0, 6), length=(2, 30), amplitude=(0.05, 0.5), hot_pixels=(0, 100),
                  hot_amplitude=(0.02, 0.3), bank_size=512, bank_seed=0):
@@ -1020,8 +1022,7 @@ class CosmicRays(Effect):
             tries += 1
             # friends of the head (or, now and then, of any member: the track widens)
             base = head if rng.random() < 0.85 else pix[int(rng.integers(len(pix)))]
-            steps = np.array(self._steps, float)
-            score = steps @ d / np.linalg.norm(steps, axis=1) + rng.normal(0, 0.35, 8)
+            score = self._step_array @ d / self._step_norms + rng.normal(0, 0.35, 8)
             for k in np.argsort(-score):
                 ny, nx = base[0] + self._steps[k][0], base[1] + self._steps[k][1]
                 if 0 <= ny < h and 0 <= nx < w and (ny, nx) not in seen:
@@ -1076,19 +1077,17 @@ class CosmicRays(Effect):
         pick = rng.integers(0, self.bank_size, (n, nb))
         flips = rng.integers(0, 2, (n, nb, 2))
         peak = _peak(obs.images).cpu().numpy()
-        flat_idx, flat_val, n_rays = [], [], np.zeros(n, dtype=int)
-        for i in range(n):
-            for b in range(nb):
-                ys, xs, vals, lengths = self.bank_map((h, w), pick[i, b])
-                if flips[i, b, 0]:
-                    ys = h - 1 - ys
-                if flips[i, b, 1]:
-                    xs = w - 1 - xs
-                flat_idx.append(((i * nb + b) * h + ys) * w + xs)
-                flat_val.append(vals * peak[i])
-                n_rays[i] += len(lengths)
-        idx = torch.as_tensor(np.concatenate(flat_idx), device=obs.images.device)
-        val = torch.as_tensor(np.concatenate(flat_val), dtype=obs.images.dtype, device=obs.images.device)
+        maps = [self.bank_map((h, w), k) for k in pick.reshape(-1)]  # plane i * nb + b
+        sizes = np.array([len(m[0]) for m in maps])
+        plane = np.repeat(np.arange(n * nb), sizes)
+        ys = np.concatenate([m[0] for m in maps])
+        xs = np.concatenate([m[1] for m in maps])
+        ys = np.where(np.repeat(flips[:, :, 0].reshape(-1), sizes) == 1, h - 1 - ys, ys)
+        xs = np.where(np.repeat(flips[:, :, 1].reshape(-1), sizes) == 1, w - 1 - xs, xs)
+        vals = np.concatenate([m[2] for m in maps]) * peak[plane // nb]
+        n_rays = np.array([len(m[3]) for m in maps], dtype=int).reshape(n, nb).sum(1)
+        idx = torch.as_tensor((plane * h + ys) * w + xs, device=obs.images.device)
+        val = torch.as_tensor(vals, dtype=obs.images.dtype, device=obs.images.device)
         img = obs.images.reshape(-1).clone()
         img.index_add_(0, idx, val)
         obs.images = img.reshape(n, nb, h, w)
