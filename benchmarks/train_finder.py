@@ -39,9 +39,11 @@ Usage::
     # with lens galaxies up to a magnitude brighter than the paper's (r 17.5-21.5 instead of 18.5-21.5):
     python benchmarks/train_finder.py --robust --lens-mag 17.5,21.5 \
         --init lenskit/estimators/weights/deeplens_lsst_g_robust.asdf --train-seed 2027 --out /tmp/bright.asdf
-    # on cutouts whose seeing spans single visits to the best of ten (1-10 exposures, drawn per cutout):
-    python benchmarks/train_finder.py --robust --lens-mag 17.5,21.5 --seeing-epochs 1,10 \
-        --init lenskit/estimators/weights/deeplens_lsst_g_robust.asdf --train-seed 2029 --out /tmp/seeing.asdf
+    # then at any seeing, single epochs the best of 1-5 exposures drawn per cutout (the shipped
+    # deeplens_lsst_g_robust, 70 minutes on one thread):
+    python benchmarks/train_finder.py --robust --lens-mag 17.5,21.5 --seeing-epochs 1,5 \
+        --init lenskit/estimators/weights/deeplens_lsst_g_robust.asdf --train-seed 2029 --n-train 80000 \
+        --epochs 6 --lr 3e-4 --lr-drops 4,5 --minutes 85 --threads 1 --out /tmp/seeing.asdf
     # worst-seeing stacks need their own network (not shipped yet):
     python benchmarks/train_finder.py --mode stack --out deeplens_lsst_g_stack.asdf
 
