@@ -73,7 +73,7 @@ class Observation:
     truth: dict = dataclasses.field(default_factory=dict)
     meta: dict = dataclasses.field(default_factory=dict)
     sum_of: tuple = ()
-    _sum_of_images: tuple = dataclasses.field(default=None, repr=False, compare=False)
+    _sum_of_images: tuple = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         if not isinstance(self.images, torch.Tensor) or self.images.dim() != 4:
