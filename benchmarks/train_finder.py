@@ -64,7 +64,6 @@ from lenskit.core.priors import Uniform
 from lenskit.estimators.finder import DeepLensFinder
 from lenskit.estimators.finder_metrics import completeness_table, finder_summary
 from lenskit.simulation import presets
-from lenskit.simulation.finder import LensFinderSimulator
 from lenskit.simulation.line_of_sight import LineOfSight
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,15 +94,9 @@ def line_of_sight(split):
 
 def simulate(split, n, seed, mode="single_epoch", min_magnification=5.0, robust=False, lens_mag=None, n_epochs=10):
     priors = {} if lens_mag is None else {"lens_mag": Uniform(*lens_mag)}
-    if robust:  # Moffat PSFs and the wide lens-light population (presets.lanusse2018(robust=True))
-        sim = presets.lanusse2018(mode=mode, seed=seed, robust=True, source=sources(split),
-                                  line_of_sight=line_of_sight(split), min_magnification=min_magnification,
-                                  priors=priors, n_epochs=n_epochs)
-    else:
-        extra = {} if n_epochs == 10 else {"instrument": lenskit.get("instrument", "lsst").lanusse2018(
-            mode=mode, n_epochs=n_epochs)}
-        sim = LensFinderSimulator(mode=mode, source=sources(split), line_of_sight=line_of_sight(split), seed=seed,
-                                  min_magnification=min_magnification, priors=priors, **extra)
+    # robust: Moffat PSFs and the wide lens-light population; n_epochs: the exposures a single epoch is the best of
+    sim = presets.lanusse2018(mode=mode, seed=seed, robust=robust, n_epochs=n_epochs, source=sources(split),
+                              line_of_sight=line_of_sight(split), min_magnification=min_magnification, priors=priors)
     return sim, sim.sample(n)
 
 

@@ -648,10 +648,14 @@ def poisson_counts(mean, generator=None, exact=False):
     return out
 
 
+def _counts_dtype(m):
+    """float32 where it represents the counts to well under one (means below 2**22), else float64."""
+    return m.dtype if m.dtype == torch.float64 or m.numel() == 0 or float(m.max()) < 2.0**22 else torch.float64
+
+
 def _cornish_fisher(m, generator):
-    # float32 where it represents the counts to well under one (means below 2**22); in place: each new
-    # tensor of a big batch costs more than the arithmetic
-    dt = m.dtype if m.dtype == torch.float64 or m.numel() == 0 or float(m.max()) < 2.0**22 else torch.float64
+    # in place: each new tensor of a big batch costs more than the arithmetic
+    dt = _counts_dtype(m)
     m = m.to(dt)
     z = torch.randn(m.shape, generator=generator, dtype=dt, device=m.device)
     z2 = z * z
@@ -676,7 +680,7 @@ def _cornish_fisher_sum(m, s2, generator):
     under 2e-5 (at m = 50; 2e-7 at 1,000): closer than a Cornish-Fisher
     Poisson count plus a second normal draw, at the cost of one normal.
     """
-    dt = m.dtype if m.dtype == torch.float64 or m.numel() == 0 or float(m.max()) < 2.0**22 else torch.float64
+    dt = _counts_dtype(m)
     m = m.to(dt)
     var = m + s2
     sigma = torch.sqrt(var)

@@ -187,15 +187,15 @@ def lanusse2018(mode="single_epoch", bands=("g",), seed=None, robust=False, n_ep
     `~lenskit.simulation.finder.LensFinderSimulator`
     """
     check_choice("mode", mode, ("single_epoch", "stack"))
+    if "instrument" in kwargs and (robust or n_epochs != 10):
+        raise ValueError("pass an instrument, or robust / n_epochs to make one, not both")
     if robust:
         inst = get("instrument", "lsst").lanusse2018(bands=tuple(bands), mode=mode, psf="moffat", n_epochs=n_epochs)
         wide = {k: v for k, v in robust_priors("lsst", inst.pixel_scale).items()
                 if k.startswith("light_") or k == "colour_scatter"}
         wide.pop("light_R_e", None)  # the finder's sizes stay its instrument's
-        kwargs = {"instrument": inst, **kwargs, "priors": {**wide, **kwargs.get("priors", {})}}
+        kwargs = {**kwargs, "instrument": inst, "priors": {**wide, **kwargs.get("priors", {})}}
     elif n_epochs != 10:
-        if "instrument" in kwargs:
-            raise ValueError("pass n_epochs or an instrument, not both")
         kwargs = {"instrument": get("instrument", "lsst").lanusse2018(bands=tuple(bands), mode=mode,
                                                                       n_epochs=n_epochs), **kwargs}
     return LensFinderSimulator(mode=mode, bands=bands, seed=seed, **kwargs)

@@ -393,7 +393,7 @@ class Simulator:
             truth = {"arcs": arcs_k}
             if lens is not None:
                 truth["lens_light"] = lens if whole else lens[kt]
-            if lens is not None and n_los is None and isinstance(self.instrument, Camera):
+            if lens is not None and n_los is None and type(self.instrument).observe is Camera.observe:
                 # ideal is exactly arcs + lens light: linear effects need not convolve it as well
                 obs = self.instrument.observe(ideal, rng, sum_of=("arcs", "lens_light"), **truth)
             else:

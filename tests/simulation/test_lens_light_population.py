@@ -275,6 +275,11 @@ def test_epoch_seeing_over_a_range_of_exposures():
     assert plain.instrument.effects[0].sigma.n_epochs == (1, 5)
     d = plain.sample(6)
     assert np.array_equal(d.images, presets.lanusse2018(seed=2, n_epochs=(1, 5)).sample(6).images)
+    inst = lenskit.get("instrument", "lsst").lanusse2018(mode="single_epoch")
+    for bad in ({"n_epochs": (1, 5)}, {"robust": True}):  # an instrument of one's own, or one the preset makes
+        with pytest.raises(ValueError, match="not both"):
+            presets.lanusse2018(instrument=inst, **bad)
+    assert presets.lanusse2018(instrument=inst).instrument is inst
 
 
 def test_robust_finder_preset_rebuilds_and_draws_the_wide_population():
