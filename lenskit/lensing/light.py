@@ -18,6 +18,28 @@ from lenskit.lensing.geometry import frame_angles, offsets
 
 __all__ = ["sersic_b", "sersic_total_flux", "elliptical_radius2", "sersic", "gaussian", "elliptical_sersic"]
 
+#: Per dtype, the argument below which `exp_flush_` returns 0: exp of it is a normal number (float32's smallest is
+#: exp(-87.34), float64's exp(-708.40)).
+_EXP_FLOOR = {torch.float32: -87.0, torch.float64: -708.0}
+
+
+def exp_flush_(t):
+    """
+    ``t.exp_()`` with results at or below ``exp(-87)`` (float32; ``exp(-708)`` for float64) set to 0.
+
+    Flushes the underflow region (results smaller than about 1.7e-38, which
+    float32 stores as denormals or zero) to zero, computed in place.  On CPUs
+    torch's vectorised exp is 10-30 times slower for arguments in that region
+    (1 ns against 11-30 ns per element), where a Sérsic or Gaussian profile
+    puts most pixels of a stamp far from a compact source; the clamp and the
+    threshold cost 0.2 ns.  Other dtypes: ``t.exp_()``.
+    """
+    floor = _EXP_FLOOR.get(t.dtype)
+    if floor is None:
+        return t.exp_()
+    # the threshold a little above exp(floor): the clamped elements go to 0 however the device rounds exp(floor)
+    return torch.nn.functional.threshold_(t.clamp_(min=floor).exp_(), math.exp(floor + 1e-3), 0.0)
+
 
 def _series_b(n):
     """Ciotti & Bertin (1999) asymptotic series for b_n (1e-4 relative for n >= 1, 2e-3 at n = 0.5)."""
@@ -110,7 +132,7 @@ def sersic(r2, R_e, n, b=None):
         return torch.exp(b - b * s)
     # the same in place on one new tensor (a simulation's grids: each new tensor costs more than its arithmetic)
     s = torch.clamp(r2, min=tiny).log_().mul_(inv2n).sub_(torch.log(R_e * R_e) * inv2n).exp_()
-    return s.mul_(-b).add_(b).exp_()
+    return exp_flush_(s.mul_(-b).add_(b))
 
 
 def gaussian(r2, sigma):
@@ -152,4 +174,4 @@ def sersic_in_place(dx, dy, e1, e2, R_e, n, b, I_e):
     s = xs.mul_(xs).addcmul_(ys, ys)
     if not bool((n == 0.5).all()):  # (r / R_e)**(1 / n) = exp(log((r / R_e)**2) / (2 n)); 1/2: the square itself
         s.clamp_(min=torch.finfo(s.dtype).tiny).log_().mul_(1 / (2 * n)).exp_()
-    return s.mul_(-b).add_(b).exp_().mul_(I_e)
+    return exp_flush_(s.mul_(-b).add_(b)).mul_(I_e)

@@ -108,3 +108,33 @@ def test_sersic_in_place_equals_elliptical_sersic(gaussian):
     torch.testing.assert_close(fast, slow, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(fast[0], ref[0], rtol=1e-10, atol=1e-12)  # the round one: r**2 = dx**2 + dy**2
     assert float(fast.max()) > 0 and torch.isfinite(fast).all()
+
+
+@pytest.mark.parametrize("dtype, floor", [(torch.float32, -87.0), (torch.float64, -708.0)])
+def test_exp_flush_is_exp_above_the_underflow_and_zero_below(dtype, floor):
+    from lenskit.lensing.light import exp_flush_
+
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(100_000, generator=g, dtype=dtype) * (3 * floor) - 20  # from 3x the floor to -20 ... +0
+    x[:3] = torch.tensor([floor + 0.01, floor, floor - 0.01], dtype=dtype)
+    ref = torch.exp(x)
+    out = exp_flush_(x.clone())
+    above = x > floor + 1e-3
+    assert torch.equal(out[above], ref[above])  # bit for bit where the result is a normal number
+    assert torch.all(out[~above] == 0) and out[0] > 0 and out[1] == 0 and out[2] == 0
+    assert bool(above.any()) and bool((~above).any())
+    assert torch.equal(exp_flush_(torch.zeros(3, dtype=torch.float16)), torch.ones(3, dtype=torch.float16))
+
+
+def test_sersic_of_a_compact_source_far_away_is_zero_not_denormal():
+    from lenskit.lensing.light import sersic_b, sersic_in_place
+
+    x = torch.linspace(-4, 4, 201).reshape(1, 1, -1).expand(1, 201, 201).contiguous()
+    y = x.transpose(1, 2).contiguous()
+    out = sersic_in_place(x.clone(), y.clone(), 0.0, 0.0, 0.05, 0.5, sersic_b(0.5), 1.0)  # a Gaussian of 0.05"
+    tiny = torch.finfo(torch.float32).tiny
+    assert not bool(((out > 0) & (out < tiny)).any())  # no denormals
+    assert float(out.max()) > 1 and float((out == 0).float().mean()) > 0.9
+    r2 = (x**2 + y**2)[0]
+    keep = r2 < 0.4**2
+    torch.testing.assert_close(out[0][keep], torch.exp(sersic_b(0.5) * (1 - r2[keep] / 0.05**2)), rtol=1e-5, atol=0)
