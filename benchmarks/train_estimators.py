@@ -33,6 +33,9 @@ Usage::
     # the LSST twin without lens light, last round: images whose lens light was subtracted (its shot noise
     # kept) and a quarter of the sources Pearson et al.'s Sérsic galaxies:
     python benchmarks/train_estimators.py lsst_gri --no-lens-light subtracted --pearson-sources 0.25 --minutes 115 --lr 5e-4 --init lenskit/estimators/weights/lsst_gri_no_lens_light.asdf
+    # neighbours: half of the systems with unlensed line-of-sight galaxies in the stamp (the real-lens failure
+    # of docs/real_lenses.rst, a bright companion in the corner), fine-tuned on one thread:
+    python benchmarks/train_estimators.py hst_wfc3 --line-of-sight 0.5 --init lenskit/estimators/weights/hst_wfc3.asdf --minutes 80 --lr 3e-4 --workers 0 --threads 1 --out hst_los.asdf
     # the experiment of docs/benchmarks.rst (not shipped): Pearson et al.'s Sérsic sources only, as they trained:
     python benchmarks/train_estimators.py lsst_gri --no-lens-light subtracted --pearson-sources 1 --minutes 115 --lr 5e-4 --init lenskit/estimators/weights/lsst_gri_no_lens_light.asdf --out sersic_only.asdf
     # lsst_gri_no_lens_light_robust: the twin without lens light fine-tuned on presets.robust (one thread):
@@ -270,6 +273,10 @@ def main(argv=None):
                     help="with --robust: this share of every training batch comes from presets.robust, the rest "
                          "from the default simulator (lenskit.simulation.mixture.SimulatorMixture), so that the "
                          "network keeps its accuracy on the population it knew; default 1")
+    ap.add_argument("--line-of-sight", type=float, default=0.0, metavar="FRACTION",
+                    help="this fraction of the training systems carry unlensed line-of-sight galaxies "
+                         "(Simulator(line_of_sight=True): neighbours anywhere in the stamp), the rest none; "
+                         "default 0 (with --robust every system has them)")
     ap.add_argument("--tta", default="8", help="also measure with test-time augmentation over these numbers of grid "
                                               "symmetries (comma-separated from 2, 4, 8; 'none' to skip)")
     ap.add_argument("--shift-pairs", type=int, default=None, metavar="PIXELS",
@@ -299,6 +306,10 @@ def main(argv=None):
         ap.error(f"--robust-fraction must be a fraction in (0, 1]; got {args.robust_fraction}")
     if args.robust_fraction < 1.0 and not args.robust:
         ap.error("--robust-fraction needs --robust")
+    if not 0.0 <= args.line_of_sight <= 1.0:
+        ap.error(f"--line-of-sight must be a fraction in [0, 1]; got {args.line_of_sight}")
+    if args.line_of_sight and args.robust:
+        ap.error("--line-of-sight: --robust already puts line-of-sight galaxies in every system")
     if not 0.0 <= args.pearson_sources <= 1.0:
         ap.error(f"--pearson-sources must be a fraction in [0, 1]; got {args.pearson_sources}")
     conditions = [c for c in (args.conditions or "").split(",") if c]
@@ -347,6 +358,10 @@ def main(argv=None):
                 sim = SimulatorMixture([sim, plain], [args.robust_fraction, 1.0 - args.robust_fraction], seed=2017)
         else:
             sim = lenskit.Simulator(source=src, instrument=inst, seed=2017, **train_light)
+            if args.line_of_sight:
+                los = lenskit.Simulator(source=src, instrument=inst, seed=2019, line_of_sight=True, **train_light)
+                sim = SimulatorMixture([los, sim], [args.line_of_sight, 1.0 - args.line_of_sight], seed=2017) \
+                    if args.line_of_sight < 1.0 else los
         val = lenskit.Simulator(source=test_source(), instrument=instrument(args.name, test=True), seed=7,
                                 split=None, **light).sample(256)
         steps = args.steps or 10**6  # time-limited: the schedule anneals by wall time

@@ -68,10 +68,17 @@ class LensModel:
     fit : `~lenskit.modelling.fit.FitResult` or None
     centre : (float, float)
         Pixel (x, y) of the lens centre the table's positions are measured from.
+    arcs_cutout : `~lenskit.io.fits.Cutout` or None
+        What the CNN step started from, on the cutout's grid: the arcs with the
+        noise map and the mask of artefacts it used.  ``model_lens(result.arcs_cutout,
+        deblend=False, mask_outliers=False, centre=result.centre, refine=False)``
+        repeats that step exactly, so that one choice (the centre, say) can be
+        changed alone.
     """
 
-    def __init__(self, table, cutout, arcs, lens_light, mask, box, estimate, fit, centre=None):
+    def __init__(self, table, cutout, arcs, lens_light, mask, box, estimate, fit, centre=None, arcs_cutout=None):
         self.table = table
+        self.arcs_cutout = arcs_cutout
         self.centre = centre
         self.cutout = cutout
         self.arcs = arcs
@@ -256,4 +263,4 @@ def model_lens(cutout: Cutout | str | os.PathLike | Any, estimator: str | Estima
         row["seconds_fit"] = [result.seconds] * u.s
     full_mask = np.ones(cutout.shape, bool)
     full_mask[sl] = fit_mask[sl]
-    return LensModel(row, cutout, arcs, lens_light, full_mask, sl, est, result, centre=(cx, cy))
+    return LensModel(row, cutout, arcs, lens_light, full_mask, sl, est, result, centre=(cx, cy), arcs_cutout=arcs_cut)

@@ -80,6 +80,21 @@ def test_model_lens_recovers_a_simulated_lens(simulated_cutout):
     assert panels[3].get_title() == "residual / noise"
 
 
+def test_arcs_cutout_repeats_the_cnn_step_with_one_choice_changed(simulated_cutout):
+    path, _ = simulated_cutout
+    cut = read_cutout(path, noise=path, noise_hdu="NOISE", psf=path, psf_hdu="PSF")
+    res = model_lens(cut, "hst_wfc3", refine=False)
+    a = res.arcs_cutout
+    assert a.shape == cut.shape and a.mask[40, 20:26].all()  # the artefact mask the CNN step used
+    np.testing.assert_array_equal(a.image, res.arcs)
+    again = model_lens(a, "hst_wfc3", deblend=False, mask_outliers=False, centre=res.centre, refine=False)
+    assert again["cnn_theta_E"] == res["cnn_theta_E"] and again["cnn_e1"] == res["cnn_e1"]
+    moved = model_lens(a, "hst_wfc3", deblend=False, mask_outliers=False, refine=False,
+                       centre=(res.centre[0] + 3, res.centre[1]))
+    assert moved["cnn_theta_E"] != res["cnn_theta_E"]
+    assert moved["cnn_x0"].value < res["cnn_x0"].value  # the lens sits left of a stamp moved right
+
+
 def test_pa_is_nan_without_a_wcs(simulated_cutout):
     path, _ = simulated_cutout
     cut = read_cutout(path)
