@@ -127,7 +127,7 @@ def assemble(parts, instrument, table, seed=None, config=None, keep_truth=True, 
 
     jobs = {"images": images, "noise": noise}
     if all(m is not None for p in parts for m in p.masks):
-        jobs["masks"] = lambda: _cat(m for p in parts for m in p.masks).astype(bool, copy=False)
+        jobs["masks"] = lambda: _cat(m for p in parts for m in p.masks).astype(bool)
     if keep_truth:
         jobs["arcs"] = lambda: _cat(t for p in parts for t in p.arcs).astype(np.float32, copy=False)
         if lens_light:
