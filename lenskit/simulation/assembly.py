@@ -3,7 +3,6 @@ Assembling simulated systems: the accepted chunks of a run, their table of param
 """
 
 import dataclasses
-import threading
 
 import astropy.units as u
 import numpy as np
@@ -12,7 +11,6 @@ from astropy.table import QTable, vstack
 
 from lenskit.core.dataset import LensDataset
 from lenskit.core.provenance import Provenance, array_checksum
-from lenskit.simulation.parallel import pool
 
 __all__ = ["Accepted", "arc_snr", "params_table", "assemble"]
 
@@ -105,40 +103,25 @@ def _cat(tensors):
     return out
 
 
-def assemble(parts, instrument, table, seed=None, config=None, keep_truth=True, lens_light=False, workers=1):
+def assemble(parts, instrument, table, seed=None, config=None, keep_truth=True, lens_light=False):
     """
     One `~lenskit.LensDataset` from the `Accepted` parts of a run, in order.
 
     Noise maps are the square root of the variance; masks are kept when every
     chunk has them; noise-free arcs (and lens light) when ``keep_truth``.  The
-    provenance records ``seed``, ``config`` and the images' checksum.  With
-    ``workers`` > 1 the arrays are filled (and the checksum computed) in the
-    simulator's worker threads (`lenskit.simulation.parallel.pool`), several at
-    a time: writing fresh memory costs a page fault per page, and the faults of
-    different threads are served in parallel.
+    provenance records ``seed``, ``config`` and the images' checksum.
     """
-    def images():
-        out = _cat(t for p in parts for t in p.images).astype(np.float32, copy=False)
-        return out, array_checksum(out)
-
-    def noise():
-        out = _cat(t for p in parts for t in p.variance).astype(np.float32, copy=False)
-        return np.sqrt(out, out=out)  # in place: a new array of this size costs its page faults more than the roots
-
-    jobs = {"images": images, "noise": noise}
+    images = _cat(t for p in parts for t in p.images).astype(np.float32, copy=False)
+    noise = _cat(t for p in parts for t in p.variance).astype(np.float32, copy=False)
+    np.sqrt(noise, out=noise)  # in place: a new array of this size costs its page faults more than the roots
+    masks = None
     if all(m is not None for p in parts for m in p.masks):
-        jobs["masks"] = lambda: _cat(m for p in parts for m in p.masks).astype(bool)
+        masks = _cat(m for p in parts for m in p.masks).astype(bool)
+    truth = {}
     if keep_truth:
-        jobs["arcs"] = lambda: _cat(t for p in parts for t in p.arcs).astype(np.float32, copy=False)
+        truth["arcs"] = _cat(t for p in parts for t in p.arcs).astype(np.float32, copy=False)
         if lens_light:
-            jobs["lens_light"] = lambda: _cat(t for p in parts for t in p.lens_light).astype(np.float32, copy=False)
-    if workers > 1 and not threading.current_thread().name.startswith("lenskit-sim"):  # not from inside the pool
-        futures = {k: pool(workers).submit(f) for k, f in jobs.items()}
-        done = {k: f.result() for k, f in futures.items()}
-    else:
-        done = {k: f() for k, f in jobs.items()}
-    (images, checksum), truth = done["images"], {k: done[k] for k in ("arcs", "lens_light") if k in done}
-    provenance = Provenance.current(seed=seed, config=config, checksums={"images": checksum})
+            truth["lens_light"] = _cat(t for p in parts for t in p.lens_light).astype(np.float32, copy=False)
+    provenance = Provenance.current(seed=seed, config=config, checksums={"images": array_checksum(images)})
     return LensDataset(images, table, bands=instrument.bands, pixel_scale=instrument.pixel_scale,
-                       instrument=instrument.name, noise=done["noise"], masks=done.get("masks"), truth=truth,
-                       provenance=provenance)
+                       instrument=instrument.name, noise=noise, masks=masks, truth=truth, provenance=provenance)

@@ -593,8 +593,7 @@ class Simulator:
                 bar.close()
         table = params_table([r for part in parts for r in part.rows], self.mass_model, self.drawer.plain)
         return assemble(parts, self.instrument, table, seed=self.seed, config=self.config, keep_truth=keep_truth,
-                        lens_light=bool(self.lens_light),
-                        workers=1 if self.device.type != "cpu" else self.workers or default_workers())
+                        lens_light=bool(self.lens_light))
 
     def bytes_per_system(self, keep_truth=True):
         """

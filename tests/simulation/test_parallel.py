@@ -28,25 +28,8 @@ def test_systems_do_not_depend_on_the_number_of_workers():
         np.testing.assert_array_equal(a.images, other.images)
         np.testing.assert_array_equal(a.noise, other.noise)
         np.testing.assert_array_equal(a.truth["arcs"], other.truth["arcs"])
-        assert a.provenance.checksums == other.provenance.checksums  # assembled in the workers alike
         for col in a.params.colnames:
             np.testing.assert_array_equal(np.asarray(a.params[col]), np.asarray(other.params[col]))
-
-
-def test_assembly_in_the_workers_equals_the_serial_one():
-    from lenskit.simulation.assembly import assemble, params_table
-
-    sim = lenskit.Simulator(instrument=HSTWFC3(shape=(32, 32)), lens_light=True, seed=4)
-    part = sim.simulate(9)
-    table = params_table(part.rows, sim.mass_model, sim.drawer.plain)
-    one = assemble([part], sim.instrument, table, seed=4, lens_light=True, workers=1)
-    two = assemble([part], sim.instrument, table, seed=4, lens_light=True, workers=2)
-    assert one == two and set(two.truth) == {"arcs", "lens_light"} and two.masks is not None
-    assert one.provenance.checksums == two.provenance.checksums
-    np.testing.assert_array_equal(one.noise, two.noise)
-    # from inside a worker of the pool (a job that assembled there would wait on the pool it holds): serially
-    three = parallel.pool(2).submit(assemble, [part], sim.instrument, table, 4, None, True, True, 2).result(timeout=60)
-    assert three == one
 
 
 def test_simulate_takes_one_number_from_the_generator_per_call():
