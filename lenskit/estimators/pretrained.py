@@ -49,7 +49,7 @@ def load_estimator(name: str | os.PathLike = "hst_wfc3", device: str | torch.dev
         ``"deeplens_lsst_g"`` (the lens finder, LSST g 45 x 45 single epochs;
         alias ``"finder"``), ``"deeplens_lsst_g_robust"`` (the same finder
         fine-tuned on ``presets.lanusse2018(robust=True)``: on cutouts from
-        another simulator its completeness is 0.81 instead of 0.43, on
+        another simulator its completeness is 0.79 instead of 0.38, on
         lenskit's own 0.86 instead of 0.90, and it holds at single-visit
         seeing), or the path of an ``.asdf`` file
         written by ``Estimator.save``.  `shipped` lists the names.
