@@ -7,7 +7,7 @@ import torch
 from lenskit.core.interfaces import Instrument
 from lenskit.core.priors import Normal, Uniform
 from lenskit.core.validation import as_float
-from lenskit.instruments.effects import Observation
+from lenskit.instruments.effects import GaussianNoise, Observation, PoissonNoise, poisson_gaussian_noise
 from lenskit.lensing.render import pixel_grid
 
 __all__ = ["Camera", "survey_priors"]
@@ -147,6 +147,14 @@ class Camera(Instrument):
             (`~lenskit.instruments.effects.Observation.sum_of`): linear
             effects then convolve the components alone and add them.
 
+        Notes
+        -----
+        A `~lenskit.instruments.effects.PoissonNoise` directly followed by a
+        `~lenskit.instruments.effects.GaussianNoise` is applied as one step,
+        `~lenskit.instruments.effects.poisson_gaussian_noise` (the same
+        distribution, a pixel's photons and noise drawn together);
+        ``PoissonNoise(exact=True)`` applies the two one after the other.
+
         Returns
         -------
         `~lenskit.instruments.effects.Observation`
@@ -158,8 +166,15 @@ class Camera(Instrument):
                              f"got {tuple(ideal.shape)}")
         obs = Observation(images=ideal, pixel_scale=self.pixel_scale.to_value(u.arcsec), bands=self.bands,
                           truth=dict(truth), sum_of=tuple(sum_of))
-        for effect in self.effects:
-            obs = effect(obs, rng)
+        effects, i = list(self.effects), 0
+        while i < len(effects):
+            effect, after = effects[i], effects[i + 1] if i + 1 < len(effects) else None
+            if type(effect) is PoissonNoise and type(after) is GaussianNoise and not effect.exact:
+                obs = poisson_gaussian_noise(obs, rng, effect, after)  # the same noise, drawn together
+                i += 2
+            else:
+                obs = effect(obs, rng)
+                i += 1
         return obs
 
     def to_config(self):

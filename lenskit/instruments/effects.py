@@ -32,7 +32,8 @@ from lenskit.lensing.convolution import fft_convolve
 __all__ = [
     "Observation", "Effect", "GaussianPSF", "MoffatPSF", "ImagePSF", "PoissonNoise", "GaussianNoise",
     "CosmicRays", "Normalize", "CircularMasks", "CCDNoise", "torch_generator", "poisson_counts",
-    "POISSON_NORMAL_MIN", "NOISE_CORRELATIONS", "noise_correlation", "moffat_kernels", "moffat_radius",
+    "POISSON_NORMAL_MIN", "poisson_gaussian_noise", "POISSON_GAUSSIAN_MIN_RMS",
+    "NOISE_CORRELATIONS", "noise_correlation", "moffat_kernels", "moffat_radius",
     "MOFFAT_TAIL",
 ]
 
@@ -706,7 +707,10 @@ class PoissonNoise(Effect):
     that mean, and scaled back.  Pixels of 50 counts or more are drawn from
     the Cornish-Fisher expansion of `poisson_counts` (total-variation
     distance to the Poisson distribution under 5e-5); ``exact=True`` draws
-    every pixel with `torch.poisson`.
+    every pixel with `torch.poisson`.  In a ``Camera`` (every lenskit instrument),
+    a `GaussianNoise` right after it is applied together with it
+    (`poisson_gaussian_noise`: the same distribution, drawn faster) unless
+    ``exact`` is True.
     """
 
     name = "poisson_noise"
@@ -716,19 +720,28 @@ class PoissonNoise(Effect):
         self.exact = bool(exact)
 
     def __call__(self, obs, rng):
-        n = obs.n
-        f = self.counts_factor.sample(rng, n)
-        if np.any(f <= 0):
-            raise ValueError("counts_factor must be > 0")
-        g = torch_generator(rng, obs.images.device)
-        peak = _peak(obs.images).reshape(n, 1, 1, 1)
-        ft = torch.as_tensor(f, dtype=obs.images.dtype, device=obs.images.device).reshape(n, 1, 1, 1)
-        mean = torch.clamp(obs.images, min=0).div_(peak).mul_(ft)  # in place on the new tensors
+        f, g = self._draw(rng, obs.n, obs.images.device)
+        mean, peak, ft = self._mean(obs.images, f)
         counts = poisson_counts(mean, g, exact=self.exact)
         obs.images = counts.div_(ft).mul_(peak)
         obs.variance = mean.mul_((peak / ft) ** 2).add_(obs.variance)
         obs.meta["counts_factor"] = f
         return obs
+
+    def _draw(self, rng, n, device):
+        """The per-image counts factors and the generator, in the order the effect has always drawn them."""
+        f = self.counts_factor.sample(rng, n)
+        if np.any(f <= 0):
+            raise ValueError("counts_factor must be > 0")
+        return f, torch_generator(rng, device)
+
+    @staticmethod
+    def _mean(images, f):
+        """Expected counts (each image scaled to a peak of its counts factor), the peaks and the factors."""
+        n = images.shape[0]
+        peak = _peak(images).reshape(n, 1, 1, 1)
+        ft = torch.as_tensor(f, dtype=images.dtype, device=images.device).reshape(n, 1, 1, 1)
+        return torch.clamp(images, min=0).div_(peak).mul_(ft), peak, ft  # in place on the new tensor
 
     def to_config(self):
         return {"effect": self.name, "counts_factor": _prior_config(self.counts_factor), "exact": self.exact}
@@ -831,36 +844,141 @@ class GaussianNoise(Effect):
         return self._amp[shape]
 
     def __call__(self, obs, rng):
-        n, nb, h, w = obs.images.shape
-        frac = self.rms.sample(rng, n)
-        if np.any(frac < 0):
-            raise ValueError("rms must be >= 0")
-        g = torch_generator(rng, obs.images.device)
-        dt, dev = obs.images.dtype, obs.images.device
-        peak = _peak(obs.images)
-        sigma = torch.as_tensor(frac, dtype=dt, device=dev) * peak
-        noise = torch.randn(obs.images.shape, generator=g, dtype=dt, device=dev)
-        coloured = np.zeros(n, dtype=bool)
-        if self.correlation is not None:
-            coloured = rng.random(n) < self.coloured_fraction
-            if coloured.any():
-                # the power spectrum is real and even (that of the symmetrised correlation function), so
-                # the half-plane transforms colour the noise exactly
-                ft = torch.float64 if dt == torch.float64 else torch.float32
-                amp = torch.as_tensor(self.amplitude((h, w))[:, : w // 2 + 1], dtype=ft, device=dev)
-                idx = torch.as_tensor(np.nonzero(coloured)[0], device=dev)
-                col = torch.fft.irfft2(torch.fft.rfft2(noise[idx].to(ft)) * amp, s=(h, w))
-                noise[idx] = col.to(dt)
-        obs.images = noise.mul_(sigma.reshape(n, 1, 1, 1)).add_(obs.images)  # in place on the new noise
-        obs.variance = obs.variance + (sigma**2).reshape(n, 1, 1, 1)
+        frac, g, coloured = self._draw(rng, obs.n, obs.images.device)
+        obs.images, sigma = self._add(obs.images, frac, coloured, g)
+        obs.variance = obs.variance + (sigma**2).reshape(-1, 1, 1, 1)
         obs.meta["noise_rms"] = frac
         obs.meta["noise_coloured"] = coloured
         return obs
+
+    def _draw(self, rng, n, device):
+        """The per-image choices, in the order the effect has always drawn them: rms, generator, colouring."""
+        frac = self.rms.sample(rng, n)
+        if np.any(frac < 0):
+            raise ValueError("rms must be >= 0")
+        g = torch_generator(rng, device)
+        coloured = np.zeros(n, dtype=bool)
+        if self.correlation is not None:
+            coloured = rng.random(n) < self.coloured_fraction
+        return frac, g, coloured
+
+    def _add(self, images, frac, coloured, g):
+        """``images`` plus the noise (rms ``frac`` times each image's peak); returns it and the rms."""
+        n, nb, h, w = images.shape
+        dt, dev = images.dtype, images.device
+        sigma = torch.as_tensor(frac, dtype=dt, device=dev) * _peak(images)
+        noise = torch.randn(images.shape, generator=g, dtype=dt, device=dev)
+        if coloured.any():
+            # the power spectrum is real and even (that of the symmetrised correlation function), so
+            # the half-plane transforms colour the noise exactly
+            ft = torch.float64 if dt == torch.float64 else torch.float32
+            amp = torch.as_tensor(self.amplitude((h, w))[:, : w // 2 + 1], dtype=ft, device=dev)
+            idx = torch.as_tensor(np.nonzero(coloured)[0], device=dev)
+            col = torch.fft.irfft2(torch.fft.rfft2(noise[idx].to(ft)) * amp, s=(h, w))
+            noise[idx] = col.to(dt)
+        return noise.mul_(sigma.reshape(n, 1, 1, 1)).add_(images), sigma  # in place on the new noise
 
     def to_config(self):
         return {"effect": self.name, "rms": _prior_config(self.rms),
                 "coloured": self.correlation is not None, "coloured_fraction": self.coloured_fraction,
                 "correlation": self.correlation_name}
+
+
+#: Gaussian noise rms (counts) from which `poisson_gaussian_noise` draws a pixel's photons and noise together.
+POISSON_GAUSSIAN_MIN_RMS = 3.0
+
+
+def _peak_candidates(top):
+    """
+    Expected counts from which a pixel may hold an image's noisy peak (``top``: each image's largest mean M).
+
+    The brightest pixel draws at least ``a = M - 6 sqrt(M)`` except with
+    probability below exp(-18) = 1.5e-8 (the Poisson lower tail, P(X <= m - t)
+    <= exp(-t**2 / 2m)).  A pixel of mean ``T`` with ``T + 8 sqrt(T) + 22 <= a``
+    reaches ``a`` with probability below exp(-32) = 1.3e-14 (Bernstein,
+    P(X >= T + t) <= exp(-t**2 / (2 (T + t / 3)))), so the noisy peak lies among
+    the pixels of mean ``T`` or more except with probability below 3e-8 per
+    image of up to a million pixels.  0 where no such ``T`` exists.
+    """
+    a = top - 6 * torch.sqrt(top)
+    u = torch.sqrt(torch.clamp(a - 6, min=0)) - 4  # sqrt(T): (sqrt(T) + 4)**2 = a - 6
+    return torch.where(a > 22, u * u, torch.zeros_like(u))
+
+
+def poisson_gaussian_noise(obs, rng, poisson, gaussian):
+    """
+    `PoissonNoise` followed by `GaussianNoise`, with the photons and the noise of a pixel drawn together.
+
+    The result has the distribution of the two effects applied one after the
+    other (what a ``Camera`` did before; ``poisson`` with
+    ``exact=True`` still does), with the same NumPy draws in the same order:
+    counts factors, rms and colouring.  The Gaussian rms is a fraction of each
+    image's *noisy* peak, so the pixels that may hold it (``_peak_candidates``:
+    all but those that reach it with probability below 3e-8 per image) get
+    exact Poisson counts first.  For a white-noise image whose Gaussian rms is
+    `POISSON_GAUSSIAN_MIN_RMS` (3) counts or more, every other pixel's sum of
+    a Poisson count of mean ``m`` and the noise of variance ``s**2`` is then
+    drawn from one normal through the Cornish-Fisher expansion of its
+    quantile function (``_cornish_fisher_sum``): its total-variation distance
+    to the exact sum is below 5e-5 for every ``m`` (largest near m = 1; 1e-5
+    at s = 5, 1e-6 at s = 10), where a Poisson draw costs 12-50 ns a pixel
+    on the CPU and this about 6.  Images with coloured noise or an rms
+    under 3 counts get both effects as before.
+
+    Parameters
+    ----------
+    obs : Observation
+    rng : numpy.random.Generator
+    poisson : PoissonNoise
+    gaussian : GaussianNoise
+
+    Returns
+    -------
+    Observation
+    """
+    n = obs.n
+    dt, dev = obs.images.dtype, obs.images.device
+    f, gp = poisson._draw(rng, n, dev)
+    frac, gg, coloured = gaussian._draw(rng, n, dev)
+    mean, peak, ft = poisson._mean(obs.images, f)
+    # the pixels that may hold the noisy peak, which sets the rms: exact counts, first
+    thr = _peak_candidates(mean.reshape(n, -1).amax(1))
+    # coloured images go the separate way: no candidates
+    thr = thr.masked_fill_(torch.as_tensor(coloured, device=dev), math.inf).reshape(n, 1, 1, 1)
+    cand = (mean >= thr).logical_and_(mean > 0)
+    ci = cand.nonzero(as_tuple=True)
+    xc = torch.poisson(mean[ci], generator=gp)
+    top = torch.zeros(n, dtype=dt, device=dev).scatter_reduce_(0, ci[0], xc, reduce="amax")
+    s = torch.as_tensor(frac, dtype=dt, device=dev) * top  # the Gaussian rms in counts
+    fuse = ((s >= POISSON_GAUSSIAN_MIN_RMS) & ~torch.as_tensor(coloured, device=dev)).cpu().numpy()
+    # consecutive images of one kind at a time: views, not gathered copies of the images
+    runs = np.split(np.arange(n), np.nonzero(np.diff(fuse))[0] + 1)
+    y = torch.empty_like(mean) if len(runs) > 1 else None
+    for r in runs:
+        a, b = int(r[0]), int(r[-1]) + 1
+        if fuse[a]:
+            part = _cornish_fisher_sum(mean[a:b], (s[a:b] ** 2).reshape(-1, 1, 1, 1), gg).to(dt)
+        else:
+            part = poisson_counts(torch.where(cand[a:b], 0.0, mean[a:b]), gp)
+        if y is None:  # one kind throughout: no copy
+            y = part
+        else:
+            y[a:b] = part
+    fuse_t = torch.as_tensor(fuse, device=dev)
+    yc = xc.addcmul_(torch.randn(xc.shape, generator=gg, dtype=dt, device=dev), (s * fuse_t)[ci[0]])
+    y[ci] = yc  # the candidates' exact counts, plus the noise where it is drawn here
+    images = y.div_(ft).mul_(peak)
+    sigma = (s / ft.reshape(n) * peak.reshape(n)).masked_fill_(~fuse_t, 0)
+    for r in runs:  # coloured or faint noise: the Gaussian effect itself, on the Poisson images
+        a, b = int(r[0]), int(r[-1]) + 1
+        if not fuse[a]:
+            images[a:b], sigma[a:b] = gaussian._add(images[a:b], frac[a:b], coloured[a:b], gg)
+    obs.images = images
+    obs.variance = mean.mul_((peak / ft) ** 2).add_(obs.variance).add_((sigma**2).reshape(n, 1, 1, 1))
+    obs.meta["counts_factor"] = f
+    obs.meta["noise_rms"] = frac
+    obs.meta["noise_coloured"] = coloured
+    return obs
 
 
 class CCDNoise(Effect):

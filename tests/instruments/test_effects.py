@@ -226,6 +226,129 @@ def test_poisson_counts_exact_and_mixed_means():
         assert torch.equal(a, torch.poisson(m, generator=torch.Generator().manual_seed(5)))
 
 
+def _poisson_gaussian_cameras(counts, rms, correlation=None):
+    """A Poisson + Gaussian chain on a small HST camera: drawn together (default) and one after the other."""
+    from lenskit.instruments.hst import HSTWFC3
+
+    def cam(exact):
+        return HSTWFC3(shape=(24, 24), effects=[PoissonNoise(counts_factor=counts, exact=exact),
+                                                GaussianNoise(rms=rms, correlation=correlation)])
+    return cam(False), cam(True)
+
+
+def _blob(n):
+    yy, xx = np.mgrid[:24, :24]
+    img = np.exp(-((xx - 11.3) ** 2 + (yy - 12.1) ** 2) / (2 * 3.0**2)) + 0.002  # means 0.2 to 100 counts
+    return torch.as_tensor(np.broadcast_to(img, (n, 1, 24, 24)).copy(), dtype=torch.float32)
+
+
+@pytest.mark.parametrize("m", [0.05, 1.0, 2.0, 10.0, 60.0])
+def test_poisson_plus_gaussian_in_one_draw_is_close_in_total_variation(m):
+    """The continuous density of `_cornish_fisher_sum` against Poisson(m) + N(0, 3**2): TV below 5e-5."""
+    from scipy import stats
+
+    from lenskit.instruments.effects import POISSON_GAUSSIAN_MIN_RMS, _cornish_fisher_sum
+
+    s = POISSON_GAUSSIAN_MIN_RMS
+    v = m + s * s
+    sg, g = np.sqrt(v), m / v
+    z = np.linspace(-9, 9, 60001)
+    t = (g * (5 / 36 - z * z * 2 / 36) + (z * z - 3) / 24) * g / sg
+    x = m + sg * z + g * (z * z - 1) / 6 + z * t
+    dx = np.gradient(x, z)
+    assert np.all(dx > 0)
+    k = np.arange(int(m + 12 * np.sqrt(m) + 20))
+    exact = (stats.poisson.pmf(k, m)[:, None] * stats.norm.pdf(x[None, :], k[:, None], s)).sum(0)
+    tv = 0.5 * np.trapezoid(np.abs(exact * dx - stats.norm.pdf(z)), z)
+    assert tv < 5e-5
+    # the implementation evaluates that polynomial at its normal draw
+    zz = torch.randn(50_000, generator=torch.Generator().manual_seed(4), dtype=torch.float64).numpy()
+    tt = (g * (5 / 36 - zz * zz * 2 / 36) + (zz * zz - 3) / 24) * g / sg
+    drawn = _cornish_fisher_sum(torch.full((50_000,), m, dtype=torch.float64), s * s,
+                                torch.Generator().manual_seed(4)).numpy()
+    np.testing.assert_allclose(drawn, m + sg * zz + g * (zz * zz - 1) / 6 + zz * tt, rtol=1e-10, atol=1e-9)
+
+
+def test_noisy_peak_candidates_bound():
+    """Pixels below the threshold reach the brightest pixel's draw with negligible probability (scipy)."""
+    from scipy import stats
+
+    from lenskit.instruments.effects import _peak_candidates
+
+    top = torch.tensor([0.0, 10.0, 40.0, 100.0, 300.0, 1000.0, 1e5], dtype=torch.float64)
+    thr = _peak_candidates(top).numpy()
+    assert np.all(thr[:3] == 0) and np.all(np.diff(thr[2:]) > 0) and np.all(thr[1:] < top.numpy()[1:])
+    for m, t in zip(top.numpy()[2:], thr[2:]):
+        a = m - 6 * np.sqrt(m)
+        assert stats.poisson.cdf(np.ceil(a) - 1, m) < 1.6e-8  # the brightest pixel draws at least a ...
+        assert 1e6 * stats.poisson.sf(np.ceil(a) - 1, t) < 1.3e-8  # ... which a million fainter ones miss
+
+
+def test_poisson_then_gaussian_noise_drawn_together_has_the_same_distribution(monkeypatch):
+    """Camera's one-step Poisson + Gaussian noise against the two effects one after the other (seeded)."""
+    from scipy import stats
+
+    import lenskit.instruments.effects as effects
+
+    drawn = []
+    one_draw = effects._cornish_fisher_sum
+    monkeypatch.setattr(effects, "_cornish_fisher_sum",
+                        lambda m, s2, g: drawn.append(m.numel()) or one_draw(m, s2, g))
+    n = 6000
+    together, apart = _poisson_gaussian_cameras(200.0, (0.02, 0.08))
+    ra, rb = np.random.default_rng(11), np.random.default_rng(11)
+    a, b = together.observe(_blob(n), ra), apart.observe(_blob(n), rb)
+    assert drawn == [n * 24 * 24]  # every image drawn together (rms 4-16 counts), the separate path never
+    # the same NumPy draws in the same order: identical per-image choices, generators left in the same state
+    for k in ("counts_factor", "noise_rms", "noise_coloured"):
+        np.testing.assert_array_equal(a.meta[k], b.meta[k])
+    assert ra.random() == rb.random()
+    x, y = a.images.numpy()[:, 0], b.images.numpy()[:, 0]
+    # per pixel: mean and variance agree with the separate path (and with the recorded variance)
+    va, vb = a.variance.numpy()[:, 0], b.variance.numpy()[:, 0]
+    se = np.sqrt((x.var(0) + y.var(0)) / n)
+    assert np.all(np.abs(x.mean(0) - y.mean(0)) < 5 * se)
+    assert np.all(np.abs(x.var(0) / y.var(0) - 1) < 5 * np.sqrt(4 / n))
+    assert np.all(np.abs(va.mean(0) / vb.mean(0) - 1) < 0.01)
+    assert np.all(np.abs(x.var(0) / va.mean(0) - 1) < 5 * np.sqrt(2 / n))
+    # skewness where the Poisson part is most skewed relative to the noise (faint pixels) and two-sample KS
+    faint = (slice(None), 0, 0)
+    assert stats.ks_2samp(x[faint], y[faint]).pvalue > 1e-3
+    bright = (slice(None), 12, 11)
+    assert stats.ks_2samp(x[bright], y[bright]).pvalue > 1e-3
+    # the rms is a fraction of the noisy peak: its square is the variance beyond the Poisson part, and the
+    # peak a whole number of counts, at least the brightest pixel's mean less 6 sigma, above it on average
+    img, f = _blob(1).numpy()[0, 0].astype(np.float64), 200.0
+    peak = img.max()
+    sigma = np.sqrt(va[:, 0, 0] - img[0, 0] * peak / f)
+    top = sigma / a.meta["noise_rms"] * f / peak
+    np.testing.assert_allclose(top, np.round(top), atol=0.05)
+    assert np.all(top >= f - 6 * np.sqrt(f)) and f < top.mean() < f + 3 * np.sqrt(f)
+
+
+def test_poisson_gaussian_faint_or_coloured_noise_goes_the_separate_way():
+    peak = float(_blob(1).max())
+    # an rms under 3 counts: exact Poisson counts, then the noise; rms 0 leaves the counts themselves
+    together, _ = _poisson_gaussian_cameras(150.0, 0.0)
+    counts = together.observe(_blob(50), np.random.default_rng(2)).images.numpy() / peak * 150.0
+    np.testing.assert_allclose(counts, np.round(counts), atol=1e-3)
+    together, _ = _poisson_gaussian_cameras(150.0, 0.05)
+    counts = together.observe(_blob(50), np.random.default_rng(2)).images.numpy() / peak * 150.0
+    assert np.abs(counts - np.round(counts)).mean() > 0.2  # drawn together: no longer whole counts
+    # coloured images keep the separate effects: their noise is correlated, the white images' is not
+    together, apart = _poisson_gaussian_cameras(400.0, 0.05, correlation="cosmos_acs_f814w")
+    flat = torch.full((400, 1, 24, 24), 0.3)
+    flat[:, :, 3, 3] = 1.0  # 120 counts everywhere, 400 in one pixel
+    for cam in (together, apart):
+        o = cam.observe(flat, np.random.default_rng(5))
+        col = o.meta["noise_coloured"]
+        assert 0.3 < col.mean() < 0.7
+        r = o.images.numpy()[:, 0, 8:] - 0.3
+        rho = (r[:, :, 1:] * r[:, :, :-1]).mean((1, 2)) / (r * r).mean((1, 2))
+        assert rho[col].mean() > 0.25 and abs(rho[~col].mean()) < 0.02
+        assert r[~col].var() == pytest.approx(o.variance.numpy()[~col, 0, 8:].mean(), rel=0.05)
+
+
 def test_gaussian_noise_rms_within_range():
     img = np.zeros((300, 1, 32, 32))
     img[:, :, 16, 16] = 2.0
