@@ -649,9 +649,13 @@ def poisson_counts(mean, generator=None, exact=False):
     return out
 
 
-def _counts_dtype(m):
-    """float32 where it represents the counts to well under one (means below 2**22), else float64."""
-    return m.dtype if m.dtype == torch.float64 or m.numel() == 0 or float(m.max()) < 2.0**22 else torch.float64
+def _counts_dtype(m, largest=None):
+    """float32 where it represents the counts to well under one (means below 2**22), else float64.
+
+    ``largest``: the largest mean when the caller knows it (saves a pass over ``m``)."""
+    if m.dtype == torch.float64 or m.numel() == 0:
+        return m.dtype
+    return m.dtype if float(m.max() if largest is None else largest) < 2.0**22 else torch.float64
 
 
 def _cornish_fisher(m, generator):
@@ -666,7 +670,7 @@ def _cornish_fisher(m, generator):
     return k.floor_().clamp_(min=0)
 
 
-def _cornish_fisher_sum(m, s2, generator):
+def _cornish_fisher_sum(m, s2, generator, largest=None):
     """
     Continuous draws of a Poisson count of mean ``m`` plus normal read noise of variance ``s2``, from one normal.
 
@@ -681,7 +685,7 @@ def _cornish_fisher_sum(m, s2, generator):
     under 2e-5 (at m = 50; 2e-7 at 1,000): closer than a Cornish-Fisher
     Poisson count plus a second normal draw, at the cost of one normal.
     """
-    dt = _counts_dtype(m)
+    dt = _counts_dtype(m, largest)
     m = m.to(dt)
     var = m + s2
     sigma = torch.sqrt(var)
@@ -942,10 +946,11 @@ def poisson_gaussian_noise(obs, rng, poisson, gaussian):
     frac, gg, coloured = gaussian._draw(rng, n, dev)
     mean, peak, ft = poisson._mean(obs.images, f)
     # the pixels that may hold the noisy peak, which sets the rms: exact counts, first
-    thr = _peak_candidates(mean.reshape(n, -1).amax(1))
-    # coloured images go the separate way: no candidates
+    largest = mean.reshape(n, -1).amax(1)
+    # coloured images go the separate way: no candidates; no zero means either
+    thr = _peak_candidates(largest).clamp_(min=torch.finfo(dt).tiny)
     thr = thr.masked_fill_(torch.as_tensor(coloured, device=dev), math.inf).reshape(n, 1, 1, 1)
-    cand = (mean >= thr).logical_and_(mean > 0)
+    cand = mean >= thr
     ci = cand.nonzero(as_tuple=True)
     xc = torch.poisson(mean[ci], generator=gp)
     top = torch.zeros(n, dtype=dt, device=dev).scatter_reduce_(0, ci[0], xc, reduce="amax")
@@ -954,10 +959,11 @@ def poisson_gaussian_noise(obs, rng, poisson, gaussian):
     # consecutive images of one kind at a time: views, not gathered copies of the images
     runs = np.split(np.arange(n), np.nonzero(np.diff(fuse))[0] + 1)
     y = torch.empty_like(mean) if len(runs) > 1 else None
+    top_mean = float(largest.max())
     for r in runs:
         a, b = int(r[0]), int(r[-1]) + 1
         if fuse[a]:
-            part = _cornish_fisher_sum(mean[a:b], (s[a:b] ** 2).reshape(-1, 1, 1, 1), gg).to(dt)
+            part = _cornish_fisher_sum(mean[a:b], (s[a:b] ** 2).reshape(-1, 1, 1, 1), gg, top_mean).to(dt)
         else:
             part = poisson_counts(torch.where(cand[a:b], 0.0, mean[a:b]), gp)
         if y is None:  # one kind throughout: no copy
