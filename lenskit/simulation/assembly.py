@@ -11,6 +11,7 @@ from astropy.table import QTable, vstack
 
 from lenskit.core.dataset import LensDataset
 from lenskit.core.provenance import Provenance, array_checksum
+from lenskit.simulation.parallel import pool
 
 __all__ = ["Accepted", "arc_snr", "params_table", "assemble"]
 
@@ -94,34 +95,48 @@ def params_table(rows, mass_model, plain):
 
 
 def _cat(tensors):
-    """The tensors concatenated into a new NumPy array (NumPy's allocation: transparent huge pages where
-    Linux offers them on request, so that the first writes fault once per 2 MB instead of per 4 kB; 4x faster
-    for a dataset of 80 MB)."""
+    """
+    The tensors concatenated into a new NumPy array.
+
+    The array is a view of a new torch tensor, in memory that Linux maps in
+    4 kB pages.  NumPy's own allocation asks for transparent huge pages
+    (``madvise``), which fault in faster while the machine has free 2 MB
+    blocks, but once its memory is fragmented every fault waits for the
+    kernel to compact it: on the development machine ``sample(512)`` of HST
+    stamps spent 0.11-0.67 s assembling its arrays that way, against
+    0.12-0.25 s now (filling the rows in several threads did not help).
+    """
     ts = [t.cpu() for t in tensors]
-    out = np.empty((sum(len(t) for t in ts), *ts[0].shape[1:]), dtype=torch.empty(0, dtype=ts[0].dtype).numpy().dtype)
-    torch.cat(ts, out=torch.from_numpy(out))
-    return out
+    out = torch.empty((sum(len(t) for t in ts), *ts[0].shape[1:]), dtype=ts[0].dtype)
+    torch.cat(ts, out=out)
+    return out.numpy()
 
 
-def assemble(parts, instrument, table, seed=None, config=None, keep_truth=True, lens_light=False):
+def assemble(parts, instrument, table, seed=None, config=None, keep_truth=True, lens_light=False, workers=1):
     """
     One `~lenskit.LensDataset` from the `Accepted` parts of a run, in order.
 
     Noise maps are the square root of the variance; masks are kept when every
     chunk has them; noise-free arcs (and lens light) when ``keep_truth``.  The
     provenance records ``seed``, ``config`` and the images' checksum.
+    ``workers`` > 1: the images' checksum is computed in a thread of
+    `lenskit.simulation.parallel.pool` (idle once the rounds are done) while
+    the other arrays are copied.
     """
     images = _cat(t for p in parts for t in p.images).astype(np.float32, copy=False)
+    # the checksum in a worker while this thread copies the other arrays (hashlib leaves the GIL)
+    checksum = pool(workers).submit(array_checksum, images) if workers > 1 else None
     noise = _cat(t for p in parts for t in p.variance).astype(np.float32, copy=False)
     np.sqrt(noise, out=noise)  # in place: a new array of this size costs its page faults more than the roots
     masks = None
     if all(m is not None for p in parts for m in p.masks):
-        masks = _cat(m for p in parts for m in p.masks).astype(bool)
+        masks = _cat(m for p in parts for m in p.masks).astype(bool, copy=False)
     truth = {}
     if keep_truth:
         truth["arcs"] = _cat(t for p in parts for t in p.arcs).astype(np.float32, copy=False)
         if lens_light:
             truth["lens_light"] = _cat(t for p in parts for t in p.lens_light).astype(np.float32, copy=False)
-    provenance = Provenance.current(seed=seed, config=config, checksums={"images": array_checksum(images)})
+    checksum = array_checksum(images) if checksum is None else checksum.result()
+    provenance = Provenance.current(seed=seed, config=config, checksums={"images": checksum})
     return LensDataset(images, table, bands=instrument.bands, pixel_scale=instrument.pixel_scale,
                        instrument=instrument.name, noise=noise, masks=masks, truth=truth, provenance=provenance)

@@ -592,8 +592,9 @@ class Simulator:
             if bar is not None:
                 bar.close()
         table = params_table([r for part in parts for r in part.rows], self.mass_model, self.drawer.plain)
+        workers = (self.workers or default_workers()) if self.device.type == "cpu" else 1
         return assemble(parts, self.instrument, table, seed=self.seed, config=self.config, keep_truth=keep_truth,
-                        lens_light=bool(self.lens_light))
+                        lens_light=bool(self.lens_light), workers=workers)
 
     def bytes_per_system(self, keep_truth=True):
         """
