@@ -3,6 +3,7 @@ Assembling simulated systems: the accepted chunks of a run, their table of param
 """
 
 import dataclasses
+from concurrent.futures import Future
 
 import astropy.units as u
 import numpy as np
@@ -121,7 +122,8 @@ def assemble(parts, instrument, table, seed=None, config=None, keep_truth=True, 
     provenance records ``seed``, ``config`` and the images' checksum.
     ``workers`` > 1: the images' checksum is computed in a thread of
     `lenskit.simulation.parallel.pool` (idle once the rounds are done) while
-    the other arrays are copied.
+    the other arrays are copied.  ``table`` may be a `~concurrent.futures.Future`
+    of the table, made meanwhile.
     """
     images = _cat(t for p in parts for t in p.images).astype(np.float32, copy=False)
     # the checksum in a worker while this thread copies the other arrays (hashlib leaves the GIL)
@@ -137,6 +139,8 @@ def assemble(parts, instrument, table, seed=None, config=None, keep_truth=True, 
         if lens_light:
             truth["lens_light"] = _cat(t for p in parts for t in p.lens_light).astype(np.float32, copy=False)
     checksum = array_checksum(images) if checksum is None else checksum.result()
+    if isinstance(table, Future):  # made in a worker meanwhile
+        table = table.result()
     provenance = Provenance.current(seed=seed, config=config, checksums={"images": checksum})
     return LensDataset(images, table, bands=instrument.bands, pixel_scale=instrument.pixel_scale,
                        instrument=instrument.name, noise=noise, masks=masks, truth=truth, provenance=provenance)

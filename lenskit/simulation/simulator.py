@@ -591,8 +591,12 @@ class Simulator:
         finally:
             if bar is not None:
                 bar.close()
-        table = params_table([r for part in parts for r in part.rows], self.mass_model, self.drawer.plain)
+        rows = [r for part in parts for r in part.rows]
         workers = (self.workers or default_workers()) if self.device.type == "cpu" else 1
+        if workers > 1:  # the table (Python, astropy) in an idle worker while this thread copies the arrays
+            table = pool(workers).submit(params_table, rows, self.mass_model, self.drawer.plain)
+        else:
+            table = params_table(rows, self.mass_model, self.drawer.plain)
         return assemble(parts, self.instrument, table, seed=self.seed, config=self.config, keep_truth=keep_truth,
                         lens_light=bool(self.lens_light), workers=workers)
 
