@@ -9,6 +9,7 @@ from matplotlib.path import Path
 from scipy.ndimage import convolve1d
 
 import lenskit
+from lenskit.core.provenance import array_checksum
 from lenskit.instruments.effects import GaussianNoise, GaussianPSF, PoissonNoise, separable_convolve
 from lenskit.instruments.hst import HSTWFC3
 from lenskit.simulation import parallel
@@ -30,6 +31,9 @@ def test_systems_do_not_depend_on_the_number_of_workers():
         np.testing.assert_array_equal(a.truth["arcs"], other.truth["arcs"])
         for col in a.params.colnames:
             np.testing.assert_array_equal(np.asarray(a.params[col]), np.asarray(other.params[col]))
+        # the checksum (and the table) made in a worker while the arrays are assembled: the same
+        assert other.provenance.checksums == a.provenance.checksums
+    assert a.provenance.checksums["images"] == array_checksum(a.images)
 
 
 def test_simulate_takes_one_number_from_the_generator_per_call():
