@@ -1,11 +1,12 @@
 """
 Whether the one-step Poisson + Gaussian noise changes what the HST network measures.
 
-`~lenskit.instruments.Camera` applies Hezaveh et al.'s Poisson noise and Gaussian noise as one step
-(`lenskit.instruments.effects.poisson_gaussian_noise`); ``PoissonNoise(exact=True)`` keeps the two effects, with
-exact Poisson draws everywhere.  For each seed this renders the same lenses of the ``hezaveh2017`` test recipe with
-either noise (the same NumPy draws: only the noise differs) and prints the HST network's 68% theta_E error for
-both and their paired difference (mean and its standard error over the seeds) as JSON.
+A camera applies Hezaveh et al.'s Poisson noise and Gaussian noise as one step
+(`lenskit.instruments.effects.poisson_gaussian_noise`); ``PoissonNoise(exact=True)`` keeps the two
+effects, with exact Poisson draws everywhere.  For each seed this renders the same lenses of the
+``hezaveh2017`` test recipe with either noise (the same NumPy draws: only the noise differs) and prints
+the HST network's 68% theta_E error for both and their paired difference (mean and its standard error
+over the seeds) as JSON.
 
 Usage::
 
@@ -48,13 +49,15 @@ def main(argv=None):
     est = load_estimator(args.estimator)
     if est.expects.get("instrument") != "hst_wfc3":
         ap.error(f"{args.estimator} is not an HST estimator (expects {est.expects})")
-    rows = [{"seed": s, "one_step": err68(est, False, args.n, s), "two_steps_exact": err68(est, True, args.n, s)}
-            for s in args.seeds]
+    rows = [{"seed": s, "one_step": err68(est, False, args.n, s),
+             "two_steps_exact": err68(est, True, args.n, s)} for s in args.seeds]
     diff = np.array([r["one_step"] - r["two_steps_exact"] for r in rows])
-    out = {"estimator": args.estimator, "n": args.n, "cpu_threads": torch.get_num_threads(), "theta_E_err68": rows,
+    out = {"estimator": args.estimator, "n": args.n, "cpu_threads": torch.get_num_threads(),
+           "theta_E_err68": rows,
            "mean_one_step": float(np.mean([r["one_step"] for r in rows])),
            "mean_two_steps_exact": float(np.mean([r["two_steps_exact"] for r in rows])),
-           "paired_difference": float(diff.mean()), "paired_difference_se": float(diff.std(ddof=1) / np.sqrt(len(diff)))}
+           "paired_difference": float(diff.mean()),
+           "paired_difference_se": float(diff.std(ddof=1) / np.sqrt(len(diff)))}
     print(json.dumps(out, indent=1))
 
 
