@@ -7,7 +7,7 @@ import torch
 from lenskit.core.interfaces import Instrument
 from lenskit.core.priors import Normal, Uniform
 from lenskit.core.validation import as_float
-from lenskit.instruments.effects import GaussianNoise, Observation, PoissonNoise, poisson_gaussian_noise
+from lenskit.instruments.effects import Observation
 from lenskit.lensing.render import pixel_grid
 
 __all__ = ["Camera", "survey_priors"]
@@ -149,9 +149,10 @@ class Camera(Instrument):
 
         Notes
         -----
-        A `~lenskit.instruments.effects.PoissonNoise` directly followed by a
-        `~lenskit.instruments.effects.GaussianNoise` is applied as one step,
-        `~lenskit.instruments.effects.poisson_gaussian_noise` (the same
+        Two consecutive effects that fuse (`~lenskit.instruments.effects.Effect.then`)
+        are applied as one step: a `~lenskit.instruments.effects.PoissonNoise`
+        directly followed by a `~lenskit.instruments.effects.GaussianNoise`
+        becomes `~lenskit.instruments.effects.poisson_gaussian_noise` (the same
         distribution, a pixel's photons and noise drawn together);
         ``PoissonNoise(exact=True)`` applies the two one after the other.
 
@@ -168,12 +169,13 @@ class Camera(Instrument):
                           truth=dict(truth), sum_of=tuple(sum_of))
         effects, i = list(self.effects), 0
         while i < len(effects):
-            effect, after = effects[i], effects[i + 1] if i + 1 < len(effects) else None
-            if type(effect) is PoissonNoise and type(after) is GaussianNoise and not effect.exact:
-                obs = poisson_gaussian_noise(obs, rng, effect, after)  # the same noise, drawn together
+            fuse = getattr(effects[i], "then", None)  # (effects that are not `Effect`s do not fuse)
+            step = fuse(effects[i + 1]) if fuse is not None and i + 1 < len(effects) else None
+            if step is not None:  # two effects fused into one step (the same distribution)
+                obs = step(obs, rng)
                 i += 2
             else:
-                obs = effect(obs, rng)
+                obs = effects[i](obs, rng)
                 i += 1
         return obs
 

@@ -124,6 +124,15 @@ class Effect(Configurable):
     def __call__(self, obs, rng):
         raise NotImplementedError
 
+    def then(self, after):
+        """
+        ``step(obs, rng)`` that applies this effect and ``after`` as one step, or None.
+
+        An instrument applies a pair so fused in place of the two (with the
+        same distribution, faster); effects that cannot fuse return None.
+        """
+        return None
+
     def to_config(self):
         return {"effect": self.name}
 
@@ -711,10 +720,9 @@ class PoissonNoise(Effect):
     that mean, and scaled back.  Pixels of 50 counts or more are drawn from
     the Cornish-Fisher expansion of `poisson_counts` (total-variation
     distance to the Poisson distribution under 5e-5); ``exact=True`` draws
-    every pixel with `torch.poisson`.  In a ``Camera`` (every lenskit instrument),
-    a `GaussianNoise` right after it is applied together with it
-    (`poisson_gaussian_noise`: the same distribution, drawn faster) unless
-    ``exact`` is True.
+    every pixel with `torch.poisson`.  A `GaussianNoise` right after it is
+    applied together with it (`then`: `poisson_gaussian_noise`, the same
+    distribution, drawn faster) unless ``exact`` is True.
     """
 
     name = "poisson_noise"
@@ -731,6 +739,12 @@ class PoissonNoise(Effect):
         obs.variance = mean.mul_((peak / ft) ** 2).add_(obs.variance)
         obs.meta["counts_factor"] = f
         return obs
+
+    def then(self, after):
+        """`poisson_gaussian_noise` when ``after`` is a `GaussianNoise` (neither a subclass), unless exact."""
+        if type(self) is PoissonNoise and type(after) is GaussianNoise and not self.exact:
+            return lambda obs, rng: poisson_gaussian_noise(obs, rng, self, after)
+        return None
 
     def _draw(self, rng, n, device):
         """The per-image counts factors and the generator, in the order the effect has always drawn them."""

@@ -349,6 +349,44 @@ def test_poisson_gaussian_faint_or_coloured_noise_goes_the_separate_way():
         assert r[~col].var() == pytest.approx(o.variance.numpy()[~col, 0, 8:].mean(), rel=0.05)
 
 
+def test_effects_that_fuse_are_applied_as_one_step():
+    from lenskit.instruments.effects import Effect
+    from lenskit.instruments.hst import HSTWFC3
+
+    calls = []
+
+    class Add(Effect):
+        name = "add"
+
+        def __init__(self, v):
+            self.v = v
+
+        def __call__(self, obs, rng):
+            calls.append(self.v)
+            obs.images = obs.images + self.v
+            return obs
+
+        def then(self, after):
+            if self.v == 1 and isinstance(after, Add):
+                def both(obs, rng):
+                    calls.append((self.v, after.v))
+                    obs.images = obs.images + self.v + after.v
+                    return obs
+                return both
+            return None
+
+    cam = HSTWFC3(shape=(8, 8), effects=[Add(1), Add(2), Add(1), Add(3), Add(2)])
+    out = cam.observe(torch.zeros(2, 1, 8, 8), np.random.default_rng(0))
+    assert calls == [(1, 2), (1, 3), 2] and torch.all(out.images == 9)
+    # PoissonNoise fuses with a GaussianNoise only: not exact, and neither one a subclass
+    g = GaussianNoise()
+    assert PoissonNoise().then(g) is not None
+    assert PoissonNoise(exact=True).then(g) is None and PoissonNoise().then(CosmicRays()) is None
+    sub = type("OwnGaussianNoise", (GaussianNoise,), {})  # a subclass may draw otherwise: not fused
+    assert PoissonNoise().then(sub()) is None
+    assert GaussianNoise().then(PoissonNoise()) is None
+
+
 def test_gaussian_noise_rms_within_range():
     img = np.zeros((300, 1, 32, 32))
     img[:, :, 16, 16] = 2.0
