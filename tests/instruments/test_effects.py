@@ -523,6 +523,24 @@ def test_mask_coverage_within_limit(limit):
     assert abs(o1.masks.numpy().sum() - np.pi * 25) < 12
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("bands", [1, 2])
+def test_masks_leave_the_truth_alone_and_count_positive_flux(dtype, bands):
+    # arcs with negative pixels (noise-like): the flux limit counts the clipped positive flux summed over the bands,
+    # and the truth the masks read is not clipped in place
+    rng = np.random.default_rng(21)
+    arcs = torch.as_tensor(rng.normal(0.2, 1.0, (30, bands, 24, 24)), dtype=dtype)
+    before = arcs.clone()
+    o = CircularMasks(radius=0.2, n_masks=(2, 4), max_flux_fraction=0.3)(
+        Observation(images=arcs.clone(), pixel_scale=0.04, bands=tuple("gr"[:bands]), truth={"arcs": arcs}),
+        np.random.default_rng(22))
+    assert torch.equal(o.truth["arcs"], before)
+    ref = before.sum(1).clamp(min=0).double().numpy()
+    m = o.masks.numpy()[:, 0]
+    np.testing.assert_allclose(o.meta["masked_flux_fraction"], (m * ref).sum((1, 2)) / ref.sum((1, 2)), rtol=1e-10)
+    assert np.all(o.meta["masked_flux_fraction"] <= 0.3 + 1e-12) and m.any()
+
+
 def test_masks_on_the_stamp_corner_are_clipped_discs():
     # all the arc flux in the corner pixel: the masks drawn on the arc are centred there, a quarter disc each
     arcs = np.zeros((40, 1, 32, 32))
