@@ -64,6 +64,7 @@ import torch
 
 import lenskit
 from lenskit.estimators.metrics import summary
+from lenskit.estimators.training import native_bfloat16
 from lenskit.estimators.regression import CNNEstimator
 from lenskit.simulation import presets
 from lenskit.simulation.mixture import SimulatorMixture
@@ -288,6 +289,9 @@ def main(argv=None):
                     help="comma-separated columns of the systems' table the network reads beside the image (e.g. "
                          "psf_fwhm: the seeing, which a real analysis knows); with --init, added to those weights "
                          "(new inputs starting at zero)")
+    ap.add_argument("--bfloat16", action="store_true",
+                    help="train under bfloat16 autocast (weights, optimiser and loss float32): 1.6-1.8x faster steps "
+                         "on CPUs with AVX-512 BF16 or AMX; in float32 (saying so) on others, where it is slower")
     ap.add_argument("--first-stride", type=int, choices=[1, 2], default=None,
                     help="stride of lenskit_net's first convolution (default: 1 for stamps under 96 pixels, else 2)")
     args = ap.parse_args(argv)
@@ -378,8 +382,11 @@ def main(argv=None):
         ck = args.checkpoint or f"/tmp/lenskit_{label}.ckpt.asdf"
         t0 = time.time()
         pairs = {} if args.shift_pairs is None else {"shift_pairs": args.shift_pairs, "shift_weight": args.shift_weight}
+        bf16 = args.bfloat16 and native_bfloat16()
+        if args.bfloat16 and not bf16:
+            print(json.dumps({"bfloat16": "this CPU has no native bfloat16: training in float32"}), flush=True)
         est.fit(sim, steps=steps, batch_size=args.batch_size // (2 if pairs else 1), lr=args.lr, validation=val,
-                checkpoint=ck, **pairs,
+                checkpoint=ck, **pairs, bfloat16=bf16,
                 checkpoint_every=200, workers=args.workers, progress=False, time_limit=args.minutes * 60,
                 log=lambda r: print(json.dumps({k: v for k, v in r.items() if k != "validation"} |
                                                {"val_rms": {t: round(m["rms"], 4) for t, m in

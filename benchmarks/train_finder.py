@@ -61,6 +61,7 @@ import torch
 
 import lenskit
 from lenskit.core.priors import Uniform
+from lenskit.estimators import training
 from lenskit.estimators.finder import DeepLensFinder
 from lenskit.estimators.finder_metrics import completeness_table, finder_summary
 from lenskit.simulation import presets
@@ -202,12 +203,8 @@ def main(argv=None):
 
 
 def native_bfloat16():
-    """Whether this CPU computes in bfloat16 natively (AVX-512 BF16 or AMX); without, oneDNN emulates it and
-    a DeepLens training step in bfloat16 is ten times slower than in float32 (measured on an AVX2 machine)."""
-    try:
-        ok = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        ok = False
+    """`lenskit.estimators.training.native_bfloat16`, saying so when the CPU has none."""
+    ok = training.native_bfloat16()
     if not ok:
         print(json.dumps({"bfloat16": "this CPU has no native bfloat16: training in float32"}), flush=True)
     return ok

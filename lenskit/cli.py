@@ -479,7 +479,7 @@ def _cmd_train(args):
         est.fit(sim, steps=args.steps, batch_size=args.batch_size, lr=args.lr, validation=val,
                 checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every, workers=args.workers,
                 progress=not args.quiet, time_limit=args.minutes * 60 if args.minutes else None, ddp=args.ddp,
-                seed=args.seed)
+                seed=args.seed, **({"bfloat16": True} if args.bfloat16 else {}))
         if rank == 0:
             est.save(out, overwrite=True)
             extra = f" ({world} data-parallel ranks, global batch {args.batch_size * world})" if args.ddp else ""
@@ -758,6 +758,9 @@ def build_parser():
     p.add_argument("--checkpoint", default=None, help="checkpoint file (resumes when it exists)")
     p.add_argument("--checkpoint-every", type=_POSITIVE, default=200, help="steps between checkpoints (default 200)")
     p.add_argument("--seed", type=_NON_NEGATIVE, default=0, help="seed of the training stream")
+    p.add_argument("--bfloat16", action="store_true",
+                   help="mixed precision (bfloat16 autocast; weights and loss float32): faster on CPUs with "
+                        "AVX-512 BF16 or AMX and on GPUs, slower on other CPUs")
     p.add_argument("--ddp", action="store_true",
                    help="data-parallel training over the ranks of `torchrun --nproc_per_node N -m lenskit train "
                         "--ddp ...` (--batch-size is per rank)")

@@ -103,6 +103,11 @@ def test_train_with_architecture_options(tmp_path, capsys):
                  "-q"]) == 0
     est = lenskit.load_estimator(out)
     assert est.arch_kwargs == {"stretch": "asinh", "first_stride": 1}
+    assert "bfloat16" not in est.training
+    bf = tmp_path / "bf.asdf"
+    assert main(["train", "--instrument", "lsst", "--bands", "r", "--steps", "2", "--batch-size", "4",
+                 "--validation-size", "8", "--bfloat16", "-o", str(bf), "-q"]) == 0
+    assert lenskit.load_estimator(bf).training["bfloat16"] is True
     assert est.network.inp.stretch == "asinh" and est.network.features[0].stride == (1, 1)
     assert main(["train", "--arch", "stretch", "-o", str(tmp_path / "a.asdf")]) == 2
     assert "KEY=VALUE" in capsys.readouterr().err

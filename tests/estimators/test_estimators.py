@@ -53,6 +53,21 @@ def test_fit_with_shift_pairs(small):
         est.fit(sim, steps=1, batch_size=4, progress=False, shift_pairs=0)
 
 
+def test_fit_in_bfloat16_keeps_float32_weights(small):
+    sim, _ = small
+    est = CNNEstimator(in_shape=(1, 48, 48))
+    conv = next(m for m in est.network.modules() if isinstance(m, torch.nn.Conv2d))
+    seen = []
+    hook = conv.register_forward_hook(lambda mod, inp, out: seen.append((mod.training, out.dtype)))
+    est.fit(sim, steps=2, batch_size=4, progress=False, warmup=1, standardize_samples=64, bfloat16=True)
+    hook.remove()
+    assert {d for training, d in seen if training} == {torch.bfloat16}  # the training steps ran in bfloat16
+    assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in est.network.parameters())
+    assert est.training["bfloat16"] is True
+    out = est.predict(np.zeros((2, 1, 48, 48), np.float32)).table  # inference stays float32
+    assert np.isfinite(np.asarray(out["theta_E"])).all()
+
+
 def test_conditions_psf_fwhm_fit_predict_save(tmp_path):
     from lenskit.instruments.effects import GaussianNoise, GaussianPSF, PoissonNoise
 
@@ -160,8 +175,9 @@ def test_fit_checkpoint_resume_and_save(small, tmp_path):
 
 
 @pytest.mark.slow
-def test_training_learns_theta_E():
-    """A short training run must beat the prior's spread on theta_E (statistical, fixed seeds)."""
+@pytest.mark.parametrize("bfloat16", [False, True])
+def test_training_learns_theta_E(bfloat16):
+    """A short training run must beat the prior's spread on theta_E (statistical, fixed seeds), in bfloat16 too."""
     torch.manual_seed(0)
     inst = HSTWFC3(shape=(40, 40), effects=[])
     prior = {"theta_E": (0.3, 0.7), "ellipticity": (0.0, 0.2)}
@@ -169,7 +185,8 @@ def test_training_learns_theta_E():
     val = lenskit.Simulator(instrument=inst, source=lenskit.get("source", "sersic")(R_e=0.1), seed=4,
                             priors=prior).sample(64)
     est = CNNEstimator(in_shape=(1, 40, 40), targets=("theta_E",))
-    est.fit(sim, steps=150, batch_size=32, lr=3e-3, progress=False, warmup=20, standardize_samples=256)
+    est.fit(sim, steps=150, batch_size=32, lr=3e-3, progress=False, warmup=20, standardize_samples=256,
+            bfloat16=bfloat16)
     m = summary(est.predict(val), val.params)["theta_E"]
     prior_std = 0.4 / np.sqrt(12)
     assert m["rms"] < 0.6 * prior_std
