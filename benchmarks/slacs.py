@@ -10,6 +10,13 @@ Table 5).  Prints JSON (per lens and the medians of the absolute differences,
 seconds per stage, CPU threads); ``--rst FILE`` also writes the table that the
 documentation includes.
 
+The CNN's own uncertainty is measured beside it: each lens's predicted
+standard deviation (``cnn_theta_E_std``) and its error in units of it, and,
+on ``--n-sim`` simulated test lenses (the ``hezaveh2017`` test recipe), the
+fraction of errors within one, two and three predicted standard deviations
+and the spread of the predicted standard deviations, so that the real
+lenses' can be compared with what the network says on its own simulations.
+
 Usage::
 
     python benchmarks/slacs.py --threads 2 --rst docs/slacs_results.txt
@@ -42,6 +49,8 @@ def main(argv=None):
     ap.add_argument("--tta", type=int, choices=(1, 2, 4, 8), default=1,
                     help="test-time augmentation of the CNN step (grid symmetries averaged)")
     ap.add_argument("--rst", default=None, help="write the comparison table (reStructuredText) here")
+    ap.add_argument("--n-sim", type=int, default=1000,
+                    help="simulated test lenses for the calibration of the CNN's uncertainty (0: skip)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     est = lenskit.load_estimator(args.estimator)
@@ -56,6 +65,9 @@ def main(argv=None):
                         "d_theta_E": abs(v[f"{pre}theta_E"] - lens["theta_E"]), "d_q": abs(v[f"{pre}q"] - lens["q"]),
                         "d_pa": pa_diff(v[f"{pre}pa"], lens["pa"]) if np.isfinite(v[f"{pre}pa"]) else None}
         row["fit"].update(theta_E_std=v["theta_E_std"], reduced_chi2=v["reduced_chi2"])
+        if "cnn_theta_E_std" in v:  # the network's own uncertainty, and the error in units of it
+            row["cnn"].update(theta_E_std=v["cnn_theta_E_std"],
+                              d_theta_E_sigmas=row["cnn"]["d_theta_E"] / v["cnn_theta_E_std"])
         row["seconds"] = {"deblend": v["seconds_deblend"], "cnn": v["seconds_cnn"], "fit": v["seconds_fit"]}
         rows.append(row)
         print(json.dumps(row), flush=True)
@@ -70,6 +82,8 @@ def main(argv=None):
     out = {"estimator": str(args.estimator), "n_lenses": len(rows), "threads": torch.get_num_threads(),
            "shear": args.shear, "tta": args.tta,
            "summary": summary}
+    if args.n_sim and "theta_E_std" in rows[0]["cnn"]:
+        out["cnn_uncertainty_simulated"] = simulated_calibration(est, args.n_sim, args.tta)
     print(json.dumps(out, indent=1))
     if args.rst:
         head = ("lens", "theta_E pub", "CNN", "fit", "q pub", "CNN", "fit", "PA pub", "CNN", "fit", "chi2_red")
@@ -91,6 +105,23 @@ def main(argv=None):
         text = "\n".join([rule, fmt(head), rule] + [fmt(x) for x in lines] + [rule]) + "\n"
         Path(args.rst).write_text(text)
     return out
+
+
+def simulated_calibration(est, n, tta):
+    """The CNN's predicted theta_E standard deviations against its errors on ``n`` simulated test lenses."""
+    from lenskit.simulation import presets
+
+    ds = presets.hezaveh2017(test=True, seed=31).sample(n)
+    t = est.predict(ds, **({"tta": tta} if tta != 1 else {})).table
+    th, sd = np.asarray(getattr(t["theta_E"], "value", t["theta_E"])), np.asarray(
+        getattr(t["theta_E_std"], "value", t["theta_E_std"]))
+    z = np.abs(th - np.asarray(ds.params["theta_E"])) / sd
+    mid = (th > 1.5) & (th < 2.2)
+    return {"n": n, "recipe": "presets.hezaveh2017(test=True, seed=31)",
+            "within_1_2_3_sigma": [float(np.mean(z < k)) for k in (1, 2, 3)],
+            "theta_E_std_percentiles_50_90_99": [float(x) for x in np.percentile(sd, [50, 90, 99])],
+            "theta_E_std_percentiles_50_90_99_for_estimates_1.5_2.2": [float(x) for x in
+                                                                       np.percentile(sd[mid], [50, 90, 99])]}
 
 
 if __name__ == "__main__":

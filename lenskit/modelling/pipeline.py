@@ -52,7 +52,10 @@ class LensModel:
     ----------
     table : `~astropy.table.QTable`
         One row: ``theta_E, e1, e2, q, phi, x0, y0`` of the refined fit (with
-        ``*_std`` Laplace errors), the same with a ``cnn_`` prefix for the CNN,
+        ``*_std`` Laplace errors), the same with a ``cnn_`` prefix for the CNN
+        (with ``cnn_*_std``, the network's own predicted standard deviation,
+        when it has uncertainties -- a large one flags an image unlike its
+        training set; see :doc:`/real_lenses`),
         ``pa`` / ``cnn_pa`` (degrees east of north, where a WCS exists),
         ``reduced_chi2``, ``seconds_cnn``, ``seconds_fit``, ``seconds_deblend``.
     cutout : `~lenskit.io.fits.Cutout`
@@ -94,7 +97,8 @@ class LensModel:
     def __repr__(self):
         t = self.table[0]
         ml = "" if self.fit is None else f", fit theta_E={t['theta_E'].value:.3f}\" q={t['q']:.2f}"
-        return f"<LensModel CNN theta_E={t['cnn_theta_E'].value:.3f}\" q={t['cnn_q']:.2f}{ml}>"
+        sd = f" +- {t['cnn_theta_E_std'].value:.3f}" if "cnn_theta_E_std" in t.colnames else ""
+        return f"<LensModel CNN theta_E={t['cnn_theta_E'].value:.3f}{sd}\" q={t['cnn_q']:.2f}{ml}>"
 
 
 def _background_noise(image, mask):
@@ -217,7 +221,10 @@ def model_lens(cutout: Cutout | str | os.PathLike | Any, estimator: str | Estima
     row = QTable()
     q_c, phi_c = (float(np.ravel(v)[0]) for v in ellipticity_to_q_phi(cnn["e1"], cnn["e2"]))
     for k, v in cnn.items():
-        row[f"cnn_{k}"] = [v] * (u.arcsec if k in ("theta_E", "x0", "y0") else 1)
+        unit = u.arcsec if k in ("theta_E", "x0", "y0") else 1
+        row[f"cnn_{k}"] = [v] * unit
+        if f"{k}_std" in est.table.colnames:  # the network's own uncertainty, when it has one
+            row[f"cnn_{k}_std"] = [float(getattr(est.table[f"{k}_std"][0], "value", est.table[f"{k}_std"][0]))] * unit
     row["cnn_q"] = [q_c]
     row["cnn_phi"] = [phi_c] * u.rad
     row["cnn_pa"] = [_pa(cutout, phi_c)] * u.deg

@@ -64,6 +64,11 @@ def test_model_lens_recovers_a_simulated_lens(simulated_cutout):
     assert min(d, 180 - d) < 8
     assert abs(res["x0"].value) < 0.05 and abs(res["y0"].value) < 0.05
     assert 0.05 < res["cnn_theta_E"].value < 3.0 and np.isfinite(res["cnn_pa"].value)
+    # the network's own uncertainties, as its estimate has them
+    for k in ("theta_E", "e1", "e2", "x0", "y0"):
+        sd, want = (getattr(v, "value", v) for v in (res[f"cnn_{k}_std"], res.estimate.table[f"{k}_std"][0]))
+        assert sd == want and sd > 0
+    assert f"+- {res['cnn_theta_E_std'].value:.3f}" in repr(res)
     assert res.mask[40, 20:26].all()  # the cosmic ray is not fitted
     assert res.lens_light is not None and res.fit.model.shape == res.arcs[res.box].shape
     assert "LensModel" in repr(res)
