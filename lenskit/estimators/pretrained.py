@@ -35,7 +35,8 @@ def load_estimator(name: str | os.PathLike = "hst_wfc3", device: str | torch.dev
         ``"lsst_gri"`` (LSST g, r, i 57 x 57, with lens light),
         ``"lsst_gri_robust"`` (the same, trained on the wide population of
         ``presets.robust``: 2.6 times more accurate on lenses from another
-        simulator, 1.6 times less on lenskit's own),
+        simulator, 1.4 times less on lenskit's own, 1.2 times where the
+        other simulator's sources lie),
         ``"lsst_gri_robust_psf"`` (``lsst_gri_robust`` fine-tuned reading
         each image's PSF FWHM, ``conditions=["psf_fwhm"]``: 7-8% more
         accurate on both simulators' lenses; give it the seeing of real
@@ -45,7 +46,8 @@ def load_estimator(name: str | os.PathLike = "hst_wfc3", device: str | torch.dev
         same without lens light: for arcs after lens-light subtraction),
         ``"lsst_gri_no_lens_light_robust"`` (the LSST one trained on
         ``presets.robust``: 1.9 times more accurate on lenses from another
-        simulator, 1.6 times less on lenskit's own),
+        simulator, 1.3 times less on lenskit's own, 1.1 times where the
+        other simulator's sources lie),
         ``"deeplens_lsst_g"`` (the lens finder, LSST g 45 x 45 single epochs;
         alias ``"finder"``), ``"deeplens_lsst_g_robust"`` (the same finder
         fine-tuned on ``presets.lanusse2018(robust=True)``: on cutouts from
