@@ -8,7 +8,8 @@ from the lens centre over the Einstein radius, as JSON.  Sources far from the ce
 make wide doubles: an outer image at about theta_E + beta and a faint inner one near the lens.  The
 lenstronomy test sets of ``cross_simulator.py`` place their sources within 0.6 theta_E, so
 ``rms_beta_lt_0.6`` is the own-simulator figure that compares like with like.  ``--line-of-sight`` adds
-unlensed neighbours to the test set.
+unlensed neighbours to the test set, ``--robust-test`` the robust training preset's PSFs, lens light and
+centring.
 
 Usage::
 
@@ -38,6 +39,9 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--line-of-sight", action="store_true",
                     help="add unlensed line-of-sight galaxies to the test set (Simulator(line_of_sight=True))")
+    ap.add_argument("--robust-test", action="store_true",
+                    help="render the test set with presets.robust's PSFs, lens light and centring priors (Pearson et "
+                         "al.'s Einstein radii and ellipticities kept; add --line-of-sight for its neighbours)")
     args = ap.parse_args(argv)
     if args.n < 20:
         ap.error(f"--n must be at least 20; got {args.n}")
@@ -48,8 +52,11 @@ def main(argv=None):
             ap.error(f"{name} is not an LSST g, r, i estimator (expects {est.expects})")
     inst = instrument("lsst_gri", test=True)
     priors = presets.pearson2019_priors("lsst", inst.pixel_scale)
-    out = {"n": args.n, "seed": args.seed, "line_of_sight": args.line_of_sight, "cpu_threads": torch.get_num_threads(),
-           "theta_E": {}}
+    if args.robust_test:
+        inst = presets.robust_instrument("lsst")
+        priors = {**priors, **presets.robust_priors("lsst", inst.pixel_scale)}
+    out = {"n": args.n, "seed": args.seed, "line_of_sight": args.line_of_sight, "robust_test": args.robust_test,
+           "cpu_threads": torch.get_num_threads(), "theta_E": {}}
     for light in (True, False):
         names = [n for n, e in ests.items() if (e.expects.get("lens_light", True) is True) == light]
         if not names:
