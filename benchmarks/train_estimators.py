@@ -42,6 +42,8 @@ Usage::
     python benchmarks/train_estimators.py lsst_gri --no-lens-light subtracted --robust --pearson-sources 0.15 --minutes 95 --lr 5e-4 --workers 0 --threads 1 --init lenskit/estimators/weights/lsst_gri_no_lens_light.asdf --out lenskit/estimators/weights/lsst_gri_no_lens_light_robust.asdf
     # the same with half of every batch from the default simulator (measured, not shipped):
     python benchmarks/train_estimators.py lsst_gri --no-lens-light subtracted --robust --robust-fraction 0.5 --pearson-sources 0.15 --minutes 85 --lr 5e-4 --workers 0 --threads 1 --init lenskit/estimators/weights/lsst_gri_no_lens_light.asdf --out half_robust.asdf
+    # ablations of the robust preset (which ingredient an estimate depends on), e.g. without the neighbours:
+    python benchmarks/train_estimators.py lsst_gri --robust --robust-without line_of_sight --pearson-sources 0.15 --conditions psf_fwhm --init lenskit/estimators/weights/lsst_gri_robust_psf.asdf --minutes 45 --lr 2.5e-4 --workers 0 --threads 1 --bfloat16 --out no_los.asdf
     # the HST network with a position-pooled head on its convolutions (measured in docs/real_lenses.rst, not shipped):
     python benchmarks/train_estimators.py hst_wfc3 --init lenskit/estimators/weights/hst_wfc3.asdf --head pooled --minutes 75 --lr 5e-4 --workers 0 --threads 1 --out hst_pooled.asdf
     # the HST network fine-tuned to give the same Einstein radius wherever the stamp is cut (pairs moved by up
@@ -270,6 +272,9 @@ def main(argv=None):
                          "twists and colour gradients, line-of-sight galaxies; LSST / Euclid: centring errors; HST: "
                          "arcs after an imperfect lens-light subtraction) instead of the defaults; the test sets are "
                          "the same")
+    ap.add_argument("--robust-without", default=None, metavar="NAMES",
+                    help="with --robust: comma-separated ingredients left at the survey's defaults, for ablations: "
+                         "psf, lens_light, centring (presets.robust(without=...)) and line_of_sight (no neighbours)")
     ap.add_argument("--robust-fraction", type=float, default=1.0, metavar="FRACTION",
                     help="with --robust: this share of every training batch comes from presets.robust, the rest "
                          "from the default simulator (lenskit.simulation.mixture.SimulatorMixture), so that the "
@@ -310,6 +315,13 @@ def main(argv=None):
         ap.error(f"--robust-fraction must be a fraction in (0, 1]; got {args.robust_fraction}")
     if args.robust_fraction < 1.0 and not args.robust:
         ap.error("--robust-fraction needs --robust")
+    without = [] if args.robust_without is None else [w.strip() for w in args.robust_without.split(",") if w.strip()]
+    if without and not args.robust:
+        ap.error("--robust-without needs --robust")
+    unknown = sorted(set(without) - {*presets.ROBUST_INGREDIENTS, "line_of_sight"})
+    if unknown:
+        ap.error(f"--robust-without: unknown ingredient(s) {unknown}; choose from "
+                 f"{sorted({*presets.ROBUST_INGREDIENTS, 'line_of_sight'})}")
     if not 0.0 <= args.line_of_sight <= 1.0:
         ap.error(f"--line-of-sight must be a fraction in [0, 1]; got {args.line_of_sight}")
     if args.line_of_sight and args.robust:
@@ -356,7 +368,8 @@ def main(argv=None):
         for s in src.sources:  # prepare real stamps once, before worker processes fork
             getattr(s, "stamps", None)
         if args.robust:
-            sim = presets.robust(SURVEY[args.name], source=src, seed=2017, **train_light)
+            sim = presets.robust(SURVEY[args.name], source=src, seed=2017, line_of_sight="line_of_sight" not in without,
+                                 without=[w for w in without if w != "line_of_sight"], **train_light)
             if args.robust_fraction < 1.0:
                 plain = lenskit.Simulator(source=src, instrument=inst, seed=2018, **train_light)
                 sim = SimulatorMixture([sim, plain], [args.robust_fraction, 1.0 - args.robust_fraction], seed=2017)

@@ -255,22 +255,39 @@ def robust_instrument(survey="lsst", bands=("g", "r", "i")):
     Gaussian of rms up to 0.1".
     """
     check_choice("survey", survey, _ROBUST_SURVEYS)
+    make, kw = _survey_maker(survey, bands)
+    default = make(**kw)  # its noise, with the PSF replaced (passed to the constructor, so its config records it)
     if survey == "hst":
-        make = get("instrument", "hst_wfc3")
-        default = make()
         psf = MoffatPSF(fwhm=Uniform(0.05, 0.2), beta=Uniform(1.5, 5.0), ellipticity=Uniform(0.0, 0.1))
         return make(effects=[psf, *default.effects[1:]])
-    if survey == "lsst":
-        make, kw, fwhm = get("instrument", "lsst"), {"bands": tuple(bands)}, Uniform(0.5, 1.0)
-    else:
-        make, kw, fwhm = get("instrument", "euclid_vis"), {}, Uniform(0.14, 0.22)
-    default = make(**kw)  # its noise, with the PSF replaced (passed to the constructor, so its config records it)
+    fwhm = Uniform(0.5, 1.0) if survey == "lsst" else Uniform(0.14, 0.22)
     psf = MoffatPSF(fwhm=fwhm, beta=Uniform(2.0, 8.0), ellipticity=Uniform(0.0, 0.08),
                     band_scatter=0.1 if len(default.bands) > 1 else 0.0)
     return make(**kw, effects=[psf, *default.effects[1:]])
 
 
-def robust(survey="lsst", lens_light=None, source=None, seed=None, line_of_sight=True, **kwargs):
+def _survey_maker(survey, bands=("g", "r", "i")):
+    """The survey instrument's class and its arguments: HST WFC3 (Hezaveh et al.'s recipe), LSST, Euclid VIS."""
+    if survey == "hst":
+        return get("instrument", "hst_wfc3"), {}
+    if survey == "lsst":
+        return get("instrument", "lsst"), {"bands": tuple(bands)}
+    return get("instrument", "euclid_vis"), {}
+
+
+def _survey_instrument(survey):
+    """The survey instrument with its own effects (what `robust_instrument` starts from)."""
+    make, kw = _survey_maker(survey)
+    return make(**kw)
+
+
+#: What `robust` can leave at the survey's defaults (``without``).
+ROBUST_INGREDIENTS = ("psf", "lens_light", "centring")
+_ROBUST_LIGHT = ("lens_mag", "light_R_e", "light_n", "light_q_ratio", "light_dphi", "colour_scatter",
+                 "light_disc_fraction", "light_offset")
+
+
+def robust(survey="lsst", lens_light=None, source=None, seed=None, line_of_sight=True, without=(), **kwargs):
     """
     A training simulator for estimators that hold up off lenskit's own simulations.
 
@@ -294,6 +311,13 @@ def robust(survey="lsst", lens_light=None, source=None, seed=None, line_of_sight
     seed : int or `numpy.random.Generator`, optional
     line_of_sight : bool or `~lenskit.simulation.line_of_sight.LineOfSight`
         Default True (the default `~lenskit.simulation.line_of_sight.LineOfSight`).
+    without : sequence of str
+        Ingredients left at the survey instrument's defaults, for ablations
+        (which of them an estimate depends on): ``"psf"`` (the survey's own
+        PSF instead of `robust_instrument`'s), ``"lens_light"`` (the
+        default lens-light population instead of `robust_priors`' wide one)
+        and ``"centring"`` (the default lens centres).  Neighbours have
+        ``line_of_sight``.
     **kwargs
         Further `~lenskit.Simulator` options; ``priors`` are merged over `robust_priors`.
 
@@ -302,9 +326,18 @@ def robust(survey="lsst", lens_light=None, source=None, seed=None, line_of_sight
     `~lenskit.Simulator`
     """
     check_choice("survey", survey, _ROBUST_SURVEYS)
-    inst = robust_instrument(survey)
+    if isinstance(without, str):
+        without = (without,)
+    for name in without:
+        check_choice("without", name, ROBUST_INGREDIENTS)
+    inst = _survey_instrument(survey) if "psf" in without else robust_instrument(survey)
     if lens_light is None:
         lens_light = "residual" if survey == "hst" else True
-    priors = {**robust_priors(survey, inst.pixel_scale), **kwargs.pop("priors", {})}
+    wide = robust_priors(survey, inst.pixel_scale)
+    if "lens_light" in without:
+        wide = {k: v for k, v in wide.items() if k not in _ROBUST_LIGHT}
+    if "centring" in without:
+        wide = {k: v for k, v in wide.items() if k not in ("x0", "y0")}
+    priors = {**wide, **kwargs.pop("priors", {})}
     return Simulator(mass_model="sie", source="sersic_clump" if source is None else source, instrument=inst,
                      seed=seed, lens_light=lens_light, priors=priors, line_of_sight=line_of_sight, **kwargs)

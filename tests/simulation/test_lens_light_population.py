@@ -234,6 +234,26 @@ def test_robust_preset_draws_its_population_and_rebuilds_from_config(tmp_path):
         presets.robust("jwst")
 
 
+def test_robust_preset_without_an_ingredient_keeps_the_survey_default():
+    from lenskit.instruments.effects import GaussianPSF
+
+    full = presets.robust("lsst", seed=4, source="sersic")
+    plain = lenskit.Simulator(instrument=lenskit.get("instrument", "lsst")(bands=("g", "r", "i")), seed=4, lens_light=True)
+    bare = presets.robust("lsst", seed=4, source="sersic", without=("psf", "lens_light", "centring"))
+    assert isinstance(bare.instrument.effects[0], GaussianPSF) and bare.instrument.to_config() == plain.instrument.to_config()
+    for key in ("lens_mag", "light_n", "light_R_e", "light_disc_fraction", "colour_scatter", "x0", "y0"):
+        assert repr(bare.priors[key]) == repr(plain.priors[key]) != repr(full.priors[key]), key
+    one = presets.robust("lsst", seed=4, source="sersic", without="centring")  # one name alone, as a str
+    assert repr(one.priors["x0"]) == repr(plain.priors["x0"]) and repr(one.priors["lens_mag"]) == repr(
+        full.priors["lens_mag"]) and isinstance(one.instrument.effects[0], MoffatPSF)
+    ds = bare.sample(40)
+    assert np.asarray(ds.params["lens_mag"]).min() >= 18.5 and "light_disc_fraction" not in ds.params.colnames
+    assert np.array_equal(Simulator.from_config(bare.config).sample(3).images, presets.robust(
+        "lsst", seed=4, source="sersic", without=("psf", "lens_light", "centring")).sample(3).images)
+    with pytest.raises(ValueError, match="without"):
+        presets.robust("lsst", without=("neighbours",))
+
+
 def test_epoch_seeing_returns_fwhm_or_sigma():
     from lenskit.instruments.lsst import FWHM_TO_SIGMA, EpochSeeing
 
