@@ -23,6 +23,7 @@ through `TrainingLoop`:
 `~lenskit.estimators.finder.DeepLensFinder.fit` are thin set-ups of this loop.
 """
 
+import gc
 import math
 import os
 import time
@@ -520,6 +521,9 @@ class TrainingLoop:
             if bar is not None:
                 bar.close()
             net.to(memory_format=torch.contiguous_format)
+            if self.ddp:  # free the DDP wrapper (its reducer holds the backend's work) while the process group
+                del model  # lives: left to the interpreter's exit, its teardown can abort a rank (SIGABRT in gloo)
+                gc.collect()
         if self.ddp:
             self._check_ranks_agree()
         return self.history
