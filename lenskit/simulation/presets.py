@@ -283,8 +283,6 @@ def _survey_instrument(survey):
 
 #: What `robust` can leave at the survey's defaults (``without``).
 ROBUST_INGREDIENTS = ("psf", "lens_light", "centring")
-_ROBUST_LIGHT = ("lens_mag", "light_R_e", "light_n", "light_q_ratio", "light_dphi", "colour_scatter",
-                 "light_disc_fraction", "light_offset")
 
 
 def robust(survey="lsst", lens_light=None, source=None, seed=None, line_of_sight=True, without=(), **kwargs):
@@ -333,11 +331,9 @@ def robust(survey="lsst", lens_light=None, source=None, seed=None, line_of_sight
     inst = _survey_instrument(survey) if "psf" in without else robust_instrument(survey)
     if lens_light is None:
         lens_light = "residual" if survey == "hst" else True
-    wide = robust_priors(survey, inst.pixel_scale)
-    if "lens_light" in without:
-        wide = {k: v for k, v in wide.items() if k not in _ROBUST_LIGHT}
-    if "centring" in without:
-        wide = {k: v for k, v in wide.items() if k not in ("x0", "y0")}
+    wide = robust_priors(survey, inst.pixel_scale)  # the lens centres, and the rest is the lens light's
+    wide = {k: v for k, v in wide.items()
+            if ("centring" if k in ("x0", "y0") else "lens_light") not in without}
     priors = {**wide, **kwargs.pop("priors", {})}
     return Simulator(mass_model="sie", source="sersic_clump" if source is None else source, instrument=inst,
                      seed=seed, lens_light=lens_light, priors=priors, line_of_sight=line_of_sight, **kwargs)
