@@ -27,6 +27,7 @@ import gc
 import math
 import os
 import time
+import warnings
 from pathlib import Path
 
 import asdf
@@ -421,6 +422,9 @@ class TrainingLoop:
         self.clip_grad = clip_grad
         self.channels_last = bool(channels_last)
         self.autocast = autocast
+        if autocast == torch.bfloat16 and self.device.type == "cpu" and not native_bfloat16():
+            warnings.warn("bfloat16 training on a CPU without native bfloat16 (AVX-512 BF16 or AMX): oneDNN "
+                          "emulates it and a step is several times slower than in float32", stacklevel=3)
         self.evaluate = evaluate
         self.extra = extra
         self.ddp, self.rank, self.world = ddp_context(ddp)

@@ -68,6 +68,23 @@ def test_fit_in_bfloat16_keeps_float32_weights(small):
     assert np.isfinite(np.asarray(out["theta_E"])).all()
 
 
+def test_bfloat16_on_a_cpu_without_it_warns(small, monkeypatch):
+    from lenskit.estimators import training
+
+    sim, _ = small
+    monkeypatch.setattr(training, "native_bfloat16", lambda: False)
+    with pytest.warns(UserWarning, match="without native bfloat16"):
+        CNNEstimator(in_shape=(1, 48, 48)).fit(sim, steps=1, batch_size=4, progress=False, warmup=1,
+                                                standardize_samples=64, bfloat16=True)
+    import warnings
+
+    with warnings.catch_warnings(record=True) as seen:  # float32 training says nothing of it
+        warnings.simplefilter("always")
+        CNNEstimator(in_shape=(1, 48, 48)).fit(sim, steps=1, batch_size=4, progress=False, warmup=1,
+                                                standardize_samples=64)
+    assert not [w for w in seen if "bfloat16" in str(w.message)]
+
+
 def test_conditions_psf_fwhm_fit_predict_save(tmp_path):
     from lenskit.instruments.effects import GaussianNoise, GaussianPSF, PoissonNoise
 
