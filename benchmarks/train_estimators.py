@@ -295,8 +295,8 @@ def main(argv=None):
                          "psf_fwhm: the seeing, which a real analysis knows); with --init, added to those weights "
                          "(new inputs starting at zero)")
     ap.add_argument("--bfloat16", action="store_true",
-                    help="train under bfloat16 autocast (weights, optimiser and loss float32): 1.6-1.8x faster steps "
-                         "on CPUs with AVX-512 BF16 or AMX; in float32 (saying so) on others, where it is slower")
+                    help="train under bfloat16 autocast (weights, optimiser and loss float32): about 1.4x the training "
+                         "images per second on CPUs with AVX-512 BF16 or AMX; in float32 (saying so) on others, where it is slower")
     ap.add_argument("--first-stride", type=int, choices=[1, 2], default=None,
                     help="stride of lenskit_net's first convolution (default: 1 for stamps under 96 pixels, else 2)")
     args = ap.parse_args(argv)

@@ -622,12 +622,14 @@ def train(estimator, simulator, steps=1000, batch_size=64, lr=1e-3, min_lr=None,
     bfloat16 : bool
         Mixed precision: the network's forward pass under bfloat16 autocast
         (`TrainingLoop` ``autocast``); its weights, optimiser and loss stay
-        float32.  On CPUs with AVX-512 BF16 or AMX a training step of
-        ``lenskit_net`` takes 0.55-0.65 of the float32 time (measured on
-        the development machine, one thread: 64 LSST stamps 241 -> 377
-        images per second, 64 HST stamps 128-141 -> 239); elsewhere it is
-        slower (`native_bfloat16` says which).  Recorded in the weights'
-        training record.
+        float32.  On CPUs with AVX-512 BF16 or AMX the network's part of a
+        ``lenskit_net`` step takes 0.55-0.65 of its float32 time, and a
+        step with its lenses simulated in the same thread 0.73 (on the
+        development machine, one thread, 64 lenses a step: LSST g, r, i
+        203 -> 278 and HST 83 -> 113 images per second through ``fit``,
+        ``benchmarks/train_speed.py``); elsewhere it is slower
+        (`native_bfloat16` says which; `TrainingLoop` warns).  Recorded in
+        the weights' training record.
 
     Returns
     -------
