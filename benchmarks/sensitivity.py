@@ -34,7 +34,9 @@ mean move of the estimated lens centre as a fraction of the move of the
 lens (1: the centre follows the image).  ``--window W`` also reports it for the CNN
 averaged over the (2W + 1)**2 one-pixel re-centrings around each centre
 (whether averaging over small shifts makes the estimate depend less on
-where the stamp is cut).
+where the stamp is cut); ``--self-centre K`` also reports it after K steps that move each
+stamp by 0.7 of the CNN's own lens-centre estimate (at most 0.25" from where it started), and how far
+those stamps end from the true lens centres (whether the CNN can centre its own stamp).
 
 Usage::
 
@@ -123,50 +125,78 @@ def slacs_rows(est, tta=1, shift=SHIFT):
     return rows
 
 
-def simulated(est, n, seed=31, tta=1, window=0, shift=SHIFT):
+def _predict_at(est, ds, centres, tta=1):
+    """The CNN on each lens-subtracted stamp of ``ds`` resampled about its own centre (``centres``: (n, 2) pixels)."""
+    ps = float(ds.pixel_scale.value)
+    h, w = ds.images.shape[2:]
+    noise = ds.noise if ds.noise is not None else np.ones_like(ds.images)
+    imgs, masks = [], []
+    for i, (cx, cy) in enumerate(centres):
+        m = ds.masks[i, 0] if ds.masks is not None else np.zeros((h, w), bool)
+        r = Cutout(ds.images[i, 0], ps, noise=noise[i, 0], mask=m).resample(ps, (h, w), centre=(cx, cy))
+        imgs.append(r.image)
+        masks.append(r.mask)
+    arr = lenskit.LensDataset(np.asarray(imgs, np.float32)[:, None], ds.params, bands=ds.bands,
+                              pixel_scale=ds.pixel_scale, instrument=ds.instrument,
+                              masks=np.asarray(masks)[:, None], provenance=ds.provenance)
+    table = est.predict(arr, batch_size=64, **({"tta": tta} if tta != 1 else {})).table
+    return np.asarray(table["theta_E"]), np.asarray(table["x0"]), np.asarray(table["y0"])
+
+
+def simulated(est, n, seed=31, tta=1, window=0, shift=SHIFT, self_centre=0):
     """
     Re-centring of lens-subtracted simulated HST lenses: per lens the largest move over ``shift``-pixel shifts; with
-    ``window`` W, also for the estimate averaged over the (2W + 1)**2 one-pixel re-centrings about each centre.
+    ``window`` W, also for the estimate averaged over the (2W + 1)**2 one-pixel re-centrings about each centre;
+    with ``self_centre`` K, also after K steps that move each stamp towards the CNN's own lens centre.
     """
     from lenskit.simulation import presets
 
     ds = presets.hezaveh2017(test=True, seed=seed).sample(n)
     ps = float(ds.pixel_scale.value)
     h, w = ds.images.shape[2:]
-    c = ((w - 1) / 2, (h - 1) / 2)
-    noise = ds.noise if ds.noise is not None else np.ones_like(ds.images)
+    c = np.array([(w - 1) / 2, (h - 1) / 2])
     centres = [(0, 0), (shift, 0), (-shift, 0), (0, shift), (0, -shift)]
     near = [(dx, dy) for dx in range(-window, window + 1) for dy in range(-window, window + 1)]
     theta, centre_est = {}, {}
     for dx, dy in sorted({(cx + a, cy + b) for cx, cy in centres for a, b in near}):
-        imgs, masks = [], []
-        for i in range(n):
-            m = ds.masks[i, 0] if ds.masks is not None else np.zeros((h, w), bool)
-            cut = Cutout(ds.images[i, 0], ps, noise=noise[i, 0], mask=m)
-            r = cut.resample(ps, (h, w), centre=(c[0] + dx, c[1] + dy))
-            imgs.append(r.image)
-            masks.append(r.mask)
-        arr = lenskit.LensDataset(np.asarray(imgs, np.float32)[:, None], ds.params, bands=ds.bands,
-                                  pixel_scale=ds.pixel_scale, instrument=ds.instrument,
-                                  masks=np.asarray(masks)[:, None], provenance=ds.provenance)
-        table = est.predict(arr, batch_size=64, **({"tta": tta} if tta != 1 else {})).table
-        theta[(dx, dy)] = np.asarray(table["theta_E"])
+        th, x0, y0 = _predict_at(est, ds, np.tile(c + (dx, dy), (n, 1)), tta)
+        theta[(dx, dy)] = th
         if (dx, dy) in centres:
-            centre_est[(dx, dy)] = (np.asarray(table["x0"]), np.asarray(table["y0"]))
+            centre_est[(dx, dy)] = (x0, y0)
     truth = np.asarray(ds.params["theta_E"])
     # re-centring the stamp by (dx, dy) pixels moves the lens by -(dx, dy) * ps: how much of that the centre follows
     follows = [float(np.mean(centre_est[(dx, dy)][0 if dx else 1] - centre_est[(0, 0)][0 if dx else 1])
                      / (-(dx or dy) * ps)) for dx, dy in centres[1:]]
 
-    def measure(ring):
-        at = [np.mean([theta[(cx + a, cy + b)] for a, b in ring], axis=0) for cx, cy in centres]
-        moves = np.max(np.abs(np.stack(at[1:]) - at[0]), axis=0)
-        return {"recentre_median": float(np.median(moves)), "recentre_p90": float(np.percentile(moves, 90)),
+    def moves(at):
+        m = np.max(np.abs(np.stack(at[1:]) - at[0]), axis=0)
+        return {"recentre_median": float(np.median(m)), "recentre_p90": float(np.percentile(m, 90)),
                 "theta_E_err68_unshifted": float(np.percentile(np.abs(at[0] - truth), 68))}
+
+    def measure(ring):
+        return moves([np.mean([theta[(cx + a, cy + b)] for a, b in ring], axis=0) for cx, cy in centres])
 
     out = {"n": n, **measure([(0, 0)]), "centre_follows_shift": float(np.mean(follows))}
     if window:
         out[f"averaged_over_{len(near)}_shifts"] = measure(near)
+    if self_centre:
+        # each stamp moved by 0.7 of the CNN's lens centre per step, at most 0.25" (the training centring) from
+        # where it started; then the same measure, and how far the stamps ended from the true lens centres
+        at, ends = [], []
+        for dx, dy in centres:
+            start = np.tile(c + (dx, dy), (n, 1))
+            cen = start.copy()
+            for _ in range(self_centre):
+                _, x0, y0 = _predict_at(est, ds, cen, tta)
+                d = cen + 0.7 * np.stack([x0, y0], 1) / ps - start
+                r = np.hypot(*d.T)
+                cen = start + d * np.minimum(1.0, (0.25 / ps) / np.maximum(r, 1e-9))[:, None]
+            at.append(_predict_at(est, ds, cen, tta)[0])
+            ends.append(cen)
+        true_c = c + np.stack([np.asarray(ds.params["x0"]), np.asarray(ds.params["y0"])], 1) / ps
+        out[f"self_centred_{self_centre}_steps"] = {
+            **moves(at), "end_from_true_centre_median_px": float(np.median(np.hypot(*(ends[0] - true_c).T))),
+            "ends_spread_median_px": float(np.median(np.max([np.hypot(*(e - ends[0]).T) for e in ends[1:]], 0)))}
     return out
 
 
@@ -197,11 +227,16 @@ def main(argv=None):
     ap.add_argument("--window", type=int, default=0, metavar="W",
                     help="simulated lenses: also average the CNN over the (2W+1)**2 one-pixel re-centrings "
                          "about each centre (default 0: not)")
+    ap.add_argument("--self-centre", type=int, default=0, metavar="K",
+                    help="simulated lenses: also measure after K steps moving each stamp towards the CNN's own lens "
+                         "centre (default 0: not)")
     ap.add_argument("--shift", type=float, default=SHIFT, help=f"re-centring in input pixels (default {SHIFT:g})")
     ap.add_argument("--no-slacs", action="store_true", help="skip the SLACS lenses (simulated lenses only)")
     args = ap.parse_args(argv)
     if not args.shift > 0:
         ap.error(f"--shift must be > 0 pixels; got {args.shift}")
+    if args.self_centre < 0:
+        ap.error(f"--self-centre must be >= 0; got {args.self_centre}")
     if args.window < 0:
         ap.error(f"--window must be >= 0; got {args.window}")
     torch.set_num_threads(args.threads)
@@ -218,7 +253,8 @@ def main(argv=None):
     else:
         out["slacs"] = "the development data (../shared/data) are absent"
     if args.n_sim:
-        out["simulated_hst"] = simulated(est, args.n_sim, tta=args.tta, window=args.window, shift=args.shift)
+        out["simulated_hst"] = simulated(est, args.n_sim, tta=args.tta, window=args.window, shift=args.shift,
+                                        self_centre=args.self_centre)
         out["simulated_hst"]["noise_colour"] = noise_colour(est, 2 * args.n_sim, tta=args.tta)
     print(json.dumps(out, indent=1))
     return out
