@@ -1,6 +1,8 @@
 """`LensDataset`: simulated or real lens images with their true parameters."""
 
 import os
+import threading
+from collections.abc import MutableMapping
 
 import astropy.units as u
 import numpy as np
@@ -10,7 +12,7 @@ from lenskit.core import storage
 from lenskit.core.provenance import Provenance, array_checksum
 from lenskit.core.validation import check_images, check_positive
 
-__all__ = ["LensDataset", "PARAM_UNITS", "UNKNOWN_BAND"]
+__all__ = ["LensDataset", "LazyArrays", "Deferred", "PARAM_UNITS", "UNKNOWN_BAND"]
 
 #: Band name of images whose filter is not known (a FITS file without a FILTER keyword); estimators
 #: compare such images with what they expect by pixel scale alone.
@@ -51,6 +53,102 @@ def _as_qtable(params, n, name="params"):
     return params
 
 
+class LazyArrays(MutableMapping):
+    """
+    A mapping of names to arrays, some of which are made when first read.
+
+    `LensDataset.truth` of a simulated dataset (`lenskit.Simulator.sample`)
+    is one: the noise-free components are concatenated from the simulator's
+    chunks the first time one is read (``dataset.truth["arcs"]``), not when
+    the dataset is made, so that the many datasets whose truth is never read
+    (estimation, training) do not pay for copying it.  Reading one, or
+    anything that reads them all (``dict(truth)``, writing, slicing,
+    pickling), makes it once; what is made is checked like an array given to
+    `LensDataset`.  Membership, ``len`` and iteration over the names make
+    nothing.  Set values are stored as given.
+
+    Parameters
+    ----------
+    makers : dict, optional
+        Name -> callable returning the array.
+    """
+
+    def __init__(self, makers=None):
+        self._arrays = {}
+        self._makers = dict(makers or {})
+        self._order = list(self._makers)
+        self._check = None
+        self._lock = threading.Lock()
+
+    def __getitem__(self, key):
+        if key in self._arrays:
+            return self._arrays[key]
+        with self._lock:
+            if key not in self._arrays:
+                if key not in self._makers:
+                    raise KeyError(key)
+                arr = self._makers[key]()
+                if self._check is not None:
+                    arr = self._check(key, arr)
+                self._arrays[key] = arr
+                del self._makers[key]  # its chunks are freed with it
+        return self._arrays[key]
+
+    def __setitem__(self, key, value):
+        with self._lock:
+            self._makers.pop(key, None)
+            if key not in self._arrays:
+                self._order.append(key)
+            self._arrays[key] = value
+
+    def __delitem__(self, key):
+        with self._lock:
+            if key not in self._arrays and key not in self._makers:
+                raise KeyError(key)
+            self._arrays.pop(key, None)
+            self._makers.pop(key, None)
+            self._order.remove(key)
+
+    def __contains__(self, key):
+        return key in self._arrays or key in self._makers
+
+    def __iter__(self):
+        return iter(list(self._order))
+
+    def __len__(self):
+        return len(self._order)
+
+    def pending(self):
+        """The names whose arrays are not made yet."""
+        return [k for k in self._order if k in self._makers]
+
+    def __repr__(self):
+        return "LazyArrays({" + ", ".join(f"{k!r}: {'<not made yet>' if k in self._makers else 'array'}"
+                                         for k in self._order) + "})"
+
+    def __getstate__(self):  # pickling makes every array (the makers hold chunks and closures)
+        return {"arrays": {k: self[k] for k in self._order}}
+
+    def __setstate__(self, state):
+        self.__init__()
+        for k, v in state["arrays"].items():
+            self[k] = v
+
+
+class Deferred:
+    """
+    An array that `LensDataset` makes when it is first read (``noise=Deferred(make)``).
+
+    What the simulator passes for the noise map: ``make()`` returns it, and
+    the dataset checks it then, as it checks an array given directly.
+    """
+
+    def __init__(self, make):
+        if not callable(make):
+            raise TypeError(f"make must be callable; got {type(make).__name__}")
+        self.make = make
+
+
 class LensDataset:
     """
     A stack of lens images with their true parameters and provenance.
@@ -68,13 +166,16 @@ class LensDataset:
         Pixel size (arcsec when a plain number).
     instrument : str, optional
         Name of the instrument the images were observed or simulated with.
-    noise : array-like, optional
-        Per-pixel 1-sigma noise, shaped like ``images``.
+    noise : array-like or `Deferred`, optional
+        Per-pixel 1-sigma noise, shaped like ``images`` (a `Deferred` one,
+        what the simulator gives, is made and checked when first read).
     masks : array-like of bool, optional
         True where a pixel is masked, shaped like ``images``.
-    truth : dict, optional
+    truth : dict or `LazyArrays`, optional
         Named noise-free components (for example ``"arcs"``,
-        ``"lens_light"``), each shaped like ``images``.
+        ``"lens_light"``), each shaped like ``images``.  A `LazyArrays`
+        (what the simulator gives) is kept as it is: its arrays are checked
+        when they are made.
     provenance : `~lenskit.core.Provenance` or dict, optional
 
     Raises
@@ -103,14 +204,11 @@ class LensDataset:
         if instrument is not None and not isinstance(instrument, str):
             raise TypeError(f"instrument must be a str; got {type(instrument).__name__}")
         self.instrument = instrument
-        self.noise = None
-        if noise is not None:
-            noise = check_images(noise, "noise")
-            if noise.shape != images.shape:
-                raise ValueError(f"noise must have the shape of images {images.shape}; got {noise.shape}")
-            if noise.size and noise.min() < 0:  # one pass, no temporary (NaN was refused above)
-                raise ValueError("noise must be >= 0 everywhere")
-            self.noise = noise
+        self._noise = self._noise_maker = None
+        if isinstance(noise, Deferred):  # the simulator's noise map, made (and checked) when first read
+            self._noise_maker = noise.make
+        elif noise is not None:
+            self._noise = self._checked_noise(noise)
         self.masks = None
         if masks is not None:
             masks = np.asarray(masks)
@@ -121,12 +219,23 @@ class LensDataset:
             if masks.dtype != bool:
                 raise TypeError(f"masks must be boolean (True = masked); got dtype {masks.dtype}")
             self.masks = np.ascontiguousarray(masks)
-        self.truth = {}
-        for key, arr in (truth or {}).items():
+        def check_truth(key, arr):
             arr = check_images(arr, f"truth['{key}']")
             if arr.shape != images.shape:
                 raise ValueError(f"truth['{key}'] must have the shape of images {images.shape}; got {arr.shape}")
-            self.truth[str(key)] = arr
+            return arr
+
+        if isinstance(truth, LazyArrays):
+            if any(not isinstance(k, str) for k in truth):
+                raise TypeError(f"truth's names must be str; got {list(truth)}")
+            truth._check = check_truth
+            for key in [k for k in truth if k not in truth.pending()]:  # those already made: checked now
+                truth[key] = check_truth(key, truth[key])
+            self.truth = truth
+        else:
+            self.truth = {}
+            for key, arr in (truth or {}).items():
+                self.truth[str(key)] = check_truth(key, arr)
         if provenance is None:
             provenance = Provenance.current(checksums={"images": array_checksum(images)})
         elif isinstance(provenance, dict):
@@ -136,6 +245,27 @@ class LensDataset:
         if "images" not in provenance.checksums:  # every dataset records its images' SHA-256 (checked on read)
             provenance = provenance.with_checksums(images=array_checksum(images))
         self.provenance = provenance
+
+    def _checked_noise(self, noise):
+        noise = check_images(noise, "noise")
+        if noise.shape != self.images.shape:
+            raise ValueError(f"noise must have the shape of images {self.images.shape}; got {noise.shape}")
+        if noise.size and noise.min() < 0:  # one pass, no temporary (NaN was refused above)
+            raise ValueError("noise must be >= 0 everywhere")
+        return noise
+
+    @property
+    def noise(self):
+        """Per-pixel 1-sigma noise shaped like ``images``, or None (a simulated one is made when first read)."""
+        if self._noise_maker is not None:
+            self._noise = self._checked_noise(self._noise_maker())
+            self._noise_maker = None  # its chunks are freed with it
+        return self._noise
+
+    @noise.setter
+    def noise(self, value):
+        self._noise_maker = None
+        self._noise = None if value is None else self._checked_noise(value)
 
     # -- container protocol -------------------------------------------------------
     def __len__(self):

@@ -129,8 +129,19 @@ def to_value(value, unit, name, equivalencies=None):
 def check_finite(name, value):
     """Raise `ValueError` if ``value`` holds NaN or infinity."""
     arr = np.asarray(value)
-    if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
-        n_bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+    if arr.dtype.kind not in "fc":
+        return value
+    # one pass without a temporary array: a sum is finite only if every term is, and float64 cannot overflow
+    # adding float32 / float16 values (a float64 array's sum may, and is then checked element by element)
+    if arr.size and arr.dtype.kind == "f" and arr.dtype.itemsize <= 4:
+        with np.errstate(invalid="ignore"):  # inf - inf
+            total = np.sum(arr, dtype=np.float64)
+        if np.isfinite(total):
+            return value
+    elif np.all(np.isfinite(arr)):
+        return value
+    n_bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+    if n_bad:
         raise ValueError(f"{name} contains {n_bad} NaN or infinite value(s)")
     return value
 

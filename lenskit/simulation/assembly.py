@@ -3,6 +3,7 @@ Assembling simulated systems: the accepted chunks of a run, their table of param
 """
 
 import dataclasses
+import functools
 from concurrent.futures import Future
 
 import astropy.units as u
@@ -10,7 +11,7 @@ import numpy as np
 import torch
 from astropy.table import QTable, vstack
 
-from lenskit.core.dataset import LensDataset
+from lenskit.core.dataset import Deferred, LazyArrays, LensDataset
 from lenskit.core.provenance import Provenance, array_checksum
 from lenskit.simulation.parallel import pool
 
@@ -115,31 +116,54 @@ def _cat(tensors):
     return out.numpy()
 
 
+def _noise_map(variance):
+    """The noise map (float32) from the chunks' variances."""
+    noise = _cat32(variance)
+    return np.sqrt(noise, out=noise)  # in place: a new array of this size costs its page faults more than the roots
+
+
+def _cat32(tensors):
+    """`_cat` as float32."""
+    return _cat(tensors).astype(np.float32, copy=False)
+
+
 def assemble(parts, instrument, table, seed=None, config=None, keep_truth=True, lens_light=False, workers=1):
     """
     One `~lenskit.LensDataset` from the `Accepted` parts of a run, in order.
 
-    Noise maps are the square root of the variance; masks are kept when every
-    chunk has them; noise-free arcs (and lens light) when ``keep_truth``.  The
+    Noise maps are the square root of the variance, made when first read
+    (`~lenskit.core.dataset.Deferred`); masks are kept when every
+    chunk has them; noise-free arcs (and lens light) when ``keep_truth``, as a
+    `~lenskit.core.dataset.LazyArrays` that concatenates them when first read
+    (on the CPU; chunks on another device are copied off it now).  The
     provenance records ``seed``, ``config`` and the images' checksum.
     ``workers`` > 1: the images' checksum is computed in a thread of
     `lenskit.simulation.parallel.pool` (idle once the rounds are done) while
-    the other arrays are copied.  ``table`` may be a `~concurrent.futures.Future`
+    this one makes the masks and the table is finished (hashing the chunks
+    while this thread concatenated them was slower: both are bound by memory).  ``table`` may be a `~concurrent.futures.Future`
     of the table, made meanwhile.
     """
     images = _cat(t for p in parts for t in p.images).astype(np.float32, copy=False)
-    # the checksum in a worker while this thread copies the other arrays (hashlib leaves the GIL)
+    # the checksum in a worker while this thread makes the other arrays (hashlib leaves the GIL)
     checksum = pool(workers).submit(array_checksum, images) if workers > 1 else None
-    noise = _cat(t for p in parts for t in p.variance).astype(np.float32, copy=False)
-    np.sqrt(noise, out=noise)  # in place: a new array of this size costs its page faults more than the roots
+    variance = [t for p in parts for t in p.variance]
+    if all(t.device.type == "cpu" for t in variance):  # made when first read: most uses never read it
+        noise = Deferred(functools.partial(_noise_map, variance))
+    else:  # off the device now, not holding its memory until read
+        noise = _noise_map(variance)
     masks = None
     if all(m is not None for p in parts for m in p.masks):
         masks = _cat(m for p in parts for m in p.masks).astype(bool, copy=False)
     truth = {}
     if keep_truth:
-        truth["arcs"] = _cat(t for p in parts for t in p.arcs).astype(np.float32, copy=False)
+        kept = {"arcs": [t for p in parts for t in p.arcs]}
         if lens_light:
-            truth["lens_light"] = _cat(t for p in parts for t in p.lens_light).astype(np.float32, copy=False)
+            kept["lens_light"] = [t for p in parts for t in p.lens_light]
+        if all(t.device.type == "cpu" for ts in kept.values() for t in ts):
+            # concatenated when first read (LazyArrays): most datasets never read their truth
+            truth = LazyArrays({k: functools.partial(_cat32, ts) for k, ts in kept.items()})
+        else:  # off the device now, not holding its memory until read
+            truth = {k: _cat32(ts) for k, ts in kept.items()}
     checksum = array_checksum(images) if checksum is None else checksum.result()
     if isinstance(table, Future):  # made in a worker meanwhile
         table = table.result()

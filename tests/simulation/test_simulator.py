@@ -177,3 +177,65 @@ def test_bad_arguments(kwargs, exc, match):
 def test_unknown_band():
     with pytest.raises(ValueError, match=r"unknown band\(s\) \['q'\]"):
         lenskit.get("instrument", "lsst")(bands=("g", "q"))
+
+
+def test_truth_is_made_when_first_read():
+    """The noise-free components are concatenated on first read, from chunks nothing else reuses."""
+    import pickle
+
+    from lenskit.core.dataset import LazyArrays
+    from lenskit.instruments.lsst import LSST
+
+    def sim():
+        return lenskit.Simulator(source="sersic", instrument=LSST(), seed=3, chunk_size=8, selection=None)
+
+    late = sim().sample(20)
+    assert isinstance(late.truth, LazyArrays)
+    assert "arcs" in late.truth and "lens_light" in late.truth and len(late.truth) == 2
+    assert late.truth.pending() == ["arcs", "lens_light"]  # membership made nothing
+    assert "not made yet" in repr(late.truth)
+    s = sim()
+    early = s.sample(20)
+    arcs, light = early.truth["arcs"], early.truth["lens_light"]
+    s.sample(40)  # more rendering in the meantime must not touch the first dataset's chunks
+    assert late.truth["arcs"].tobytes() == arcs.tobytes()
+    assert late.truth.pending() == ["lens_light"]
+    assert late.truth["arcs"] is late.truth["arcs"]  # made once
+    assert arcs.shape == late.images.shape and arcs.dtype == np.float32
+    # noise-free arcs plus lens light plus noise is the image: the truth belongs to these images
+    r = (late.images - arcs - light) / late.noise
+    assert abs(float(r.mean())) < 0.05 and 0.9 < float(r.std()) < 1.1
+    # slicing, pickling and equality read them all
+    other = sim().sample(20)
+    np.testing.assert_array_equal(other[3:7].truth["lens_light"], light[3:7])
+    back = pickle.loads(pickle.dumps(sim().sample(20)))
+    assert back == late and back.truth["lens_light"].tobytes() == light.tobytes()
+    assert sim().sample(20, keep_truth=False).truth == {}
+
+
+def test_lazy_arrays_check_and_edit():
+    from lenskit.core.dataset import LazyArrays
+
+    images = np.zeros((2, 1, 4, 4), np.float32)
+    calls = []
+
+    def good():
+        calls.append(1)
+        return np.ones((2, 1, 4, 4))
+
+    ds = lenskit.LensDataset(images, {"theta_E": [1, 1] * u.arcsec}, bands=["g"], pixel_scale=0.2,
+                             truth=LazyArrays({"arcs": good, "bad": lambda: np.ones((2, 1, 3, 3)),
+                                               "nan": lambda: np.full((2, 1, 4, 4), np.nan)}))
+    assert not calls  # nothing made, nothing checked yet
+    assert ds.truth["arcs"].dtype == np.float32 and calls == [1]
+    with pytest.raises(ValueError, match=r"truth\['bad'\] must have the shape of images"):
+        ds.truth["bad"]
+    with pytest.raises(ValueError, match=r"truth\['nan'\] contains 32 NaN"):
+        ds.truth["nan"]
+    ds.truth["extra"] = np.zeros((2, 1, 4, 4), np.float32)
+    del ds.truth["bad"]
+    assert list(ds.truth) == ["arcs", "nan", "extra"]
+    with pytest.raises(KeyError):
+        ds.truth["missing"]
+    with pytest.raises(KeyError):
+        del ds.truth["missing"]
