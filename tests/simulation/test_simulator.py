@@ -239,3 +239,29 @@ def test_lazy_arrays_check_and_edit():
         ds.truth["missing"]
     with pytest.raises(KeyError):
         del ds.truth["missing"]
+
+
+def test_deferred_noise_is_checked_when_read():
+    from lenskit.core.dataset import Deferred
+
+    images = np.zeros((2, 1, 4, 4), np.float32)
+    made = []
+
+    def neg():
+        made.append(1)
+        return -np.ones((2, 1, 4, 4))
+
+    ds = lenskit.LensDataset(images, {"theta_E": [1, 1] * u.arcsec}, bands=["g"], pixel_scale=0.2,
+                             noise=Deferred(neg))
+    assert not made
+    with pytest.raises(ValueError, match="noise must be >= 0"):
+        ds.noise
+    ds.noise = np.ones((2, 1, 4, 4))
+    assert ds.noise.dtype == np.float32
+    ds.noise = None
+    assert ds.noise is None
+    with pytest.raises(ValueError, match="noise must have the shape"):
+        ds.noise = np.ones((2, 1, 3, 3))
+    with pytest.raises(TypeError, match="make must be callable"):
+        Deferred(np.ones(3))
+    assert isinstance(lenskit.Simulator(instrument=HSTWFC3(shape=(32, 32)), seed=1).sample(2).noise, np.ndarray)
