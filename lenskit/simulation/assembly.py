@@ -138,13 +138,13 @@ def assemble(parts, instrument, table, seed=None, config=None, keep_truth=True, 
     (on the CPU; chunks on another device are copied off it now).  The
     provenance records ``seed``, ``config`` and the images' checksum.
     ``workers`` > 1: the images' checksum is computed in a thread of
-    `lenskit.simulation.parallel.pool` (idle once the rounds are done) while
-    this one makes the masks and the table is finished (hashing the chunks
-    while this thread concatenated them was slower: both are bound by memory).  ``table`` may be a `~concurrent.futures.Future`
-    of the table, made meanwhile.
+    `lenskit.simulation.parallel.pool` (idle once the rounds are done) after
+    the images are concatenated (hashing the chunks while this thread
+    concatenated them was slower: both are bound by memory).  ``table`` may
+    be a `~concurrent.futures.Future` of the table, made meanwhile.
     """
-    images = _cat(t for p in parts for t in p.images).astype(np.float32, copy=False)
-    # the checksum in a worker while this thread makes the other arrays (hashlib leaves the GIL)
+    images = _cat32([t for p in parts for t in p.images])
+    # the checksum in a worker while this thread makes the masks and waits for the table (hashlib leaves the GIL)
     checksum = pool(workers).submit(array_checksum, images) if workers > 1 else None
     variance = [t for p in parts for t in p.variance]
     if all(t.device.type == "cpu" for t in variance):  # made when first read: most uses never read it
