@@ -1,6 +1,11 @@
 """Composite lens: several mass components whose deflections add."""
 
+import numpy as np
+import torch
+
 from lenskit.core.interfaces import MassModel
+from lenskit.lensing.critical import tangential_critical_rays
+from lenskit.mass_models.shear import ExternalShear
 
 __all__ = ["CompositeMassModel"]
 
@@ -81,6 +86,35 @@ class CompositeMassModel(MassModel):
 
     def _hessian(self, x, y, **params):
         return self._sum("_hessian", x, y, params)
+
+    def multiple_image_regions(self, n=96, **params):
+        """
+        Tangential caustics and cuts of N systems at once, for one main lens plus external shear; else None.
+
+        When one component has closed-form regions (an SIE or EPL) and the
+        others are `~lenskit.mass_models.shear.ExternalShear`, the tangential
+        critical curve of the whole lens is found along rays from the main
+        lens's centre (`lenskit.lensing.tangential_critical_rays`, in
+        float32: the radii to about 1e-6) and mapped to the source plane; the second curve is the main lens's own
+        (its cut or radial caustic: the shear deflects its centre by nothing,
+        so an isothermal lens's cut is unchanged).  Other composites return
+        None (the `~lenskit.Simulator` then traces each system's caustics).
+        """
+        parts = self.split(params)
+        main = [i for i, c in enumerate(self.components) if not isinstance(c, ExternalShear)]
+        if len(main) != 1:
+            return None
+        i = main[0]
+        own = self.components[i].multiple_image_regions(n=n, **parts[i])
+        if own is None:
+            return None
+        p = parts[i]
+        centre = (p.get("x0", np.zeros_like(p["theta_E"])), p.get("y0", np.zeros_like(p["theta_E"])))
+        crit = tangential_critical_rays(self, params, centre, p["theta_E"], n=n, steps=24, dtype=torch.float32)
+        xt, yt = (torch.as_tensor(crit[..., j]) for j in (0, 1))
+        pt = {k: torch.as_tensor(np.asarray(v, dtype=float))[:, None] for k, v in params.items()}
+        ax, ay = self.deflection_tensor(xt, yt, **pt)
+        return np.stack([(xt - ax).numpy(), (yt - ay).numpy()], -1), own[1]
 
     def __repr__(self):
         return f"<CompositeMassModel {[c.name for c in self.components]}>"

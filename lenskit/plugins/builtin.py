@@ -7,6 +7,7 @@ BUILTINS = {
     "mass_model": {
         "sie": "lenskit.mass_models.sie:SIE",
         "external_shear": "lenskit.mass_models.shear:ExternalShear",
+        "epl": "lenskit.mass_models.epl:EPL",
     },
     "source": {
         "sersic": "lenskit.sources.sersic:SersicSource",

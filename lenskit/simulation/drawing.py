@@ -55,10 +55,12 @@ def plain_names(mass_model):
 
 
 def build_priors(user, instrument, mass_model):
-    """The simulator's priors: generic, then the instrument's, then ``user``'s (a dict; names checked)."""
+    """The simulator's priors: generic, the mass model's (``default_priors``), the instrument's, then ``user``'s (names checked)."""
     if not isinstance(user, dict):
         raise TypeError(f"priors must be a dict; got {type(user).__name__}")
     priors = dict(GENERIC_PRIORS)
+    for component in getattr(mass_model, "components", [mass_model]):  # e.g. the EPL's slope
+        priors.update(getattr(component, "default_priors", {}) or {})
     priors.update(getattr(instrument, "default_priors", {}) or {})
     mass_params = set(mass_model.param_names)
     for key, value in user.items():
