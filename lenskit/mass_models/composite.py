@@ -110,7 +110,7 @@ class CompositeMassModel(MassModel):
             return None
         p = parts[i]
         centre = (p.get("x0", np.zeros_like(p["theta_E"])), p.get("y0", np.zeros_like(p["theta_E"])))
-        crit = tangential_critical_rays(self, params, centre, p["theta_E"], n=n, steps=24, dtype=torch.float32)
+        crit = tangential_critical_rays(self, params, centre, p["theta_E"], n=n, radii=16, dtype=torch.float32)
         xt, yt = (torch.as_tensor(crit[..., j]) for j in (0, 1))
         pt = {k: torch.as_tensor(np.asarray(v, dtype=float))[:, None] for k, v in params.items()}
         ax, ay = self.deflection_tensor(xt, yt, **pt)

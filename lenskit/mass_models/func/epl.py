@@ -87,18 +87,26 @@ def _series(xp, yp, q, theta_E, t):
         f = f[order]
         t = t[order] if torch.is_tensor(t) and t.dim() == f.dim() and t.shape[0] == n_sys else t
     su, sv = u.clone(), v.clone()
-    for n in range(1, terms + 1):
-        k = sum(1 for m in need if m >= n) if per_system else None
-        sl = slice(None) if k is None else slice(0, k)
-        fk = f if k is None else f[sl]
-        tk = t if k is None or not (torch.is_tensor(t) and t.dim() and t.shape[0] == n_sys) else t[sl]
-        a = -fk * (2 * n - 2 + tk) / (2 * n + 2 - tk)
-        uk, vk = u[sl], v[sl]
-        nu = (uk * c2[sl]).addcmul_(vk, s2[sl], value=-1).mul_(a)
-        vk.mul_(c2[sl]).addcmul_(uk, s2[sl]).mul_(a)
-        uk.copy_(nu)
-        su[sl].add_(uk)
-        sv[sl].add_(vk)
+    if terms:
+        # every term's factor at once: -f (2n - 2 + t) / (2n + 2 - t), n = 1 .. terms, along a last dimension
+        n_ = torch.arange(1, terms + 1, dtype=c2.dtype, device=c2.device)
+        ft, tt = torch.as_tensor(f, dtype=c2.dtype)[..., None], torch.as_tensor(t, dtype=c2.dtype)[..., None]
+        coeff = -ft * (2 * n_ - 2 + tt) / (2 * n_ + 2 - tt)
+    n = 1
+    while n <= terms:
+        # the systems still summing are the first k; their views are taken once for the terms they share
+        k = sum(1 for m in need if m >= n) if per_system else n_sys
+        last = need[k - 1] if per_system else terms
+        uk, vk, c2k, s2k, suk, svk = (a[:k] if per_system else a for a in (u, v, c2, s2, su, sv))
+        ck = coeff[:k] if per_system and coeff.dim() > 1 and coeff.shape[0] == n_sys else coeff
+        for m in range(n, last + 1):
+            a = ck[..., m - 1]
+            nu = (uk * c2k).addcmul_(vk, s2k, value=-1).mul_(a)
+            vk.mul_(c2k).addcmul_(uk, s2k).mul_(a)
+            uk.copy_(nu)
+            suk.add_(uk)
+            svk.add_(vk)
+        n = last + 1
     if order is not None:
         back = torch.empty_like(order)
         back[order] = torch.arange(n_sys, device=order.device)
