@@ -269,12 +269,13 @@ def main(argv=None):
                          "about 330 real galaxies), the rest the usual mixture; default 0")
     ap.add_argument("--robust", action="store_true",
                     help="train on presets.robust (per-image Moffat PSFs, wide lens-light population with discs, "
-                         "twists and colour gradients, line-of-sight galaxies; LSST / Euclid: centring errors; HST: "
-                         "arcs after an imperfect lens-light subtraction) instead of the defaults; the test sets are "
-                         "the same")
+                         "twists and colour gradients, line-of-sight galaxies, power-law lenses with external shear; "
+                         "LSST / Euclid: centring errors; HST: arcs after an imperfect lens-light subtraction) instead "
+                         "of the defaults; the test sets are the same")
     ap.add_argument("--robust-without", default=None, metavar="NAMES",
                     help="with --robust: comma-separated ingredients left at the survey's defaults, for ablations: "
-                         "psf, lens_light, centring (presets.robust(without=...)) and line_of_sight (no neighbours)")
+                         "psf, lens_light, centring, mass (presets.robust(without=...)) and line_of_sight (no "
+                         "neighbours)")
     ap.add_argument("--robust-fraction", type=float, default=1.0, metavar="FRACTION",
                     help="with --robust: this share of every training batch comes from presets.robust, the rest "
                          "from the default simulator (lenskit.simulation.mixture.SimulatorMixture), so that the "

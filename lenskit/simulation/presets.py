@@ -282,7 +282,7 @@ def _survey_instrument(survey):
 
 
 #: What `robust` can leave at the survey's defaults (``without``).
-ROBUST_INGREDIENTS = ("psf", "lens_light", "centring")
+ROBUST_INGREDIENTS = ("psf", "lens_light", "centring", "mass")
 
 
 def robust(survey="lsst", lens_light=None, source=None, seed=None, line_of_sight=True, without=(), **kwargs):
@@ -290,7 +290,10 @@ def robust(survey="lsst", lens_light=None, source=None, seed=None, line_of_sight
     A training simulator for estimators that hold up off lenskit's own simulations.
 
     The survey instrument with per-image Moffat PSFs (`robust_instrument`), the wide lens-light and
-    centring priors of `robust_priors`, and unlensed line-of-sight galaxies in the stamps.  The test sets of
+    centring priors of `robust_priors`, unlensed line-of-sight galaxies in the stamps, and lenses that are
+    not exactly isothermal: an elliptical power law (``epl``, density slopes N(2, 0.1) within 1.6-2.4)
+    with external shear (modulus 0-0.1), whose ``theta_E``, ``e1``, ``e2``, ``x0`` and ``y0`` are what an
+    estimator trained on it regresses (the SIE-equivalent parameters).  The test sets of
     ``benchmarks/cross_simulator.py`` are rendered by another code with choices of their own; this
     simulator is not tuned to them, it varies what an estimate must not depend on.
 
@@ -313,9 +316,9 @@ def robust(survey="lsst", lens_light=None, source=None, seed=None, line_of_sight
         Ingredients left at the survey instrument's defaults, for ablations
         (which of them an estimate depends on): ``"psf"`` (the survey's own
         PSF instead of `robust_instrument`'s), ``"lens_light"`` (the
-        default lens-light population instead of `robust_priors`' wide one)
-        and ``"centring"`` (the default lens centres).  Neighbours have
-        ``line_of_sight``.
+        default lens-light population instead of `robust_priors`' wide one),
+        ``"centring"`` (the default lens centres) and ``"mass"`` (an SIE
+        without shear).  Neighbours have ``line_of_sight``.
     **kwargs
         Further `~lenskit.Simulator` options; ``priors`` are merged over `robust_priors`.
 
@@ -335,5 +338,7 @@ def robust(survey="lsst", lens_light=None, source=None, seed=None, line_of_sight
     wide = {k: v for k, v in wide.items()
             if ("centring" if k in ("x0", "y0") else "lens_light") not in without}
     priors = {**wide, **kwargs.pop("priors", {})}
-    return Simulator(mass_model="sie", source="sersic_clump" if source is None else source, instrument=inst,
+    mass = "sie" if "mass" in without else ["epl", "external_shear"]
+    return Simulator(mass_model=kwargs.pop("mass_model", mass), source="sersic_clump" if source is None else source,
+                     instrument=inst,
                      seed=seed, lens_light=lens_light, priors=priors, line_of_sight=line_of_sight, **kwargs)

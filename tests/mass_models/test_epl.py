@@ -90,7 +90,7 @@ def test_round_power_law(epl, slope):
 
 @pytest.mark.parametrize("slope", [1.7, 2.0, 2.2])
 def test_mean_convergence_in_the_einstein_ellipse_is_one(epl, slope):
-    """theta_E is the intermediate-axis Einstein radius: the ellipse q x'**2 + y'**2 / q < theta_E**2 has mean kappa 1."""
+    """theta_E is the intermediate-axis Einstein radius: mean kappa 1 inside q x'**2 + y'**2 / q < theta_E**2."""
     h = 0.004
     g = np.arange(-2.6 + h / 2, 2.6, h)  # pixel centres, none on the (integrable) singularity
     x, y = np.meshgrid(g, g)
@@ -156,9 +156,10 @@ def test_centre_is_finite(epl):
         assert np.isfinite(epl.convergence(np.array([P["x0"]]), np.array([P["y0"]]), **p)[0])
 
 
-@pytest.mark.parametrize("bad, match", [(dict(slope=3.0), "slope must lie in"), (dict(slope=1.0), "slope must lie in"),
-                                        (dict(theta_E=-1.0), "theta_E must be > 0"),
-                                        (dict(e1=0.9, e2=0.5), "e1\\*\\*2"), (dict(slope=np.nan), "slope must be finite")])
+@pytest.mark.parametrize("bad, match", [
+    (dict(slope=3.0), "slope must lie in"), (dict(slope=1.0), "slope must lie in"),
+    (dict(theta_E=-1.0), "theta_E must be > 0"), (dict(e1=0.9, e2=0.5), "e1\\*\\*2"),
+    (dict(slope=np.nan), "slope must be finite")])
 def test_bad_parameters(epl, bad, match):
     with pytest.raises(ValueError, match=match):
         epl.deflection(np.zeros(3), np.zeros(3), **{**P, "slope": 2.0, **bad})
@@ -201,8 +202,8 @@ def test_composite_with_shear_regions_are_its_caustics(main):
         ref = traced[0].to_value("arcsec")
         seg_a, seg_b = ref, np.roll(ref, -1, axis=0)  # distance of each point to the traced polyline
         d = seg_b - seg_a
-        w = np.clip(np.einsum("pvk,vk->pv", caustic[i][:, None] - seg_a, d) / np.maximum(np.einsum("vk,vk->v", d, d), 1e-300),
-                    0, 1)
+        along = np.einsum("pvk,vk->pv", caustic[i][:, None] - seg_a, d)
+        w = np.clip(along / np.maximum(np.einsum("vk,vk->v", d, d), 1e-300), 0, 1)
         gap = np.linalg.norm(caustic[i][:, None] - (seg_a + w[..., None] * d), axis=-1).min(1)
         assert gap.max() < 2e-4 * p["theta_E"][i]
 

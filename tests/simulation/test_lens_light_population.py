@@ -224,9 +224,10 @@ def test_moffat_psf_bad_inputs(kw, match):
 def test_robust_preset_draws_its_population_and_rebuilds_from_config(tmp_path):
     sim = presets.robust("lsst", seed=3, source="sersic")
     ds = sim.sample(6)
-    for col in ("light_disc_fraction", "light_dx", "psf_fwhm", "psf_beta", "n_line_of_sight"):
+    for col in ("light_disc_fraction", "light_dx", "psf_fwhm", "psf_beta", "n_line_of_sight", "slope", "gamma1"):
         assert col in ds.params.colnames, col
     assert isinstance(sim.instrument.effects[0], MoffatPSF)
+    assert [c.name for c in sim.mass_model.components] == ["epl", "external_shear"]
     again = Simulator.from_config(sim.config).sample(6)
     assert np.array_equal(again.images, ds.images)
     assert not isinstance(presets.robust_priors("euclid")["light_disc_fraction"], Fixed)
@@ -252,6 +253,18 @@ def test_robust_preset_without_an_ingredient_keeps_the_survey_default():
         "lsst", seed=4, source="sersic", without=("psf", "lens_light", "centring")).sample(3).images)
     with pytest.raises(ValueError, match="without"):
         presets.robust("lsst", without=("neighbours",))
+    sie = presets.robust("lsst", seed=4, source="sersic", without="mass")
+    assert sie.mass_model.name == "sie" and "slope" not in sie.sample(2).params.colnames
+
+
+def test_robust_preset_lenses_are_power_laws_with_shear():
+    ds = presets.robust("lsst", seed=6, source="sersic").sample(200)
+    slope = np.asarray(ds.params["slope"])
+    assert 1.6 <= slope.min() and slope.max() <= 2.4
+    assert abs(np.median(slope) - 2.0) < 0.05 and 0.05 < slope.std() < 0.12  # N(2, 0.1) after the selection
+    shear = np.hypot(ds.params["gamma1"], ds.params["gamma2"])
+    assert shear.max() <= 0.1 and shear.mean() > 0.03
+    assert np.mean(ds.params["multiply_imaged"]) > 0.8
 
 
 def test_epoch_seeing_returns_fwhm_or_sigma():
