@@ -16,6 +16,9 @@ Every lenskit line times a public call (``Simulator.sample`` or
   (clumpy sources, cosmic rays, normalisation, masks);
 * ``lsst_gri``: LSST 57x57 g, r, i with lens light and CCD noise, no selection;
 * ``hst_basic_compiled``: ``hst_basic`` with ``Simulator(compile=True)`` (after its compilation);
+* ``hst_epl_shear``: ``hst_basic`` with ``mass_model=["epl", "external_shear"]`` (power-law slopes
+  N(2, 0.1) within 1.6-2.4, shear 0-0.1), beside ``lenstronomy_2proc_epl_shear``: lenstronomy doing the
+  same with ``["EPL", "SHEAR"]``;
 * peers, when installed (``pip install lenskit-astro[peers]``), doing the work of ``hst_basic``
   in the same run: ``lenstronomy_2proc`` (lenstronomy's ``ImageModel`` per image, SIE +
   ``SERSIC_ELLIPSE``, its Gaussian PSF, NumPy Poisson and Gaussian noise, in two single-thread
@@ -89,8 +92,10 @@ def loaded_rate(sim, n, repeats):
 
 
 # ------------------------------------------------------------------------------------------- peers
-def lenstronomy_images(k, seed):
-    """``k`` hst_basic images with lenstronomy, one per ImageModel (the PSF width differs per image)."""
+def lenstronomy_images(k, seed, epl=False):
+    """``k`` hst_basic images with lenstronomy, one per ImageModel (the PSF width differs per image).
+
+    ``epl``: an EPL (slope N(2, 0.1) within 1.6-2.4) and external shear (0-0.1) instead of the SIE."""
     from lenstronomy.Data.imaging_data import ImageData
     from lenstronomy.Data.psf import PSF
     from lenstronomy.ImSim.image_model import ImageModel
@@ -99,7 +104,7 @@ def lenstronomy_images(k, seed):
     from lenstronomy.Util.param_util import phi_q2_ellipticity
 
     rng = np.random.default_rng(seed)
-    lens, source = LensModel(["SIE"]), LightModel(["SERSIC_ELLIPSE"])
+    lens, source = LensModel(["EPL", "SHEAR"] if epl else ["SIE"]), LightModel(["SERSIC_ELLIPSE"])
     corner = -(NPIX - 1) / 2 * PIX
     for _ in range(k):
         data = ImageData(image_data=np.zeros((NPIX, NPIX)), transform_pix2angle=np.eye(2) * PIX,
@@ -111,6 +116,10 @@ def lenstronomy_images(k, seed):
         e1, e2 = phi_q2_ellipticity(rng.uniform(0, np.pi), 1 - rng.uniform(0, 0.9))
         kl = [dict(theta_E=rng.uniform(0.1, 3), e1=e1, e2=e2, center_x=rng.uniform(-0.25, 0.25),
                    center_y=rng.uniform(-0.25, 0.25))]
+        if epl:
+            g, a = rng.uniform(0, 0.1), rng.uniform(0, np.pi)
+            kl[0]["gamma"] = float(np.clip(rng.normal(2.0, 0.1), 1.6, 2.4))
+            kl.append(dict(gamma1=g * np.cos(2 * a), gamma2=g * np.sin(2 * a)))
         s1, s2 = phi_q2_ellipticity(rng.uniform(0, np.pi), 1 - rng.uniform(0, 0.5))
         ks = [dict(amp=1.0, R_sersic=rng.uniform(0.05, 0.8), n_sersic=rng.uniform(0.5, 4), e1=s1, e2=s2,
                    center_x=rng.uniform(-0.3, 0.3), center_y=rng.uniform(-0.3, 0.3))]
@@ -127,15 +136,15 @@ def _one_thread():
     torch.set_num_threads(1)
 
 
-def lenstronomy_rate(n, repeats):
+def lenstronomy_rate(n, repeats, epl=False):
     import multiprocessing as mp
 
     with mp.get_context("spawn").Pool(2, initializer=_one_thread) as pool:
-        pool.starmap(lenstronomy_images, [(4, 0), (4, 1)])  # imports and first calls
+        pool.starmap(lenstronomy_images, [(4, 0, epl), (4, 1, epl)])  # imports and first calls
         times = []
         for r in range(repeats):
             t0 = time.perf_counter()
-            pool.starmap(lenstronomy_images, [(n // 2, 2 * r + 2), (n - n // 2, 2 * r + 3)])
+            pool.starmap(lenstronomy_images, [(n // 2, 2 * r + 2, epl), (n - n // 2, 2 * r + 3, epl)])
             times.append(time.perf_counter() - t0)
     return n / statistics.median(times)
 
@@ -239,6 +248,8 @@ def main(argv=None):
     if not args.no_compile:
         res["hst_basic_compiled"] = sample_rate(lenskit.Simulator(source="sersic", instrument=basic_hst(), seed=1,
                                                                   compile=True), n, reps)
+    res["hst_epl_shear"] = sample_rate(lenskit.Simulator(mass_model=["epl", "external_shear"], source="sersic",
+                                                         instrument=basic_hst(), seed=1), n, reps)
     if torch.cuda.is_available():
         res["hst_basic_cuda"] = sample_rate(lenskit.Simulator(source="sersic", instrument=basic_hst(), seed=1,
                                                               device="cuda", chunk_size=256), 4 * n, reps)
@@ -248,6 +259,7 @@ def main(argv=None):
     if not args.no_peers:
         if installed("lenstronomy"):
             res["lenstronomy_2proc"] = lenstronomy_rate(max(n // 4, 16), reps)
+            res["lenstronomy_2proc_epl_shear"] = lenstronomy_rate(max(n // 4, 16), reps, epl=True)
         else:
             notes["lenstronomy"] = "not installed (pip install lenskit-astro[peers])"
         if installed("caustics"):
@@ -264,6 +276,9 @@ def main(argv=None):
     for peer in ("lenstronomy_2proc", "caustics_2threads", "numpy_peer_1core"):
         if peer in res:
             ratios[f"hst_basic_over_{peer}"] = res["hst_basic"] / res[peer]
+    if "lenstronomy_2proc_epl_shear" in res:
+        ratios["hst_epl_shear_over_lenstronomy_2proc_epl_shear"] = res["hst_epl_shear"] / res[
+            "lenstronomy_2proc_epl_shear"]
     ratios["hst_wfc3_over_hst_basic"] = res["hst_wfc3"] / res["hst_basic"]
     if "hst_basic_loaded" in res:
         ratios["loaded_over_quiet"] = res["hst_basic_loaded"] / res["hst_basic"]

@@ -102,3 +102,25 @@ def test_fit_any_mass_model_recovers_a_point_mass():
     with pytest.raises(ValueError, match="theta_E_range needs"):
         fit(img, sigma, 0.05, mass_model=CompositeMassModel([lens_mass_model("external_shear", False)]),
             theta_E_range=(0.1, 1.0))
+
+
+def test_fit_recovers_a_power_law_slope():
+    """An EPL lens (slope 2.15) fitted as one: the slope and the SIE parameters within their Laplace errors."""
+    epl = lens_mass_model("epl", shear=False)
+    truth = {"theta_E": 0.8, "e1": 0.08, "e2": -0.05, "x0": 0.03, "y0": -0.02, "slope": 2.15,
+             "src_R_e": 0.12, "src_n": 1.2, "src_e1": 0.1, "src_e2": 0.05, "src_x": 0.08, "src_y": 0.04}
+    vals = {k: torch.tensor(v, dtype=torch.float64) for k, v in truth.items()}
+    yy, xx = np.indices((11, 11)) - 5.0
+    psf = np.exp(-0.5 * (xx ** 2 + yy ** 2) / 1.2 ** 2)
+    psf /= psf.sum()
+    src, _ = render_model(vals, (48, 48), 0.05, torch.as_tensor(psf), 2, lens_light=False, mass_model=epl)
+    clean = 5.0 * src.numpy()
+    sigma = np.full(clean.shape, 0.02 * clean.max())
+    img = clean + np.random.default_rng(2).normal(0, sigma)
+    r = fit(img, sigma, 0.05, psf=psf, shear=False, lens_light=False, mass_model="epl", n_starts=4,
+            adam_steps=100, lbfgs_steps=100)
+    assert r.reduced_chi2 == pytest.approx(1.0, abs=0.1)
+    for k in ("theta_E", "e1", "e2", "x0", "y0", "slope"):
+        val, std = r[k], r[f"{k}_std"]
+        val, std = float(getattr(val, "value", val)), float(getattr(std, "value", std))
+        assert 0 < std < 0.05 and abs(val - truth[k]) < 4 * std, (k, val, std)

@@ -61,7 +61,7 @@ def _series(xp, yp, q, theta_E, t):
     c2 = u * u - v * v  # e^{2 i phi_e}
     s2 = 2 * u * v
     f = (1 - q) / (1 + q)
-    terms = n_terms(torch.as_tensor(f).max(), xp.dtype)
+    terms = n_terms(torch.as_tensor(f).detach().max(), xp.dtype)
     b = theta_E * torch.sqrt(q)
     pref = 2 * b / (1 + q) * torch.pow(b * inv_r, t - 1)
     if torch.is_grad_enabled() and any(torch.is_tensor(v) and v.requires_grad for v in (xp, yp, q, theta_E, t)):
