@@ -160,6 +160,18 @@ class MassModel(Configurable, abc.ABC):
         """
         return None
 
+    def hessian_exponent(self, **params):
+        """
+        How the Hessian scales along rays from the centre, or None.
+
+        A self-similar profile (a power law: the SIE, the EPL) returns, per
+        system, the ``t`` of ``H(centre + lam d) = lam**-t H(centre + d)``
+        (an array shaped like the parameters); the critical curves of the
+        profile with an external shear then follow in closed form along rays
+        (`~lenskit.mass_models.composite.CompositeMassModel.multiple_image_regions`).
+        """
+        return None
+
     def multiple_image_regions(self, n=96, **params):
         """
         The tangential caustics and cuts of N systems at once, or None.

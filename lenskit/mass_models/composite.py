@@ -93,11 +93,18 @@ class CompositeMassModel(MassModel):
 
         When one component has closed-form regions (an SIE or EPL) and the
         others are `~lenskit.mass_models.shear.ExternalShear`, the tangential
-        critical curve of the whole lens is found along rays from the main
-        lens's centre (`lenskit.lensing.tangential_critical_rays`, in
-        float32: the radii to about 1e-6) and mapped to the source plane; the second curve is the main lens's own
-        (its cut or radial caustic: the shear deflects its centre by nothing,
-        so an isothermal lens's cut is unchanged).  Other composites return
+        critical curve of the whole lens is found along ``n`` rays from the
+        main lens's centre and mapped to the source plane; the second curve is
+        the main lens's own (its cut or radial caustic: the shear deflects the
+        centre by nothing, so an isothermal lens's cut is unchanged).  For a
+        self-similar main lens (`~lenskit.core.MassModel.hessian_exponent`:
+        its Hessian ``H = s H_1`` with ``s = r**-t`` along a ray, ``H_1`` at
+        unit distance) plus a constant shear ``Gamma``, the tangential
+        eigenvalue ``1 - s kappa_1 - |s gamma_1 + Gamma|`` vanishes where
+        ``s**2 (kappa_1**2 - |gamma_1|**2) - 2 s (kappa_1 + gamma_1 . Gamma) + 1 - |Gamma|**2 = 0``:
+        the outermost crossing is the smallest positive root, in closed form
+        (one Hessian per ray).  Otherwise the rays are searched
+        (`lenskit.lensing.tangential_critical_rays`).  Other composites return
         None (the `~lenskit.Simulator` then traces each system's caustics).
         """
         parts = self.split(params)
@@ -105,16 +112,43 @@ class CompositeMassModel(MassModel):
         if len(main) != 1:
             return None
         i = main[0]
-        own = self.components[i].multiple_image_regions(n=n, **parts[i])
+        component, p = self.components[i], parts[i]
+        own = component.multiple_image_regions(n=n, **p)
         if own is None:
             return None
-        p = parts[i]
-        centre = (p.get("x0", np.zeros_like(p["theta_E"])), p.get("y0", np.zeros_like(p["theta_E"])))
-        crit = tangential_critical_rays(self, params, centre, p["theta_E"], n=n, radii=16, dtype=torch.float32)
-        xt, yt = (torch.as_tensor(crit[..., j]) for j in (0, 1))
+        zero = np.zeros(np.shape(p["theta_E"]))
+        centre = (np.asarray(p.get("x0", zero), float), np.asarray(p.get("y0", zero), float))
+        t = component.hessian_exponent(**p)
+        if t is None:
+            crit = tangential_critical_rays(self, params, centre, p["theta_E"], n=n, radii=16, dtype=torch.float32)
+            xt, yt = (torch.as_tensor(crit[..., j]) for j in (0, 1))
+        else:
+            xt, yt = self._critical_self_similar(component, p, parts, main[0], centre, np.asarray(t, float), n)
         pt = {k: torch.as_tensor(np.asarray(v, dtype=float))[:, None] for k, v in params.items()}
         ax, ay = self.deflection_tensor(xt, yt, **pt)
         return np.stack([(xt - ax).numpy(), (yt - ay).numpy()], -1), own[1]
+
+    def _critical_self_similar(self, component, p, parts, main, centre, t, n):
+        """The tangential critical curve of a self-similar lens plus constant shear, along n rays (float64)."""
+        def col(v):
+            return torch.as_tensor(np.asarray(v, dtype=float))[:, None]
+
+        ang = torch.linspace(0, 2 * np.pi, n + 1, dtype=torch.float64)[:-1]
+        ux, uy = torch.cos(ang), torch.sin(ang)
+        x0, y0 = col(centre[0]), col(centre[1])
+        hxx, hxy, hyy = component.hessian_tensor(x0 + ux, y0 + uy, **{k: col(v) for k, v in p.items()})
+        g1s, g2s = torch.zeros_like(x0), torch.zeros_like(x0)
+        for j, (c, q) in enumerate(zip(self.components, parts)):
+            if j != main:  # external shears: constant Hessians [[g1, g2], [g2, -g1]]
+                g1s, g2s = g1s + col(q["gamma1"]), g2s + col(q["gamma2"])
+        kappa, g1, g2 = 0.5 * (hxx + hyy), 0.5 * (hxx - hyy), hxy
+        a = kappa * kappa - g1 * g1 - g2 * g2
+        b = kappa + g1 * g1s + g2 * g2s  # the quadratic a s**2 - 2 b s + c = 0
+        c = 1 - g1s * g1s - g2s * g2s
+        disc = torch.clamp(b * b - a * c, min=0)
+        s = c / (b + torch.sqrt(disc))  # the smaller root, stable where a -> 0 (the SIE: kappa = |gamma|)
+        r = torch.pow(s, -1 / col(t))
+        return x0 + r * ux, y0 + r * uy
 
     def __repr__(self):
         return f"<CompositeMassModel {[c.name for c in self.components]}>"

@@ -127,6 +127,10 @@ class EPL(MassModel):
         tan, rad = self.critical_curves(theta_E, e1, e2, x0, y0, slope, n=n)
         return [tan] if float(slope) >= 2 else [tan, rad]
 
+    def hessian_exponent(self, theta_E=None, e1=None, e2=None, x0=None, y0=None, slope=None):
+        """``slope - 1``: the Hessian falls as ``r**-(slope - 1)`` along rays from the centre."""
+        return np.asarray(slope, dtype=float) - 1
+
     def multiple_image_regions(self, n=96, theta_E=None, e1=None, e2=None, x0=None, y0=None, slope=None):
         """
         Tangential caustics and outer boundaries of N EPLs at once (float64), each shaped (N, n, 2).

@@ -123,6 +123,10 @@ class SIE(MassModel):
         """The tangential critical curve (`critical_curve`): the SIE's only one."""
         return [self.critical_curve(theta_E, e1, e2, x0, y0, n=n)]
 
+    def hessian_exponent(self, theta_E=None, e1=None, e2=None, x0=None, y0=None):
+        """1 for every system: the SIE's Hessian falls as 1 / r along rays from the centre."""
+        return np.ones(np.shape(theta_E))
+
     def multiple_image_regions(self, n=96, theta_E=None, e1=None, e2=None, x0=None, y0=None):
         """Tangential caustics and cuts of N SIEs at once (float64), each shaped (N, n, 2)."""
         p = [torch.as_tensor(np.asarray(v, dtype=float)) for v in (theta_E, e1, e2, x0, y0)]

@@ -193,10 +193,15 @@ def test_composite_with_shear_regions_are_its_caustics(main):
         p["slope"] = np.array([1.8, 1.95, 2.1, 2.25])
     caustic, cut = lens.multiple_image_regions(n=64, **p)
     assert caustic.shape == cut.shape == (n, 64, 2)
+    # the closed form along rays (a self-similar main lens plus shear) against the generic search
+    parts = lens.split(p)
+    t = lens.components[0].hessian_exponent(**parts[0])
+    closed = lens._critical_self_similar(lens.components[0], parts[0], parts, 0, (p["x0"], p["y0"]), t, 64)
     crit = tangential_critical_rays(lens, p, (p["x0"], p["y0"]), p["theta_E"], n=64)
+    np.testing.assert_allclose(torch.stack(closed, -1).numpy(), crit, atol=1e-9)
     pt = {k: torch.as_tensor(v)[:, None] for k, v in p.items()}
-    hxx, hxy, hyy = lens.hessian_tensor(torch.as_tensor(crit[..., 0]), torch.as_tensor(crit[..., 1]), **pt)
-    assert float(((1 - hxx) * (1 - hyy) - hxy**2).abs().max()) < 1e-9
+    hxx, hxy, hyy = lens.hessian_tensor(*closed, **pt)
+    assert float(((1 - hxx) * (1 - hyy) - hxy**2).abs().max()) < 1e-12
     for i in range(n):
         traced = caustics(lens, n=256, include_cut=False, **{k: float(v[i]) for k, v in p.items()})
         ref = traced[0].to_value("arcsec")
