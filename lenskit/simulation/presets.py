@@ -60,14 +60,15 @@ def hezaveh2017(test=False, source="sersic_clump", seed=None, **kwargs):
         Default ``"sersic_clump"``, as in the paper.
     seed : int or `numpy.random.Generator`, optional
     **kwargs
-        Further `~lenskit.Simulator` options (``split``, ``priors`` ...).
+        Further `~lenskit.Simulator` options (``split``, ``priors``, ``mass_model``
+        instead of their SIE ...).
 
     Returns
     -------
     `~lenskit.Simulator`
     """
-    return Simulator(mass_model="sie", source=source, instrument=_instrument("hst", test=test), seed=seed,
-                     selection="hezaveh2017", **kwargs)
+    return Simulator(mass_model=kwargs.pop("mass_model", "sie"), source=source,
+                     instrument=_instrument("hst", test=test), seed=seed, selection="hezaveh2017", **kwargs)
 
 
 def pearson2019_priors(survey, pixel_scale=None):
@@ -129,8 +130,9 @@ def pearson2019(survey="lsst", lens_light=True, source=None, seed=None, **kwargs
     check_choice("survey", survey, _SURVEYS)
     inst = _instrument(survey)
     priors = {**pearson2019_priors(survey, inst.pixel_scale), **kwargs.pop("priors", {})}
-    return Simulator(mass_model="sie", source=pearson2019_source() if source is None else source, instrument=inst,
-                     seed=seed, lens_light=lens_light, priors=priors, **kwargs)
+    source = pearson2019_source() if source is None else source
+    return Simulator(mass_model=kwargs.pop("mass_model", "sie"), source=source, instrument=inst, seed=seed,
+                     lens_light=lens_light, priors=priors, **kwargs)
 
 
 def pearson2019_test_set(survey="lsst", n=2000, lens_light=True, seed=97):

@@ -133,7 +133,7 @@ def convergence(x, y, theta_E, slope, e1, e2, x0, y0, r_core=1e-8):
 
 
 def potential(x, y, theta_E, slope, e1, e2, x0, y0):
-    """psi in arcsec**2 (``r . alpha / (2 - t)``: the potential is homogeneous of degree 2 - t)."""
+    """psi in arcsec**2: the offset dotted with the deflection, over ``2 - t`` (psi is homogeneous of degree 2 - t)."""
     q, _, _, xp, yp = elliptical_frame(x, y, e1, e2, x0, y0)
     t = slope - 1
     axp, ayp = _series(xp, yp, q, theta_E, t)
