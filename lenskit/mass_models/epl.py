@@ -21,6 +21,7 @@ import torch
 from lenskit.core.interfaces import MassModel
 from lenskit.core.priors import Normal
 from lenskit.core.validation import as_float
+from lenskit.mass_models.checks import check_elliptical
 from lenskit.lensing.geometry import frame_angles
 from lenskit.mass_models.func import epl as kernels
 from lenskit.mass_models.func import sie as sie_kernels
@@ -66,12 +67,7 @@ class EPL(MassModel):
 
     def check_params(self, params):
         super().check_params(params)
-        theta_E = np.asarray(params["theta_E"], dtype=float)
-        if np.any(theta_E <= 0):
-            raise ValueError(f"epl: theta_E must be > 0 arcsec; got {theta_E[theta_E <= 0].ravel()[:5]}")
-        c = np.hypot(np.asarray(params["e1"], float), np.asarray(params["e2"], float))
-        if np.any(c >= 1):
-            raise ValueError(f"epl: sqrt(e1**2 + e2**2) must be < 1 (q in (0, 1]); got {c[c >= 1].ravel()[:5]}")
+        check_elliptical("epl", params)
         s = np.asarray(params["slope"], dtype=float)
         bad = (s <= 1) | (s >= 3)
         if np.any(bad):

@@ -22,6 +22,7 @@ import torch
 
 from lenskit.core.interfaces import MassModel
 from lenskit.core.validation import as_float
+from lenskit.mass_models.checks import check_elliptical
 from lenskit.lensing.geometry import elliptical_frame
 from lenskit.mass_models.func import sie as kernels
 
@@ -62,12 +63,7 @@ class SIE(MassModel):
 
     def check_params(self, params):
         super().check_params(params)
-        theta_E = np.asarray(params["theta_E"], dtype=float)
-        if np.any(theta_E <= 0):
-            raise ValueError(f"sie: theta_E must be > 0 arcsec; got {theta_E[theta_E <= 0].ravel()[:5]}")
-        c = np.hypot(np.asarray(params["e1"], float), np.asarray(params["e2"], float))
-        if np.any(c >= 1):
-            raise ValueError(f"sie: sqrt(e1**2 + e2**2) must be < 1 (q in (0, 1]); got {c[c >= 1].ravel()[:5]}")
+        check_elliptical("sie", params)
 
     def _deflection(self, x, y, theta_E, e1, e2, x0, y0):
         return kernels.deflection(x, y, theta_E, e1, e2, x0, y0)
