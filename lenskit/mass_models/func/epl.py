@@ -41,6 +41,7 @@ __all__ = ["deflection", "convergence", "potential", "hessian", "critical_radii"
 MAX_TERMS = 400
 
 
+@torch.compiler.disable  # reads a value: compiled callers break their graph here, without a warning
 def n_terms(f_max, dtype):
     """Terms of the series after the first for a batch whose largest ``f = (1-q)/(1+q)`` is ``f_max``."""
     f_max = float(f_max)
