@@ -72,22 +72,25 @@ def _series(xp, yp, q, theta_E, t):
             u, v = a * (u * c2 - v * s2), a * (u * s2 + v * c2)
             su, sv = su + u, sv + v
         return pref * su, pref * sv
-    # no gradient wanted: the same sums in place (one new grid-sized tensor per term instead of six), and
-    # for a batch of systems (parameters shaped (N, 1, ...)) each system given only the terms it needs:
+    # no gradient wanted: the same sums in place on complex numbers (three passes over the grid per term),
+    # and for a batch of systems (parameters shaped (N, 1, ...)) each system given only the terms it needs:
     # ordered by f, the systems still summing are a leading slice
-    u, v = u.expand_as(c2).clone(), v.expand_as(c2).clone()
     n_sys = c2.shape[0] if c2.dim() else 0
     per_system = (n_sys > 1 and torch.is_tensor(f) and f.dim() == c2.dim() and f.shape[0] == n_sys
                   and f[0].numel() == 1)
+    complex_ok = c2.dtype in (torch.float32, torch.float64)
+    z = torch.complex(u.expand_as(c2), v.expand_as(c2)) if complex_ok else torch.stack(
+        torch.broadcast_tensors(u, v, c2)[:2])
+    w = torch.complex(c2, s2) if complex_ok else torch.stack([c2, s2])
     order = None
     if per_system:
         fs = f.reshape(n_sys)
         order = torch.argsort(fs, descending=True)
         need = [n_terms(v_, c2.dtype) for v_ in fs[order].tolist()]
-        u, v, c2, s2 = u[order], v[order], c2[order], s2[order]
+        z, w = (z[order], w[order]) if complex_ok else (z[:, order], w[:, order])
         f = f[order]
         t = t[order] if torch.is_tensor(t) and t.dim() == f.dim() and t.shape[0] == n_sys else t
-    su, sv = u.clone(), v.clone()
+    total = z.clone()
     if terms:
         # every term's factor at once: -f (2n - 2 + t) / (2n + 2 - t), n = 1 .. terms, along a last dimension
         n_ = torch.arange(1, terms + 1, dtype=c2.dtype, device=c2.device)
@@ -98,21 +101,29 @@ def _series(xp, yp, q, theta_E, t):
         # the systems still summing are the first k; their views are taken once for the terms they share
         k = sum(1 for m in need if m >= n) if per_system else n_sys
         last = need[k - 1] if per_system else terms
-        uk, vk, c2k, s2k, suk, svk = (a[:k] if per_system else a for a in (u, v, c2, s2, su, sv))
         ck = coeff[:k] if per_system and coeff.dim() > 1 and coeff.shape[0] == n_sys else coeff
-        for m in range(n, last + 1):
-            a = ck[..., m - 1]
-            nu = (uk * c2k).addcmul_(vk, s2k, value=-1).mul_(a)
-            vk.mul_(c2k).addcmul_(uk, s2k).mul_(a)
-            uk.copy_(nu)
-            suk.add_(uk)
-            svk.add_(vk)
+        if complex_ok:
+            zk, wk, tk = (a[:k] for a in (z, w, total)) if per_system else (z, w, total)
+            for m in range(n, last + 1):
+                zk.mul_(wk).mul_(ck[..., m - 1])
+                tk.add_(zk)
+        else:  # (real, imaginary) pairs in dimension 0, for dtypes without complex kernels
+            (uk, vk), (c2k, s2k), (suk, svk) = ((a[0][:k], a[1][:k]) if per_system else (a[0], a[1])
+                                                for a in (z, w, total))
+            for m in range(n, last + 1):
+                a = ck[..., m - 1]
+                nu = (uk * c2k).addcmul_(vk, s2k, value=-1).mul_(a)
+                vk.mul_(c2k).addcmul_(uk, s2k).mul_(a)
+                uk.copy_(nu)
+                suk.add_(uk)
+                svk.add_(vk)
         n = last + 1
     if order is not None:
         back = torch.empty_like(order)
         back[order] = torch.arange(n_sys, device=order.device)
-        su, sv = su[back], sv[back]
-    return su.mul_(pref), sv.mul_(pref)
+        total = total[back] if complex_ok else total[:, back]
+    su, sv = (total.real, total.imag) if complex_ok else (total[0], total[1])
+    return torch.mul(su, pref), torch.mul(sv, pref)
 
 
 def _kappa(xp, yp, q, theta_E, t, r_core):
