@@ -17,7 +17,8 @@ import contourpy
 import numpy as np
 import torch
 
-__all__ = ["critical_curves", "caustics", "multiple_image_region", "tangential_critical_rays"]
+__all__ = ["critical_curves", "caustics", "multiple_image_region", "tangential_critical_rays",
+           "self_similar_critical_radii"]
 
 
 def _scalar_params(mass_model, params):
@@ -253,3 +254,32 @@ def tangential_critical_rays(mass_model, params, centre, scale, n=96, radii=32, 
     x = x0[..., 0] + rc * ux[..., 0]
     y = y0[..., 0] + rc * uy[..., 0]
     return torch.stack([x, y], -1).to(torch.float64).numpy()
+
+
+def self_similar_critical_radii(hxx, hxy, hyy, t, gamma1=0.0, gamma2=0.0):
+    """
+    The tangential and radial critical radii along rays of a self-similar lens plus a constant external shear.
+
+    Along a ray from the centre a power law's Hessian is ``s H_1`` with
+    ``s = r**-t`` (``H_1 = (hxx, hxy, hyy)`` at unit distance); with the
+    shear's constant Hessian the eigenvalues of the lens mapping are
+    ``1 - s kappa_1 -+ |s gamma_1 + Gamma|``, which vanish where
+    ``a s**2 - 2 b s + c = 0`` with ``a = kappa_1**2 - |gamma_1|**2``,
+    ``b = kappa_1 + gamma_1 . Gamma``, ``c = 1 - |Gamma|**2``.  The smaller
+    root is the tangential curve (outermost), the larger one, where ``a > 0``
+    (profiles shallower than isothermal), the radial curve.
+
+    Returns
+    -------
+    r_t, r_r : `torch.Tensor`
+        Broadcast shapes of the inputs; ``r_r`` is 0 where there is no radial curve.
+    """
+    kappa, g1, g2 = 0.5 * (hxx + hyy), 0.5 * (hxx - hyy), hxy
+    a = kappa * kappa - g1 * g1 - g2 * g2
+    b = kappa + g1 * gamma1 + g2 * gamma2
+    c = 1 - gamma1 * gamma1 - gamma2 * gamma2
+    root = torch.sqrt(torch.clamp(b * b - a * c, min=0))
+    r_t = torch.pow(c / (b + root), -1 / t)  # the smaller root, stable where a -> 0 (the SIE: kappa = |gamma|)
+    radial = a > 0
+    s_r = torch.where(radial, (b + root) / torch.where(radial, a, torch.ones_like(a)), torch.ones_like(a))
+    return r_t, torch.where(radial, torch.pow(s_r, -1 / t), torch.zeros_like(s_r))

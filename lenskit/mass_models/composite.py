@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from lenskit.core.interfaces import MassModel
-from lenskit.lensing.critical import tangential_critical_rays
+from lenskit.lensing.critical import self_similar_critical_radii, tangential_critical_rays
 from lenskit.mass_models.shear import ExternalShear
 
 __all__ = ["CompositeMassModel"]
@@ -141,13 +141,7 @@ class CompositeMassModel(MassModel):
         for j, (c, q) in enumerate(zip(self.components, parts)):
             if j != main:  # external shears: constant Hessians [[g1, g2], [g2, -g1]]
                 g1s, g2s = g1s + col(q["gamma1"]), g2s + col(q["gamma2"])
-        kappa, g1, g2 = 0.5 * (hxx + hyy), 0.5 * (hxx - hyy), hxy
-        a = kappa * kappa - g1 * g1 - g2 * g2
-        b = kappa + g1 * g1s + g2 * g2s  # the quadratic a s**2 - 2 b s + c = 0
-        c = 1 - g1s * g1s - g2s * g2s
-        disc = torch.clamp(b * b - a * c, min=0)
-        s = c / (b + torch.sqrt(disc))  # the smaller root, stable where a -> 0 (the SIE: kappa = |gamma|)
-        r = torch.pow(s, -1 / col(t))
+        r, _ = self_similar_critical_radii(hxx, hxy, hyy, col(t), g1s, g2s)
         return x0 + r * ux, y0 + r * uy
 
     def __repr__(self):

@@ -21,8 +21,8 @@ import torch
 from lenskit.core.interfaces import MassModel
 from lenskit.core.priors import Normal
 from lenskit.core.validation import as_float
+from lenskit.lensing.critical import self_similar_critical_radii
 from lenskit.mass_models.checks import check_elliptical
-from lenskit.lensing.geometry import frame_angles
 from lenskit.mass_models.func import epl as kernels
 from lenskit.mass_models.func import sie as sie_kernels
 
@@ -92,10 +92,8 @@ class EPL(MassModel):
     # -- closed forms (lenskit.core.MassModel capabilities) ---------------------------------------------------
     @staticmethod
     def _params(theta_E, e1, e2, x0, y0, slope):
-        """float64 tensors shaped (N, 1) (or (1,) for scalars) and the frame's rotation."""
-        p = [torch.as_tensor(np.asarray(v, dtype=float))[..., None] for v in (theta_E, e1, e2, x0, y0, slope)]
-        _, cp, sp = frame_angles(p[1], p[2])
-        return p, cp, sp
+        """float64 tensors shaped (N, 1) (or (1,) for scalars)."""
+        return [torch.as_tensor(np.asarray(v, dtype=float))[..., None] for v in (theta_E, e1, e2, x0, y0, slope)]
 
     def critical_curves(self, theta_E, e1, e2, x0, y0, slope, n=256):
         """
@@ -103,18 +101,19 @@ class EPL(MassModel):
 
         Along each direction from the centre the convergence and shear fall as
         ``r**-(slope - 1)``, so the curves are where ``(1 - kappa)**2 = |gamma|**2``
-        along rays, in closed form (`lenskit.mass_models.func.epl.critical_radii`).
+        along rays, in closed form (`lenskit.lensing.self_similar_critical_radii`).
         The radial curve exists for slopes below 2; at 2 and above it is the
         centre itself.  Parameters are floats or arrays shaped (N,); tensors are
         shaped (N, n) (or (n,) for scalars).
         """
-        (theta_E, e1, e2, x0, y0, slope), cp, sp = self._params(theta_E, e1, e2, x0, y0, slope)
+        theta_E, e1, e2, x0, y0, slope = self._params(theta_E, e1, e2, x0, y0, slope)
         ang = torch.linspace(0, 2 * np.pi, n + 1, dtype=torch.float64)[:-1]
-        r_t, r_r = kernels.critical_radii(theta_E, slope, e1, e2, ang)
         ux, uy = torch.cos(ang), torch.sin(ang)
+        h = kernels.hessian(x0 + ux, y0 + uy, theta_E, slope, e1, e2, x0, y0)  # at unit distance
+        r_t, r_r = self_similar_critical_radii(*h, slope - 1)
 
         def place(r):
-            return x0 + cp * r * ux - sp * r * uy, y0 + sp * r * ux + cp * r * uy
+            return x0 + r * ux, y0 + r * uy
 
         return place(r_t), place(r_r)
 
@@ -138,7 +137,7 @@ class EPL(MassModel):
         and ellipticity stands for the region where that image is not
         negligible.
         """
-        (theta_E, e1, e2, x0, y0, slope), cp, sp = self._params(theta_E, e1, e2, x0, y0, slope)
+        theta_E, e1, e2, x0, y0, slope = self._params(theta_E, e1, e2, x0, y0, slope)
         tan, rad = self.critical_curves(theta_E[:, 0], e1[:, 0], e2[:, 0], x0[:, 0], y0[:, 0], slope[:, 0], n=n)
         pars = (theta_E, e1, e2, x0, y0, slope)
 

@@ -22,8 +22,8 @@ import torch
 
 from lenskit.core.interfaces import MassModel
 from lenskit.core.validation import as_float
-from lenskit.mass_models.checks import check_elliptical
 from lenskit.lensing.geometry import elliptical_frame
+from lenskit.mass_models.checks import check_elliptical
 from lenskit.mass_models.func import sie as kernels
 
 __all__ = ["SIE"]

@@ -33,9 +33,9 @@ import math
 
 import torch
 
-from lenskit.lensing.geometry import elliptical_frame, frame_angles
+from lenskit.lensing.geometry import elliptical_frame
 
-__all__ = ["deflection", "convergence", "potential", "hessian", "critical_radii", "n_terms"]
+__all__ = ["deflection", "convergence", "potential", "hessian", "n_terms"]
 
 #: The most terms of the hypergeometric series a batch is given (f = 0.8, q = 0.11, needs about 160 in float64).
 MAX_TERMS = 400
@@ -174,25 +174,3 @@ def hessian(x, y, theta_E, slope, e1, e2, x0, y0, r_core=1e-8):
     hxy = cs * (hxx_p - hyy_p) + (c2 - s2) * hxy_p
     return hxx, hxy, hyy
 
-
-def critical_radii(theta_E, slope, e1, e2, angles):
-    """
-    Distances of the tangential and radial critical curves from the centre along ``angles`` (radians, in the
-    ellipse's frame): ``(r_t, r_r)``, broadcasting the parameters against ``angles``; ``r_r`` is 0 where there
-    is no radial critical curve (slope 2 and steeper).
-
-    The convergence and shear fall as ``r**-t`` along a ray, so ``det A = (1 - kappa)**2 - |gamma|**2``
-    vanishes at ``r**t = kappa_1 + |gamma_1|`` (tangential) and ``kappa_1 - |gamma_1|`` (radial, where
-    positive), ``kappa_1`` and ``gamma_1`` taken at unit distance.
-    """
-    q, _, _ = frame_angles(torch.as_tensor(e1), torch.as_tensor(e2))
-    t = slope - 1
-    ux, uy = torch.cos(angles), torch.sin(angles)
-    axp, ayp = _series(ux, uy, q, theta_E, t)
-    kappa = _kappa(ux, uy, q, theta_E, t, 0.0)
-    g1 = (1 - t) * (axp * ux - ayp * uy) - kappa * (ux * ux - uy * uy)
-    g2 = (1 - t) * (axp * uy + ayp * ux) - kappa * 2 * ux * uy
-    g = torch.sqrt(g1 * g1 + g2 * g2)
-    r_t = torch.pow(kappa + g, 1 / t)
-    r_r = torch.pow(torch.clamp(kappa - g, min=0), 1 / t)
-    return r_t, torch.where(t < 1, r_r, torch.zeros_like(r_r))
