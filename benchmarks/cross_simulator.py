@@ -46,7 +46,15 @@ The other simulator's choices (not lenskit's defaults, and not tuned to them):
 * noise: Poisson on the source and lens counts, sky and read noise from
   lenstronomy's instrument configurations, drawn with this script's seed;
 * the sources are placed uniformly within 0.6 theta_E of the lens centre, then
-  the paper's selection applies.
+  the paper's selection applies;
+* mass: SIE lenses by default.  ``--mass epl_shear`` makes the same lenses
+  (the same draws; the slope and shear come from a stream of their own) elliptical
+  power laws with the density slopes SLACS measured (Auger et al. 2010: mean
+  2.08, intrinsic scatter 0.16; here N(2.08, 0.16) within 1.6-2.6) in an
+  external shear of log-normal strength (median 0.04, 0.25 dex, at most 0.15;
+  angle uniform), lenstronomy's ``EPL`` and ``SHEAR``.  The truth the networks
+  are scored against is the power law's own theta_E, e1, e2, x0, y0 (the
+  SIE-equivalent parameters lenskit's robust preset trains on).
 
 Usage::
 
@@ -54,6 +62,7 @@ Usage::
     python benchmarks/cross_simulator.py --sets lsst_gri --n 2000 --weights /tmp/lsst_gri_robust.asdf
     python benchmarks/cross_simulator.py --store          # and write the figures into the weight files
     python benchmarks/cross_simulator.py --sets hst_wfc3 --tta 1,8   # both on one rendering
+    python benchmarks/cross_simulator.py --sets lsst_gri --mass epl_shear   # lenses that are not isothermal
 
 Prints JSON: per set, the shipped (or given) network's figures on the other
 simulator's images beside its own-simulator figures, and their ratio.
@@ -78,6 +87,8 @@ SETS = ("lsst_gri", "lsst_gri_no_lens_light", "euclid_vis", "euclid_vis_no_lens_
 MISSING_MAG = 99.0  # a component that is absent: zero flux
 #: Systems per set; the finder set has more: its 1% false-positive threshold is its 20th highest non-lens of 2,000, not its 5th of 500
 DEFAULT_N, FINDER_N = 1000, 4000
+#: Mass models of the sets: ``--mass``
+MASSES = ("sie", "epl_shear")
 
 
 # ------------------------------------------------------------------------------------------ populations
@@ -93,6 +104,21 @@ def draw_lenses(rng, n, theta_E, q, centre_sigma, centre_max):
     x0 = np.clip(rng.normal(0, centre_sigma, n), -centre_max, centre_max)
     y0 = np.clip(rng.normal(0, centre_sigma, n), -centre_max, centre_max)
     return {"theta_E": theta_E, "e1": e1, "e2": e2, "x0": x0, "y0": y0, "q": q, "phi": phi}
+
+
+def draw_mass(lens, mrng, mass):
+    """With ``mass="epl_shear"``, add a power-law slope and an external shear to ``lens`` from ``mrng``.
+
+    ``mrng`` is a stream of its own, so that the lenses, sources and noise are those of the SIE set."""
+    if mass == "sie":
+        return lens
+    if mass != "epl_shear":
+        raise ValueError(f"mass must be one of {MASSES}; got {mass!r}")
+    n = len(lens["theta_E"])
+    slope = np.clip(mrng.normal(2.08, 0.16, n), 1.6, 2.6)
+    strength = np.clip(0.04 * 10 ** mrng.normal(0.0, 0.25, n), 0.0, 0.15)
+    angle = mrng.uniform(0, np.pi, n)
+    return {**lens, "slope": slope, "gamma1": strength * np.cos(2 * angle), "gamma2": strength * np.sin(2 * angle)}
 
 
 def draw_lens_light(rng, lens, ref_mag):
@@ -133,6 +159,9 @@ def lenstronomy_kwargs(i, lens, light, src, band_offset_lens, band_offset_src, d
     """lenstronomy's keyword lists (magnitudes in place of amplitudes) for system i in one band."""
     kl = [{"theta_E": lens["theta_E"][i], "e1": lens["e1"][i], "e2": lens["e2"][i],
            "center_x": lens["x0"][i], "center_y": lens["y0"][i]}]
+    if "slope" in lens:  # a power law in an external shear (lenstronomy's EPL and SHEAR)
+        kl[0]["gamma"] = lens["slope"][i]
+        kl.append({"gamma1": lens["gamma1"][i], "gamma2": lens["gamma2"][i], "ra_0": 0.0, "dec_0": 0.0})
     ks = []
     m_src = src["mag"][i] + band_offset_src
     f_c = src["f_clumps"][i]
@@ -218,7 +247,8 @@ def render_one(numpix, kw_band, psf_kernel, kwargs, with_light, supersampling):
 
     kw = dict(kw_band)
     kw.update(psf_type="PIXEL", kernel_point_source=psf_kernel, seeing=None)
-    model = {"lens_model_list": ["SIE"], "source_light_model_list": ["SERSIC_ELLIPSE"] + ["GAUSSIAN"] * 3,
+    lens_models = ["EPL", "SHEAR"] if len(kwargs[0]) == 2 else ["SIE"]
+    model = {"lens_model_list": lens_models, "source_light_model_list": ["SERSIC_ELLIPSE"] + ["GAUSSIAN"] * 3,
              "lens_light_model_list": ["SERSIC_ELLIPSE", "SERSIC_ELLIPSE"] if with_light else []}
     sim = SimAPI(num_pix=numpix, kwargs_single_band=kw, kwargs_model=model)
     kl, ks_mag, kll_mag = kwargs
@@ -253,14 +283,14 @@ SOURCE_COLOUR = {"g": (0.35, 0.15), "r": (0.0, 0.0), "i": (-0.15, 0.10)}
 DISC_COLOUR = {"g": -0.7, "r": 0.0, "i": 0.25, "VIS": 0.0}
 
 
-def survey_set(survey, n, seed):
+def survey_set(survey, n, seed, mass="sie"):
     """
     Pearson et al. protocol systems for ``survey`` ("lsst" g, r, i or "euclid" VIS) until ``n`` pass their
     selection: images with and without (subtracted) lens light, variance, truths.
     """
     from lenskit.simulation.presets import PEARSON2019_THETA_E
 
-    rng = np.random.default_rng(seed)
+    rng, mrng = np.random.default_rng(seed), np.random.default_rng([seed, 1])
     bands = ("g", "r", "i") if survey == "lsst" else ("VIS",)
     pix, numpix = (0.2 if survey == "lsst" else 0.1), 57
     kws = {b: band_config(survey, b) for b in bands}
@@ -272,7 +302,7 @@ def survey_set(survey, n, seed):
         tried += m
         th = np.clip(rng.normal(mean, width, m), 0.5, 2.5)
         q = np.clip(rng.normal(0.78, 0.12, m), 0.5, 1.0)
-        lens = draw_lenses(rng, m, th, q, pix, 3 * pix)
+        lens = draw_mass(draw_lenses(rng, m, th, q, pix, 3 * pix), mrng, mass)
         light = draw_lens_light(rng, lens, rng.uniform(18.0, 21.0, m) if survey == "lsst" else rng.uniform(18.5, 21.5, m))
         src = draw_sources(rng, m, rng.uniform(20.5, 24.5, m) if survey == "lsst" else rng.uniform(21.0, 25.0, m),
                            th, lens)
@@ -317,9 +347,9 @@ def survey_set(survey, n, seed):
     return out
 
 
-def hst_set(n, seed):
+def hst_set(n, seed, mass="sie"):
     """Hezaveh et al. protocol systems (no lens light) with real WFC3 PSFs until ``n`` have magnification >= 2."""
-    rng = np.random.default_rng(seed)
+    rng, mrng = np.random.default_rng(seed), np.random.default_rng([seed, 1])
     psfs = hst_psfs()
     kw = band_config("hst", "F814W")
     out = {k: [] for k in ("without", "variance", "params")}
@@ -329,7 +359,7 @@ def hst_set(n, seed):
         tried += m
         th = rng.uniform(0.1, 3.0, m)
         q = 1 - rng.uniform(0.0, 0.9, m) * rng.random(m) ** 0.5  # flat-ish in ellipticity up to 0.9, rounder on average
-        lens = draw_lenses(rng, m, th, np.clip(q, 0.1, 1.0), 0.15, 0.5)
+        lens = draw_mass(draw_lenses(rng, m, th, np.clip(q, 0.1, 1.0), 0.15, 0.5), mrng, mass)
         src = draw_sources(rng, m, rng.uniform(21.5, 24.5, m), th, lens)
         for i in range(m):
             k = psfs[rng.integers(len(psfs))]
@@ -473,7 +503,12 @@ def main(argv=None):
     ap.add_argument("--finder-seeing-scale", type=float, default=1.0, metavar="S",
                     help="a diagnosis, not the benchmark: render the finder cutouts with every PSF FWHM times S "
                          "(0.8: a median of 0.6\", as the best of ten epochs of lenskit's test set; the same lenses)")
+    ap.add_argument("--mass", default="sie", choices=MASSES,
+                    help="the lenses' mass model: SIE (the benchmark), or the same lenses as power laws with SLACS's "
+                         "slopes in an external shear (epl_shear; the estimators' sets only, not stored)")
     args = ap.parse_args(argv)
+    if args.mass != "sie" and args.store:
+        ap.error("--mass epl_shear is a second benchmark beside the stored one: it cannot --store")
     if not 0.2 <= args.finder_seeing_scale <= 2.0:
         ap.error(f"--finder-seeing-scale must lie in 0.2-2; got {args.finder_seeing_scale}")
     if args.finder_seeing_scale != 1.0 and args.store:
@@ -482,6 +517,8 @@ def main(argv=None):
     bad = [s for s in sets if s not in SETS]
     if bad:
         ap.error(f"unknown set(s) {bad}; expected some of {list(SETS)}")
+    if args.mass != "sie" and "deeplens_lsst_g" in sets:
+        ap.error("--mass applies to the estimators' sets; the finder's cutouts stay SIE lenses")
     if args.weights and len(sets) != 1:
         ap.error("--weights measures one set; pass --sets with one name")
     try:
@@ -498,7 +535,7 @@ def main(argv=None):
     from lenskit.estimators.pretrained import load_estimator
 
     res = {"lenstronomy": lenstronomy.__version__, "n": args.n or DEFAULT_N, "tta": ttas[0] if len(ttas) == 1 else ttas,
-           "cpu_threads": torch.get_num_threads(), "sets": {}}
+           "cpu_threads": torch.get_num_threads(), "mass": args.mass, "sets": {}}
     cache = {}
     for name in sets:
         t0 = time.time()
@@ -506,10 +543,11 @@ def main(argv=None):
         if name.startswith(("lsst_gri", "euclid_vis")):
             survey = "lsst" if name.startswith("lsst") else "euclid"
             if survey not in cache:
-                cache[survey] = survey_set(survey, args.n or DEFAULT_N, seed={"lsst": 2501, "euclid": 2502}[survey])
+                cache[survey] = survey_set(survey, args.n or DEFAULT_N, seed={"lsst": 2501, "euclid": 2502}[survey],
+                                           mass=args.mass)
             d = cache[survey]
         elif name == "hst_wfc3":
-            d = hst_set(args.n or DEFAULT_N, seed=2503)
+            d = hst_set(args.n or DEFAULT_N, seed=2503, mass=args.mass)
         else:
             d = finder_set(args.n or FINDER_N, seed=2504, seeing_scale=args.finder_seeing_scale)
         render_seconds = round(time.time() - t0, 1)
