@@ -66,9 +66,9 @@ SHIFT = 3.0  # pixels
 DIRECTIONS = [(np.cos(a), np.sin(a)) for a in np.arange(8) * np.pi / 4]
 
 
-def cnn_theta(cutout, est, deblend, psf, centre=None, tta=1, mask_outliers=True):
+def cnn_theta(cutout, est, deblend, psf, centre=None, tta=1, mask_outliers=True, mask_neighbours=True):
     r = model_lens(cutout, est, deblend=deblend, refine=False, psf=psf, centre=centre, tta=tta,
-                   mask_outliers=mask_outliers)
+                   mask_outliers=mask_outliers, mask_neighbours=mask_neighbours)
     return float(getattr(r["cnn_theta_E"], "value", r["cnn_theta_E"])), r.centre
 
 
@@ -101,14 +101,15 @@ def slacs_rows(est, tta=1, shift=SHIFT):
         t0 = time.perf_counter()
         r = model_lens(cut, est, deblend=deblend, refine=False, psf=psf, tta=tta)
         base, (cx, cy) = float(getattr(r["cnn_theta_E"], "value", r["cnn_theta_E"])), r.centre
-        # the lens light is removed once; the same path (its arcs, noise map and artefact mask: r.arcs_cutout)
-        # then resamples the arcs about moved centres, so that only the centre changes
+        # the lens light is removed once; the same path (its arcs with any neighbours replaced, noise map and
+        # artefact mask: r.arcs_cutout) then resamples the arcs about moved centres, so that only the centre changes
         arcs = r.arcs_cutout
-        same = cnn_theta(arcs, est, False, psf, centre=(cx, cy), tta=tta, mask_outliers=False)[0]
+        same = cnn_theta(arcs, est, False, psf, centre=(cx, cy), tta=tta, mask_outliers=False,
+                         mask_neighbours=False)[0]
         if abs(same - base) > 1e-4:
             raise RuntimeError(f"{lens['name']}: the repeated CNN step gives {same}, not {base}")
         moved = [cnn_theta(arcs, est, False, psf, centre=(cx + shift * dx, cy + shift * dy), tta=tta,
-                           mask_outliers=False)[0] for dx, dy in DIRECTIONS]
+                           mask_outliers=False, mask_neighbours=False)[0] for dx, dy in DIRECTIONS]
         row = {"lens": lens["name"], "published": lens["theta_E"], "cnn": base,
                "d_published": abs(base - lens["theta_E"]),
                "recentre_max": float(np.max(np.abs(np.array(moved) - base))),

@@ -404,9 +404,11 @@ def _cmd_model(args):
         print(f"modelling {args.input} ({cut.shape[1]}x{cut.shape[0]} px of {cut.pixel_scale:.4g}\"): "
               + ", then ".join(steps))
     res = model_lens(cut, est, deblend=not args.no_deblend, refine=not args.no_refine, tta=args.tta,
-                     fit_kwargs={"shear": args.shear, "laplace": True}, conditions=dict(args.condition) or None)
+                     fit_kwargs={"shear": args.shear, "laplace": True}, conditions=dict(args.condition) or None,
+                     mask_neighbours=not args.keep_neighbours)
     prov = Provenance.current(config={"command": "lenskit model", "estimator": args.estimator,
                                       "deblend": not args.no_deblend, "refine": not args.no_refine,
+                                      "mask_neighbours": not args.keep_neighbours,
                                       "shear": args.shear, "tta": args.tta, "input": Path(args.input).name,
                                       **({"conditions": dict(args.condition)} if args.condition else {})},
                               checksums={"input": array_checksum(np.asarray(cut.image, np.float32))})
@@ -699,6 +701,9 @@ def build_parser():
     p.add_argument("--no-deblend", action="store_true", help="the input's lens light is already removed")
     p.add_argument("--no-refine", action="store_true", help="the CNN alone (milliseconds instead of minutes)")
     p.add_argument("--shear", action="store_true", help="fit an external shear with the SIE")
+    p.add_argument("--keep-neighbours", action="store_true",
+                   help="leave sources beyond where the lens's images can lie in the CNN's stamp (default: replaced "
+                        "by noise, model_lens(mask_neighbours=True))")
     p.add_argument("--tta", type=int, choices=(1, 2, 4, 8), default=1,
                    help="average the CNN step over this many symmetries of the pixel grid")
     p.add_argument("--condition", action="append", type=_condition, default=[], metavar="NAME=VALUE",

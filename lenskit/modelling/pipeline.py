@@ -9,6 +9,8 @@ From a real cutout to SIE parameters: deblend, estimate with a CNN, refine by ma
    lens light is already removed);
 3. CNN: the arcs are resampled (flux conserved) onto the shipped
    estimator's grid, centred on the lens light, and estimated in milliseconds;
+   sources beyond where the lens's images can lie (a companion, a neighbour in the corner) are
+   replaced by noise and the CNN asked again (``mask_neighbours``);
 4. refinement: `lenskit.fit` (SIE + external shear, Sérsic source) on the arcs
    at the cutout's own resolution with its PSF and noise, within a box about
    the lens, the central ``core_radius`` (where the lens-light residuals
@@ -38,10 +40,16 @@ from lenskit.estimators.pretrained import load_estimator
 from lenskit.estimators.tta import check_targets
 from lenskit.io.fits import Cutout, read_cutout
 from lenskit.modelling.fit import fit
-from lenskit.modelling.outliers import outlier_mask
+from lenskit.modelling.outliers import neighbour_mask, outlier_mask
 from lenskit.plugins import get
 
 __all__ = ["model_lens", "LensModel"]
+
+#: `model_lens` (``mask_neighbours``): sources beyond ``max(NEIGHBOUR_FIELD x`` the network stamp's half-width,
+#: ``NEIGHBOUR_SCALE[0] x theta_E + NEIGHBOUR_SCALE[1]`` arcsec) of the lens centre are neighbours, theta_E the
+#: CNN's answer without them.
+NEIGHBOUR_FIELD = 0.9
+NEIGHBOUR_SCALE = (2.0, 0.5)
 
 
 class LensModel:
@@ -72,11 +80,11 @@ class LensModel:
     centre : (float, float)
         Pixel (x, y) of the lens centre the table's positions are measured from.
     arcs_cutout : `~lenskit.io.fits.Cutout` or None
-        What the CNN step started from, on the cutout's grid: the arcs with the
-        noise map and the mask of artefacts it used.  ``model_lens(result.arcs_cutout,
-        deblend=False, mask_outliers=False, centre=result.centre, refine=False)``
-        repeats that step exactly, so that one choice (the centre, say) can be
-        changed alone.
+        What the CNN step started from, on the cutout's grid: the arcs (neighbours
+        replaced by noise) with the noise map and the mask of artefacts it used.
+        ``model_lens(result.arcs_cutout, deblend=False, mask_outliers=False,
+        mask_neighbours=False, centre=result.centre, refine=False)`` repeats that
+        step exactly, so that one choice (the centre, say) can be changed alone.
     """
 
     def __init__(self, table, cutout, arcs, lens_light, mask, box, estimate, fit, centre=None, arcs_cutout=None):
@@ -118,7 +126,7 @@ def model_lens(cutout: Cutout | str | os.PathLike | Any, estimator: str | Estima
                deblend: bool = True, refine: bool = True, psf: ArrayLike | None = None,
                core_radius: float | u.Quantity = 0.35, box: float | u.Quantity = 3.0, mask_outliers: bool = True,
                centre: tuple[float, float] | None = None, fit_kwargs: dict[str, Any] | None = None,
-               tta: int = 1, conditions: dict[str, Any] | None = None) -> LensModel:
+               tta: int = 1, conditions: dict[str, Any] | None = None, mask_neighbours: bool = True) -> LensModel:
     """
     SIE parameters of a real lens in one band: deblend, estimate with a CNN, refine by maximum likelihood.
 
@@ -156,6 +164,14 @@ def model_lens(cutout: Cutout | str | os.PathLike | Any, estimator: str | Estima
     conditions : dict, optional
         For an estimator with conditions (`~lenskit.estimators.cnn.CNNEstimator`), the numbers it reads
         beside the image, e.g. ``{"psf_fwhm": 0.7 * u.arcsec}`` (checked before any work).
+    mask_neighbours : bool
+        Sources farther from the lens than its images can lie are not the lens: after a first CNN
+        estimate, the pixels of sources (`~lenskit.modelling.outliers.neighbour_mask`) beyond
+        ``max(0.9 x`` the network stamp's half-width ``, 2 theta_E + 0.5")`` of the lens centre (3.46"
+        for ``hst_wfc3`` up to theta_E = 1.5") are replaced by noise of the noise map about the
+        background's median and the CNN asked again (``cnn_theta_E_first`` keeps its first answer,
+        ``neighbour_pixels`` counts the replaced pixels); the fit masks them.  The networks never saw
+        neighbours in training (see :doc:`/real_lenses`).
 
     Returns
     -------
@@ -211,13 +227,30 @@ def model_lens(cutout: Cutout | str | os.PathLike | Any, estimator: str | Estima
         lens_light = res.lens_light[0, 0]
     t_deblend = time.perf_counter() - t0
     # -- CNN on the estimator's grid ------------------------------------------------------------------------
-    arcs_cut = Cutout(arcs, ps, noise=np.where(mask, np.nan, noise), psf=kern, wcs=cutout.wcs, mask=mask)
-    stamp = arcs_cut.resample(estimator.expects["pixel_scale"], estimator.in_shape[1:], centre=(cx, cy))
+    def cnn_step(image):
+        cut = Cutout(image, ps, noise=np.where(mask, np.nan, noise), psf=kern, wcs=cutout.wcs, mask=mask)
+        stamp = cut.resample(estimator.expects["pixel_scale"], estimator.in_shape[1:], centre=(cx, cy))
+        answer = estimator.predict(stamp.to_dataset(lens_light="deblended" if deblend else False),
+                                   **({"tta": tta} if tta != 1 else {}),
+                                   **({"conditions": conditions} if conditions else {}))
+        return cut, answer, {k: float(getattr(answer.table[k][0], "value", answer.table[k][0]))
+                             for k in ("theta_E", "e1", "e2", "x0", "y0")}
+
     t0 = time.perf_counter()
-    est = estimator.predict(stamp.to_dataset(lens_light="deblended" if deblend else False),
-                            **({"tta": tta} if tta != 1 else {}), **({"conditions": conditions} if conditions else {}))
+    arcs_cut, est, cnn = cnn_step(arcs)
+    first = cnn["theta_E"]
+    neighbours = np.zeros(cutout.shape, bool)
+    if mask_neighbours:  # beyond where the images of the first answer can lie, and the stamp's inner 90%
+        floor = NEIGHBOUR_FIELD * 0.5 * min(estimator.in_shape[1:]) * float(estimator.expects["pixel_scale"])
+        radius = max(floor, NEIGHBOUR_SCALE[0] * first + NEIGHBOUR_SCALE[1])
+        neighbours = neighbour_mask(arcs, noise, (cx, cy), radius / ps, mask=mask)
+        if neighbours.any():  # noise in their place (the same draw every time), and the CNN asked again
+            rest = ~mask & ~neighbours
+            level = float(np.median(arcs[rest])) if rest.any() else 0.0
+            fill = level + np.random.default_rng(0).standard_normal(arcs.shape) * np.where(np.isfinite(noise),
+                                                                                           noise, 0.0)
+            arcs_cut, est, cnn = cnn_step(np.where(neighbours, fill, arcs))
     t_cnn = time.perf_counter() - t0
-    cnn = {k: float(getattr(est.table[k][0], "value", est.table[k][0])) for k in ("theta_E", "e1", "e2", "x0", "y0")}
     row = QTable()
     q_c, phi_c = (float(np.ravel(v)[0]) for v in ellipticity_to_q_phi(cnn["e1"], cnn["e2"]))
     for k, v in cnn.items():
@@ -228,6 +261,8 @@ def model_lens(cutout: Cutout | str | os.PathLike | Any, estimator: str | Estima
     row["cnn_q"] = [q_c]
     row["cnn_phi"] = [phi_c] * u.rad
     row["cnn_pa"] = [_pa(cutout, phi_c)] * u.deg
+    row["cnn_theta_E_first"] = [first] * u.arcsec
+    row["neighbour_pixels"] = [int(neighbours.sum())]
     row["seconds_deblend"] = [t_deblend] * u.s
     row["seconds_cnn"] = [t_cnn] * u.s
     # -- maximum-likelihood refinement ------------------------------------------------------------------------
@@ -236,7 +271,7 @@ def model_lens(cutout: Cutout | str | os.PathLike | Any, estimator: str | Estima
     ix, iy = int(round(cx)), int(round(cy))
     sl = (slice(max(iy - half, 0), min(iy + half + 1, h)), slice(max(ix - half, 0), min(ix + half + 1, w)))
     yy, xx = np.indices(cutout.shape)
-    fit_mask = mask | (np.hypot(xx - cx, yy - cy) * ps < core_radius)
+    fit_mask = mask | neighbours | (np.hypot(xx - cx, yy - cy) * ps < core_radius)
     result = None
     if refine:
         sub_h, sub_w = sl[0].stop - sl[0].start, sl[1].stop - sl[1].start

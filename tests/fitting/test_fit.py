@@ -107,6 +107,38 @@ def test_outlier_mask_finds_cosmic_rays_not_psf_limited_stars():
     assert m[~cr].mean() < 0.002
 
 
+def test_neighbour_mask_flags_far_sources_not_arcs_or_noise():
+    from lenskit.modelling.outliers import neighbour_mask
+
+    rng = np.random.default_rng(4)
+    n = 120
+    yy, xx = np.indices((n, n))
+    c = (59.5, 59.5)
+    r = np.hypot(xx - c[0], yy - c[1])
+    ring = 3.0 * np.exp(-0.5 * (r - 25) ** 2 / 2.0**2)  # arcs at 25 px, 3 sigma per pixel
+    galaxy = 20.0 * np.exp(-0.5 * ((xx - 105) ** 2 + (yy - 100) ** 2) / 3.0**2)  # a neighbour 61 px away
+    img = ring + galaxy + rng.normal(0, 1.0, (n, n))
+    m = neighbour_mask(img, 1.0, c, radius=45)
+    assert m[(np.hypot(xx - 105, yy - 100) < 6)].all()  # the neighbour, grown
+    assert not m[r <= 45].any() and m.sum() < 400
+    # pure noise, white and correlated (a drizzled image's): a few detections at most, the threshold measured
+    from scipy import ndimage
+
+    white = rng.normal(0, 1.0, (n, n))
+    drizzled = ndimage.uniform_filter(rng.normal(0, 1.0, (n, n)), 2)  # correlated, its per-pixel noise unknown
+    assert neighbour_mask(white, 1.0, c, radius=0).sum() < 60
+    assert neighbour_mask(drizzled, 1.0, c, radius=0).sum() < 60
+    # masked pixels are ignored; a constant background does not matter
+    masked = np.zeros((n, n), bool)
+    masked[90:, 90:] = True
+    assert not neighbour_mask(img + 7.0, 1.0, c, radius=45, mask=masked)[(np.hypot(xx - 105, yy - 100) < 6)].any()
+    np.testing.assert_array_equal(neighbour_mask(img + 7.0, 1.0, c, radius=45), m)
+    with pytest.raises(ValueError, match="image must be 2-D"):
+        neighbour_mask(img[None], 1.0, c, radius=45)
+    with pytest.raises(ValueError, match="radius"):
+        neighbour_mask(img, 1.0, c, radius=-1)
+
+
 def test_theta_E_bounds_are_respected(lens_image):
     img, sigma = lens_image
     r = fit(img, sigma, 0.05, psf=_psf(), init={"theta_E": 0.4}, lens_light=True, n_starts=3, search_steps=10,

@@ -92,12 +92,48 @@ def test_arcs_cutout_repeats_the_cnn_step_with_one_choice_changed(simulated_cuto
     a = res.arcs_cutout
     assert a.shape == cut.shape and a.mask[40, 20:26].all()  # the artefact mask the CNN step used
     np.testing.assert_array_equal(a.image, res.arcs)
-    again = model_lens(a, "hst_wfc3", deblend=False, mask_outliers=False, centre=res.centre, refine=False)
+    again = model_lens(a, "hst_wfc3", deblend=False, mask_outliers=False, mask_neighbours=False, centre=res.centre,
+                       refine=False)
     assert again["cnn_theta_E"] == res["cnn_theta_E"] and again["cnn_e1"] == res["cnn_e1"]
-    moved = model_lens(a, "hst_wfc3", deblend=False, mask_outliers=False, refine=False,
+    moved = model_lens(a, "hst_wfc3", deblend=False, mask_outliers=False, mask_neighbours=False, refine=False,
                        centre=(res.centre[0] + 3, res.centre[1]))
     assert moved["cnn_theta_E"] != res["cnn_theta_E"]
     assert moved["cnn_x0"].value < res["cnn_x0"].value  # the lens sits left of a stamp moved right
+
+
+def test_model_lens_replaces_a_neighbour_beyond_the_images(simulated_cutout):
+    """A bright galaxy in the corner, beyond where the lens's images can lie: replaced by noise, CNN asked again."""
+    from lenskit.io.fits import Cutout
+
+    path, truth = simulated_cutout
+    cut = read_cutout(path, noise=path, noise_hdu="NOISE", psf=path, psf_hdu="PSF")
+    n, ps = cut.shape[0], cut.pixel_scale
+    yy, xx = np.indices(cut.shape)
+    gx, gy = n - 6, n - 7  # 2.7" and 2.65" from the middle: 3.85" away
+    galaxy = 8.0 * np.exp(-0.5 * ((xx - gx) ** 2 + (yy - gy) ** 2) / 2.0**2)
+    with_neighbour = Cutout(cut.image + galaxy, ps, noise=cut.noise, psf=cut.psf, wcs=cut.wcs)
+    res = model_lens(with_neighbour, "hst_wfc3", refine=False)
+    cx, cy = res.centre
+    near = np.hypot(xx - gx, yy - gy) < 4
+    replaced = res.arcs_cutout.image != res.arcs
+    assert res["neighbour_pixels"] == replaced.sum() > 0 and replaced[near].all()
+    assert np.hypot(xx - cx, yy - cy)[replaced].min() * ps > 0.9 * 0.5 * 192 * 0.04  # beyond the radius
+    assert np.abs(res.arcs_cutout.image[near]).max() < 5 * 0.05  # noise now, where the galaxy peaked at 8
+    assert res["cnn_theta_E"] != res["cnn_theta_E_first"]
+    assert res["cnn_theta_E"].value == pytest.approx(truth["theta_E"], abs=0.3)
+    # without the step (on the same deblended arcs and artefact mask) the answer is the first one
+    arcs = Cutout(res.arcs, ps, noise=res.arcs_cutout.noise, psf=cut.psf, mask=res.arcs_cutout.mask)
+    kw = dict(deblend=False, mask_outliers=False, centre=res.centre)
+    plain = model_lens(arcs, "hst_wfc3", refine=False, mask_neighbours=False, **kw)
+    assert plain["neighbour_pixels"] == 0 and plain["cnn_theta_E"] == plain["cnn_theta_E_first"] == \
+        res["cnn_theta_E_first"]
+    # the fit masks what was replaced
+    fitted = model_lens(arcs, "hst_wfc3", box=3.0, fit_kwargs={"n_starts": 1, "search_steps": 5, "adam_steps": 5,
+                                                               "lbfgs_steps": 2, "laplace": False}, **kw)
+    assert fitted["neighbour_pixels"] == res["neighbour_pixels"]
+    inside = np.zeros(cut.shape, bool)
+    inside[fitted.box] = True
+    assert (replaced & inside).any() and fitted.mask[replaced & inside].all()
 
 
 def test_pa_is_nan_without_a_wcs(simulated_cutout):
@@ -158,6 +194,12 @@ def test_cli_model_writes_the_model_and_its_figure(simulated_cutout, tmp_path, c
     assert "lens.fits" in text and "cnn_theta_E" in text and (tmp_path / "m.png").stat().st_size > 10000
     est = lenskit.read(out)
     assert 0.5 < est.table["cnn_theta_E"][0].value < 2.0 and est.provenance.config["command"] == "lenskit model"
+    assert est.provenance.config["mask_neighbours"] is True and "neighbour_pixels" in est.table.colnames
+    kept = tmp_path / "k.asdf"
+    assert main(["model", str(path), "--noise", "NOISE", "--no-refine", "--keep-neighbours", "--no-plot", "-o",
+                 str(kept)]) == 0
+    k = lenskit.read(kept)
+    assert k.provenance.config["mask_neighbours"] is False and k.table["neighbour_pixels"][0] == 0
     # a missing noise file is named; an existing output is not replaced
     assert main(["model", str(path), "--noise", "nowhere.fits", "-o", str(tmp_path / "x.asdf")]) == 2
     assert "nowhere.fits does not exist" in capsys.readouterr().err
