@@ -49,9 +49,9 @@ __all__ = ["model_lens", "LensModel"]
 #: ``NEIGHBOUR_SCALE[0] x theta_E + NEIGHBOUR_SCALE[1]`` arcsec) of the lens centre are neighbours, theta_E the
 #: CNN's answer without them.
 NEIGHBOUR_FIELD = 0.9
+NEIGHBOUR_SCALE = (2.0, 0.5)
 #: Starts of the fit's search that `model_lens` refines at full resolution (``fit(n_refine=...)``).
 MODEL_LENS_REFINE = 4
-NEIGHBOUR_SCALE = (2.0, 0.5)
 
 
 class LensModel:
