@@ -86,18 +86,20 @@ def sources(split):
                                              weights=[0.35, 0.15, 0.3, 0.2])
 
 
-def line_of_sight(split):
-    split = "test" if split == "test" else split
+def line_of_sight(split, neighbours="paper"):
     mix = lenskit.get("source", "mixture")(sources=[lenskit.get("source", "sersic")(R_e=(0.1, 1.0)), cosmos(split)],
                                             weights=[0.5, 0.5])
-    return LineOfSight(source=mix)
+    return presets.robust_line_of_sight(source=mix) if neighbours == "wide" else LineOfSight(source=mix)
 
 
-def simulate(split, n, seed, mode="single_epoch", min_magnification=5.0, robust=False, lens_mag=None, n_epochs=10):
+def simulate(split, n, seed, mode="single_epoch", min_magnification=5.0, robust=False, lens_mag=None, n_epochs=10,
+             neighbours="paper"):
     priors = {} if lens_mag is None else {"lens_mag": Uniform(*lens_mag)}
-    # robust: Moffat PSFs and the wide lens-light population; n_epochs: the exposures a single epoch is the best of
+    # robust: Moffat PSFs and the wide lens-light population; n_epochs: the exposures a single epoch is the best of;
+    # neighbours "wide": presets.robust_line_of_sight (each field's own density, bright neighbours common)
     sim = presets.lanusse2018(mode=mode, seed=seed, robust=robust, n_epochs=n_epochs, source=sources(split),
-                              line_of_sight=line_of_sight(split), min_magnification=min_magnification, priors=priors)
+                              line_of_sight=line_of_sight(split, neighbours), min_magnification=min_magnification,
+                              priors=priors)
     return sim, sim.sample(n)
 
 
@@ -132,6 +134,11 @@ def main(argv=None):
                     help="train and validate on single epochs that are the best of LO-HI exposures, drawn per "
                          "cutout (default the paper's 10; 1,10 spans the median seeing and worse to the best of "
                          "ten); the test sets stay the paper's")
+    ap.add_argument("--neighbours", choices=("paper", "wide"), default="paper",
+                    help="the line-of-sight galaxies of the training and validation cutouts: the paper's field (60 "
+                         "per square arcminute, 20-27 mag) or presets.robust_line_of_sight (each cutout's own "
+                         "density, 30-300 per square arcminute, bright neighbours common); the test sets stay the "
+                         "paper's")
     ap.add_argument("--threads", type=int, default=2,
                     help="torch threads (1 for a background training beside other work: two 2-thread processes on "
                          "two cores collapse)")
@@ -172,9 +179,9 @@ def main(argv=None):
     mu = args.min_magnification
     seed = args.train_seed if args.train_seed is not None else (2018 if args.init is None else 2019)
     sim, train = simulate("train", args.n_train, seed, mode=args.mode, min_magnification=mu, robust=args.robust,
-                          lens_mag=lens_mag, n_epochs=n_epochs)
+                          lens_mag=lens_mag, n_epochs=n_epochs, neighbours=args.neighbours)
     _, val = simulate("validation", args.n_val, 7, mode=args.mode, min_magnification=mu, robust=args.robust,
-                      lens_mag=lens_mag, n_epochs=n_epochs)
+                      lens_mag=lens_mag, n_epochs=n_epochs, neighbours=args.neighbours)
     print(json.dumps({"simulated": len(train) + len(val), "seconds": time.time() - t0}), flush=True)
     inst = sim.instrument
     if args.init is None:

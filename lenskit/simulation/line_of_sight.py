@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from lenskit.core.config import Configurable
+from lenskit.core.priors import Prior, as_prior
 from lenskit.core.validation import as_float
 from lenskit.plugins import get
 
@@ -25,9 +26,12 @@ class LineOfSight(Configurable):
 
     Parameters
     ----------
-    density : float
+    density : float or prior
         Mean number of galaxies per square arcminute between ``mag_range``
-        (default 60: roughly the deep g-band counts to g ~ 27).
+        (default 60: roughly the deep g-band counts to g ~ 27).  A prior
+        (`~lenskit.core.priors.LogUniform`, a ``(low, high)`` pair ...) draws
+        each stamp's own density, as fields differ: lens galaxies live in
+        groups, and clustered counts scatter more than Poisson's.
     mag_range : (float, float)
         Reference-band magnitudes, drawn from counts ``dN/dm ~ 10**(slope m)``.
     slope : float
@@ -40,9 +44,16 @@ class LineOfSight(Configurable):
     """
 
     def __init__(self, density=60.0, mag_range=(20.0, 27.0), slope=0.3, source=None, max_per_stamp=12):
-        density = as_float(density, "density", u.arcmin ** -2)
-        if not density >= 0:
-            raise ValueError(f"density must be >= 0 per arcmin^2; got {density}")
+        if isinstance(density, (Prior, tuple, list, dict)):
+            density = as_prior(density, "density", u.arcmin ** -2)
+            low = getattr(density, "low", getattr(density, "value", None))
+            low = float(np.min(density.sample(np.random.default_rng(0), 1000)) if low is None else low)
+            if not low >= 0:
+                raise ValueError(f"density must be >= 0 per arcmin^2; the prior {density!r} reaches {low:.3g}")
+        else:
+            density = as_float(density, "density", u.arcmin ** -2)
+            if not density >= 0:
+                raise ValueError(f"density must be >= 0 per arcmin^2; got {density}")
         if np.ndim(mag_range) != 1 or len(mag_range) != 2:
             raise ValueError(f"mag_range must be (bright, faint) magnitudes; got {mag_range!r}")
         lo, hi = (as_float(m, "mag_range", u.mag) for m in mag_range)
@@ -50,7 +61,7 @@ class LineOfSight(Configurable):
             raise ValueError(f"mag_range must be (bright, faint) with bright < faint; got {mag_range}")
         if int(max_per_stamp) != max_per_stamp or max_per_stamp < 1:
             raise ValueError(f"max_per_stamp must be a positive integer; got {max_per_stamp}")
-        self.density = float(density)
+        self.density = density if isinstance(density, Prior) else float(density)
         self.mag_range = (lo, hi)
         self.slope = as_float(slope, "slope", u.mag ** -1)
         self.max_per_stamp = int(max_per_stamp)
@@ -81,7 +92,8 @@ class LineOfSight(Configurable):
         h, w = inst.shape
         pix = float(inst.pixel_scale.value)
         area = h * w * pix * pix / 3600.0  # arcmin^2
-        counts = np.minimum(rng.poisson(self.density * area, n), self.max_per_stamp)
+        density = self.density.sample(rng, n) if isinstance(self.density, Prior) else self.density
+        counts = np.minimum(rng.poisson(density * area, n), self.max_per_stamp)
         out = torch.zeros((n, len(inst.bands), h, w), dtype=simulator.dtype, device=simulator.device)
         total = int(counts.sum())
         if total == 0:
@@ -101,7 +113,8 @@ class LineOfSight(Configurable):
         return out, counts
 
     def to_config(self):
-        return {"density": self.density, "mag_range": list(self.mag_range), "slope": self.slope,
+        density = self.density.to_config() if isinstance(self.density, Prior) else self.density
+        return {"density": density, "mag_range": list(self.mag_range), "slope": self.slope,
                 "source": getattr(self.source, "name", type(self.source).__name__),
                 "max_per_stamp": self.max_per_stamp}
 

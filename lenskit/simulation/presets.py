@@ -18,15 +18,17 @@ on the paper's kind of data.
 
 import astropy.units as u
 
-from lenskit.core.priors import Normal, Uniform
+from lenskit.core.priors import LogUniform, Normal, Uniform
 from lenskit.core.validation import as_float, check_choice, check_int
 from lenskit.instruments.effects import MoffatPSF
 from lenskit.plugins import get
 from lenskit.simulation.finder import LensFinderSimulator
+from lenskit.simulation.line_of_sight import LineOfSight
 from lenskit.simulation.simulator import Simulator
 
 __all__ = ["hezaveh2017", "pearson2019", "pearson2019_priors", "pearson2019_source", "pearson2019_test_set",
-           "lanusse2018", "robust", "robust_priors", "robust_instrument", "PEARSON2019_THETA_E"]
+           "lanusse2018", "robust", "robust_priors", "robust_instrument", "robust_line_of_sight",
+           "PEARSON2019_THETA_E"]
 
 #: Einstein radius distribution of Pearson et al. (2019, Fig. 1): survey -> (mean, width) in arcsec.
 PEARSON2019_THETA_E = {"lsst": (1.22, 0.40), "euclid": (0.97, 0.45)}
@@ -243,6 +245,26 @@ def robust_priors(survey="lsst", pixel_scale=None):
             "light_n": Uniform(1.0, 8.0), "light_q_ratio": Normal(1.0, 0.2, 0.4, 2.5),
             "light_dphi": Normal(0.0, 20.0), "colour_scatter": 0.25, "light_disc_fraction": Uniform(0.0, 0.8),
             "light_offset": Normal(0.0, 0.04, -0.12, 0.12)}  # the disc's shape: the generic priors
+
+
+def robust_line_of_sight(source=None):
+    """
+    Neighbours for training networks that must not depend on how crowded the field is.
+
+    Each stamp draws its own density of unlensed galaxies, log-uniform in 30-300 per square arcminute
+    (field to group: massive lens galaxies live in overdense places, and clustered counts scatter far more
+    than Poisson's), with reference-band magnitudes 19-27 from counts flatter than the faint counts'
+    (``dN/dm ~ 10**(0.2 m)``), so that neighbours as bright as the arcs are common, not a rarity; up to
+    20 per stamp.  The default `~lenskit.simulation.line_of_sight.LineOfSight` (60 per square arcminute,
+    20-27 with slope 0.3) is the average field of the papers' simulations.
+
+    Parameters
+    ----------
+    source : str or `~lenskit.core.Source`, optional
+        The neighbours' light profiles (default the `LineOfSight` default, Sérsic galaxies).
+    """
+    return LineOfSight(density=LogUniform(30.0, 300.0), mag_range=(19.0, 27.0), slope=0.2, source=source,
+                       max_per_stamp=20)
 
 
 def robust_instrument(survey="lsst", bands=("g", "r", "i")):
