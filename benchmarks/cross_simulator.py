@@ -44,11 +44,15 @@ The other simulator's choices (not lenskit's defaults, and not tuned to them):
   Gaussian of 0.15-0.20"; HST, a real empirical WFC3/UVIS F814W PSF (one of the
   56 positions of Anderson's grid, ``../shared/data/psf``);
 * noise: Poisson on the source and lens counts, sky and read noise from
-  lenstronomy's instrument configurations, drawn with this script's seed;
+  lenstronomy's instrument configurations, drawn with this script's seed (a
+  Poisson draw takes as many random numbers as its counts need, so a variant
+  that changes one image -- another mass model, seeing or a diagnosis -- draws
+  the systems after it anew from the same population: the same set
+  statistically, not image by image);
 * the sources are placed uniformly within 0.6 theta_E of the lens centre, then
   the paper's selection applies;
-* mass: SIE lenses by default.  ``--mass epl_shear`` makes the same lenses
-  (the same draws; the slope and shear come from a stream of their own) elliptical
+* mass: SIE lenses by default.  ``--mass epl_shear`` draws the same population
+  (the slope and shear from a stream of their own) as elliptical
   power laws with the density slopes SLACS measured (Auger et al. 2010: mean
   2.08, intrinsic scatter 0.16; here N(2.08, 0.16) within 1.6-2.6) in an
   external shear of log-normal strength (median 0.04, 0.25 dex, at most 0.15;
@@ -281,12 +285,27 @@ LENS_COLOUR = {"g": (1.25, 0.10), "r": (0.0, 0.0), "i": (-0.45, 0.06)}
 SOURCE_COLOUR = {"g": (0.35, 0.15), "r": (0.0, 0.0), "i": (-0.15, 0.10)}
 # the disc's colour relative to the bulge's (mag, times a blueness of 0.3-0.8 per lens): bluer outside
 DISC_COLOUR = {"g": -0.7, "r": 0.0, "i": 0.25, "VIS": 0.0}
+# --as-lenskit: a diagnosis that renders the population with one of lenskit's own choices in place of this
+# script's (which part of the other simulator a network fails on); never the benchmark
+AS_LENSKIT = ("colours", "psf", "neighbours")
 
 
-def survey_set(survey, n, seed, mass="sie"):
+def lenskit_colours(bands):
+    """lenskit's LSST lens and source colours (its typical offsets, its default 0.1 mag scatter) as this script's."""
+    from lenskit.instruments.lsst import LSST
+    from lenskit.simulation.drawing import GENERIC_PRIORS
+
+    scatter, typical = GENERIC_PRIORS["colour_scatter"], LSST.colours
+    return ({b: (typical[b][0], scatter if typical[b][0] else 0.0) for b in bands},
+            {b: (typical[b][1], scatter if typical[b][1] else 0.0) for b in bands})
+
+
+def survey_set(survey, n, seed, mass="sie", as_lenskit=()):
     """
     Pearson et al. protocol systems for ``survey`` ("lsst" g, r, i or "euclid" VIS) until ``n`` pass their
     selection: images with and without (subtracted) lens light, variance, truths.
+
+    ``as_lenskit`` (a diagnosis): "colours", lenskit's LSST colours; "psf", Gaussian PSFs of the same FWHMs.
     """
     from lenskit.simulation.presets import PEARSON2019_THETA_E
 
@@ -295,6 +314,8 @@ def survey_set(survey, n, seed, mass="sie"):
     pix, numpix = (0.2 if survey == "lsst" else 0.1), 57
     kws = {b: band_config(survey, b) for b in bands}
     mean, width = PEARSON2019_THETA_E[survey]
+    lens_colour, source_colour = lenskit_colours(bands) if "colours" in as_lenskit and survey == "lsst" else \
+        (LENS_COLOUR, SOURCE_COLOUR)
     out = {k: [] for k in ("with", "without", "variance", "params")}
     tried = 0
     while len(out["params"]) < n:
@@ -306,8 +327,8 @@ def survey_set(survey, n, seed, mass="sie"):
         light = draw_lens_light(rng, lens, rng.uniform(18.0, 21.0, m) if survey == "lsst" else rng.uniform(18.5, 21.5, m))
         src = draw_sources(rng, m, rng.uniform(20.5, 24.5, m) if survey == "lsst" else rng.uniform(21.0, 25.0, m),
                            th, lens)
-        col_l = {b: rng.normal(*LENS_COLOUR[b], m) if survey == "lsst" else np.zeros(m) for b in bands}
-        col_s = {b: rng.normal(*SOURCE_COLOUR[b], m) if survey == "lsst" else np.zeros(m) for b in bands}
+        col_l = {b: rng.normal(*lens_colour[b], m) if survey == "lsst" else np.zeros(m) for b in bands}
+        col_s = {b: rng.normal(*source_colour[b], m) if survey == "lsst" else np.zeros(m) for b in bands}
         seeing = {b: (LSST_SEEING[b] * np.clip(1 + 0.12 * rng.standard_normal(m), 0.7, 1.4) if survey == "lsst"
                       else rng.uniform(0.15, 0.20, m)) for b in bands}
         beta = rng.uniform(2.5, 4.5, m)
@@ -316,7 +337,8 @@ def survey_set(survey, n, seed, mass="sie"):
             for b in bands:
                 fw = seeing[b][i] / pix
                 half = int(min(28, math.ceil(4 * fw)))
-                k = moffat_kernel(fw, beta[i], half) if survey == "lsst" else gaussian_kernel(fw, half)
+                k = moffat_kernel(fw, beta[i], half) if survey == "lsst" and "psf" not in as_lenskit \
+                    else gaussian_kernel(fw, half)
                 kwargs = lenstronomy_kwargs(i, lens, light, src, col_l[b][i], col_s[b][i], DISC_COLOUR[b])
                 a, lt, total, bkg, t_exp = render_one(numpix, kws[b], k, kwargs, True, 3)
                 img, var = observe(rng, a, lt, bkg, t_exp)
@@ -381,11 +403,13 @@ def hst_set(n, seed, mass="sie"):
     return out
 
 
-def finder_set(n, seed, seeing_scale=1.0):
+def finder_set(n, seed, seeing_scale=1.0, as_lenskit=()):
     """Lanusse et al. protocol cutouts: half lenses (no S/N cut), half lens galaxies alone; line-of-sight galaxies.
 
-    ``seeing_scale`` multiplies every FWHM (the same lenses, sharper or blurrier: a diagnosis)."""
-    rng = np.random.default_rng(seed)
+    ``seeing_scale`` multiplies every FWHM (sharper or blurrier: a diagnosis); ``as_lenskit`` (diagnoses):
+    "psf", Gaussian PSFs of the same FWHMs; "neighbours", lenskit's counts of
+    line-of-sight galaxies (`lenskit_neighbours`); one band: "colours" changes nothing."""
+    rng, nrng = np.random.default_rng(seed), np.random.default_rng([seed, 2])
     kw = band_config("lsst_finder", "g")
     pix, numpix = 0.18, 45
     images, labels, rows = [], [], []
@@ -406,15 +430,19 @@ def finder_set(n, seed, seeing_scale=1.0):
             if have[bool(is_lens[i])] == want[bool(is_lens[i])]:
                 continue
             fw = seeing[i] / pix
-            k = moffat_kernel(fw, beta[i], int(min(22, math.ceil(4 * fw))))
+            half = int(min(22, math.ceil(4 * fw)))
+            k = gaussian_kernel(fw, half) if "psf" in as_lenskit else moffat_kernel(fw, beta[i], half)
             kwargs = lenstronomy_kwargs(i, lens, light, src, 0.0, 0.0, DISC_COLOUR["g"])
             a, lt, total, bkg, t_exp = render_one(numpix, kw, k, kwargs, True, 3)
             if not is_lens[i]:  # the same galaxy, nothing behind it
                 a = np.zeros_like(a)
             # line-of-sight galaxies: 0-4 unlensed Sérsic galaxies anywhere in the cutout
             los = np.zeros_like(a)
-            for _ in range(rng.poisson(1.5)):
-                los += render_los(rng, numpix, kw, k, pix)
+            drawn = [draw_los(rng, numpix, pix) for _ in range(rng.poisson(1.5))]
+            if "neighbours" in as_lenskit:  # the same stream drawn, lenskit's counts rendered (a stream of their own)
+                drawn = lenskit_neighbours(nrng, numpix, pix)
+            for params in drawn:
+                los += render_los(params, numpix, kw, k)
             img, var = observe(rng, a, lt + los, bkg, t_exp)
             snr = float(arc_snr(a[None, None], var[None, None])[0].max()) if is_lens[i] else 0.0
             mu = a.sum() / total if is_lens[i] else 0.0
@@ -431,18 +459,36 @@ def finder_set(n, seed, seeing_scale=1.0):
             "pixel_scale": pix}
 
 
-def render_los(rng, numpix, kw, kernel, pix):
-    """One unlensed Sérsic galaxy (g 21-26) at a random place in the cutout."""
-    from lenstronomy.SimulationAPI.sim_api import SimAPI
-
+def draw_los(rng, numpix, pix, magnitude=None):
+    """One unlensed Sérsic galaxy (g 21-26, or ``magnitude``) at a random place in the cutout: its parameters."""
     half = numpix * pix / 2
     q = rng.uniform(0.3, 1.0)
     e1, e2 = _q_to_e(q, rng.uniform(0, np.pi))
+    mag = rng.uniform(21.0, 26.0)
+    return {"magnitude": mag if magnitude is None else magnitude, "R_sersic": rng.uniform(0.1, 0.8),
+            "n_sersic": rng.uniform(0.7, 4.0), "e1": e1, "e2": e2, "center_x": rng.uniform(-half, half),
+            "center_y": rng.uniform(-half, half)}
+
+
+def lenskit_neighbours(rng, numpix, pix):
+    """--as-lenskit neighbours: lenskit's default counts (`~lenskit.simulation.line_of_sight.LineOfSight`: 60 per
+    square arcminute, r 20-27 with dN/dm ~ 10**(0.3 m), at most 12; g = r + 0.2, its source colour) of this
+    script's galaxies."""
+    from lenskit.simulation.line_of_sight import LineOfSight
+
+    los = LineOfSight()
+    area = (numpix * pix) ** 2 / 3600.0
+    mags = los.draw_magnitudes(rng, min(int(rng.poisson(los.density * area)), los.max_per_stamp)) + 0.2
+    return [draw_los(rng, numpix, pix, magnitude=m) for m in mags]
+
+
+def render_los(params, numpix, kw, kernel):
+    """The image of one `draw_los` galaxy through ``kernel``."""
+    from lenstronomy.SimulationAPI.sim_api import SimAPI
+
     k = dict(kw, psf_type="PIXEL", kernel_point_source=kernel, seeing=None)
     sim = SimAPI(num_pix=numpix, kwargs_single_band=k, kwargs_model={"lens_light_model_list": ["SERSIC_ELLIPSE"]})
-    kll, _, _ = sim.magnitude2amplitude([{"magnitude": rng.uniform(21.0, 26.0), "R_sersic": rng.uniform(0.1, 0.8),
-                                          "n_sersic": rng.uniform(0.7, 4.0), "e1": e1, "e2": e2,
-                                          "center_x": rng.uniform(-half, half), "center_y": rng.uniform(-half, half)}])
+    kll, _, _ = sim.magnitude2amplitude([params])
     return sim.image_model_class({"supersampling_factor": 2}).image(kwargs_lens_light=kll)
 
 
@@ -502,11 +548,24 @@ def main(argv=None):
                          "the own-simulator ones (float16, as shipped)")
     ap.add_argument("--finder-seeing-scale", type=float, default=1.0, metavar="S",
                     help="a diagnosis, not the benchmark: render the finder cutouts with every PSF FWHM times S "
-                         "(0.8: a median of 0.6\", as the best of ten epochs of lenskit's test set; the same lenses)")
+                         "(0.8: a median of 0.6\", as the best of ten epochs of lenskit's test set)")
     ap.add_argument("--mass", default="sie", choices=MASSES,
-                    help="the lenses' mass model: SIE (the benchmark), or the same lenses as power laws with SLACS's "
+                    help="the lenses' mass model: SIE (the benchmark), or the same population as power laws with SLACS's "
                          "slopes in an external shear (epl_shear; the estimators' sets only, not stored)")
+    ap.add_argument("--as-lenskit", default="", metavar="NAMES",
+                    help="a diagnosis, not the benchmark: render the set with some of lenskit's own choices "
+                         "in place of this script's, comma-separated from colours (lenskit's LSST lens and source "
+                         "colours and their 0.1 mag scatter), psf (Gaussian PSFs of the same FWHMs, not Moffats) "
+                         "and neighbours (the finder's line-of-sight galaxies in lenskit's default numbers and "
+                         "magnitudes, 60 per square arcminute at r 20-27 with counts rising as 10**(0.3 m), not 1.5 "
+                         "per cutout, 82 per square arcminute, uniform in g 21-26): which difference a network fails "
+                         "on")
     args = ap.parse_args(argv)
+    as_lenskit = tuple(a.strip() for a in args.as_lenskit.split(",") if a.strip())
+    if any(a not in AS_LENSKIT for a in as_lenskit):
+        ap.error(f"--as-lenskit takes comma-separated names from {', '.join(AS_LENSKIT)}; got {args.as_lenskit!r}")
+    if as_lenskit and args.store:
+        ap.error("--as-lenskit changes the benchmark's images: it cannot --store")
     if args.mass != "sie" and args.store:
         ap.error("--mass epl_shear is a second benchmark beside the stored one: it cannot --store")
     if not 0.2 <= args.finder_seeing_scale <= 2.0:
@@ -536,6 +595,8 @@ def main(argv=None):
 
     res = {"lenstronomy": lenstronomy.__version__, "n": args.n or DEFAULT_N, "tta": ttas[0] if len(ttas) == 1 else ttas,
            "cpu_threads": torch.get_num_threads(), "mass": args.mass, "sets": {}}
+    if as_lenskit:
+        res["as_lenskit"] = list(as_lenskit)
     cache = {}
     for name in sets:
         t0 = time.time()
@@ -544,12 +605,13 @@ def main(argv=None):
             survey = "lsst" if name.startswith("lsst") else "euclid"
             if survey not in cache:
                 cache[survey] = survey_set(survey, args.n or DEFAULT_N, seed={"lsst": 2501, "euclid": 2502}[survey],
-                                           mass=args.mass)
+                                           mass=args.mass, as_lenskit=as_lenskit)
             d = cache[survey]
         elif name == "hst_wfc3":
             d = hst_set(args.n or DEFAULT_N, seed=2503, mass=args.mass)
         else:
-            d = finder_set(args.n or FINDER_N, seed=2504, seeing_scale=args.finder_seeing_scale)
+            d = finder_set(args.n or FINDER_N, seed=2504, seeing_scale=args.finder_seeing_scale,
+                           as_lenskit=as_lenskit)
         render_seconds = round(time.time() - t0, 1)
         for tta in ttas:  # one rendering, measured with each augmentation
             t1 = time.time()
