@@ -403,12 +403,14 @@ def hst_set(n, seed, mass="sie"):
     return out
 
 
-def finder_set(n, seed, seeing_scale=1.0, as_lenskit=()):
+def finder_set(n, seed, seeing_scale=1.0, as_lenskit=(), neighbours="all"):
     """Lanusse et al. protocol cutouts: half lenses (no S/N cut), half lens galaxies alone; line-of-sight galaxies.
 
     ``seeing_scale`` multiplies every FWHM (sharper or blurrier: a diagnosis); ``as_lenskit`` (diagnoses):
     "psf", Gaussian PSFs of the same FWHMs; "neighbours", lenskit's counts of
-    line-of-sight galaxies (`lenskit_neighbours`); one band: "colours" changes nothing."""
+    line-of-sight galaxies (`lenskit_neighbours`); one band: "colours" changes nothing.  ``neighbours`` (a
+    diagnosis): which of the drawn line-of-sight galaxies are rendered (`NEIGHBOURS`); the others are drawn all the
+    same, so that every cutout keeps its lens, source, noise and the rest of its neighbours."""
     rng, nrng = np.random.default_rng(seed), np.random.default_rng([seed, 2])
     kw = band_config("lsst_finder", "g")
     pix, numpix = 0.18, 45
@@ -442,7 +444,8 @@ def finder_set(n, seed, seeing_scale=1.0, as_lenskit=()):
             if "neighbours" in as_lenskit:  # the same stream drawn, lenskit's counts rendered (a stream of their own)
                 drawn = lenskit_neighbours(nrng, numpix, pix)
             for params in drawn:
-                los += render_los(params, numpix, kw, k)
+                if rendered(params, neighbours):
+                    los += render_los(params, numpix, kw, k)
             img, var = observe(rng, a, lt + los, bkg, t_exp)
             snr = float(arc_snr(a[None, None], var[None, None])[0].max()) if is_lens[i] else 0.0
             mu = a.sum() / total if is_lens[i] else 0.0
@@ -457,6 +460,19 @@ def finder_set(n, seed, seeing_scale=1.0, as_lenskit=()):
                 break
     return {"images": np.stack(images), "labels": np.asarray(labels), "params": rows, "bands": ("g",),
             "pixel_scale": pix}
+
+
+#: --finder-neighbours: which line-of-sight galaxies of the finder's cutouts are rendered (a diagnosis)
+NEIGHBOURS = {"all": lambda r, m: True,
+              "near": lambda r, m: r < NEAR_RADIUS, "far": lambda r, m: r >= NEAR_RADIUS,
+              "bright": lambda r, m: m < BRIGHT_MAG, "faint": lambda r, m: m >= BRIGHT_MAG}
+NEAR_RADIUS = 3.0  # arcsec from the lens centre: where the arcs of theta_E 0.6-2.6" and their neighbours lie
+BRIGHT_MAG = 23.5  # g
+
+
+def rendered(params, which):
+    """Whether the `draw_los` galaxy ``params`` is rendered under ``--finder-neighbours which``."""
+    return NEIGHBOURS[which](math.hypot(params["center_x"], params["center_y"]), params["magnitude"])
 
 
 def draw_los(rng, numpix, pix, magnitude=None):
@@ -552,6 +568,11 @@ def main(argv=None):
     ap.add_argument("--mass", default="sie", choices=MASSES,
                     help="the lenses' mass model: SIE (the benchmark), or the same population as power laws with SLACS's "
                          "slopes in an external shear (epl_shear; the estimators' sets only, not stored)")
+    ap.add_argument("--finder-neighbours", default="all", choices=tuple(NEIGHBOURS),
+                    help="a diagnosis, not the benchmark: render only some of the finder cutouts' line-of-sight "
+                         f"galaxies (all drawn, so the cutouts are otherwise the same): near / far, within or beyond "
+                         f"{NEAR_RADIUS:g}\" of the lens centre; bright / faint, brighter or fainter than g "
+                         f"{BRIGHT_MAG:g}")
     ap.add_argument("--as-lenskit", default="", metavar="NAMES",
                     help="a diagnosis, not the benchmark: render the set with some of lenskit's own choices "
                          "in place of this script's, comma-separated from colours (lenskit's LSST lens and source "
@@ -570,6 +591,8 @@ def main(argv=None):
         ap.error("--mass epl_shear is a second benchmark beside the stored one: it cannot --store")
     if not 0.2 <= args.finder_seeing_scale <= 2.0:
         ap.error(f"--finder-seeing-scale must lie in 0.2-2; got {args.finder_seeing_scale}")
+    if args.finder_neighbours != "all" and args.store:
+        ap.error("--finder-neighbours changes the benchmark's cutouts: it cannot --store")
     if args.finder_seeing_scale != 1.0 and args.store:
         ap.error("--finder-seeing-scale changes the benchmark's cutouts: it cannot --store")
     sets = [s.strip() for s in args.sets.split(",") if s.strip()]
@@ -597,6 +620,8 @@ def main(argv=None):
            "cpu_threads": torch.get_num_threads(), "mass": args.mass, "sets": {}}
     if as_lenskit:
         res["as_lenskit"] = list(as_lenskit)
+    if args.finder_neighbours != "all":
+        res["finder_neighbours"] = args.finder_neighbours
     cache = {}
     for name in sets:
         t0 = time.time()
@@ -611,7 +636,7 @@ def main(argv=None):
             d = hst_set(args.n or DEFAULT_N, seed=2503, mass=args.mass)
         else:
             d = finder_set(args.n or FINDER_N, seed=2504, seeing_scale=args.finder_seeing_scale,
-                           as_lenskit=as_lenskit)
+                           as_lenskit=as_lenskit, neighbours=args.finder_neighbours)
         render_seconds = round(time.time() - t0, 1)
         for tta in ttas:  # one rendering, measured with each augmentation
             t1 = time.time()
