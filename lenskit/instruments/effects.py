@@ -1075,9 +1075,12 @@ class CCDNoise(Effect):
         # in place on the new tensors: at survey sizes each new tensor costs more than its arithmetic
         mean_e = (obs.images + bg).clamp_(min=0).mul_(t)
         rn = self.read_noise * math.sqrt(self.n_exposures)
-        if not self.exact and rn >= 1.0 and bool((mean_e >= POISSON_NORMAL_MIN).all()):
+        lo = hi = 0.0
+        if not self.exact and rn >= 1.0 and mean_e.numel():
+            lo, hi = (float(v) for v in torch.aminmax(mean_e))  # one pass for the test and the dtype
+        if lo >= POISSON_NORMAL_MIN:
             # sky-dominated with read noise: photon count and read noise in one draw (`_cornish_fisher_sum`)
-            e = _cornish_fisher_sum(mean_e, rn**2, g).to(dt)
+            e = _cornish_fisher_sum(mean_e, rn**2, g, largest=hi).to(dt)
         else:
             e = poisson_counts(mean_e, g, exact=self.exact)
             e = e.add_(torch.randn(e.shape, generator=g, dtype=dt, device=dev).mul_(rn))
