@@ -148,6 +148,10 @@ def main(argv=None):
                          "per square arcminute, 20-27 mag) or presets.robust_line_of_sight (each cutout's own "
                          "density, 30-300 per square arcminute, bright neighbours common); the test sets stay the "
                          "paper's")
+    ap.add_argument("--focal-gamma", type=float, default=0.0,
+                    help="train with the focal loss of this exponent (DeepLensFinder.fit(focal_gamma=...)): the "
+                         "cutouts the network already gets right weigh less than the hard ones; default 0, the "
+                         "paper's cross-entropy")
     ap.add_argument("--threshold-on", choices=("training", "paper"), default="training",
                     help="the validation set the shipped thresholds (1%% false positives, with and without test-time "
                          "augmentation) are chosen on after training: the training's population (default) or the "
@@ -212,7 +216,8 @@ def main(argv=None):
     finder.fit(train, validation=val, epochs=args.epochs, batch_size=args.batch_size, checkpoint=args.checkpoint,
                time_limit=args.minutes * 60, progress=False, bfloat16=bf16,
                lr_drops=None if args.lr_drops is None else [float(v) for v in args.lr_drops.split(",")],
-               log=lambda r: print(json.dumps(r), flush=True), lr=args.lr, statistics=args.init is None)
+               log=lambda r: print(json.dumps(r), flush=True), lr=args.lr, statistics=args.init is None,
+               focal_gamma=args.focal_gamma)
     train_seconds = time.time() - t1
     finder.training["simulation"] = sim.config
     finder.training["train_set_seed"] = seed

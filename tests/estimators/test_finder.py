@@ -8,7 +8,7 @@ from sklearn import metrics as skm
 
 import lenskit
 from lenskit.core.priors import EinsteinRadius
-from lenskit.estimators.finder import DeepLensFinder, augment
+from lenskit.estimators.finder import DeepLensFinder, augment, focal_loss
 from lenskit.estimators.finder_metrics import (
     auroc,
     completeness_table,
@@ -293,6 +293,42 @@ def test_finder_compiled_predict_matches_eager(finder_data):
     f.network.pre.set_statistics(np.zeros((1, 45, 45), np.float32), np.array([3.0], np.float32))
     np.testing.assert_allclose(f.predict(ds.images[:8], compile=True).table["p_lens"].value,
                                f.predict(ds.images[:8]).table["p_lens"].value, atol=1e-5)
+
+
+def test_focal_loss_against_its_definition():
+    rng = np.random.default_rng(5)
+    z = torch.as_tensor(rng.normal(0, 4, 500))
+    y = torch.as_tensor((rng.random(500) < 0.5).astype(float))
+    ce = torch.nn.functional.binary_cross_entropy_with_logits(z, y)
+    assert float(focal_loss(z, y, 0.0)) == pytest.approx(float(ce), rel=1e-12)
+    p = 1 / (1 + np.exp(-z.numpy()))
+    pt = np.where(y.numpy() > 0.5, p, 1 - p)
+    want = np.mean((1 - pt) ** 2 * -np.log(pt))
+    assert float(focal_loss(z, y, 2.0)) == pytest.approx(want, rel=1e-9)
+    # easy cutouts weigh less: a confidently right one loses far more of its weight than a wrong one
+    easy, hard = torch.tensor([6.0]), torch.tensor([-1.0])
+    one = torch.tensor([1.0])
+    ratio_easy = float(focal_loss(easy, one, 2.0) / focal_loss(easy, one, 0.0))
+    ratio_hard = float(focal_loss(hard, one, 2.0) / focal_loss(hard, one, 0.0))
+    assert ratio_easy < 1e-4 < 0.5 < ratio_hard
+    # finite for extreme logits, with gradients
+    zz = torch.tensor([-200.0, 200.0, 0.0], requires_grad=True)
+    out = focal_loss(zz, torch.tensor([1.0, 0.0, 1.0]), 2.0)
+    out.backward()
+    assert torch.isfinite(out) and torch.isfinite(zz.grad).all()
+
+
+def test_finder_fit_focal_loss(finder_data):
+    _, ds = finder_data
+    f = DeepLensFinder(arch_kwargs={"units_per_stage": 1})
+    f.fit(ds, epochs=1, batch_size=64, progress=False, focal_gamma=2.0)
+    assert f.training["focal_gamma"] == 2.0
+    g = DeepLensFinder(arch_kwargs={"units_per_stage": 1})
+    g.fit(ds, epochs=1, batch_size=64, progress=False)
+    assert "focal_gamma" not in g.training  # the paper's loss, recorded as before
+    for bad in (-1.0, float("nan"), 11.0):
+        with pytest.raises(ValueError, match="focal_gamma"):
+            DeepLensFinder(arch_kwargs={"units_per_stage": 1}).fit(ds, epochs=1, progress=False, focal_gamma=bad)
 
 
 def test_finder_input_errors(finder_data):
