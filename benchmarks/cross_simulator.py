@@ -604,6 +604,8 @@ def main(argv=None):
     bad = [s for s in sets if s not in SETS]
     if bad:
         ap.error(f"unknown set(s) {bad}; expected some of {list(SETS)}")
+    if args.finder_neighbours != "all" and "deeplens_lsst_g" not in sets:
+        ap.error("--finder-neighbours applies to the finder's cutouts: pass --sets deeplens_lsst_g")
     if args.mass != "sie" and "deeplens_lsst_g" in sets:
         ap.error("--mass applies to the estimators' sets; the finder's cutouts stay SIE lenses")
     if args.weights and len(sets) != 1:
