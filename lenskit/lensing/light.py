@@ -14,6 +14,7 @@ import torch
 from scipy.special import gamma as _gamma
 from scipy.special import gammaincinv
 
+from lenskit.core.arrays import broadcast_shape
 from lenskit.lensing.geometry import frame_angles, offsets
 
 __all__ = ["sersic_b", "sersic_total_flux", "elliptical_radius2", "sersic", "gaussian", "elliptical_sersic"]
@@ -127,7 +128,7 @@ def sersic(r2, R_e, n, b=None):
     inv2n = 1 / (2 * n)
     tiny = torch.finfo(r2.dtype).tiny
     if (torch.is_grad_enabled() and any(t.requires_grad for t in (r2, R_e, n, b))) or \
-            torch.broadcast_shapes(r2.shape, R_e.shape, n.shape, b.shape) != r2.shape:
+            broadcast_shape(r2.shape, R_e.shape, n.shape, b.shape) != r2.shape:
         s = torch.exp(torch.log(torch.clamp(r2, min=tiny)) * inv2n - torch.log(R_e * R_e) * inv2n)
         return torch.exp(b - b * s)
     # the same in place on one new tensor (a simulation's grids: each new tensor costs more than its arithmetic)
@@ -148,7 +149,7 @@ def elliptical_sersic(x, y, e1, e2, x0, y0, R_e, n, b, I_e):
     """
     tensors = [torch.as_tensor(v) for v in (x, y, e1, e2, x0, y0, R_e, n, b, I_e)]
     if torch.compiler.is_compiling() or (torch.is_grad_enabled() and any(t.requires_grad for t in tensors)) or \
-            torch.broadcast_shapes(*(t.shape for t in tensors)) != x.shape or not x.is_floating_point():
+            broadcast_shape(*(t.shape for t in tensors)) != x.shape or not x.is_floating_point():
         return I_e * sersic(elliptical_radius2(x, y, e1, e2, x0, y0), R_e, n, b)
     return sersic_in_place(x - x0, y - y0, e1, e2, R_e, n, b, I_e)
 

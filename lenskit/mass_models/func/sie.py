@@ -23,6 +23,7 @@ import math
 
 import torch
 
+from lenskit.core.arrays import broadcast_shape
 from lenskit.lensing.geometry import elliptical_frame
 
 __all__ = ["deflection", "convergence", "potential", "hessian"]
@@ -49,7 +50,7 @@ def deflection(x, y, theta_E, e1, e2, x0, y0):
     if not torch.compiler.is_compiling() and not bool((f < _SERIES_F).any()) and not (
             torch.is_grad_enabled() and any(torch.is_tensor(t) and t.requires_grad
                                             for t in (x, y, theta_E, e1, e2, x0, y0))) and \
-            xp.shape == yp.shape == torch.broadcast_shapes(xp.shape, q.shape, torch.as_tensor(theta_E).shape):
+            xp.shape == yp.shape == broadcast_shape(xp.shape, q.shape, torch.as_tensor(theta_E).shape):
         return _deflection_in_place(q, cp, sp, xp, yp, f, theta_E)
     psi2 = torch.addcmul(yp * yp, xp * xp, q * q)
     # psi2 < eps only within ~1e-10" of the centre, where x' and y' vanish: the ratios below are then 0,
