@@ -50,6 +50,14 @@ Usage::
     python benchmarks/train_finder.py --robust --lens-mag 17.5,21.5 --seeing-epochs 1,5 --neighbours wide \
         --init lenskit/estimators/weights/deeplens_lsst_g_robust.asdf --train-seed 2031 --n-train 80000 \
         --epochs 6 --lr 3e-4 --lr-drops 4,5 --minutes 110 --threads 1 --threshold-on paper --out /tmp/wide.asdf
+    # the shipped robust finder fine-tuned among satellites of the lens galaxy (1.5 per cutout within 0.5-3"), or
+    # with the 10% most lens-like of as many fresh non-lenses added (measured and not shipped: docs/finder.rst):
+    python benchmarks/train_finder.py --robust --lens-mag 17.5,21.5 --seeing-epochs 1,5 --satellites 1.5 \
+        --init lenskit/estimators/weights/deeplens_lsst_g_robust.asdf --train-seed 2033 --n-train 30000 \
+        --epochs 6 --lr 1e-4 --lr-drops 4,5 --minutes 22 --threads 1 --threshold-on paper --out /tmp/sat.asdf
+    python benchmarks/train_finder.py --robust --lens-mag 17.5,21.5 --seeing-epochs 1,5 --hard-negatives 0.13 \
+        --init lenskit/estimators/weights/deeplens_lsst_g_robust.asdf --train-seed 2033 --n-train 30000 \
+        --epochs 6 --lr 1e-4 --lr-drops 4,5 --minutes 22 --threads 1 --threshold-on paper --out /tmp/hard.asdf
     # worst-seeing stacks need their own network (not shipped yet):
     python benchmarks/train_finder.py --mode stack --out deeplens_lsst_g_stack.asdf
 
@@ -92,20 +100,22 @@ def sources(split):
                                              weights=[0.35, 0.15, 0.3, 0.2])
 
 
-def line_of_sight(split, neighbours="paper"):
+def line_of_sight(split, neighbours="paper", satellites=0.0):
     mix = lenskit.get("source", "mixture")(sources=[lenskit.get("source", "sersic")(R_e=(0.1, 1.0)), cosmos(split)],
                                             weights=[0.5, 0.5])
-    return presets.robust_line_of_sight(source=mix) if neighbours == "wide" else LineOfSight(source=mix)
+    if neighbours == "wide":
+        return presets.robust_line_of_sight(source=mix)
+    return LineOfSight(source=mix, satellites=satellites)
 
 
 def simulate(split, n, seed, mode="single_epoch", min_magnification=5.0, robust=False, lens_mag=None, n_epochs=10,
-             neighbours="paper"):
+             neighbours="paper", satellites=0.0):
     priors = {} if lens_mag is None else {"lens_mag": Uniform(*lens_mag)}
     # robust: Moffat PSFs and the wide lens-light population; n_epochs: the exposures a single epoch is the best of;
     # neighbours "wide": presets.robust_line_of_sight (each field's own density, bright neighbours common)
     sim = presets.lanusse2018(mode=mode, seed=seed, robust=robust, n_epochs=n_epochs, source=sources(split),
-                              line_of_sight=line_of_sight(split, neighbours), min_magnification=min_magnification,
-                              priors=priors)
+                              line_of_sight=line_of_sight(split, neighbours, satellites),
+                              min_magnification=min_magnification, priors=priors)
     return sim, sim.sample(n)
 
 
@@ -145,10 +155,20 @@ def main(argv=None):
                          "per square arcminute, 20-27 mag) or presets.robust_line_of_sight (each cutout's own "
                          "density, 30-300 per square arcminute, bright neighbours common); the test sets stay the "
                          "paper's")
+    ap.add_argument("--satellites", type=float, default=0.0, metavar="MEAN",
+                    help="with the paper's neighbours: this mean number of further line-of-sight galaxies per "
+                         "training and validation cutout within 0.5-3 arcsec of its centre, in lenses and non-lenses "
+                         "alike (LineOfSight(satellites=...): the satellites that crowd real lens galaxies, which a "
+                         "finder trained on a uniform field takes for lensed images); default 0")
     ap.add_argument("--focal-gamma", type=float, default=0.0,
                     help="train with the focal loss of this exponent (DeepLensFinder.fit(focal_gamma=...)): the "
                          "cutouts the network already gets right weigh less than the hard ones; default 0, the "
                          "paper's cross-entropy")
+    ap.add_argument("--hard-negatives", type=float, default=0.0, metavar="FRACTION",
+                    help="with --init: simulate as many more training cutouts (another seed), score their non-lenses "
+                         "with the --init finder and add the highest-scoring ones, this fraction of --n-train, to "
+                         "the training set (hard-negative mining: the non-lenses that look most like lenses -- on "
+                         "other codes' cutouts, lens galaxies with a neighbour beside them); default 0")
     ap.add_argument("--threshold-on", choices=("training", "paper"), default="training",
                     help="the validation set the shipped thresholds (1%% false positives, with and without test-time "
                          "augmentation) are chosen on after training: the training's population (default) or the "
@@ -179,6 +199,14 @@ def main(argv=None):
         if len(n_epochs) != 2 or not 1 <= n_epochs[0] <= n_epochs[1] or args.mode != "single_epoch":
             ap.error(f"--seeing-epochs must be two increasing exposure counts LO,HI >= 1 (single_epoch mode); "
                      f"got {args.seeing_epochs!r}")
+    if not 0 <= args.hard_negatives <= 1:
+        ap.error(f"--hard-negatives must be a fraction in [0, 1]; got {args.hard_negatives}")
+    if not 0 <= args.satellites <= 10:
+        ap.error(f"--satellites must be a mean number per cutout in [0, 10]; got {args.satellites}")
+    if args.satellites and args.neighbours != "paper":
+        ap.error("--satellites adds to the paper's field of neighbours: not with --neighbours wide")
+    if args.hard_negatives and args.init is None:
+        ap.error("--hard-negatives scores candidates with the --init finder: pass --init")
     torch.set_num_threads(args.threads)
     if args.evaluate is not None:
         finder = DeepLensFinder.load(args.evaluate)
@@ -193,10 +221,17 @@ def main(argv=None):
     mu = args.min_magnification
     seed = args.train_seed if args.train_seed is not None else (2018 if args.init is None else 2019)
     sim, train = simulate("train", args.n_train, seed, mode=args.mode, min_magnification=mu, robust=args.robust,
-                          lens_mag=lens_mag, n_epochs=n_epochs, neighbours=args.neighbours)
+                          lens_mag=lens_mag, n_epochs=n_epochs, neighbours=args.neighbours, satellites=args.satellites)
     _, val = simulate("validation", args.n_val, 7, mode=args.mode, min_magnification=mu, robust=args.robust,
-                      lens_mag=lens_mag, n_epochs=n_epochs, neighbours=args.neighbours)
+                      lens_mag=lens_mag, n_epochs=n_epochs, neighbours=args.neighbours, satellites=args.satellites)
     print(json.dumps({"simulated": len(train) + len(val), "seconds": time.time() - t0}), flush=True)
+    hard = None
+    if args.hard_negatives:
+        train, hard = with_hard_negatives(init, train, round(args.hard_negatives * args.n_train), seed + 1000,
+                                          mode=args.mode, min_magnification=mu, robust=args.robust,
+                                          lens_mag=lens_mag, n_epochs=n_epochs, neighbours=args.neighbours,
+                                          satellites=args.satellites)
+        print(json.dumps({"hard_negatives": hard, "seconds": time.time() - t0}), flush=True)
     inst = sim.instrument
     if args.init is None:
         finder = DeepLensFinder(in_shape=train.images.shape[1:],
@@ -217,6 +252,8 @@ def main(argv=None):
     train_seconds = time.time() - t1
     finder.training["simulation"] = sim.config
     finder.training["train_set_seed"] = seed
+    if hard is not None:
+        finder.training["hard_negatives"] = hard
     if previous is not None:
         finder.training["initialised_from"] = previous
     finder.metrics = {"train_seconds": train_seconds, "cpu_threads": torch.get_num_threads()}
@@ -224,6 +261,20 @@ def main(argv=None):
     if args.threshold_on == "paper":
         val = paper_validation(args)
     evaluate(finder, val, args, Path(args.out) if args.out else WEIGHTS / default, thresholds_on=args.threshold_on)
+
+
+def with_hard_negatives(finder, train, k, seed, **kwargs):
+    """``train`` with the ``k`` non-lenses ``finder`` scores highest among as many fresh cutouts (seed ``seed``)."""
+    from lenskit.scale.shards import concat_datasets
+
+    _, pool = simulate("train", len(train), seed, **kwargs)
+    neg = np.flatnonzero(~np.asarray(pool.params["is_lens"], bool))
+    k = min(k, len(neg))
+    z = finder.logits(pool[neg])
+    top = np.argsort(z)[::-1][:k]
+    info = {"n": int(k), "pool_seed": int(seed), "pool_non_lenses": int(len(neg)),
+            "lowest_logit": float(z[top[-1]]) if k else None}
+    return (concat_datasets([train, pool[neg[top]]]) if k else train), info
 
 
 def paper_validation(args):

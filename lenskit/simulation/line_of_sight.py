@@ -41,9 +41,22 @@ class LineOfSight(Configurable):
         sizes 0.1-1") or any instance, for example real galaxies.
     max_per_stamp : int
         Upper bound on galaxies per stamp (draws above it are capped).
+    satellites : float
+        Mean number of further galaxies per stamp near its centre, where the
+        lens galaxy lies (default 0): the satellites and group members that
+        crowd massive galaxies, with magnitudes from the same counts.  Their
+        distances from the centre are uniform within ``satellite_radius`` (a
+        surface density falling as 1/r, as an isothermal group's) at uniform
+        angles.  A blob beside a lens galaxy is what a finder trained on a
+        uniform field alone most often takes for a lensed image; lenses and
+        non-lenses get them alike.
+    satellite_radius : (float, float)
+        Inner and outer distance of the satellites from the stamp's centre,
+        in arcsec (default 0.5-3").
     """
 
-    def __init__(self, density=60.0, mag_range=(20.0, 27.0), slope=0.3, source=None, max_per_stamp=12):
+    def __init__(self, density=60.0, mag_range=(20.0, 27.0), slope=0.3, source=None, max_per_stamp=12,
+                 satellites=0.0, satellite_radius=(0.5, 3.0)):
         if isinstance(density, (Prior, tuple, list, dict)):
             density = as_prior(density, "density", u.arcmin ** -2)
             low = getattr(density, "low", getattr(density, "value", None))
@@ -61,6 +74,18 @@ class LineOfSight(Configurable):
             raise ValueError(f"mag_range must be (bright, faint) with bright < faint; got {mag_range}")
         if int(max_per_stamp) != max_per_stamp or max_per_stamp < 1:
             raise ValueError(f"max_per_stamp must be a positive integer; got {max_per_stamp}")
+        satellites = as_float(satellites, "satellites")
+        if not 0 <= satellites <= max_per_stamp:
+            raise ValueError(f"satellites must be a mean number per stamp in [0, max_per_stamp={max_per_stamp}]; "
+                             f"got {satellites}")
+        if np.ndim(satellite_radius) != 1 or len(satellite_radius) != 2:
+            raise ValueError(f"satellite_radius must be (inner, outer) in arcsec; got {satellite_radius!r}")
+        r_in, r_out = (as_float(r, "satellite_radius", u.arcsec) for r in satellite_radius)
+        if not 0 <= r_in < r_out:
+            raise ValueError(f"satellite_radius must be (inner, outer) arcsec with 0 <= inner < outer; "
+                             f"got {satellite_radius}")
+        self.satellites = satellites
+        self.satellite_radius = (r_in, r_out)
         self.density = density if isinstance(density, Prior) else float(density)
         self.mag_range = (lo, hi)
         self.slope = as_float(slope, "slope", u.mag ** -1)
@@ -84,8 +109,10 @@ class LineOfSight(Configurable):
         """
         Noise-free images (n, bands, H, W) of the galaxies, in the simulator's units.
 
-        Positions are uniform over the stamp; fluxes follow the instrument's
-        zero points with source-like colours.
+        Positions are uniform over the stamp (the satellites': within
+        ``satellite_radius`` of its centre); fluxes follow the instrument's
+        zero points with source-like colours.  The counts returned include
+        the satellites.
         """
         inst = simulator.instrument
         x, y = inst.pixel_grid(1, simulator.device, simulator.dtype)
@@ -94,13 +121,21 @@ class LineOfSight(Configurable):
         area = h * w * pix * pix / 3600.0  # arcmin^2
         density = self.density.sample(rng, n) if isinstance(self.density, Prior) else self.density
         counts = np.minimum(rng.poisson(density * area, n), self.max_per_stamp)
+        near = np.zeros(n, int)
+        if self.satellites > 0:  # drawn only when asked for: the field's draws stay those of before
+            near = np.minimum(rng.poisson(self.satellites, n), self.max_per_stamp - counts)
         out = torch.zeros((n, len(inst.bands), h, w), dtype=simulator.dtype, device=simulator.device)
-        total = int(counts.sum())
+        field = int(counts.sum())
+        total = field + int(near.sum())
         if total == 0:
-            return out, counts
-        owner = np.repeat(np.arange(n), counts)
-        xc = rng.uniform(-w * pix / 2, w * pix / 2, total)
-        yc = rng.uniform(-h * pix / 2, h * pix / 2, total)
+            return out, counts + near
+        owner = np.concatenate([np.repeat(np.arange(n), counts), np.repeat(np.arange(n), near)])
+        xc = rng.uniform(-w * pix / 2, w * pix / 2, field)
+        yc = rng.uniform(-h * pix / 2, h * pix / 2, field)
+        if total > field:
+            r = rng.uniform(*self.satellite_radius, total - field)
+            phi = rng.uniform(0.0, 2 * np.pi, total - field)
+            xc, yc = np.concatenate([xc, r * np.cos(phi)]), np.concatenate([yc, r * np.sin(phi)])
         mags = self.draw_magnitudes(rng, total)
         fluxes, _ = simulator.drawer.band_fluxes(mags, "source", rng)  # (total, bands) e-/s
         gal = self.source.sample(total, rng)
@@ -110,13 +145,17 @@ class LineOfSight(Configurable):
         norm = simulator.renderer.tensor(fluxes / np.asarray(gal.flux, float)[:, None] * pix * pix)  # (total, bands)
         img = sb.unsqueeze(1) * norm.reshape(total, -1, 1, 1)
         out.index_add_(0, torch.as_tensor(owner, device=simulator.device), img)
-        return out, counts
+        return out, counts + near
 
     def to_config(self):
         density = self.density.to_config() if isinstance(self.density, Prior) else self.density
-        return {"density": density, "mag_range": list(self.mag_range), "slope": self.slope,
-                "source": getattr(self.source, "name", type(self.source).__name__),
-                "max_per_stamp": self.max_per_stamp}
+        config = {"density": density, "mag_range": list(self.mag_range), "slope": self.slope,
+                  "source": getattr(self.source, "name", type(self.source).__name__),
+                  "max_per_stamp": self.max_per_stamp}
+        if self.satellites:
+            config.update(satellites=self.satellites, satellite_radius=list(self.satellite_radius))
+        return config
 
     def __repr__(self):
-        return f"LineOfSight(density={self.density}/arcmin^2, mag_range={self.mag_range})"
+        near = f", satellites={self.satellites}" if self.satellites else ""
+        return f"LineOfSight(density={self.density}/arcmin^2, mag_range={self.mag_range}{near})"

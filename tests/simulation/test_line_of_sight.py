@@ -68,3 +68,46 @@ def test_robust_line_of_sight_has_bright_neighbours_more_often():
 def test_bad_density_is_refused(density, match):
     with pytest.raises((ValueError, TypeError), match=match):
         LineOfSight(density=density)
+
+
+def test_satellites_off_keep_the_fields_draws(finder):
+    a, na = LineOfSight().render(60, np.random.default_rng(3), finder.lenses)
+    b, nb = LineOfSight(satellites=0.0).render(60, np.random.default_rng(3), finder.lenses)
+    assert np.array_equal(a.numpy(), b.numpy()) and np.array_equal(na, nb)
+
+
+def test_satellites_lie_near_the_centre_uniform_in_radius(finder):
+    from scipy import stats
+
+    # no field galaxies: every stamp holds its satellites alone, compact enough to centroid
+    src = lenskit.get("source", "sersic")(R_e=(0.1, 0.15), n=(1.0, 1.5), ellipticity=(0.0, 0.2))
+    los = LineOfSight(density=0.0, satellites=1.0, satellite_radius=(1.0, 3.0), source=src)
+    img, n = los.render(1500, np.random.default_rng(4), finder.lenses)
+    assert np.mean(n) == pytest.approx(1.0, rel=0.1)
+    assert 0.85 < np.var(n) / np.mean(n) < 1.15  # Poisson
+    one = img[n == 1, 0].numpy()
+    yy, xx = np.indices(one.shape[1:])
+    c = (one.shape[1] - 1) / 2
+    flux = one.sum((1, 2))
+    r = np.hypot((one * xx).sum((1, 2)) / flux - c, (one * yy).sum((1, 2)) / flux - c) * 0.18
+    assert r.min() > 0.9 and r.max() < 3.1
+    # a surface density falling as 1/r: distances uniform within (1, 3)"
+    assert stats.kstest(np.clip(r, 1.0, 3.0), "uniform", args=(1.0, 2.0)).pvalue > 0.01
+
+
+def test_satellites_round_trip_through_the_simulator_config():
+    sim = lenskit.Simulator(line_of_sight=LineOfSight(satellites=1.5, satellite_radius=(0.4, 2.5)), seed=0)
+    again = lenskit.Simulator.from_config(sim.config).line_of_sight
+    assert again.satellites == 1.5 and again.satellite_radius == (0.4, 2.5)
+    assert "satellites" not in LineOfSight().to_config()  # configurations without them stay as they were
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"satellites": -1.0}, r"satellites must be a mean number per stamp"),
+    ({"satellites": 20.0}, r"satellites must be .*max_per_stamp=12"),
+    ({"satellite_radius": (3.0, 1.0)}, r"satellite_radius must be \(inner, outer\)"),
+    ({"satellite_radius": 2.0}, r"satellite_radius must be \(inner, outer\)"),
+])
+def test_bad_satellites_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        LineOfSight(**kwargs)
