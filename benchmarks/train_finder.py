@@ -165,9 +165,9 @@ def main(argv=None):
                          "cutouts the network already gets right weigh less than the hard ones; default 0, the "
                          "paper's cross-entropy")
     ap.add_argument("--hard-negatives", type=float, default=0.0, metavar="FRACTION",
-                    help="with --init: simulate as many more training cutouts (another seed), score their non-lenses "
-                         "with the --init finder and add the highest-scoring ones, this fraction of --n-train, to "
-                         "the training set (hard-negative mining: the non-lenses that look most like lenses -- on "
+                    help="with --init: simulate twice as many more training cutouts (another seed), score their "
+                         "non-lenses with the --init finder and add the highest-scoring ones, this fraction of "
+                         "--n-train, to the training set (hard-negative mining: the non-lenses that look most like lenses -- on "
                          "other codes' cutouts, lens galaxies with a neighbour beside them); default 0")
     ap.add_argument("--threshold-on", choices=("training", "paper"), default="training",
                     help="the validation set the shipped thresholds (1%% false positives, with and without test-time "
@@ -264,10 +264,11 @@ def main(argv=None):
 
 
 def with_hard_negatives(finder, train, k, seed, **kwargs):
-    """``train`` with the ``k`` non-lenses ``finder`` scores highest among as many fresh cutouts (seed ``seed``)."""
+    """``train`` with the ``k`` non-lenses ``finder`` scores highest among twice as many fresh cutouts (seed ``seed``):
+    about as many non-lenses as ``train`` has cutouts."""
     from lenskit.scale.shards import concat_datasets
 
-    _, pool = simulate("train", len(train), seed, **kwargs)
+    _, pool = simulate("train", 2 * len(train), seed, **kwargs)
     neg = np.flatnonzero(~np.asarray(pool.params["is_lens"], bool))
     k = min(k, len(neg))
     z = finder.logits(pool[neg])
