@@ -51,7 +51,7 @@ Usage::
         --init lenskit/estimators/weights/deeplens_lsst_g_robust.asdf --train-seed 2031 --n-train 80000 \
         --epochs 6 --lr 3e-4 --lr-drops 4,5 --minutes 110 --threads 1 --threshold-on paper --out /tmp/wide.asdf
     # the shipped robust finder fine-tuned among satellites of the lens galaxy (1.5 per cutout within 0.5-3"), or
-    # with the 10% most lens-like of as many fresh non-lenses added (measured and not shipped: docs/finder.rst):
+    # with the 13% most lens-like of about as many fresh non-lenses added (measured and not shipped: docs/finder.rst):
     python benchmarks/train_finder.py --robust --lens-mag 17.5,21.5 --seeing-epochs 1,5 --satellites 1.5 \
         --init lenskit/estimators/weights/deeplens_lsst_g_robust.asdf --train-seed 2033 --n-train 30000 \
         --epochs 6 --lr 1e-4 --lr-drops 4,5 --minutes 22 --threads 1 --threshold-on paper --out /tmp/sat.asdf
@@ -167,8 +167,8 @@ def main(argv=None):
     ap.add_argument("--hard-negatives", type=float, default=0.0, metavar="FRACTION",
                     help="with --init: simulate twice as many more training cutouts (another seed), score their "
                          "non-lenses with the --init finder and add the highest-scoring ones, this fraction of "
-                         "--n-train, to the training set (hard-negative mining: the non-lenses that look most like lenses -- on "
-                         "other codes' cutouts, lens galaxies with a neighbour beside them); default 0")
+                         "--n-train, to the training set (hard-negative mining: the non-lenses that look most like "
+                         "lenses -- on other codes' cutouts, lens galaxies with a neighbour beside them); default 0")
     ap.add_argument("--threshold-on", choices=("training", "paper"), default="training",
                     help="the validation set the shipped thresholds (1%% false positives, with and without test-time "
                          "augmentation) are chosen on after training: the training's population (default) or the "
