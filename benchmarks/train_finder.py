@@ -101,11 +101,12 @@ def sources(split):
 
 
 def line_of_sight(split, neighbours="paper", satellites=0.0):
+    """The training cutouts' neighbours; ``satellites``: a mean number, or `LineOfSight`'s satellite arguments."""
     mix = lenskit.get("source", "mixture")(sources=[lenskit.get("source", "sersic")(R_e=(0.1, 1.0)), cosmos(split)],
                                             weights=[0.5, 0.5])
     if neighbours == "wide":
         return presets.robust_line_of_sight(source=mix)
-    return LineOfSight(source=mix, satellites=satellites)
+    return LineOfSight(source=mix, **(satellites if isinstance(satellites, dict) else {"satellites": satellites}))
 
 
 def simulate(split, n, seed, mode="single_epoch", min_magnification=5.0, robust=False, lens_mag=None, n_epochs=10,
@@ -160,6 +161,13 @@ def main(argv=None):
                          "training and validation cutout within 0.5-3 arcsec of its centre, in lenses and non-lenses "
                          "alike (LineOfSight(satellites=...): the satellites that crowd real lens galaxies, which a "
                          "finder trained on a uniform field takes for lensed images); default 0")
+    ap.add_argument("--satellite-mags", default=None, metavar="LO,HI",
+                    help="with --satellites: the satellites' reference-band (r) magnitudes, default the field's "
+                         "20,27")
+    ap.add_argument("--satellite-slope", type=float, default=None,
+                    help="with --satellites: the logarithmic slope of their counts, default the field's 0.3 (0: flat "
+                         "in magnitude, a group's luminosity function, so that satellites a few magnitudes fainter "
+                         "than the lens galaxy are common)")
     ap.add_argument("--focal-gamma", type=float, default=0.0,
                     help="train with the focal loss of this exponent (DeepLensFinder.fit(focal_gamma=...)): the "
                          "cutouts the network already gets right weigh less than the hard ones; default 0, the "
@@ -205,6 +213,20 @@ def main(argv=None):
         ap.error(f"--satellites must be a mean number per cutout in [0, 10]; got {args.satellites}")
     if args.satellites and args.neighbours != "paper":
         ap.error("--satellites adds to the paper's field of neighbours: not with --neighbours wide")
+    satellites = {"satellites": args.satellites}
+    if args.satellite_mags is not None or args.satellite_slope is not None:
+        if not args.satellites:
+            ap.error("--satellite-mags and --satellite-slope describe the satellites: pass --satellites too")
+        if args.satellite_mags is not None:
+            try:
+                mags = tuple(float(v) for v in args.satellite_mags.split(","))
+            except ValueError:
+                mags = ()
+            if len(mags) != 2 or not mags[0] < mags[1]:
+                ap.error(f"--satellite-mags must be two increasing magnitudes LO,HI; got {args.satellite_mags!r}")
+            satellites["satellite_mags"] = mags
+        if args.satellite_slope is not None:
+            satellites["satellite_slope"] = args.satellite_slope
     if args.hard_negatives and args.init is None:
         ap.error("--hard-negatives scores candidates with the --init finder: pass --init")
     torch.set_num_threads(args.threads)
@@ -221,16 +243,16 @@ def main(argv=None):
     mu = args.min_magnification
     seed = args.train_seed if args.train_seed is not None else (2018 if args.init is None else 2019)
     sim, train = simulate("train", args.n_train, seed, mode=args.mode, min_magnification=mu, robust=args.robust,
-                          lens_mag=lens_mag, n_epochs=n_epochs, neighbours=args.neighbours, satellites=args.satellites)
+                          lens_mag=lens_mag, n_epochs=n_epochs, neighbours=args.neighbours, satellites=satellites)
     _, val = simulate("validation", args.n_val, 7, mode=args.mode, min_magnification=mu, robust=args.robust,
-                      lens_mag=lens_mag, n_epochs=n_epochs, neighbours=args.neighbours, satellites=args.satellites)
+                      lens_mag=lens_mag, n_epochs=n_epochs, neighbours=args.neighbours, satellites=satellites)
     print(json.dumps({"simulated": len(train) + len(val), "seconds": time.time() - t0}), flush=True)
     hard = None
     if args.hard_negatives:
         train, hard = with_hard_negatives(init, train, round(args.hard_negatives * args.n_train), seed + 1000,
                                           mode=args.mode, min_magnification=mu, robust=args.robust,
                                           lens_mag=lens_mag, n_epochs=n_epochs, neighbours=args.neighbours,
-                                          satellites=args.satellites)
+                                          satellites=satellites)
         print(json.dumps({"hard_negatives": hard, "seconds": time.time() - t0}), flush=True)
     inst = sim.instrument
     if args.init is None:

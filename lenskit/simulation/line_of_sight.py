@@ -20,6 +20,16 @@ from lenskit.plugins import get
 __all__ = ["LineOfSight"]
 
 
+def _mag_pair(value, name):
+    """(bright, faint) magnitudes, checked."""
+    if np.ndim(value) != 1 or len(value) != 2:
+        raise ValueError(f"{name} must be (bright, faint) magnitudes; got {value!r}")
+    lo, hi = (as_float(m, name, u.mag) for m in value)
+    if not lo < hi:
+        raise ValueError(f"{name} must be (bright, faint) with bright < faint; got {value}")
+    return lo, hi
+
+
 class LineOfSight(Configurable):
     """
     A Poisson number of unlensed galaxies scattered uniformly over each stamp.
@@ -53,10 +63,20 @@ class LineOfSight(Configurable):
     satellite_radius : (float, float)
         Inner and outer distance of the satellites from the stamp's centre,
         in arcsec (default 0.5-3").
+    satellite_mags : (float, float), optional
+        Reference-band magnitudes of the satellites (default ``mag_range``).
+    satellite_slope : float, optional
+        Logarithmic slope of the satellites' counts (default ``slope``).  A
+        group's luminosity function is about flat in magnitude below its
+        brightest galaxies (a Schechter slope alpha ~ -1), so satellites a few
+        magnitudes fainter than the lens galaxy are far more common than the
+        field's steep faint counts (0.3) make them: ``satellite_slope=0``
+        with ``satellite_mags`` from a magnitude below the lens galaxies draws
+        them so.
     """
 
     def __init__(self, density=60.0, mag_range=(20.0, 27.0), slope=0.3, source=None, max_per_stamp=12,
-                 satellites=0.0, satellite_radius=(0.5, 3.0)):
+                 satellites=0.0, satellite_radius=(0.5, 3.0), satellite_mags=None, satellite_slope=None):
         if isinstance(density, (Prior, tuple, list, dict)):
             density = as_prior(density, "density", u.arcmin ** -2)
             low = getattr(density, "low", getattr(density, "value", None))
@@ -67,11 +87,7 @@ class LineOfSight(Configurable):
             density = as_float(density, "density", u.arcmin ** -2)
             if not density >= 0:
                 raise ValueError(f"density must be >= 0 per arcmin^2; got {density}")
-        if np.ndim(mag_range) != 1 or len(mag_range) != 2:
-            raise ValueError(f"mag_range must be (bright, faint) magnitudes; got {mag_range!r}")
-        lo, hi = (as_float(m, "mag_range", u.mag) for m in mag_range)
-        if not lo < hi:
-            raise ValueError(f"mag_range must be (bright, faint) with bright < faint; got {mag_range}")
+        lo, hi = _mag_pair(mag_range, "mag_range")
         if int(max_per_stamp) != max_per_stamp or max_per_stamp < 1:
             raise ValueError(f"max_per_stamp must be a positive integer; got {max_per_stamp}")
         satellites = as_float(satellites, "satellites")
@@ -86,6 +102,9 @@ class LineOfSight(Configurable):
                              f"got {satellite_radius}")
         self.satellites = satellites
         self.satellite_radius = (r_in, r_out)
+        self.satellite_mags = None if satellite_mags is None else _mag_pair(satellite_mags, "satellite_mags")
+        self.satellite_slope = None if satellite_slope is None else as_float(satellite_slope, "satellite_slope",
+                                                                                 u.mag ** -1)
         self.density = density if isinstance(density, Prior) else float(density)
         self.mag_range = (lo, hi)
         self.slope = as_float(slope, "slope", u.mag ** -1)
@@ -96,12 +115,17 @@ class LineOfSight(Configurable):
             source = get("source", source)()
         self.source = source
 
-    def draw_magnitudes(self, rng, k):
-        """Magnitudes from ``dN/dm ~ 10**(slope m)`` within ``mag_range`` (inverse transform)."""
+    def draw_magnitudes(self, rng, k, satellites=False):
+        """Magnitudes from ``dN/dm ~ 10**(slope m)`` within ``mag_range`` (inverse transform); the satellites' own
+        range and slope with ``satellites=True``."""
         lo, hi = self.mag_range
-        if self.slope == 0:
+        slope = self.slope
+        if satellites:
+            lo, hi = self.satellite_mags or (lo, hi)
+            slope = slope if self.satellite_slope is None else self.satellite_slope
+        if slope == 0:
             return rng.uniform(lo, hi, k)
-        a = self.slope * np.log(10)
+        a = slope * np.log(10)
         u = rng.uniform(0, 1, k)
         return np.log(np.exp(a * lo) + u * (np.exp(a * hi) - np.exp(a * lo))) / a
 
@@ -136,7 +160,9 @@ class LineOfSight(Configurable):
             r = rng.uniform(*self.satellite_radius, total - field)
             phi = rng.uniform(0.0, 2 * np.pi, total - field)
             xc, yc = np.concatenate([xc, r * np.cos(phi)]), np.concatenate([yc, r * np.sin(phi)])
-        mags = self.draw_magnitudes(rng, total)
+        # one stream: the field's magnitudes, then the satellites' (as one draw when they share the counts)
+        mags = np.concatenate([self.draw_magnitudes(rng, field),
+                               self.draw_magnitudes(rng, total - field, satellites=True)])
         fluxes, _ = simulator.drawer.band_fluxes(mags, "source", rng)  # (total, bands) e-/s
         gal = self.source.sample(total, rng)
         X = (x.reshape(1, 1, -1) - simulator.renderer.tensor(xc).reshape(-1, 1, 1)).expand(total, h, w)
@@ -154,6 +180,10 @@ class LineOfSight(Configurable):
                   "max_per_stamp": self.max_per_stamp}
         if self.satellites:
             config.update(satellites=self.satellites, satellite_radius=list(self.satellite_radius))
+            if self.satellite_mags is not None:
+                config["satellite_mags"] = list(self.satellite_mags)
+            if self.satellite_slope is not None:
+                config["satellite_slope"] = self.satellite_slope
         return config
 
     def __repr__(self):

@@ -99,7 +99,38 @@ def test_satellites_round_trip_through_the_simulator_config():
     sim = lenskit.Simulator(line_of_sight=LineOfSight(satellites=1.5, satellite_radius=(0.4, 2.5)), seed=0)
     again = lenskit.Simulator.from_config(sim.config).line_of_sight
     assert again.satellites == 1.5 and again.satellite_radius == (0.4, 2.5)
+    assert again.satellite_mags is None and again.satellite_slope is None
     assert "satellites" not in LineOfSight().to_config()  # configurations without them stay as they were
+    assert "satellite_mags" not in sim.line_of_sight.to_config()
+    los = LineOfSight(satellites=1.0, satellite_mags=(20.5, 26.0), satellite_slope=0.0)
+    again = lenskit.Simulator.from_config(lenskit.Simulator(line_of_sight=los, seed=0).config).line_of_sight
+    assert again.satellite_mags == (20.5, 26.0) and again.satellite_slope == 0.0
+
+
+def test_satellite_magnitudes_follow_their_own_counts():
+    from scipy import stats
+
+    los = LineOfSight(satellites=1.0, satellite_mags=(21.0, 26.0), satellite_slope=0.0)
+    sat = los.draw_magnitudes(np.random.default_rng(5), 4000, satellites=True)
+    assert stats.kstest(sat, "uniform", args=(21.0, 5.0)).pvalue > 0.01  # flat in magnitude
+    field = los.draw_magnitudes(np.random.default_rng(5), 4000)
+    assert field.min() >= 20.0 and np.mean(field > 26.0) > 0.4  # the field's steep counts (slope 0.3) unchanged
+    # without their own range and slope the satellites are drawn as before: one stream with the field's
+    plain = LineOfSight(satellites=1.0)
+    rng_a, rng_b = np.random.default_rng(6), np.random.default_rng(6)
+    split = np.concatenate([plain.draw_magnitudes(rng_a, 7), plain.draw_magnitudes(rng_a, 5, satellites=True)])
+    assert np.array_equal(split, plain.draw_magnitudes(rng_b, 12))
+
+
+def test_satellite_magnitudes_set_their_fluxes(finder):
+    src = lenskit.get("source", "sersic")(R_e=(0.1, 0.15), n=(1.0, 1.5), ellipticity=(0.0, 0.2))
+    flux = {}
+    for mags in ((20.0, 20.5), (25.0, 25.5)):
+        los = LineOfSight(density=0.0, satellites=1.0, satellite_mags=mags, satellite_slope=0.0, source=src)
+        img, n = los.render(300, np.random.default_rng(7), finder.lenses)
+        flux[mags] = img[n == 1].sum((1, 2, 3)).numpy()
+    # 5 magnitudes apart: 100 times the flux (the colour scatter is the same draw in both)
+    assert np.median(flux[(20.0, 20.5)]) / np.median(flux[(25.0, 25.5)]) == pytest.approx(100.0, rel=0.15)
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -107,7 +138,11 @@ def test_satellites_round_trip_through_the_simulator_config():
     ({"satellites": 20.0}, r"satellites must be .*max_per_stamp=12"),
     ({"satellite_radius": (3.0, 1.0)}, r"satellite_radius must be \(inner, outer\)"),
     ({"satellite_radius": 2.0}, r"satellite_radius must be \(inner, outer\)"),
+    ({"satellite_mags": (26.0, 21.0)}, r"satellite_mags must be \(bright, faint\) with bright < faint"),
+    ({"satellite_mags": 22.0}, r"satellite_mags must be \(bright, faint\) magnitudes"),
 ])
 def test_bad_satellites_are_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
         LineOfSight(**kwargs)
+    with pytest.raises(TypeError, match=r"satellite_slope must be a number"):
+        LineOfSight(satellite_slope="steep")
