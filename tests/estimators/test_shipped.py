@@ -55,6 +55,7 @@ def test_hst_estimator_beats_the_prior():
                                               ("lsst_gri_no_lens_light", "lsst"),
                                               ("euclid_vis_no_lens_light", "euclid_vis"),
                                               ("lsst_gri_robust", "lsst"), ("lsst_gri_psf", "lsst"),
+                                              ("lsst_gri_no_lens_light_psf", "lsst"),
                                               ("lsst_gri_no_lens_light_robust", "lsst")])
 def test_survey_estimators(name, instrument):
     """
