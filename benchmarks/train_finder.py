@@ -190,14 +190,7 @@ def main(argv=None):
                     help="no training: measure these finder weights again (test sets, tta thresholds and metrics) "
                          "and write them back, or to --out")
     args = ap.parse_args(argv)
-    lens_mag = None
-    if args.lens_mag is not None:
-        try:
-            lens_mag = tuple(float(v) for v in args.lens_mag.split(","))
-        except ValueError:
-            lens_mag = ()
-        if len(lens_mag) != 2 or not lens_mag[0] < lens_mag[1]:
-            ap.error(f"--lens-mag must be two increasing magnitudes LO,HI; got {args.lens_mag!r}")
+    lens_mag = None if args.lens_mag is None else mag_pair(ap, args.lens_mag, "--lens-mag")
     n_epochs = 10
     if args.seeing_epochs is not None:
         try:
@@ -218,13 +211,7 @@ def main(argv=None):
         if not args.satellites:
             ap.error("--satellite-mags and --satellite-slope describe the satellites: pass --satellites too")
         if args.satellite_mags is not None:
-            try:
-                mags = tuple(float(v) for v in args.satellite_mags.split(","))
-            except ValueError:
-                mags = ()
-            if len(mags) != 2 or not mags[0] < mags[1]:
-                ap.error(f"--satellite-mags must be two increasing magnitudes LO,HI; got {args.satellite_mags!r}")
-            satellites["satellite_mags"] = mags
+            satellites["satellite_mags"] = mag_pair(ap, args.satellite_mags, "--satellite-mags")
         if args.satellite_slope is not None:
             satellites["satellite_slope"] = args.satellite_slope
     if args.hard_negatives and args.init is None:
@@ -283,6 +270,17 @@ def main(argv=None):
     if args.threshold_on == "paper":
         val = paper_validation(args)
     evaluate(finder, val, args, Path(args.out) if args.out else WEIGHTS / default, thresholds_on=args.threshold_on)
+
+
+def mag_pair(ap, text, flag):
+    """Two increasing magnitudes ``LO,HI`` from the command line, or ``ap.error`` naming ``flag``."""
+    try:
+        pair = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        pair = ()
+    if len(pair) != 2 or not pair[0] < pair[1]:
+        ap.error(f"{flag} must be two increasing magnitudes LO,HI; got {text!r}")
+    return pair
 
 
 def with_hard_negatives(finder, train, k, seed, **kwargs):
