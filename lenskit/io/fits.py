@@ -412,7 +412,7 @@ def read_cutout(path, hdu=None, noise=None, noise_hdu=None, psf=None, psf_hdu=No
         pixel_scale = header_pixel_scale(header, wcs, where=str(path))
         if pixel_scale is None:
             raise ValueError(f"{path} has no celestial WCS and no pixel-scale keyword ({', '.join(SCALE_KEYWORDS)}): "
-                             f"pass pixel_scale= (arcsec per pixel)")
+                             f"pass pixel_scale= (arcsec per pixel; --pixel-scale on the command line)")
     if noise is not None:
         with _open(noise) as hn:
             nmap = np.array(_hdu_data(hn, noise_hdu, noise, "noise map").data, float)

@@ -92,10 +92,11 @@ def sersic_b(n):
     return gammaincinv(2 * np.asarray(n, dtype=float), 0.5)
 
 
-def sersic_total_flux(R_e, n, I_e=1.0):
-    """Total flux of a Sérsic profile with surface brightness ``I_e`` at ``R_e`` (NumPy)."""
+def sersic_total_flux(R_e, n, I_e=1.0, b=None):
+    """Total flux of a Sérsic profile with surface brightness ``I_e`` at ``R_e`` (NumPy); ``b``: its `sersic_b`,
+    when the caller has it."""
     n = np.asarray(n, dtype=float)
-    b = sersic_b(n)
+    b = sersic_b(n) if b is None else np.asarray(b, dtype=float)
     return I_e * np.asarray(R_e, float) ** 2 * 2 * np.pi * n * np.exp(b) * b ** (-2 * n) * _gamma(2 * n)
 
 

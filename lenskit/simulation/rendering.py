@@ -99,9 +99,9 @@ class StampRenderer:
             x0, y0 = x0 + t(light["light_dx"]).reshape(shape), y0 + t(light["light_dy"]).reshape(shape)
 
         def args(e1, e2, R_e, nn):
+            b = sersic_b(nn)
             return (t(e1).reshape(shape), t(e2).reshape(shape), x0, y0, t(R_e).reshape(shape),
-                    t(nn).reshape(shape), t(sersic_b(nn)).reshape(shape),
-                    t(1.0 / sersic_total_flux(R_e, nn)).reshape(shape))
+                    t(nn).reshape(shape), t(b).reshape(shape), t(1.0 / sersic_total_flux(R_e, nn, b=b)).reshape(shape))
 
         bulge = args(light["light_e1"], light["light_e2"], light["light_R_e"], light["light_n"])
         if "light_disc_R_e" not in light:

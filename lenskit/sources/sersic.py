@@ -21,7 +21,7 @@ class SersicBatch(SourceBatch):
         self.e1 = np.asarray(e1, float)
         self.e2 = np.asarray(e2, float)
         self.b = sersic_b(self.n)
-        self.I_e = 1.0 / sersic_total_flux(self.R_e, self.n)
+        self.I_e = 1.0 / sersic_total_flux(self.R_e, self.n, b=self.b)
         self.flux = np.ones(len(self.R_e))
         self.size = self.R_e
 
@@ -31,7 +31,12 @@ class SersicBatch(SourceBatch):
                        "source_e1": self.e1, "source_e2": self.e2})
 
     def take(self, index):
-        return SersicBatch(self.R_e[index], self.n[index], self.e1[index], self.e2[index])
+        # the rows as they are: b (an inverse incomplete gamma function) and I_e are not computed again
+        out = object.__new__(type(self))
+        for k in ("R_e", "n", "e1", "e2", "b", "I_e", "flux"):
+            setattr(out, k, getattr(self, k)[index])
+        out.size = out.R_e
+        return out
 
     @staticmethod
     def kernel(bx, by, e1, e2, R_e, n, b, I_e):

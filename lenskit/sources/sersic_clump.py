@@ -33,7 +33,7 @@ class SersicClumpBatch(SourceBatch):
         self.e1, self.e2 = np.asarray(e1, float), np.asarray(e2, float)
         self.weight = np.asarray(weight, float)
         self.b = sersic_b(self.n)
-        self.I_e = self.weight / sersic_total_flux(self.R_e, self.n)
+        self.I_e = self.weight / sersic_total_flux(self.R_e, self.n, b=self.b)
         self.size = np.asarray(size, float)
         self.flux = self.weight.sum(axis=1)
 
@@ -42,8 +42,11 @@ class SersicClumpBatch(SourceBatch):
         return QTable({"source_size": self.size * u.arcsec, "source_n_clumps": (self.weight > 0).sum(axis=1)})
 
     def take(self, index):
-        f = ("cx", "cy", "R_e", "n", "e1", "e2", "weight")
-        return SersicClumpBatch(*(getattr(self, k)[index] for k in f), self.size[index])
+        # the rows as they are: b (an inverse incomplete gamma function) and I_e are not computed again
+        out = object.__new__(type(self))
+        for k in ("cx", "cy", "R_e", "n", "e1", "e2", "weight", "b", "I_e", "size", "flux"):
+            setattr(out, k, getattr(self, k)[index])
+        return out
 
     @staticmethod
     def kernel(bx, by, cx, cy, e1, e2, R_e, n, b, I_e):
