@@ -222,6 +222,19 @@ class SourceBatch(abc.ABC):
     def take(self, index):
         """Return the sub-batch selected by ``index`` (an integer array or boolean mask)."""
 
+    def _take_arrays(self, index, names):
+        """
+        A batch of this class holding rows ``index`` of the per-source arrays ``names``, as they are.
+
+        ``__init__`` does not run again, so what it derived from its arguments (a Sérsic ``b_n``, an
+        inverse incomplete gamma function, and the normalisation) is sliced rather than computed anew:
+        ``names`` must list every array attribute ``__init__`` sets.
+        """
+        out = object.__new__(type(self))
+        for k in names:
+            setattr(out, k, getattr(self, k)[index])
+        return out
+
     @abc.abstractmethod
     def brightness(self, bx, by):
         """

@@ -31,10 +31,7 @@ class SersicBatch(SourceBatch):
                        "source_e1": self.e1, "source_e2": self.e2})
 
     def take(self, index):
-        # the rows as they are: b (an inverse incomplete gamma function) and I_e are not computed again
-        out = object.__new__(type(self))
-        for k in ("R_e", "n", "e1", "e2", "b", "I_e", "flux"):
-            setattr(out, k, getattr(self, k)[index])
+        out = self._take_arrays(index, ("R_e", "n", "e1", "e2", "b", "I_e", "flux"))
         out.size = out.R_e
         return out
 

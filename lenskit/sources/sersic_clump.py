@@ -42,11 +42,7 @@ class SersicClumpBatch(SourceBatch):
         return QTable({"source_size": self.size * u.arcsec, "source_n_clumps": (self.weight > 0).sum(axis=1)})
 
     def take(self, index):
-        # the rows as they are: b (an inverse incomplete gamma function) and I_e are not computed again
-        out = object.__new__(type(self))
-        for k in ("cx", "cy", "R_e", "n", "e1", "e2", "weight", "b", "I_e", "size", "flux"):
-            setattr(out, k, getattr(self, k)[index])
-        return out
+        return self._take_arrays(index, ("cx", "cy", "R_e", "n", "e1", "e2", "weight", "b", "I_e", "size", "flux"))
 
     @staticmethod
     def kernel(bx, by, cx, cy, e1, e2, R_e, n, b, I_e):
