@@ -279,6 +279,10 @@ def main(argv=None):
                     help="with --robust: comma-separated ingredients left at the survey's defaults, for ablations: "
                          "psf, lens_light, centring, mass (presets.robust(without=...)) and line_of_sight (no "
                          "neighbours)")
+    ap.add_argument("--robust-psf-fwhm", default=None, metavar="LO,HI",
+                    help="with --robust: the robust PSFs' FWHM range in arcsec instead of presets.robust_instrument's "
+                         "wide one (presets.robust(psf_fwhm=...)), e.g. 0.6,0.8: PSFs of every shape near LSST's "
+                         "median seeing, for a network that is not told the seeing")
     ap.add_argument("--robust-fraction", type=float, default=1.0, metavar="FRACTION",
                     help="with --robust: this share of every training batch comes from presets.robust, the rest "
                          "from the default simulator (lenskit.simulation.mixture.SimulatorMixture), so that the "
@@ -340,6 +344,19 @@ def main(argv=None):
                  f"{sorted({*presets.ROBUST_INGREDIENTS, 'line_of_sight'})}")
     if not 0.0 <= args.line_of_sight <= 1.0:
         ap.error(f"--line-of-sight must be a fraction in [0, 1]; got {args.line_of_sight}")
+    psf_fwhm = None
+    if args.robust_psf_fwhm is not None:
+        if not args.robust:
+            ap.error("--robust-psf-fwhm needs --robust")
+        if "psf" in without:
+            ap.error("--robust-psf-fwhm: --robust-without leaves the robust PSFs out")
+        try:
+            psf_fwhm = tuple(float(v) for v in args.robust_psf_fwhm.split(","))
+        except ValueError:
+            psf_fwhm = ()
+        if len(psf_fwhm) != 2 or not 0 < psf_fwhm[0] <= psf_fwhm[1] < float("inf"):
+            ap.error(f"--robust-psf-fwhm: expected LO,HI in arcsec with 0 < LO <= HI (e.g. 0.6,0.8); got "
+                     f"{args.robust_psf_fwhm!r}")
     if args.line_of_sight and args.robust:
         ap.error("--line-of-sight: --robust already puts line-of-sight galaxies in every system")
     if not 0.0 <= args.power_law <= 1.0:
@@ -393,7 +410,8 @@ def main(argv=None):
         colour = {} if args.colour_scatter is None else {"priors": {"colour_scatter": args.colour_scatter}}
         if args.robust:
             sim = presets.robust(SURVEY[args.name], source=src, seed=2017, line_of_sight="line_of_sight" not in without,
-                                 without=[w for w in without if w != "line_of_sight"], **train_light)
+                                 without=[w for w in without if w != "line_of_sight"], psf_fwhm=psf_fwhm,
+                                 **train_light)
             if args.robust_fraction < 1.0:
                 plain = lenskit.Simulator(source=src, instrument=inst, seed=2018, **colour, **train_light)
                 sim = SimulatorMixture([sim, plain], [args.robust_fraction, 1.0 - args.robust_fraction], seed=2017)

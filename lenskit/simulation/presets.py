@@ -18,7 +18,7 @@ on the paper's kind of data.
 
 import astropy.units as u
 
-from lenskit.core.priors import LogUniform, Normal, Uniform
+from lenskit.core.priors import LogUniform, Normal, Uniform, as_prior
 from lenskit.core.validation import as_float, check_choice, check_int
 from lenskit.instruments.effects import MoffatPSF
 from lenskit.plugins import get
@@ -267,7 +267,7 @@ def robust_line_of_sight(source=None):
                        max_per_stamp=20)
 
 
-def robust_instrument(survey="lsst", bands=("g", "r", "i")):
+def robust_instrument(survey="lsst", bands=("g", "r", "i"), fwhm=None):
     """
     The survey instrument with a PSF drawn per image instead of one fixed Gaussian.
 
@@ -277,14 +277,26 @@ def robust_instrument(survey="lsst", bands=("g", "r", "i")):
     For HST (``"hst"``, WFC3 F814W with Hezaveh et al.'s training effects): Moffat PSFs of FWHM
     0.05-0.2" with beta 1.5-5 (a space PSF's extended wings) and ellipticity up to 0.1 instead of their
     Gaussian of rms up to 0.1".
+
+    ``fwhm`` replaces that FWHM prior (arcsec: a number, a ``(low, high)``
+    range or a `~lenskit.core.priors.Prior`), for example ``(0.6, 0.8)`` for
+    PSFs of every shape about LSST's median seeing: what a network that is not
+    told the seeing meets in images taken near the seeing it was made for.
     """
     check_choice("survey", survey, _ROBUST_SURVEYS)
+    if fwhm is not None:
+        fwhm = as_prior(fwhm, "fwhm", u.arcsec)
+        lowest = getattr(fwhm, "low", getattr(fwhm, "value", None))
+        if lowest is not None and not lowest > 0:
+            raise ValueError(f"fwhm must be a positive number of arcsec (or a range of them); got {fwhm!r}")
     make, kw = _survey_maker(survey, bands)
     default = make(**kw)  # its noise, with the PSF replaced (passed to the constructor, so its config records it)
     if survey == "hst":
-        psf = MoffatPSF(fwhm=Uniform(0.05, 0.2), beta=Uniform(1.5, 5.0), ellipticity=Uniform(0.0, 0.1))
+        psf = MoffatPSF(fwhm=Uniform(0.05, 0.2) if fwhm is None else fwhm, beta=Uniform(1.5, 5.0),
+                        ellipticity=Uniform(0.0, 0.1))
         return make(effects=[psf, *default.effects[1:]])
-    fwhm = Uniform(0.5, 1.0) if survey == "lsst" else Uniform(0.14, 0.22)
+    if fwhm is None:
+        fwhm = Uniform(0.5, 1.0) if survey == "lsst" else Uniform(0.14, 0.22)
     psf = MoffatPSF(fwhm=fwhm, beta=Uniform(2.0, 8.0), ellipticity=Uniform(0.0, 0.08),
                     band_scatter=0.1 if len(default.bands) > 1 else 0.0)
     return make(**kw, effects=[psf, *default.effects[1:]])
@@ -309,7 +321,8 @@ def _survey_instrument(survey):
 ROBUST_INGREDIENTS = ("psf", "lens_light", "centring", "mass")
 
 
-def robust(survey="lsst", lens_light=None, source=None, seed=None, line_of_sight=True, without=(), **kwargs):
+def robust(survey="lsst", lens_light=None, source=None, seed=None, line_of_sight=True, without=(), psf_fwhm=None,
+           **kwargs):
     """
     A training simulator for estimators that hold up off lenskit's own simulations.
 
@@ -343,6 +356,10 @@ def robust(survey="lsst", lens_light=None, source=None, seed=None, line_of_sight
         default lens-light population instead of `robust_priors`' wide one),
         ``"centring"`` (the default lens centres) and ``"mass"`` (an SIE
         without shear).  Neighbours have ``line_of_sight``.
+    psf_fwhm : float, (low, high) or `~lenskit.core.priors.Prior`, optional
+        The PSFs' FWHM in arcsec instead of `robust_instrument`'s wide range
+        (its ``fwhm``): ``(0.6, 0.8)`` keeps LSST's PSFs of every shape near
+        its median seeing.  Not with ``without=("psf",)``.
     **kwargs
         Further `~lenskit.Simulator` options; ``priors`` are merged over `robust_priors`.
 
@@ -355,7 +372,9 @@ def robust(survey="lsst", lens_light=None, source=None, seed=None, line_of_sight
         without = (without,)
     for name in without:
         check_choice("without", name, ROBUST_INGREDIENTS)
-    inst = _survey_instrument(survey) if "psf" in without else robust_instrument(survey)
+    if psf_fwhm is not None and "psf" in without:
+        raise ValueError("psf_fwhm: the robust PSFs are left out (without='psf'); pass one or the other")
+    inst = _survey_instrument(survey) if "psf" in without else robust_instrument(survey, fwhm=psf_fwhm)
     if lens_light is None:
         lens_light = "residual" if survey == "hst" else True
     wide = robust_priors(survey, inst.pixel_scale)  # the lens centres, and the rest is the lens light's

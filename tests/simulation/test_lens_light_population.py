@@ -257,6 +257,27 @@ def test_robust_preset_without_an_ingredient_keeps_the_survey_default():
     assert sie.mass_model.name == "sie" and "slope" not in sie.sample(2).params.colnames
 
 
+def test_robust_psf_fwhm_keeps_every_psf_shape_within_the_range_asked_for():
+    sim = presets.robust("lsst", seed=8, source="sersic", psf_fwhm=(0.6, 0.8), without=("lens_light", "mass"))
+    ds = sim.sample(300)
+    fwhm, beta = np.asarray(ds.params["psf_fwhm"]), np.asarray(ds.params["psf_beta"])
+    # psf_fwhm is the mean over bands of the drawn FWHM times each band's 10% scatter
+    assert 0.6 * 0.75 < fwhm.min() and fwhm.max() < 0.8 * 1.25 and abs(np.median(fwhm) - 0.7) < 0.02
+    assert beta.min() < 2.5 and beta.max() > 7.5  # every shape, from wide wings to nearly Gaussian
+    wide = np.asarray(presets.robust("lsst", seed=8, source="sersic", without=("lens_light", "mass")).sample(300)
+                      .params["psf_fwhm"])
+    assert np.std(wide) > 2 * np.std(fwhm)
+    assert "[0.6, 0.8]" in str(sim.instrument.to_config())  # the FWHM prior is in the instrument's config
+    again = Simulator.from_config(sim.config).sample(4)
+    fresh = presets.robust("lsst", seed=8, source="sersic", psf_fwhm=(0.6, 0.8), without=("lens_light", "mass"))
+    assert np.array_equal(again.images, fresh.sample(4).images)
+    assert presets.robust_instrument("euclid", fwhm=0.18 * u.arcsec).effects[0].fwhm.value == 0.18
+    with pytest.raises(ValueError, match="fwhm must be a positive"):
+        presets.robust_instrument("lsst", fwhm=(0.0, 0.8))
+    with pytest.raises(ValueError, match="psf_fwhm"):
+        presets.robust("lsst", without="psf", psf_fwhm=(0.6, 0.8))
+
+
 def test_robust_preset_lenses_are_power_laws_with_shear():
     ds = presets.robust("lsst", seed=6, source="sersic").sample(200)
     slope = np.asarray(ds.params["slope"])
