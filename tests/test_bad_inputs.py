@@ -346,6 +346,14 @@ API = [
      ValueError, r"masks cover every pixel"),
     ("one image fully masked", lambda c: _est("lsst_gri").predict(c.lsst.images, masks=_one_blind(c.lsst.shape)),
      ValueError, r"masks cover every pixel of 1 image\(s\) \(indices \[1\]\)"),
+    ("blank images", lambda c: _est("hst_wfc3").predict(np.zeros((2, 1, 192, 192), np.float32)), ValueError,
+     r"2 band\(s\) hold one value in every unmasked pixel \(image 0 band 0, image 1 band 0, e\.g\. 0\)"),
+    ("one band of zeros", lambda c: _est("lsst_gri").predict(_zero_band(c.lsst.images, 1, 2)), ValueError,
+     r"1 band\(s\) hold one value.*\(image 1 band 2, e\.g\. 0\)"),
+    ("constant outside the masks", lambda c: _est("lsst_gri").predict(_constant_outside(c.lsst.images), masks=_centre(
+        c.lsst.shape)), ValueError, r"image 0 band 0.*e\.g\. 7"),
+    ("finder on a blank cutout", lambda c: _est("deeplens_lsst_g").predict(np.zeros((1, 1, 45, 45))), ValueError,
+     r"blank or constant plane"),
     ("masks float", lambda c: _est("lsst_gri").predict(c.lsst.images, masks=np.full(c.lsst.shape, 0.5)), TypeError,
      r"masks"),
     ("masks wrong shape", lambda c: _est("lsst_gri").predict(c.lsst.images, masks=np.zeros((2, 5, 5), bool)),
@@ -490,6 +498,28 @@ def _est(name):
     if name not in _ESTIMATORS:
         _ESTIMATORS[name] = lenskit.load_estimator(name)
     return _ESTIMATORS[name]
+
+
+def _zero_band(images, i, b):
+    out = np.array(images, copy=True)
+    out[i, b] = 0.0
+    return out
+
+
+def _centre(shape):
+    """Masks over all but a 9 x 9 box in the middle of every image."""
+    m = np.ones(shape, bool)
+    h, w = shape[-2:]
+    m[..., h // 2 - 4: h // 2 + 5, w // 2 - 4: w // 2 + 5] = False
+    return m
+
+
+def _constant_outside(images):
+    """Image 0's first band: 7 in the unmasked box of `_centre`, noise under the masks."""
+    out = np.array(images, copy=True)
+    h, w = out.shape[-2:]
+    out[0, 0, h // 2 - 4: h // 2 + 5, w // 2 - 4: w // 2 + 5] = 7.0
+    return out
 
 
 def _one_blind(shape):

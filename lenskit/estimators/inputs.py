@@ -121,8 +121,10 @@ def network_inputs(images, masks, in_shape, what="estimator", expects=None, stri
     ``masks`` is None, and whose instrument, bands, pixel scale and lens light
     are compared with ``expects`` by `check_expects`).  Masks may be (N, H, W)
     or (N, bands, H, W); NaNs are allowed only under them and masked pixels are
-    set to 0.  An image whose every pixel is masked is refused: there is
-    nothing to estimate from.
+    set to 0.  An image whose every pixel is masked is refused, and so is one
+    with a band whose unmasked pixels all hold one value (a blank or
+    constant plane, such as a band filled with zeros): there is nothing to
+    estimate from, and a network would answer it with its prior's middle.
 
     Returns
     -------
@@ -159,5 +161,25 @@ def network_inputs(images, masks, in_shape, what="estimator", expects=None, stri
         bad = ~np.isfinite(arr) & ~m
         if bad.any():
             raise ValueError(f"images contain {int(bad.sum())} NaN or infinite pixel(s) outside the masks")
+        _refuse_constant_planes(arr, m)
         arr = np.where(m, 0.0, arr).astype(np.float32)
+    else:
+        _refuse_constant_planes(arr, None)
     return arr, m
+
+
+def _refuse_constant_planes(arr, masks):
+    """A ValueError naming the images and bands whose unmasked pixels all hold one value."""
+    n, nb = arr.shape[:2]
+    flat = arr.reshape(n, nb, -1)
+    if masks is None:
+        hi, lo = flat.max(axis=2), flat.min(axis=2)
+    else:
+        mf = masks.reshape(n, nb, -1)
+        hi, lo = np.where(mf, -np.inf, flat).max(axis=2), np.where(mf, np.inf, flat).min(axis=2)
+    flat_planes = np.argwhere(hi == lo)  # a plane masked throughout has hi < lo: refused above, or a masked band
+    if len(flat_planes):
+        where = ", ".join(f"image {i} band {b}" for i, b in flat_planes[:10].tolist())
+        raise ValueError(f"images: {len(flat_planes)} band(s) hold one value in every unmasked pixel ({where}"
+                         f"{', ...' if len(flat_planes) > 10 else ''}, e.g. {float(hi[tuple(flat_planes[0])]):g}): "
+                         f"a blank or constant plane has nothing to estimate from")
