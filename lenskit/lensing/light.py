@@ -14,7 +14,7 @@ import torch
 from scipy.special import gamma as _gamma
 from scipy.special import gammaincinv
 
-from lenskit.core.arrays import broadcast_shape
+from lenskit.core.arrays import broadcast_shape, exp_, log_
 from lenskit.lensing.geometry import frame_angles, offsets
 
 __all__ = ["sersic_b", "sersic_total_flux", "elliptical_radius2", "sersic", "gaussian", "elliptical_sersic"]
@@ -39,7 +39,7 @@ def exp_flush_(t):
     if floor is None:
         return t.exp_()
     # the threshold a little above exp(floor): the clamped elements go to 0 however the device rounds exp(floor)
-    return torch.nn.functional.threshold_(t.clamp_(min=floor).exp_(), math.exp(floor + 1e-3), 0.0)
+    return torch.nn.functional.threshold_(exp_(t.clamp_(min=floor)), math.exp(floor + 1e-3), 0.0)
 
 
 def _series_b(n):
@@ -133,7 +133,7 @@ def sersic(r2, R_e, n, b=None):
         s = torch.exp(torch.log(torch.clamp(r2, min=tiny)) * inv2n - torch.log(R_e * R_e) * inv2n)
         return torch.exp(b - b * s)
     # the same in place on one new tensor (a simulation's grids: each new tensor costs more than its arithmetic)
-    s = torch.clamp(r2, min=tiny).log_().mul_(inv2n).sub_(torch.log(R_e * R_e) * inv2n).exp_()
+    s = exp_(log_(torch.clamp(r2, min=tiny)).mul_(inv2n).sub_(torch.log(R_e * R_e) * inv2n))
     return exp_flush_(s.mul_(-b).add_(b))
 
 
@@ -175,5 +175,5 @@ def sersic_in_place(dx, dy, e1, e2, R_e, n, b, I_e):
     ys = dy.mul_(cp / (rq * R_e)).sub_(dx.mul_(sp / (rq * R_e)))
     s = xs.mul_(xs).addcmul_(ys, ys)
     if not bool((n == 0.5).all()):  # (r / R_e)**(1 / n) = exp(log((r / R_e)**2) / (2 n)); 1/2: the square itself
-        s.clamp_(min=torch.finfo(s.dtype).tiny).log_().mul_(1 / (2 * n)).exp_()
+        exp_(log_(s.clamp_(min=torch.finfo(s.dtype).tiny)).mul_(1 / (2 * n)))
     return exp_flush_(s.mul_(-b).add_(b)).mul_(I_e)
