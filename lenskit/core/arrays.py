@@ -32,10 +32,10 @@ def broadcast_shape(*shapes):
 def _numpy_has_svml():
     """Whether NumPy's float32 / float64 transcendental loops are its AVX-512 (SVML) ones on this CPU."""
     try:
-        from numpy._core._multiarray_umath import __cpu_features__
-    except ImportError:  # NumPy < 2
+        from numpy._core._multiarray_umath import __cpu_features__  # private: NumPy's CPU dispatch, NumPy >= 2
+    except ImportError:
         try:
-            from numpy.core._multiarray_umath import __cpu_features__
+            from numpy.core._multiarray_umath import __cpu_features__  # its NumPy 1 name
         except ImportError:
             return False
     return bool(__cpu_features__.get("AVX512_SKX"))
