@@ -32,7 +32,8 @@ def load_estimator(name: str | os.PathLike = "hst_wfc3", device: str | torch.dev
     ----------
     name : str or path
         ``"hst_wfc3"`` (HST WFC3 192 x 192, the setting of Hezaveh et al.),
-        ``"lsst_gri"`` (LSST g, r, i 57 x 57, with lens light),
+        ``"lsst_gri"`` (LSST g, r, i 57 x 57, with lens light; trained
+        among PSFs of every shape near the median seeing),
         ``"lsst_gri_robust"`` (the same, trained on the wide population of
         ``presets.robust``: 2.6 times more accurate on lenses from another
         simulator, 1.4 times less on lenskit's own, 1.2 times where the
@@ -43,7 +44,7 @@ def load_estimator(name: str | os.PathLike = "hst_wfc3", device: str | torch.dev
         images with ``predict(conditions={"psf_fwhm": ...})``),
         ``"lsst_gri_psf"`` (``lsst_gri`` fine-tuned reading each image's
         PSF FWHM among robust PSFs and lens light: as accurate on
-        lenskit's own lenses, 21% more on another simulator's; give it the seeing with
+        lenskit's own lenses, 15% more on another simulator's; give it the seeing with
         ``predict(conditions={"psf_fwhm": ...})``),
         ``"euclid_vis"`` (Euclid VIS 57 x 57, with lens light),
         ``"lsst_gri_no_lens_light"`` and ``"euclid_vis_no_lens_light"`` (the
