@@ -51,7 +51,7 @@ def load_estimator(name: str | os.PathLike = "hst_wfc3", device: str | torch.dev
         same without lens light: for arcs after lens-light subtraction),
         ``"lsst_gri_no_lens_light_psf"`` (``lsst_gri_no_lens_light``
         fine-tuned reading each image's PSF FWHM among a tenth of Moffat
-        PSFs: 24% more accurate on another simulator's lenses, 4% less on
+        PSFs: 5% more accurate on another simulator's lenses, 2% less on
         lenskit's own; give it the seeing with
         ``predict(conditions={"psf_fwhm": ...})``),
         ``"lsst_gri_no_lens_light_robust"`` (the LSST one trained on
