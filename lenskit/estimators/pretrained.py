@@ -44,7 +44,7 @@ def load_estimator(name: str | os.PathLike = "hst_wfc3", device: str | torch.dev
         images with ``predict(conditions={"psf_fwhm": ...})``),
         ``"lsst_gri_psf"`` (``lsst_gri`` fine-tuned reading each image's
         PSF FWHM among robust PSFs and lens light: as accurate on
-        lenskit's own lenses, 15% more on another simulator's; give it the seeing with
+        lenskit's own lenses, 8% more on another simulator's; give it the seeing with
         ``predict(conditions={"psf_fwhm": ...})``),
         ``"euclid_vis"`` (Euclid VIS 57 x 57, with lens light),
         ``"lsst_gri_no_lens_light"`` and ``"euclid_vis_no_lens_light"`` (the
