@@ -467,6 +467,14 @@ def moffat_kernels(fwhm_pix, beta, e1=None, e2=None, half=None, oversample=3, no
     return k / (math.pi * alpha * alpha / (b - 1))
 
 
+def _lowest(prior):
+    """The smallest value a prior can draw where it states one (a fixed value, a lower bound), else +inf."""
+    if isinstance(prior, Fixed):
+        return prior.value
+    low = getattr(prior, "low", None)
+    return math.inf if low is None or low == -math.inf else low
+
+
 class MoffatPSF(Effect):
     """
     Moffat point-spread functions drawn per image: ground-based seeing with its wings.
@@ -500,11 +508,12 @@ class MoffatPSF(Effect):
         self.band_scatter = as_float(band_scatter, "band_scatter")
         if not self.band_scatter >= 0:
             raise ValueError(f"band_scatter must be >= 0; got {band_scatter}")
-        # a fixed value is checked now, before anything is simulated (drawn values when drawn)
-        if isinstance(self.fwhm, Fixed) and not self.fwhm.value > 0:
-            raise ValueError(f"fwhm must be > 0 arcsec; got {self.fwhm.value}")
-        if isinstance(self.beta, Fixed) and not self.beta.value > 1:
-            raise ValueError(f"beta must be > 1 (a Moffat profile of finite flux); got {self.beta.value}")
+        # a fixed value, or a prior's lower bound, is checked now, before anything is simulated (drawn values when
+        # drawn: an untruncated normal may still draw one out of range)
+        if not _lowest(self.fwhm) > 0:
+            raise ValueError(f"fwhm must be > 0 arcsec; got {self.fwhm!r}")
+        if not _lowest(self.beta) > 1:
+            raise ValueError(f"beta must be > 1 (a Moffat profile of finite flux); got {self.beta!r}")
 
     def draw(self, n, nb, rng):
         """FWHM (n, bands) in arcsec, beta (n,) and ellipticity components (n,) of n images."""

@@ -18,7 +18,7 @@ on the paper's kind of data.
 
 import astropy.units as u
 
-from lenskit.core.priors import LogUniform, Normal, Uniform, as_prior
+from lenskit.core.priors import LogUniform, Normal, Uniform
 from lenskit.core.validation import as_float, check_choice, check_int
 from lenskit.instruments.effects import MoffatPSF
 from lenskit.plugins import get
@@ -284,11 +284,6 @@ def robust_instrument(survey="lsst", bands=("g", "r", "i"), fwhm=None):
     told the seeing meets in images taken near the seeing it was made for.
     """
     check_choice("survey", survey, _ROBUST_SURVEYS)
-    if fwhm is not None:
-        fwhm = as_prior(fwhm, "fwhm", u.arcsec)
-        lowest = getattr(fwhm, "low", getattr(fwhm, "value", None))
-        if lowest is not None and not lowest > 0:
-            raise ValueError(f"fwhm must be a positive number of arcsec (or a range of them); got {fwhm!r}")
     make, kw = _survey_maker(survey, bands)
     default = make(**kw)  # its noise, with the PSF replaced (passed to the constructor, so its config records it)
     if survey == "hst":

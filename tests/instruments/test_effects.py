@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy import ndimage
 
-from lenskit.core.priors import Uniform
+from lenskit.core.priors import LogUniform, Normal, Uniform
 from lenskit.instruments.effects import (
     CCDNoise,
     CircularMasks,
@@ -651,6 +651,11 @@ def test_effect_argument_errors():
         GaussianPSF()
     with pytest.raises(ValueError, match="fwhm must be > 0"):
         GaussianPSF(fwhm=-1)
+    with pytest.raises(ValueError, match=r"fwhm must be > 0 arcsec; got Uniform\(-0\.1, 0\.8\)"):
+        MoffatPSF(fwhm=(-0.1, 0.8))  # a range reaching zero: refused when made, not when first drawn
+    with pytest.raises(ValueError, match=r"beta must be > 1 .*LogUniform\(0\.5, 3\.0\)"):
+        MoffatPSF(beta=LogUniform(0.5, 3.0))
+    MoffatPSF(fwhm=Normal(0.7, 0.05))  # untruncated: its draws are checked when drawn
     with pytest.raises(ValueError, match="radius must be > 0"):
         CircularMasks(radius=0)
     with pytest.raises(ValueError, match="length must be at least 1"):

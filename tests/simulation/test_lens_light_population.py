@@ -9,7 +9,7 @@ from scipy import ndimage
 
 import lenskit
 from lenskit import Simulator
-from lenskit.core.priors import Fixed, Uniform
+from lenskit.core.priors import Fixed, Normal, Uniform
 from lenskit.instruments.effects import MoffatPSF, Observation, moffat_kernels
 from lenskit.simulation import presets
 from lenskit.simulation.drawing import SystemDrawer, build_priors
@@ -211,8 +211,12 @@ def test_moffat_psf_effect_conserves_flux_and_records_fwhm():
 def test_moffat_psf_bad_inputs(kw, match):
     with pytest.raises(ValueError, match=match):  # refused when made, before anything is simulated
         MoffatPSF(**kw)
-    # a prior that draws bad values is refused when it draws them
-    eff = MoffatPSF(fwhm=(-0.2, -0.1)) if "fwhm" in kw else MoffatPSF(beta=(0.5, 0.9)) if "beta" in kw else None
+    if "fwhm" in kw or "beta" in kw:  # a range below the bound: refused when made too
+        with pytest.raises(ValueError, match=match):
+            MoffatPSF(fwhm=(-0.2, -0.1)) if "fwhm" in kw else MoffatPSF(beta=(0.5, 0.9))
+    # a prior without a stated bound that draws bad values is refused when it draws them
+    eff = MoffatPSF(fwhm=Normal(-0.2, 0.01)) if "fwhm" in kw else MoffatPSF(beta=Normal(0.7, 0.01)) if "beta" in kw \
+        else None
     if eff is not None:
         img = torch.ones((2, 1, 9, 9))
         with pytest.raises(ValueError, match=match):
@@ -272,8 +276,8 @@ def test_robust_psf_fwhm_keeps_every_psf_shape_within_the_range_asked_for():
     fresh = presets.robust("lsst", seed=8, source="sersic", psf_fwhm=(0.6, 0.8), without=("lens_light", "mass"))
     assert np.array_equal(again.images, fresh.sample(4).images)
     assert presets.robust_instrument("euclid", fwhm=0.18 * u.arcsec).effects[0].fwhm.value == 0.18
-    with pytest.raises(ValueError, match="fwhm must be a positive"):
-        presets.robust_instrument("lsst", fwhm=(0.0, 0.8))
+    with pytest.raises(ValueError, match=r"fwhm must be > 0 arcsec; got Uniform\(0\.0, 0\.8\)"):
+        presets.robust_instrument("lsst", fwhm=(0.0, 0.8))  # MoffatPSF's own check, before anything is drawn
     with pytest.raises(ValueError, match="psf_fwhm"):
         presets.robust("lsst", without="psf", psf_fwhm=(0.6, 0.8))
 
