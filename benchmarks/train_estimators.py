@@ -247,6 +247,10 @@ def main(argv=None):
     ap.add_argument("--test-size", type=int, default=2000)
     ap.add_argument("--checkpoint", default=None, help="resume from (and keep writing) this checkpoint")
     ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--seed", type=int, default=2017,
+                    help="seed of the training simulations (default 2017, every shipped recipe's): a round "
+                    "continued with another seed trains on other lenses than the rounds before it (the validation "
+                    "and test sets do not change)")
     ap.add_argument("--out", default=None)
     start = ap.add_mutually_exclusive_group()
     start.add_argument("--init", default=None, metavar="WEIGHTS",
@@ -408,24 +412,25 @@ def main(argv=None):
         for s in src.sources:  # prepare real stamps once, before worker processes fork
             getattr(s, "stamps", None)
         colour = {} if args.colour_scatter is None else {"priors": {"colour_scatter": args.colour_scatter}}
+        seed = args.seed  # the training stream's; validation and test sets keep their own seeds
         if args.robust:
-            sim = presets.robust(SURVEY[args.name], source=src, seed=2017, line_of_sight="line_of_sight" not in without,
+            sim = presets.robust(SURVEY[args.name], source=src, seed=seed, line_of_sight="line_of_sight" not in without,
                                  without=[w for w in without if w != "line_of_sight"], psf_fwhm=psf_fwhm,
                                  **train_light)
             if args.robust_fraction < 1.0:
-                plain = lenskit.Simulator(source=src, instrument=inst, seed=2018, **colour, **train_light)
-                sim = SimulatorMixture([sim, plain], [args.robust_fraction, 1.0 - args.robust_fraction], seed=2017)
+                plain = lenskit.Simulator(source=src, instrument=inst, seed=seed + 1, **colour, **train_light)
+                sim = SimulatorMixture([sim, plain], [args.robust_fraction, 1.0 - args.robust_fraction], seed=seed)
         else:
-            sim = lenskit.Simulator(source=src, instrument=inst, seed=2017, **colour, **train_light)
+            sim = lenskit.Simulator(source=src, instrument=inst, seed=seed, **colour, **train_light)
             if args.line_of_sight:
-                los = lenskit.Simulator(source=src, instrument=inst, seed=2019, line_of_sight=True, **colour,
+                los = lenskit.Simulator(source=src, instrument=inst, seed=seed + 2, line_of_sight=True, **colour,
                                        **train_light)
-                sim = SimulatorMixture([los, sim], [args.line_of_sight, 1.0 - args.line_of_sight], seed=2017) \
+                sim = SimulatorMixture([los, sim], [args.line_of_sight, 1.0 - args.line_of_sight], seed=seed) \
                     if args.line_of_sight < 1.0 else los
             if args.power_law:
-                pl = lenskit.Simulator(mass_model=["epl", "external_shear"], source=src, instrument=inst, seed=2020,
+                pl = lenskit.Simulator(mass_model=["epl", "external_shear"], source=src, instrument=inst, seed=seed + 3,
                                        **colour, **train_light)
-                sim = SimulatorMixture([pl, sim], [args.power_law, 1.0 - args.power_law], seed=2017) \
+                sim = SimulatorMixture([pl, sim], [args.power_law, 1.0 - args.power_law], seed=seed) \
                     if args.power_law < 1.0 else pl
         val = lenskit.Simulator(source=test_source(), instrument=instrument(args.name, test=True), seed=7,
                                 split=None, **light).sample(256)
