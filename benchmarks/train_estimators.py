@@ -314,6 +314,10 @@ def main(argv=None):
                          "estimates of the Einstein radius and ellipticity to agree (lenskit.estimators.training."
                          "ShiftPairs); half of --batch-size are originals, half their copies")
     ap.add_argument("--shift-weight", type=float, default=1.0, help="weight of that agreement term (default 1)")
+    ap.add_argument("--symmetry-pairs", action="store_true",
+                    help="rotate or mirror every paired copy as well (one of the eight symmetries of the pixel grid, "
+                         "its targets transformed exactly), and ask the Einstein radii to agree: a single pass that "
+                         "agrees with predict(tta=8); with or without --shift-pairs")
     ap.add_argument("--conditions", default=None, metavar="NAMES",
                     help="comma-separated columns of the systems' table the network reads beside the image (e.g. "
                          "psf_fwhm: the seeing, which a real analysis knows); with --init, added to those weights "
@@ -447,7 +451,8 @@ def main(argv=None):
                                         "lens_light": sim.lens_light})
         ck = args.checkpoint or f"/tmp/lenskit_{label}.ckpt.asdf"
         t0 = time.time()
-        pairs = {} if args.shift_pairs is None else {"shift_pairs": args.shift_pairs, "shift_weight": args.shift_weight}
+        pairs = {} if args.shift_pairs is None and not args.symmetry_pairs else {
+            "shift_pairs": args.shift_pairs, "shift_weight": args.shift_weight, "symmetry_pairs": args.symmetry_pairs}
         bf16 = args.bfloat16 and native_bfloat16()
         if args.bfloat16 and not bf16:
             print(json.dumps({"bfloat16": "this CPU has no native bfloat16: training in float32"}), flush=True)

@@ -137,7 +137,8 @@ class FixedBatches:
 
 class ShiftPairs:
     """
-    Batches paired with copies of themselves moved by a few pixels, and the loss that asks both to agree.
+    Batches paired with copies of themselves moved by a few pixels (and, optionally, rotated or mirrored), and the
+    loss that asks both to agree.
 
     Each image of a batch gets a copy rolled by a random whole number of
     pixels, up to ``max_shift`` along each axis (the stamp's far edge, sky in
@@ -151,49 +152,119 @@ class ShiftPairs:
     they are there, and its Einstein radius moves when a real cutout is
     centred differently; this term teaches it not to.
 
+    With ``symmetries``, each copy is then also transformed by one of the
+    eight symmetries of the square pixel grid (`lenskit.estimators.tta.DIHEDRAL`,
+    drawn at random: rotations by multiples of 90 degrees and mirrors), its
+    centre and spin-2 targets (ellipticity, shear) transformed with it
+    exactly, and the agreement term covers the targets that neither a move
+    nor a rotation changes (`lenskit.estimators.tta.INVARIANT`: the Einstein
+    radius ...).  A network trained with random orientations still answers
+    differently on the eight transformed copies of one image (what
+    ``predict(tta=8)`` averages away at eight times the cost); this term
+    teaches a single pass to agree with itself.
+
     Parameters
     ----------
     targets : sequence of str
     pixel_scale : float
         Arcsec per pixel.
     max_shift : int
-        Largest move in pixels along each axis (>= 1).
+        Largest move in pixels along each axis (>= 1; >= 0 with ``symmetries``).
     weight : float
         Weight of the agreement term.
     seed : int
         The moves of a run that starts (or resumes) at step ``s`` are drawn with the seed ``[seed, s]``.
+    symmetries : bool
+        Also rotate or mirror every copy (square stamps only).
     """
 
     POSITIONS = {"x0": 1, "y0": 0}  # target -> image axis (0 rows, 1 columns) it moves along
 
-    def __init__(self, targets, pixel_scale, max_shift=4, weight=1.0, seed=0):
+    def __init__(self, targets, pixel_scale, max_shift=4, weight=1.0, seed=0, symmetries=False):
+        from lenskit.estimators.tta import INVARIANT, POSITION_PAIRS, SPIN2_PAIRS
+
         self.targets = tuple(targets)
         self.pixel_scale = check_number("pixel_scale", pixel_scale, low=0, low_open=True)
-        self.max_shift = check_int("max_shift", max_shift, minimum=1)
+        if not isinstance(symmetries, (bool, np.bool_)):
+            raise TypeError(f"symmetries must be True or False; got {symmetries!r}")
+        self.symmetries = bool(symmetries)
+        self.max_shift = check_int("max_shift", max_shift, minimum=0 if self.symmetries else 1)
         self.weight = check_number("weight", weight, low=0)
-        self.invariant = [i for i, t in enumerate(self.targets) if t not in self.POSITIONS]
-        if not self.invariant:
-            raise ValueError(f"ShiftPairs: none of the targets {self.targets} is unchanged by a move of the stamp")
+        if self.symmetries:
+            paired = {name for pair in POSITION_PAIRS + SPIN2_PAIRS for name in pair}
+            unknown = [t for t in self.targets if t not in INVARIANT and t not in paired]
+            halves = [pair for pair in POSITION_PAIRS + SPIN2_PAIRS if (pair[0] in self.targets) != (pair[1] in
+                                                                                                  self.targets)]
+            if unknown or halves:
+                raise ValueError(f"ShiftPairs(symmetries=True): how the targets {unknown or halves} change under "
+                                 "rotations and mirrors is not known (positions and spin-2 quantities come in pairs)")
+            self.invariant = [i for i, t in enumerate(self.targets) if t in INVARIANT]
+            if not self.invariant:
+                raise ValueError(f"ShiftPairs: none of the targets {self.targets} is unchanged by a move, rotation "
+                                 "or mirror of the stamp")
+        else:
+            self.invariant = [i for i, t in enumerate(self.targets) if t not in self.POSITIONS]
+            if not self.invariant:
+                raise ValueError(f"ShiftPairs: none of the targets {self.targets} is unchanged by a move of the stamp")
         self.seed = check_int("seed", seed, minimum=0)
         self.rng = np.random.default_rng([self.seed, 0])
+
+    def _transform_targets(self, y, which):
+        """The targets ``y`` (n, k) of images transformed by ``DIHEDRAL[which[i]]``: positions and spin-2 pairs."""
+        from lenskit.estimators.tta import DIHEDRAL, POSITION_PAIRS, SPIN2_PAIRS, _matrix, _spin2_matrix
+
+        out = y.clone()
+        for j, t in enumerate(DIHEDRAL):
+            rows = torch.as_tensor(np.flatnonzero(which == j))
+            if not len(rows):
+                continue
+            # r' = M r for positions; a spin-2 pair measured on the transformed image maps back by S, so e' = S.T e
+            for pairs, m in ((POSITION_PAIRS, _matrix(t)), (SPIN2_PAIRS, _spin2_matrix(t).T)):
+                m = torch.as_tensor(m, dtype=y.dtype)
+                for a, b in pairs:
+                    if a in self.targets:
+                        idx = [self.targets.index(a), self.targets.index(b)]
+                        out[rows[:, None], torch.as_tensor(idx)[None, :]] = y[rows][:, idx] @ m.T
+        return out
+
+    @staticmethod
+    def _transform_image(im, t):
+        transpose, fx, fy = t
+        if transpose:
+            im = im.transpose(-1, -2)
+        if fx:
+            im = im.flip(-1)
+        if fy:
+            im = im.flip(-2)
+        return im
 
     def pair(self, images, y, masks, *conditions):
         """
         ``(images, targets, masks[, conditions])`` of n systems -> the same of 2n: the originals, then their
-        moved copies (whose conditions are the originals').
+        moved (rotated, mirrored) copies (whose conditions are the originals').
         """
+        from lenskit.estimators.tta import DIHEDRAL
+
         n = images.shape[0]
+        if self.symmetries and images.shape[-1] != images.shape[-2]:
+            raise ValueError(f"ShiftPairs(symmetries=True) needs square stamps; got {tuple(images.shape[-2:])}")
         shifts = self.rng.integers(-self.max_shift, self.max_shift + 1, size=(n, 2))
-        moved = torch.stack([torch.roll(im, (int(dy), int(dx)), dims=(-2, -1))
-                             for im, (dy, dx) in zip(images, shifts)])
+        which = self.rng.integers(0, len(DIHEDRAL), size=n) if self.symmetries else np.zeros(n, int)
+
+        def copy(a, i):
+            dy, dx = shifts[i]
+            return self._transform_image(torch.roll(a, (int(dy), int(dx)), dims=(-2, -1)), DIHEDRAL[which[i]])
+
+        moved = torch.stack([copy(im, i) for i, im in enumerate(images)])
         y2 = y.clone()
         for name, axis in self.POSITIONS.items():
             if name in self.targets:
                 i = self.targets.index(name)
                 y2[:, i] += torch.as_tensor(shifts[:, axis] * self.pixel_scale, dtype=y.dtype)
+        if self.symmetries:
+            y2 = self._transform_targets(y2, which)
         if masks.numel():
-            masks = torch.cat([masks, torch.stack([torch.roll(m, (int(dy), int(dx)), dims=(-2, -1))
-                                                   for m, (dy, dx) in zip(masks, shifts)])])
+            masks = torch.cat([masks, torch.stack([copy(m, i) for i, m in enumerate(masks)])])
         return (torch.cat([images, moved]), torch.cat([y, y2]), masks, *(torch.cat([c, c]) for c in conditions))
 
     def batches(self, batches, start_step=0):
@@ -571,7 +642,7 @@ def native_bfloat16():
 def train(estimator, simulator, steps=1000, batch_size=64, lr=1e-3, min_lr=None, weight_decay=0.0,
           validation=None, checkpoint=None, checkpoint_every=200, progress=True, workers=0, seed=0,
           standardize_samples=None, log=None, channels_last=True, time_limit=None, warmup=200, ddp=None,
-          shift_pairs=None, shift_weight=1.0, bfloat16=False):
+          shift_pairs=None, shift_weight=1.0, bfloat16=False, symmetry_pairs=False):
     """
     Train ``estimator`` on batches drawn from ``simulator``.
 
@@ -619,6 +690,11 @@ def train(estimator, simulator, steps=1000, batch_size=64, lr=1e-3, min_lr=None,
         Each step then has ``batch_size`` systems and ``2 * batch_size`` images.
     shift_weight : float
         Weight of that agreement term (default 1: in standardised units, as the squared errors).
+    symmetry_pairs : bool
+        Rotate or mirror every copy as well (`ShiftPairs` ``symmetries``: one of the eight symmetries of the
+        square pixel grid, its targets transformed exactly; square stamps), so that the agreement covers the
+        targets no move or rotation changes (the Einstein radius): a single pass that agrees with
+        ``predict(tta=8)``.  Without ``shift_pairs`` the copies are rotated or mirrored only.
     bfloat16 : bool
         Mixed precision: the network's forward pass under bfloat16 autocast
         (`TrainingLoop` ``autocast``); its weights, optimiser and loss stay
@@ -649,9 +725,15 @@ def train(estimator, simulator, steps=1000, batch_size=64, lr=1e-3, min_lr=None,
     standardize_samples = check_int("standardize_samples", standardize_samples, minimum=1, allow_none=True)
     time_limit = check_number("time_limit", time_limit, low=0, low_open=True, allow_none=True)
     pairs = None
-    if shift_pairs is not None:
+    if not isinstance(symmetry_pairs, (bool, np.bool_)):
+        raise TypeError(f"symmetry_pairs must be True or False; got {symmetry_pairs!r}")
+    if symmetry_pairs and estimator.in_shape[-1] != estimator.in_shape[-2]:
+        raise ValueError(f"symmetry_pairs rotates the stamps and needs square ones; the estimator expects "
+                         f"{tuple(estimator.in_shape)}")
+    if shift_pairs is not None or symmetry_pairs:
         pairs = ShiftPairs(estimator.targets, u.Quantity(simulator.instrument.pixel_scale, u.arcsec).to_value(u.arcsec),
-                           max_shift=shift_pairs, weight=shift_weight, seed=seed)
+                           max_shift=0 if shift_pairs is None else shift_pairs, weight=shift_weight, seed=seed,
+                           symmetries=bool(symmetry_pairs))
     if checkpoint is not None:
         check_output_path(checkpoint, overwrite=True, name="checkpoint")
     if validation is not None and not hasattr(validation, "params"):
@@ -668,6 +750,8 @@ def train(estimator, simulator, steps=1000, batch_size=64, lr=1e-3, min_lr=None,
         config["bfloat16"] = True
     if pairs is not None:
         config["shift_pairs"] = {"max_shift": pairs.max_shift, "weight": pairs.weight}
+        if pairs.symmetries:
+            config["shift_pairs"]["symmetries"] = True
 
     def loss(out, y):
         spec = estimator.spec

@@ -51,6 +51,13 @@ def test_fit_with_shift_pairs(small):
     assert seen[-1]["images"] == 16  # 4 systems and their 4 moved copies per step
     with pytest.raises(ValueError, match="max_shift"):
         est.fit(sim, steps=1, batch_size=4, progress=False, shift_pairs=0)
+    seen = []
+    est.fit(sim, steps=2, batch_size=4, progress=False, warmup=1, standardize_samples=64, symmetry_pairs=True,
+            checkpoint_every=1, log=seen.append)  # rotated or mirrored copies, not moved
+    assert est.training["shift_pairs"] == {"max_shift": 0, "weight": 1.0, "symmetries": True}
+    assert seen[-1]["images"] == 16
+    with pytest.raises(TypeError, match="symmetry_pairs"):
+        est.fit(sim, steps=1, batch_size=4, progress=False, symmetry_pairs=1)
 
 
 def test_fit_in_bfloat16_keeps_float32_weights(small):

@@ -1,5 +1,7 @@
 """The one training loop: fixed-set batches that replay on resume, and a resumed run equal to an uninterrupted one."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -128,6 +130,60 @@ def test_shift_pairs_move_the_centre_targets_with_the_pixels():
         moved += abs(x0 - centres[i][0]) + abs(y0 - centres[i][1]) > 0
         assert max(abs(x0 - centres[i][0]), abs(y0 - centres[i][1])) <= 3 * scale + 1e-6
     assert moved  # the seed moves some
+
+
+def _elliptical_blob(x0, y0, e1, e2, n=40, scale=0.1):
+    """An elliptical Gaussian at (x0, y0) with lenskit's spin-2 ellipticity (e = (1 - q) / (1 + q), angle from x)."""
+    from lenskit.lensing.render import pixel_grid
+
+    x, y = pixel_grid((n, n), scale)
+    dx, dy = x[None, :] - x0, y[:, None] - y0
+    e = math.hypot(e1, e2)
+    q, phi = (1 - e) / (1 + e), 0.5 * math.atan2(e2, e1)
+    u = dx * math.cos(phi) + dy * math.sin(phi)  # along the major axis
+    v = -dx * math.sin(phi) + dy * math.cos(phi)
+    return torch.exp(-(q * u**2 + v**2 / q) / (2 * 0.2**2))
+
+
+def test_symmetry_pairs_transform_centres_and_ellipticities_with_the_pixels():
+    from lenskit.estimators.training import ShiftPairs
+    from lenskit.estimators.tta import DIHEDRAL, transform_images
+
+    scale = 0.1
+    truths = [(0.2, -0.1, 0.3, 0.1), (-0.3, 0.25, -0.1, 0.35), (0.05, 0.3, 0.25, -0.2), (0.0, -0.2, -0.3, -0.1)] * 4
+    images = torch.stack([_elliptical_blob(x, y, a, b)[None] for x, y, a, b in truths])
+    y = torch.tensor([[1.1, a, b, x, yy] for x, yy, a, b in truths], dtype=torch.float32)
+    pairs = ShiftPairs(("theta_E", "e1", "e2", "x0", "y0"), scale, max_shift=2, seed=3, symmetries=True)
+    assert pairs.invariant == [0]  # only the Einstein radius survives a rotation unchanged
+    im2, y2, m2 = pairs.pair(images, y, torch.zeros(0))
+    assert torch.equal(im2[:16], images) and torch.equal(y2[:16], y) and m2.numel() == 0
+    assert torch.equal(y2[16:, 0], y[:, 0])
+    for i in range(16):
+        _, a, b, x0, y0 = (float(v) for v in y2[16 + i])
+        # the copy is the blob drawn at its transformed truths: centre and spin-2 ellipticity both right
+        np.testing.assert_allclose(im2[16 + i, 0].numpy(), _elliptical_blob(x0, y0, a, b).numpy(), atol=2e-5)
+    # every one of the eight symmetries was drawn, and the image transform is tta's
+    which = np.random.default_rng([3, 0])
+    which.integers(-2, 3, size=(16, 2))
+    drawn = which.integers(0, 8, size=16)
+    assert len(set(drawn.tolist())) >= 6
+    i = int(np.flatnonzero(drawn == 5)[0]) if (drawn == 5).any() else 0
+    unrolled = pairs._transform_image(images[i], DIHEDRAL[drawn[i]])
+    np.testing.assert_array_equal(unrolled.numpy(), transform_images(images[i].numpy(), DIHEDRAL[drawn[i]]))
+
+
+def test_symmetry_pairs_refuse_targets_of_unknown_transform_and_non_square_stamps():
+    from lenskit.estimators.training import ShiftPairs
+
+    with pytest.raises(ValueError, match="x0"):
+        ShiftPairs(("theta_E", "x0"), 0.04, symmetries=True)  # half a position pair
+    with pytest.raises(ValueError, match="unchanged"):
+        ShiftPairs(("e1", "e2"), 0.04, symmetries=True)
+    with pytest.raises(TypeError, match="symmetries"):
+        ShiftPairs(("theta_E",), 0.04, symmetries="yes")
+    pairs = ShiftPairs(("theta_E",), 0.04, max_shift=0, symmetries=True)  # rotations alone
+    with pytest.raises(ValueError, match="square"):
+        pairs.pair(torch.zeros(2, 1, 8, 10), torch.zeros(2, 1), torch.zeros(0))
 
 
 def test_shift_pairs_loss_adds_the_disagreement_of_invariant_targets_only():
