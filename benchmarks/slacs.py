@@ -10,6 +10,11 @@ Table 5).  Prints JSON (per lens and the medians of the absolute differences,
 seconds per stage, CPU threads); ``--rst FILE`` also writes the table that the
 documentation includes.
 
+``--copies`` also records the CNN's Einstein radius on each of the eight
+symmetries of the pixel grid of the stamp it was given (what ``--tta 8``
+averages), each copy alone, and on as many simulated test lenses: whether
+the stamp as it comes is special on real cutouts.
+
 The CNN's own uncertainty is measured beside it: each lens's predicted
 standard deviation (``cnn_theta_E_std``) and its error in units of it, and,
 on ``--n-sim`` simulated test lenses (the ``hezaveh2017`` test recipe), the
@@ -31,12 +36,62 @@ import torch
 
 import lenskit
 from devdata import shared_data, slacs_sample  # the development-data loader beside this script (not a benchmark)
+from lenskit.estimators.tta import DIHEDRAL, transform_images
 from lenskit.modelling import model_lens
 
 
 def pa_diff(a, b):
     d = abs(a - b) % 180
     return min(d, 180 - d)
+
+
+class EightCopies:
+    """
+    A CNN estimator that answers as itself, and notes its Einstein radius on each of the eight symmetries of the
+    pixel grid (`~lenskit.estimators.tta.DIHEDRAL`, the untransformed stamp first) of every stamp it is given.
+    """
+
+    def __init__(self, est):
+        self.est, self.copies = est, []
+
+    def __getattr__(self, name):
+        return getattr(self.est, name)
+
+    def theta_E_copies(self, images, conditions=None):
+        """(N, 8) Einstein radii, one column per symmetry (the Einstein radius does not change under them)."""
+        arr, m = self.est._inputs(images, None)
+        cond = self.est.condition_values(images, len(arr), conditions)
+        k = self.est.targets.index("theta_E")
+        out = []
+        with torch.no_grad():
+            for t in DIHEDRAL:
+                x = torch.as_tensor(transform_images(arr, t), device=self.est.device)
+                mk = None if m is None else torch.as_tensor(np.array(transform_images(np.asarray(m, bool), t)),
+                                                            device=self.est.device)
+                mu, _ = self.est.predict_tensors(x, mk, cond)
+                out.append(mu[:, k].cpu().numpy())
+        return np.stack(out, 1)
+
+    def predict(self, images, **kwargs):
+        self.copies.append(self.theta_E_copies(images, kwargs.get("conditions"))[0].tolist())
+        return self.est.predict(images, **kwargs)
+
+
+def copies_summary(rows, est, n_sim):
+    """How far the untransformed stamp's Einstein radius lies from the mean of its seven transformed copies."""
+    from lenskit.simulation import presets
+
+    real = np.array([r["cnn_copies"][0] - np.mean(r["cnn_copies"][1:]) for r in rows])
+    out = {"real_identity_minus_others": real.tolist(), "real_mean": float(real.mean()),
+           "real_identity_highest": int(sum(np.argmax(r["cnn_copies"]) == 0 for r in rows))}
+    if n_sim:
+        ds = presets.hezaveh2017(test=True, seed=31).sample(n_sim)
+        c = EightCopies(est).theta_E_copies(ds)
+        d = c[:, 0] - c[:, 1:].mean(1)
+        out.update(simulated_n=int(n_sim), simulated_mean=float(d.mean()),
+                   simulated_sem=float(d.std(ddof=1) / np.sqrt(len(d))),
+                   simulated_identity_highest_fraction=float(np.mean(np.argmax(c, 1) == 0)))
+    return out
 
 
 def main(argv=None):
@@ -51,12 +106,17 @@ def main(argv=None):
     ap.add_argument("--rst", default=None, help="write the comparison table (reStructuredText) here")
     ap.add_argument("--n-sim", type=int, default=1000,
                     help="simulated test lenses for the calibration of the CNN's uncertainty (0: skip)")
+    ap.add_argument("--copies", type=int, default=None, metavar="N_SIM",
+                    help="also record the CNN's Einstein radius on each of the eight symmetries of every stamp, and "
+                         "on N_SIM simulated test lenses (the hezaveh2017 test recipe): is the untransformed stamp "
+                         "special?")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     est = lenskit.load_estimator(args.estimator)
     rows = []
     for lens in slacs_sample(shared_data() / "real_lenses"):
-        r = model_lens(lens["cutout"], est, deblend=not lens["lens_subtracted"], psf=lens["psf"],
+        spy = EightCopies(est) if args.copies is not None else est
+        r = model_lens(lens["cutout"], spy, deblend=not lens["lens_subtracted"], psf=lens["psf"],
                        fit_kwargs={"shear": args.shear}, tta=args.tta)
         v = {k: float(getattr(r[k], "value", r[k])) for k in r.table.colnames}
         row = {"lens": lens["name"], "published": {k: lens[k] for k in ("theta_E", "q", "pa")}}
@@ -69,6 +129,8 @@ def main(argv=None):
             row["cnn"].update(theta_E_std=v["cnn_theta_E_std"],
                               d_theta_E_sigmas=row["cnn"]["d_theta_E"] / v["cnn_theta_E_std"])
         row["seconds"] = {"deblend": v["seconds_deblend"], "cnn": v["seconds_cnn"], "fit": v["seconds_fit"]}
+        if args.copies is not None:  # the stamp of the answer (model_lens asks again after masking neighbours)
+            row["cnn_copies"] = spy.copies[-1]
         rows.append(row)
         print(json.dumps(row), flush=True)
     summary = {}
@@ -82,6 +144,8 @@ def main(argv=None):
     out = {"estimator": str(args.estimator), "n_lenses": len(rows), "threads": torch.get_num_threads(),
            "shear": args.shear, "tta": args.tta,
            "summary": summary}
+    if args.copies is not None:
+        out["copies"] = copies_summary(rows, est, args.copies)
     if args.n_sim and "theta_E_std" in rows[0]["cnn"]:
         out["cnn_uncertainty_simulated"] = simulated_calibration(est, args.n_sim, args.tta)
     print(json.dumps(out, indent=1))
