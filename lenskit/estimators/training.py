@@ -44,6 +44,7 @@ from lenskit.core.files import atomic_open, check_output_path
 from lenskit.core.validation import check_int, check_number
 from lenskit.estimators.metrics import summary
 from lenskit.estimators.targets import TargetSpec, gaussian_nll
+from lenskit.estimators.tta import DIHEDRAL, INVARIANT, POSITION_PAIRS, SPIN2_PAIRS, _matrix, _spin2_matrix
 
 __all__ = ["train", "TrainingLoop", "Checkpoint", "SimulatedBatches", "FixedBatches", "ShiftPairs", "evaluate",
            "init_ddp", "write_checkpoint", "cosine_schedule", "step_schedule", "native_bfloat16"]
@@ -181,8 +182,6 @@ class ShiftPairs:
     POSITIONS = {"x0": 1, "y0": 0}  # target -> image axis (0 rows, 1 columns) it moves along
 
     def __init__(self, targets, pixel_scale, max_shift=4, weight=1.0, seed=0, symmetries=False):
-        from lenskit.estimators.tta import INVARIANT, POSITION_PAIRS, SPIN2_PAIRS
-
         self.targets = tuple(targets)
         self.pixel_scale = check_number("pixel_scale", pixel_scale, low=0, low_open=True)
         if not isinstance(symmetries, (bool, np.bool_)):
@@ -211,8 +210,6 @@ class ShiftPairs:
 
     def _transform_targets(self, y, which):
         """The targets ``y`` (n, k) of images transformed by ``DIHEDRAL[which[i]]``: positions and spin-2 pairs."""
-        from lenskit.estimators.tta import DIHEDRAL, POSITION_PAIRS, SPIN2_PAIRS, _matrix, _spin2_matrix
-
         out = y.clone()
         for j, t in enumerate(DIHEDRAL):
             rows = torch.as_tensor(np.flatnonzero(which == j))
@@ -243,8 +240,6 @@ class ShiftPairs:
         ``(images, targets, masks[, conditions])`` of n systems -> the same of 2n: the originals, then their
         moved (rotated, mirrored) copies (whose conditions are the originals').
         """
-        from lenskit.estimators.tta import DIHEDRAL
-
         n = images.shape[0]
         if self.symmetries and images.shape[-1] != images.shape[-2]:
             raise ValueError(f"ShiftPairs(symmetries=True) needs square stamps; got {tuple(images.shape[-2:])}")
