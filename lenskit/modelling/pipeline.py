@@ -51,7 +51,7 @@ __all__ = ["model_lens", "LensModel"]
 NEIGHBOUR_FIELD = 0.9
 NEIGHBOUR_SCALE = (2.0, 0.5)
 #: Starts of the fit's search that `model_lens` refines at full resolution (``fit(n_refine=...)``).
-MODEL_LENS_REFINE = 4
+MODEL_LENS_REFINE = 6
 
 
 class LensModel:
@@ -162,7 +162,7 @@ def model_lens(cutout: Cutout | str | os.PathLike | Any, estimator: str | Estima
         Test-time augmentation of the CNN step (``estimator.predict(tta=...)``):
         averaged over this many symmetries of the pixel grid.
     fit_kwargs : dict, optional
-        Passed to `lenskit.fit` (``n_starts``, ``adam_steps``, ...); ``n_refine`` is 4 unless given.
+        Passed to `lenskit.fit` (``n_starts``, ``adam_steps``, ...); ``n_refine`` is 6 unless given.
     conditions : dict, optional
         For an estimator with conditions (`~lenskit.estimators.cnn.CNNEstimator`), the numbers it reads
         beside the image, e.g. ``{"psf_fwhm": 0.7 * u.arcsec}`` (checked before any work).
@@ -288,9 +288,9 @@ def model_lens(cutout: Cutout | str | os.PathLike | Any, estimator: str | Estima
             k = k[c - 12:c + 13, c - 12:c + 13]
         if k is not None and (k.shape[0] != k.shape[1] or k.shape[0] % 2 == 0):
             raise ValueError(f"psf must be square and odd-sized for the fit; got shape {k.shape}")
-        # the best four of the search's starts are refined (`fit`'s default: two), which the ranking after the
-        # short search needs on real data: with two, SDSS J0029-0055's fit missed its optimum from a CNN start
-        # 0.001" away
+        # the best six of the search's starts are refined (`fit`'s default: two), which the ranking after the
+        # short search needs on real data: SDSS J0029-0055's fit missed its optimum with two from a CNN start
+        # 0.001" away, and with four from the CNN start of the network trained with symmetry pairs
         kwargs = {"theta_E_range": (core_radius, box), "n_refine": MODEL_LENS_REFINE, **(fit_kwargs or {})}
         result = fit(arcs[sl], np.where(fit_mask, 1.0, noise)[sl], ps, psf=k, mask=fit_mask[sl], init=init,
                      lens_light=False, **kwargs)
