@@ -59,17 +59,15 @@ class EightCopies:
 
     def theta_E_copies(self, images, conditions=None):
         """(N, 8) Einstein radii, one column per symmetry (the Einstein radius does not change under them)."""
-        arr, m = self.est._inputs(images, None)
-        cond = self.est.condition_values(images, len(arr), conditions)
-        k = self.est.targets.index("theta_E")
+        arr, masks = (images.images, images.masks) if isinstance(images, lenskit.LensDataset) else (images, None)
+        if conditions is None and self.est.conditions and isinstance(images, lenskit.LensDataset):
+            conditions = {c: images.params[c] for c in self.est.conditions}
         out = []
-        with torch.no_grad():
-            for t in DIHEDRAL:
-                x = torch.as_tensor(transform_images(arr, t), device=self.est.device)
-                mk = None if m is None else torch.as_tensor(np.array(transform_images(np.asarray(m, bool), t)),
-                                                            device=self.est.device)
-                mu, _ = self.est.predict_tensors(x, mk, cond)
-                out.append(mu[:, k].cpu().numpy())
+        for t in DIHEDRAL:  # each copy through the public predict, as a user would give it
+            e = self.est.predict(transform_images(np.asarray(arr), t),
+                                 masks=None if masks is None else transform_images(np.asarray(masks), t),
+                                 **({} if conditions is None else {"conditions": conditions}))
+            out.append(np.asarray(e.table["theta_E"], float))
         return np.stack(out, 1)
 
     def predict(self, images, **kwargs):

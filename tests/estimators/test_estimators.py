@@ -58,6 +58,8 @@ def test_fit_with_shift_pairs(small):
     assert seen[-1]["images"] == 16
     with pytest.raises(TypeError, match="symmetry_pairs"):
         est.fit(sim, steps=1, batch_size=4, progress=False, symmetry_pairs=1)
+    with pytest.raises(ValueError, match="square"):  # refused before anything is simulated
+        CNNEstimator(in_shape=(1, 48, 40)).fit(sim, steps=1, batch_size=4, progress=False, symmetry_pairs=True)
 
 
 def test_fit_in_bfloat16_keeps_float32_weights(small):
