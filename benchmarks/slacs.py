@@ -116,13 +116,14 @@ def main(argv=None):
         spy = EightCopies(est) if args.copies is not None else est
         r = model_lens(lens["cutout"], spy, deblend=not lens["lens_subtracted"], psf=lens["psf"],
                        fit_kwargs={"shear": args.shear}, tta=args.tta)
-        v = {k: float(getattr(r[k], "value", r[k])) for k in r.table.colnames}
+        v = {k: float(getattr(r[k], "value", r[k])) for k in r.table.colnames if k != "fit_at_bound"}
         row = {"lens": lens["name"], "published": {k: lens[k] for k in ("theta_E", "q", "pa")}}
         for who, pre in (("cnn", "cnn_"), ("fit", "")):
             row[who] = {"theta_E": v[f"{pre}theta_E"], "q": v[f"{pre}q"], "pa": v[f"{pre}pa"],
                         "d_theta_E": abs(v[f"{pre}theta_E"] - lens["theta_E"]), "d_q": abs(v[f"{pre}q"] - lens["q"]),
                         "d_pa": pa_diff(v[f"{pre}pa"], lens["pa"]) if np.isfinite(v[f"{pre}pa"]) else None}
-        row["fit"].update(theta_E_std=v["theta_E_std"], reduced_chi2=v["reduced_chi2"])
+        row["fit"].update(theta_E_std=v["theta_E_std"], reduced_chi2=v["reduced_chi2"],
+                          at_bound=str(r["fit_at_bound"]))
         if "cnn_theta_E_std" in v:  # the network's own uncertainty, and the error in units of it
             row["cnn"].update(theta_E_std=v["cnn_theta_E_std"],
                               d_theta_E_sigmas=row["cnn"]["d_theta_E"] / v["cnn_theta_E_std"])
@@ -154,7 +155,8 @@ def main(argv=None):
             p, c, f = r["published"], r["cnn"], r["fit"]
             pa = [f"{x:.0f}" if np.isfinite(x) else "-" for x in (c["pa"], f["pa"])]
             lines.append((r["lens"], f"{p['theta_E']:.2f}", f"{c['theta_E']:.2f}",
-                          f"{f['theta_E']:.3f} +- {f['theta_E_std']:.3f}", f"{p['q']:.2f}", f"{c['q']:.2f}",
+                          f"{f['theta_E']:.3f} at a bound" if "theta_E" in f["at_bound"].split(",")
+                          else f"{f['theta_E']:.3f} +- {f['theta_E_std']:.3f}", f"{p['q']:.2f}", f"{c['q']:.2f}",
                           f"{f['q']:.2f}", f"{p['pa']:.0f}", pa[0], pa[1], f"{f['reduced_chi2']:.2f}"))
         s = summary
         lines.append(("median abs. difference", "", f"{s['cnn']['median_abs_d_theta_E']:.3f}",

@@ -22,7 +22,7 @@ __all__ = [
     "MassModel", "Source", "SourceBatch", "Instrument", "Estimator", "Deblender", "INTERFACES",
     "LensDataset", "Estimate", "Deblended", "ModelWeights", "Provenance", "array_checksum", "PARAM_UNITS", "as_rng",
     "LenskitError", "LenskitPluginError", "LenskitPluginWarning", "LenskitFileError", "LenskitCorruptFileError",
-    "LenskitDataWarning",
+    "LenskitDataWarning", "LenskitFitWarning",
     "ellipticity_to_q_phi", "q_phi_to_ellipticity", "pearson_to_lenskit_ellipticity",
     "lenskit_to_pearson_ellipticity", "theta_E_to_pyautolens", "pyautolens_to_theta_E",
     "position_angle_to_phi", "phi_to_position_angle",

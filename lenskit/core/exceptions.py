@@ -7,6 +7,7 @@ __all__ = [
     "LenskitFileError",
     "LenskitCorruptFileError",
     "LenskitDataWarning",
+    "LenskitFitWarning",
 ]
 
 
@@ -32,3 +33,7 @@ class LenskitCorruptFileError(LenskitFileError):
 
 class LenskitDataWarning(UserWarning):
     """Data lenskit uses could not be verified (for example a first download without a published checksum)."""
+
+
+class LenskitFitWarning(UserWarning):
+    """A fit ended where its answer is not a measurement (for example a parameter at the bound of its range)."""

@@ -21,6 +21,7 @@ is assembled from parts that can be used alone:
 """
 
 import time
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,6 +31,7 @@ import torch
 from astropy.table import QTable
 from numpy.typing import ArrayLike
 
+from lenskit.core.exceptions import LenskitFitWarning
 from lenskit.core.interfaces import MassModel
 from lenskit.core.validation import as_float, as_real_array, check_int
 from lenskit.modelling.likelihood import LIGHT, SOURCE, ImageLikelihood, lens_mass_model, light_centre_names
@@ -63,10 +65,14 @@ class FitResult:
     names : list of str
     mass_model : `~lenskit.core.MassModel`
         The fitted mass model (a composite when a shear was fitted).
+    at_bound : list of (str, float, float)
+        The parameters that ended at an end of their range, with their value and that end
+        (`~lenskit.modelling.transforms.ParameterTransform.at_bounds`): the optimum lies outside the range,
+        and their values and errors (NaN) are not measurements.  Empty for a fit inside its ranges.
     """
 
     def __init__(self, params, model, residual, lens_light, chi2, dof, seconds, starts, covariance, names,
-                 mass_model=None):
+                 mass_model=None, at_bound=()):
         self.params = params
         self.model = model
         self.residual = residual
@@ -78,6 +84,7 @@ class FitResult:
         self.covariance = covariance
         self.names = list(names)
         self.mass_model = mass_model
+        self.at_bound = list(at_bound)
 
     def __getitem__(self, name):
         return self.params[name][0]
@@ -230,6 +237,13 @@ def fit(image: ArrayLike, noise: ArrayLike, pixel_scale: float | u.Quantity, psf
     if cov is not None:
         d = np.diag(cov)
         stds = {n: float(np.sqrt(d[i])) if d[i] > 0 else np.nan for i, n in enumerate(names)}
+    at_bound = transform.at_bounds(z)
+    for n, v, b in at_bound:
+        stds[n] = np.nan  # the transform's derivative vanishes there: no Laplace error
+    if at_bound:
+        ends = ", ".join(f"{n} = {v:.4g} at {b:.4g}" for n, v, b in at_bound)
+        warnings.warn(f"fit: {ends}, an end of its range; the optimum lies outside the range, so these values and "
+                      f"their errors (NaN) are not measurements (FitResult.at_bound)", LenskitFitWarning, stacklevel=2)
 
     # -- results --------------------------------------------------------------------------------------------
     row = QTable()
@@ -244,4 +258,4 @@ def fit(image: ArrayLike, noise: ArrayLike, pixel_scale: float | u.Quantity, psf
     model_np = model_img.numpy()
     lens_np = None if not lens_light else (amp[1] * lens).detach().numpy()
     return FitResult(row, model_np, np.where(m, 0.0, img - model_np), lens_np, 2 * best, dof,
-                     time.perf_counter() - t0, finals, cov, names, model)
+                     time.perf_counter() - t0, finals, cov, names, model, at_bound)

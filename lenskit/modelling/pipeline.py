@@ -67,7 +67,10 @@ class LensModel:
         when it has uncertainties -- a large one flags an image unlike its
         training set; see :doc:`/real_lenses`),
         ``pa`` / ``cnn_pa`` (degrees east of north, where a WCS exists),
-        ``reduced_chi2``, ``seconds_cnn``, ``seconds_fit``, ``seconds_deblend``.
+        ``reduced_chi2``, ``fit_at_bound`` (the fitted parameters, comma-separated, that ended at an end of
+        their range -- theta_E at the masked core or the box's edge: then the fit failed and its values are
+        not measurements; empty for a fit inside its ranges), ``seconds_cnn``, ``seconds_fit``,
+        ``seconds_deblend``.
     cutout : `~lenskit.io.fits.Cutout`
     arcs : ndarray
         The cutout with the lens light subtracted.
@@ -107,6 +110,8 @@ class LensModel:
     def __repr__(self):
         t = self.table[0]
         ml = "" if self.fit is None else f", fit theta_E={t['theta_E'].value:.3f}\" q={t['q']:.2f}"
+        if self.fit is not None and self.fit.at_bound:
+            ml += f" (at the end of its range: {t['fit_at_bound']})"
         sd = f" +- {t['cnn_theta_E_std'].value:.3f}" if "cnn_theta_E_std" in t.colnames else ""
         return f"<LensModel CNN theta_E={t['cnn_theta_E'].value:.3f}{sd}\" q={t['cnn_q']:.2f}{ml}>"
 
@@ -308,6 +313,8 @@ def model_lens(cutout: Cutout | str | os.PathLike | Any, estimator: str | Estima
         row["phi"] = [phi_f] * u.rad
         row["pa"] = [_pa(cutout, phi_f)] * u.deg
         row["reduced_chi2"] = [result.reduced_chi2]
+        # which fitted parameters ended at an end of their range (the core or the box for theta_E): not measurements
+        row["fit_at_bound"] = [",".join(n for n, _, _ in result.at_bound)]
         row["seconds_fit"] = [result.seconds] * u.s
     full_mask = np.ones(cutout.shape, bool)
     full_mask[sl] = fit_mask[sl]

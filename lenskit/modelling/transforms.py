@@ -20,7 +20,12 @@ import math
 
 import torch
 
-__all__ = ["ParameterTransform", "SOURCE_RANGES", "LIGHT_RANGES"]
+__all__ = ["ParameterTransform", "SOURCE_RANGES", "LIGHT_RANGES", "AT_BOUND_TOL", "AT_BOUND_ABS"]
+
+#: `ParameterTransform.at_bounds`: a closed range's parameter within this fraction of its width from an end is at it
+AT_BOUND_TOL = 0.01
+#: `ParameterTransform.at_bounds`: an open range's parameter (radii) within this of its lower end has collapsed
+AT_BOUND_ABS = 1e-4
 
 #: Ranges of the elliptical Sérsic source's parameters in a fit.
 SOURCE_RANGES = {"src_R_e": (0.0, None), "src_n": (0.3, 8.0), "src_e1": (-0.8, 0.8), "src_e2": (-0.8, 0.8)}
@@ -93,6 +98,31 @@ class ParameterTransform:
     def physical(self, z):
         """Dict name -> physical tensor of a coordinate vector."""
         return {n: self.to_physical(n, z[i]) for i, n in enumerate(self.names)}
+
+    def at_bounds(self, z, tol=AT_BOUND_TOL):
+        """
+        The parameters whose value at ``z`` lies at an end of its range: a list of ``(name, value, bound)``.
+
+        A closed range's parameter is at an end within ``tol`` of the range's width (for ``(-a, a)``, of ``a``);
+        an open range's (``(lo, None)``: radii) when it is within `AT_BOUND_ABS` of ``lo`` (it collapsed).  There the
+        optimum lies outside the range (or on its edge), the transform's derivative vanishes, and neither the value
+        nor its Laplace error is a measurement.
+        """
+        out = []
+        for i, n in enumerate(self.names):
+            kind, arg = self.kinds[n]
+            zi = float(z[i])
+            v = float(self.to_physical(n, torch.as_tensor(zi, dtype=torch.float64)))
+            if kind == "logistic":
+                lo, hi = arg
+                f = (v - lo) / (hi - lo)
+                if f < tol or f > 1 - tol:
+                    out.append((n, v, lo if f < tol else hi))
+            elif kind == "tanh" and abs(v) > arg * (1 - tol):
+                out.append((n, v, math.copysign(arg, v)))
+            elif kind == "log" and v - (arg or 0.0) < AT_BOUND_ABS:
+                out.append((n, v, arg or 0.0))
+        return out
 
     def jacobian(self, z):
         """d(physical) / d(z) at ``z`` (a square tensor), for mapping covariances."""

@@ -4,7 +4,9 @@ import pytest
 import torch
 
 import lenskit
+from lenskit.core import LenskitFitWarning
 from lenskit.fitting import fit, render_model
+from lenskit.modelling.transforms import ParameterTransform
 
 TRUTH = {"theta_E": 0.8, "e1": 0.08, "e2": -0.05, "x0": 0.03, "y0": -0.02, "gamma1": 0.02, "gamma2": 0.01,
          "src_R_e": 0.12, "src_n": 1.2, "src_e1": 0.1, "src_e2": 0.05, "src_x": 0.08, "src_y": 0.04,
@@ -42,6 +44,7 @@ def test_fit_recovers_truth_with_calibrated_errors(lens_image):
     assert r.params["theta_E"].unit == u.arcsec
     assert r.residual.std() == pytest.approx(sigma[0, 0], rel=0.15)
     assert r.lens_light.shape == img.shape
+    assert r.at_bound == []  # inside every range: no warning, every error finite
 
 
 def test_fit_options_and_errors(lens_image):
@@ -144,7 +147,32 @@ def test_theta_E_bounds_are_respected(lens_image):
     r = fit(img, sigma, 0.05, psf=_psf(), init={"theta_E": 0.4}, lens_light=True, n_starts=3, search_steps=10,
             adam_steps=10, lbfgs_steps=3, laplace=False, theta_E_range=(0.2, 0.6))
     assert 0.2 < r["theta_E"].value < 0.6
+    # the true 0.8" lies below the range: the fit ends at its lower end, and says that this is no measurement
+    with pytest.warns(LenskitFitWarning, match=r"theta_E = 0\.85\d* at 0\.85, an end of its range"):
+        r = fit(img, sigma, 0.05, psf=_psf(), init={"theta_E": 1.0}, lens_light=True, n_starts=3, search_steps=10,
+                adam_steps=60, lbfgs_steps=20, theta_E_range=(0.85, 2.0))
+    (name, v, end), = r.at_bound
+    assert name == "theta_E" and end == 0.85 and v == pytest.approx(r["theta_E"].value)
+    assert 0.85 <= v < 0.85 + 0.01 * 1.15 and np.isnan(r["theta_E_std"].value)
     with pytest.raises(ValueError, match="theta_E_range"):
         fit(img, sigma, 0.05, theta_E_range=(0.6, 0.2))
     with pytest.raises(ValueError, match="n_refine"):
         fit(img, sigma, 0.05, n_refine=0)
+
+
+def test_at_bounds_finds_parameters_at_an_end_of_their_range():
+    t = ParameterTransform(["theta_E", "e1", "src_R_e", "src_n", "x0"],
+                           {"theta_E": (0.3, 2.0), "e1": (-0.8, 0.8), "src_R_e": (0.0, None), "src_n": (0.3, 8.0)})
+    inside = {"theta_E": 1.0, "e1": 0.3, "src_R_e": 0.1, "src_n": 2.0, "x0": 5.0}
+    assert t.at_bounds(t.free(inside)) == []
+    z = t.free(inside)
+    z[0], z[1], z[2], z[3] = -12.0, 9.0, -12.0, 12.0  # every bounded one pushed against an end
+    got = {n: (v, b) for n, v, b in t.at_bounds(z)}
+    assert set(got) == {"theta_E", "e1", "src_R_e", "src_n"}
+    assert got["theta_E"][1] == 0.3 and got["e1"][1] == 0.8 and got["src_R_e"][1] == 0.0 and got["src_n"][1] == 8.0
+    assert got["theta_E"][0] == pytest.approx(0.3, abs=1e-4)
+    # within 1% of the width from an end is at it; 2% is not
+    near = dict(inside, theta_E=0.3 + 0.005 * 1.7)
+    assert [n for n, _, _ in t.at_bounds(t.free(near))] == ["theta_E"]
+    assert t.at_bounds(t.free(dict(inside, theta_E=0.3 + 0.02 * 1.7))) == []
+    assert [n for n, _, _ in t.at_bounds(t.free(dict(inside, e1=-0.797)))] == ["e1"]

@@ -69,6 +69,8 @@ def test_model_lens_recovers_a_simulated_lens(simulated_cutout):
         sd, want = (getattr(v, "value", v) for v in (res[f"cnn_{k}_std"], res.estimate.table[f"{k}_std"][0]))
         assert sd == want and sd > 0
     assert f"+- {res['cnn_theta_E_std'].value:.3f}" in repr(res)
+    # a fit inside its ranges says so: no parameter at an end (a failed fit names them, `fit(...).at_bound`)
+    assert res["fit_at_bound"] == "" and res.fit.at_bound == [] and "end of its range" not in repr(res)
     assert res.mask[40, 20:26].all()  # the cosmic ray is not fitted
     assert res.lens_light is not None and res.fit.model.shape == res.arcs[res.box].shape
     assert "LensModel" in repr(res)
