@@ -140,9 +140,9 @@ def draw_lens_light(rng, lens, ref_mag):
             "mag": ref_mag, "disc_blue": rng.uniform(0.3, 0.8, n)}
 
 
-def draw_sources(rng, n, ref_mag, theta_E, lens):
-    """Sérsic + Gaussian clumps, placed uniformly within 0.6 theta_E of the lens centre."""
-    r = 0.6 * theta_E * np.sqrt(rng.random(n))
+def draw_sources(rng, n, ref_mag, theta_E, lens, radius=0.6):
+    """Sérsic + Gaussian clumps, placed uniformly within ``radius`` theta_E (0.6) of the lens centre."""
+    r = radius * theta_E * np.sqrt(rng.random(n))
     a = rng.uniform(0, 2 * np.pi, n)
     q = rng.uniform(0.4, 1.0, n)
     e1, e2 = _q_to_e(q, rng.uniform(0, np.pi, n))
@@ -289,7 +289,28 @@ SOURCE_COLOUR = {"g": (0.35, 0.15), "r": (0.0, 0.0), "i": (-0.15, 0.10)}
 DISC_COLOUR = {"g": -0.7, "r": 0.0, "i": 0.25, "VIS": 0.0}
 # --as-lenskit: a diagnosis that renders the population with one of lenskit's own choices in place of this
 # script's (which part of the other simulator a network fails on); never the benchmark
-AS_LENSKIT = ("colours", "psf", "neighbours")
+AS_LENSKIT = ("colours", "psf", "neighbours", "placement", "sources", "lens_light", "sampling", "noise", "seeing",
+              "lens_mag")
+
+
+def lenskit_sources(rng, src):
+    """--as-lenskit sources: ``src`` (`draw_sources`) with the Sérsic shapes of lenskit's Pearson et al. sources
+    (`~lenskit.simulation.presets.pearson2019_source`: n ~ N(4, 1) within 0.5-8, R_e 0.05-0.8", 1 - q 0-0.5) and
+    no clumps, drawn from ``rng`` (a stream of their own); positions and magnitudes kept."""
+    n = len(src["R_e"])
+    e1, e2 = _q_to_e(1 - rng.uniform(0.0, 0.5, n), rng.uniform(0, np.pi, n))
+    return {**src, "R_e": rng.uniform(0.05, 0.8, n), "n_s": np.clip(rng.normal(4.0, 1.0, n), 0.5, 8.0), "e1": e1,
+            "e2": e2, "n_clumps": np.zeros(n, int), "f_clumps": np.zeros(n)}
+
+
+def lenskit_lens_light(rng, lens, light):
+    """--as-lenskit lens_light: ``light`` (`draw_lens_light`) as lenskit's LSST lens galaxies, drawn from ``rng``
+    (a stream of their own): one Sérsic component (n 2.5-5.5, R_e 0.5-2.0"), no disc, its axis ratio the mass's
+    divided by N(1.02, 0.12) and its angle the mass's + N(0, 10 deg) (Pearson et al.); magnitudes kept."""
+    n = len(light["mag"])
+    q_l = np.clip(lens["q"] / np.clip(rng.normal(1.02, 0.12, n), 0.5, 2.0), 0.05, 1.0)
+    return {**light, "q": q_l, "phi": lens["phi"] + np.deg2rad(rng.normal(0, 10, n)),
+            "R_e": rng.uniform(0.5, 2.0, n), "n_s": rng.uniform(2.5, 5.5, n), "f_disc": np.zeros(n)}
 
 
 def lenskit_colours(bands):
@@ -307,14 +328,27 @@ def survey_set(survey, n, seed, mass="sie", as_lenskit=()):
     Pearson et al. protocol systems for ``survey`` ("lsst" g, r, i or "euclid" VIS) until ``n`` pass their
     selection: images with and without (subtracted) lens light, variance, truths.
 
-    ``as_lenskit`` (a diagnosis): "colours", lenskit's LSST colours; "psf", Gaussian PSFs of the same FWHMs.
+    ``as_lenskit`` (a diagnosis): "colours", lenskit's LSST colours; "psf", Gaussian PSFs of the same FWHMs;
+    "placement", sources uniform within theta_E (Pearson et al.'s "within the Einstein radius") instead of 0.6
+    theta_E; "sources", lenskit's Pearson et al. source shapes (`lenskit_sources`); "lens_light", lenskit's lens
+    galaxies (`lenskit_lens_light`); "sampling", each pixel's surface brightness at its centre (lenskit's default
+    ``supersample=1``) instead of averaged over 3 x 3 sub-pixels; "noise", lenskit's LSST zero points (0.3-0.55 mag
+    deeper) and read noise (5 e-); "seeing", lenskit's LSST seeing (0.7" in every band and image); "lens_mag",
+    lenskit's LSST lens magnitudes (r 18.5-21.5 instead of 18-21).  What they replace is drawn all the same, so that
+    the rest of the population is this script's.
     """
     from lenskit.simulation.presets import PEARSON2019_THETA_E
 
     rng, mrng = np.random.default_rng(seed), np.random.default_rng([seed, 1])
+    srng, lrng = np.random.default_rng([seed, 3]), np.random.default_rng([seed, 4])  # --as-lenskit sources, lens_light
     bands = ("g", "r", "i") if survey == "lsst" else ("VIS",)
     pix, numpix = (0.2 if survey == "lsst" else 0.1), 57
     kws = {b: band_config(survey, b) for b in bands}
+    if "noise" in as_lenskit and survey == "lsst":  # lenskit's LSST zero points and read noise (e- per read)
+        from lenskit.instruments.lsst import LSST as LenskitLSST
+
+        for b in bands:
+            kws[b].update(magnitude_zero_point=LenskitLSST.ZERO_POINTS[b], read_noise=5.0, ccd_gain=1.0)
     mean, width = PEARSON2019_THETA_E[survey]
     lens_colour, source_colour = lenskit_colours(bands) if "colours" in as_lenskit and survey == "lsst" else \
         (LENS_COLOUR, SOURCE_COLOUR)
@@ -326,13 +360,22 @@ def survey_set(survey, n, seed, mass="sie", as_lenskit=()):
         th = np.clip(rng.normal(mean, width, m), 0.5, 2.5)
         q = np.clip(rng.normal(0.78, 0.12, m), 0.5, 1.0)
         lens = draw_mass(draw_lenses(rng, m, th, q, pix, 3 * pix), mrng, mass)
-        light = draw_lens_light(rng, lens, rng.uniform(18.0, 21.0, m) if survey == "lsst" else rng.uniform(18.5, 21.5, m))
+        lens_mag = rng.uniform(18.0, 21.0, m) if survey == "lsst" else rng.uniform(18.5, 21.5, m)
+        if "lens_mag" in as_lenskit and survey == "lsst":  # lenskit's LSST lens galaxies, half a magnitude fainter
+            lens_mag = lens_mag + 0.5
+        light = draw_lens_light(rng, lens, lens_mag)
         src = draw_sources(rng, m, rng.uniform(20.5, 24.5, m) if survey == "lsst" else rng.uniform(21.0, 25.0, m),
-                           th, lens)
+                           th, lens, radius=1.0 if "placement" in as_lenskit else 0.6)
+        if "sources" in as_lenskit:
+            src = lenskit_sources(srng, src)
+        if "lens_light" in as_lenskit:
+            light = lenskit_lens_light(lrng, lens, light)
         col_l = {b: rng.normal(*lens_colour[b], m) if survey == "lsst" else np.zeros(m) for b in bands}
         col_s = {b: rng.normal(*source_colour[b], m) if survey == "lsst" else np.zeros(m) for b in bands}
         seeing = {b: (LSST_SEEING[b] * np.clip(1 + 0.12 * rng.standard_normal(m), 0.7, 1.4) if survey == "lsst"
                       else rng.uniform(0.15, 0.20, m)) for b in bands}
+        if "seeing" in as_lenskit and survey == "lsst":  # lenskit's LSST seeing: 0.7" in every band and image
+            seeing = {b: np.full(m, 0.7) for b in bands}
         beta = rng.uniform(2.5, 4.5, m)
         for i in range(m):
             arcs, lights, var_b, imgs, mu = [], [], [], [], []
@@ -342,7 +385,8 @@ def survey_set(survey, n, seed, mass="sie", as_lenskit=()):
                 k = moffat_kernel(fw, beta[i], half) if survey == "lsst" and "psf" not in as_lenskit \
                     else gaussian_kernel(fw, half)
                 kwargs = lenstronomy_kwargs(i, lens, light, src, col_l[b][i], col_s[b][i], DISC_COLOUR[b])
-                a, lt, total, bkg, t_exp = render_one(numpix, kws[b], k, kwargs, True, 3)
+                a, lt, total, bkg, t_exp = render_one(numpix, kws[b], k, kwargs, True,
+                                                      1 if "sampling" in as_lenskit else 3)
                 img, var = observe(rng, a, lt, bkg, t_exp)
                 arcs.append(a)
                 lights.append(lt)
@@ -584,7 +628,13 @@ def main(argv=None):
                          "colours and their 0.1 mag scatter), psf (Gaussian PSFs of the same FWHMs, not Moffats) "
                          "and neighbours (the finder's line-of-sight galaxies in lenskit's default numbers and "
                          "magnitudes, 60 per square arcminute at r 20-27 with counts rising as 10**(0.3 m), not 1.5 "
-                         "per cutout, 82 per square arcminute, uniform in g 21-26): which difference a network fails "
+                         "per cutout, 82 per square arcminute, uniform in g 21-26), placement (sources uniform "
+                         "within theta_E, not 0.6 theta_E), sources (lenskit's Pearson et al. Sérsic sources: n about "
+                         "4, R_e 0.05-0.8\", no clumps), lens_light (lenskit's lens galaxies: one Sérsic of n "
+                         "2.5-5.5 and R_e 0.5-2\", no disc), sampling (each pixel's surface brightness at its "
+                         "centre, lenskit's default supersample=1, not 3 x 3 sub-pixels), noise (lenskit's LSST zero "
+                         "points and read noise), seeing (lenskit's LSST 0.7\" in every band and image) and lens_mag "
+                         "(lenskit's LSST lens magnitudes, r 18.5-21.5): which difference a network fails "
                          "on")
     args = ap.parse_args(argv)
     as_lenskit = tuple(a.strip() for a in args.as_lenskit.split(",") if a.strip())
