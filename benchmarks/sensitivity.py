@@ -134,7 +134,9 @@ def _predict_at(est, ds, centres, tta=1):
     imgs, masks = [], []
     for i, (cx, cy) in enumerate(centres):
         m = ds.masks[i, 0] if ds.masks is not None else np.zeros((h, w), bool)
-        r = Cutout(ds.images[i, 0], ps, noise=noise[i, 0], mask=m).resample(ps, (h, w), centre=(cx, cy))
+        # the strip a shift moves beyond the stamp is filled with its background, as model_lens fills its field
+        r = Cutout(ds.images[i, 0], ps, noise=noise[i, 0], mask=m).resample(ps, (h, w), centre=(cx, cy),
+                                                                             outside="noise")
         imgs.append(r.image)
         masks.append(r.mask)
     arr = lenskit.LensDataset(np.asarray(imgs, np.float32)[:, None], ds.params, bands=ds.bands,

@@ -355,7 +355,7 @@ def _cmd_estimate(args):
         # a real cutout, centred on the lens light and resampled onto the estimator's grid (flux conserved); it
         # records that its lens light is unknown (or absent, with --no-lens-light), which predict checks
         cut = read_cutout(args.input, pixel_scale=args.pixel_scale)
-        data = cut.resample(est.expects["pixel_scale"], est.in_shape[1:]).to_dataset(
+        data = cut.to_stamp(est.expects["pixel_scale"], est.in_shape[1:], what=args.estimator).to_dataset(
             lens_light=False if args.no_lens_light else "unknown")
         print(f"resampled {args.input} ({cut.pixel_scale:.3f}\"/px) onto {est.in_shape[1]}x{est.in_shape[2]} "
               f"pixels of {est.expects['pixel_scale']}\" centred on the lens light")

@@ -26,6 +26,7 @@ estimators, or a dataset), `read_cutout` (image, noise, PSF, WCS) and
 """
 
 import json
+import warnings
 from pathlib import Path
 
 import astropy.units as u
@@ -37,12 +38,17 @@ from lenskit.core.conventions import position_angle_to_phi
 from lenskit.core.dataset import UNKNOWN_BAND, LensDataset
 from lenskit.core.deblended import Deblended
 from lenskit.core.estimate import Estimate
-from lenskit.core.exceptions import LenskitFileError
+from lenskit.core.exceptions import LenskitDataWarning, LenskitFileError
 from lenskit.core.files import atomic_path
 from lenskit.core.headers import SCALE_KEYWORDS, celestial_wcs, header_band, header_pixel_scale
 from lenskit.core.provenance import Provenance
 from lenskit.core.validation import as_float, as_real_array
 from lenskit.io.asdf import read
+
+#: `Cutout.to_stamp`: more than this fraction of a network's field beyond the cutout is refused ...
+MAX_FIELD_OUTSIDE = 0.5
+#: ... and more than this is filled with the cutout's background and warned about
+WARN_FIELD_OUTSIDE = 0.2
 
 __all__ = ["Cutout", "read_image", "read_images", "read_cutout", "read_band_images", "overlap_matrix", "write_estimate_fits", "read_estimate_fits"]
 
@@ -218,6 +224,8 @@ class Cutout:
         self.wcs = wcs
         self.header = header
         self.path = None if path is None else str(path)
+        #: the fraction of this grid beyond the cutout it was resampled from (`resample`); 0 for an original
+        self.outside_fraction = 0.0
 
     @classmethod
     def from_nddata(cls, data, pixel_scale=None, psf=None):
@@ -284,17 +292,8 @@ class Cutout:
             return float(px), float(py)
         return float(x), float(y)
 
-    def resample(self, pixel_scale, shape, centre=None):
-        """
-        Flux-conserving resampling onto a grid of ``shape`` pixels of ``pixel_scale`` arcsec.
-
-        The new grid is centred on ``centre`` (x, y in input pixels; default
-        `light_centre`).  Pixels outside the input are 0 and masked.
-
-        Returns
-        -------
-        `Cutout`
-        """
+    def _grid(self, pixel_scale, shape, centre):
+        """Checked arguments of `resample` and `coverage`: scale, (rows, cols), centre and the overlap matrices."""
         pixel_scale = as_float(pixel_scale, "pixel_scale", u.arcsec)
         if not pixel_scale > 0:
             raise ValueError(f"pixel_scale must be > 0 arcsec; got {pixel_scale}")
@@ -306,9 +305,53 @@ class Cutout:
         s_in = self.pixel_scale
         wx = overlap_matrix(w, s_in, wn, pixel_scale, shift=(cx - (w - 1) / 2) * s_in)
         wy = overlap_matrix(h, s_in, hn, pixel_scale, shift=(cy - (h - 1) / 2) * s_in)
+        return pixel_scale, wx, wy
+
+    def coverage(self, pixel_scale, shape, centre=None):
+        """
+        The fraction of a grid of ``shape`` pixels of ``pixel_scale`` arcsec centred on ``centre`` (x, y in input
+        pixels; default `light_centre`) that lies on this cutout: each new pixel counts when at least half of it
+        does.  1 when the cutout covers the grid (what `resample` with ``outside="noise"`` fills is the rest).
+        """
+        _, wx, wy = self._grid(pixel_scale, shape, centre)
+        return float(np.mean(np.outer(wy.sum(1), wx.sum(1)) >= 0.5))
+
+    def resample(self, pixel_scale, shape, centre=None, outside="mask"):
+        """
+        Flux-conserving resampling onto a grid of ``shape`` pixels of ``pixel_scale`` arcsec.
+
+        The new grid is centred on ``centre`` (x, y in input pixels; default
+        `light_centre`).
+
+        Parameters
+        ----------
+        pixel_scale : float or Quantity
+        shape : (int, int)
+        centre : (float, float), optional
+        outside : {"mask", "noise"}
+            Pixels of the new grid that lie mostly beyond the cutout: 0 and
+            masked (default), or filled with the cutout's background -- the
+            median of its unmasked pixels plus Gaussian noise of their median
+            noise (the noise map's, else the pixels' own robust scatter), from
+            a fixed seed -- and not masked.  A network that never saw a blank
+            border reads one badly (an HST network whose 7.68" field loses a
+            sixth of its width to a zero border: 68% theta_E error 0.54"
+            instead of 0.11"; with the border filled, 0.13"), so
+            `~lenskit.modelling.model_lens` and ``lenskit estimate`` fill it.
+
+        Returns
+        -------
+        `Cutout`
+            With ``outside_fraction``: the fraction of the new grid beyond the cutout (1 - `coverage`).
+        """
+        if outside not in ("mask", "noise"):
+            raise ValueError(f"outside must be 'mask' or 'noise'; got {outside!r}")
+        pixel_scale, wx, wy = self._grid(pixel_scale, shape, centre)
+        s_in = self.pixel_scale
         img = wy @ self.image @ wx.T
         cover = wy @ (~self.mask).astype(float) @ wx.T
         full = np.outer(wy.sum(1), wx.sum(1))
+        beyond = full < 0.5
         mask = cover < 0.5 * np.maximum(full, 1e-12)
         mask |= full < 1e-6
         noise = None
@@ -316,14 +359,63 @@ class Cutout:
             var = np.where(self.mask, 0.0, self.noise ** 2)
             noise = np.sqrt((wy ** 2) @ var @ (wx ** 2).T)
             noise = np.where(mask, np.inf, np.maximum(noise, 1e-30))
+        if outside == "noise" and beyond.any():
+            use = ~mask & ~beyond
+            if not use.any():
+                raise ValueError("no unmasked pixel of the cutout lies on the new grid: nothing to fill it from")
+            level = float(np.median(img[use]))
+            if noise is not None:
+                sigma = float(np.median(noise[use]))
+            else:
+                sigma = 1.4826 * float(np.median(np.abs(img[use] - level)))
+            fill = level + sigma * np.random.default_rng(0).standard_normal(img.shape)
+            img = np.where(beyond, fill, img)
+            mask &= ~beyond
+            if noise is not None:
+                noise = np.where(beyond, max(sigma, 1e-30), noise)
         psf = self.psf
         if psf is not None and not np.isclose(pixel_scale, s_in, rtol=1e-3):
             from scipy import ndimage  # heavy (scipy): `import lenskit` stays light
 
             k = ndimage.zoom(psf, s_in / pixel_scale, order=1)
             psf = k / k.sum() if k.sum() > 0 else None
-        return Cutout(np.where(mask, 0.0, img), pixel_scale, noise=noise, psf=psf, wcs=None, header=self.header,
-                      path=self.path, mask=mask)
+        out = Cutout(np.where(mask, 0.0, img), pixel_scale, noise=noise, psf=psf, wcs=None, header=self.header,
+                     path=self.path, mask=mask)
+        out.outside_fraction = float(np.mean(beyond))
+        return out
+
+    def check_field(self, pixel_scale, shape, centre=None, what="the estimator"):
+        """
+        How much of a network's field (``shape`` pixels of ``pixel_scale`` arcsec about ``centre``) lies beyond
+        the cutout: the fraction, 1 - `coverage`.
+
+        More than `MAX_FIELD_OUTSIDE` (half) is refused, naming the sizes; more than `WARN_FIELD_OUTSIDE` is
+        warned about (`~lenskit.core.LenskitDataWarning`): `to_stamp` fills it with the cutout's background
+        noise, and on simulated HST lenses whose 7.68" field lost 31% of its area so, the 68% theta_E error of
+        ``hst_wfc3`` grew from 0.11" to 0.13" (56%: 0.19").  ``what`` names the network in the messages.
+        """
+        ps = as_float(pixel_scale, "pixel_scale", u.arcsec)
+        outside = 1.0 - self.coverage(ps, shape, centre)
+        field = f"{shape[1] * ps:.3g}\" x {shape[0] * ps:.3g}\""
+        have = f"{self.shape[1] * self.pixel_scale:.3g}\" x {self.shape[0] * self.pixel_scale:.3g}\""
+        where = f"{self.path}: " if self.path else ""
+        if outside > MAX_FIELD_OUTSIDE:
+            raise ValueError(f"{where}the cutout ({have}) covers only {100 * (1 - outside):.0f}% of {what}'s "
+                             f"{field} field about the lens centre; a network reads a field that is mostly blank "
+                             f"or filled badly: give a cutout at least {field} around the lens")
+        if outside > WARN_FIELD_OUTSIDE:
+            warnings.warn(f"{where}{100 * outside:.0f}% of {what}'s {field} field lies beyond the cutout ({have}) "
+                          f"and is filled with the cutout's background noise: the estimate is less accurate than "
+                          f"on a cutout that covers the field", LenskitDataWarning, stacklevel=3)
+        return outside
+
+    def to_stamp(self, pixel_scale, shape, centre=None, what="the estimator"):
+        """
+        The cutout on a network's grid: `check_field` (refused beyond half the field, warned beyond a fifth),
+        then `resample` with ``outside="noise"``.
+        """
+        self.check_field(pixel_scale, shape, centre, what)
+        return self.resample(pixel_scale, shape, centre=centre, outside="noise")
 
     def phi_from_position_angle(self, pa_deg):
         """lenskit ``phi`` (radians, from the image's +x axis) of a position angle east of north."""

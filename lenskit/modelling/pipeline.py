@@ -67,6 +67,8 @@ class LensModel:
         when it has uncertainties -- a large one flags an image unlike its
         training set; see :doc:`/real_lenses`),
         ``pa`` / ``cnn_pa`` (degrees east of north, where a WCS exists),
+        ``cnn_field_outside`` (the fraction of the network's field beyond the cutout, filled with the
+        cutout's background noise: `~lenskit.io.fits.Cutout.check_field`),
         ``reduced_chi2``, ``fit_at_bound`` (the fitted parameters, comma-separated, that ended at an end of
         their range -- theta_E at the masked core or the box's edge: then the fit failed and its values are
         not measurements; empty for a fit inside its ranges), ``seconds_cnn``, ``seconds_fit``,
@@ -224,6 +226,8 @@ def model_lens(cutout: Cutout | str | os.PathLike | Any, estimator: str | Estima
         cx, cy = cutout.light_centre()
     else:
         cx, cy = (cutout.shape[1] - 1) / 2, (cutout.shape[0] - 1) / 2
+    # how much of the network's field the cutout covers: refused (or warned about) before any work
+    field_outside = cutout.check_field(estimator.expects["pixel_scale"], estimator.in_shape[1:], centre=(cx, cy))
     # -- lens light ----------------------------------------------------------------------------------------
     t0 = time.perf_counter()
     lens_light = None
@@ -237,7 +241,8 @@ def model_lens(cutout: Cutout | str | os.PathLike | Any, estimator: str | Estima
     # -- CNN on the estimator's grid ------------------------------------------------------------------------
     def cnn_step(image):
         cut = Cutout(image, ps, noise=np.where(mask, np.nan, noise), psf=kern, wcs=cutout.wcs, mask=mask)
-        stamp = cut.resample(estimator.expects["pixel_scale"], estimator.in_shape[1:], centre=(cx, cy))
+        stamp = cut.resample(estimator.expects["pixel_scale"], estimator.in_shape[1:], centre=(cx, cy),
+                             outside="noise")
         answer = estimator.predict(stamp.to_dataset(lens_light="deblended" if deblend else False),
                                    **({"tta": tta} if tta != 1 else {}),
                                    **({"conditions": conditions} if conditions else {}))
@@ -266,6 +271,7 @@ def model_lens(cutout: Cutout | str | os.PathLike | Any, estimator: str | Estima
         row[f"cnn_{k}"] = [v] * unit
         if f"{k}_std" in est.table.colnames:  # the network's own uncertainty, when it has one
             row[f"cnn_{k}_std"] = [float(getattr(est.table[f"{k}_std"][0], "value", est.table[f"{k}_std"][0]))] * unit
+    row["cnn_field_outside"] = [field_outside]
     row["cnn_q"] = [q_c]
     row["cnn_phi"] = [phi_c] * u.rad
     row["cnn_pa"] = [_pa(cutout, phi_c)] * u.deg

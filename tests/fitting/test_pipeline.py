@@ -11,7 +11,8 @@ from astropy.wcs import WCS
 
 import lenskit
 from lenskit.core.conventions import phi_to_position_angle, position_angle_to_phi, q_phi_to_ellipticity
-from lenskit.io.fits import read_cutout
+from lenskit.core import LenskitDataWarning
+from lenskit.io.fits import Cutout, read_cutout
 from lenskit.modelling import render_model
 from lenskit.modelling.pipeline import _pa, model_lens
 
@@ -57,7 +58,11 @@ def simulated_cutout(tmp_path_factory):
 def test_model_lens_recovers_a_simulated_lens(simulated_cutout):
     path, truth = simulated_cutout
     cut = read_cutout(path, noise=path, noise_hdu="NOISE", psf=path, psf_hdu="PSF")
-    res = model_lens(cut, "hst_wfc3", fit_kwargs={"n_starts": 6, "laplace": False}, box=2.5)
+    # the 6.05" cutout covers about 61% of the network's 7.68" field: the rest is filled with its background noise
+    with pytest.warns(LenskitDataWarning, match=r"lens.fits: 3[89]% of the estimator's 7.68\" x 7.68\" field lies beyond"):
+        res = model_lens(cut, "hst_wfc3", fit_kwargs={"n_starts": 6, "laplace": False}, box=2.5)
+    assert res["cnn_field_outside"] == pytest.approx(1 - cut.coverage(0.04, (192, 192), res.centre))
+    assert 0.37 < res["cnn_field_outside"] < 0.40
     assert res["theta_E"].value == pytest.approx(truth["theta_E"], abs=0.05)
     assert res["q"] == pytest.approx(0.75, abs=0.08)
     d = abs(res["pa"].value - 60.0) % 180
@@ -152,6 +157,11 @@ def test_model_lens_bad_arguments(simulated_cutout):
         model_lens(cut, conditions={"psf_fwhm": 0.1})
     with pytest.raises(FileNotFoundError):
         slacs_sample(path.parent)
+    # a cutout that covers under half of the network's 7.68" field is refused before the deblending starts
+    small = Cutout(cut.image[30:91, 30:91], cut.pixel_scale, path="small.fits")
+    with pytest.raises(ValueError, match=r"small.fits: the cutout \(3.05\" x 3.05\"\) covers only 16% of the "
+                                         r"estimator's 7.68\" x 7.68\" field"):
+        model_lens(small)
 
 
 def test_model_lens_passes_conditions(simulated_cutout):
@@ -212,6 +222,29 @@ def test_cli_estimate_refuses_a_fits_image_that_may_hold_lens_light(simulated_cu
     err = capsys.readouterr().err
     assert "lenskit model" in err and "--no-lens-light" in err and not (tmp_path / "e.asdf").exists()
     assert main(["estimate", str(path), "--no-lens-light", "-o", str(tmp_path / "e.asdf"), "-q"]) == 0
+    # a cutout far smaller than the network's field is refused, naming the sizes, and nothing is written
+    small = tmp_path / "small.fits"
+    fits.PrimaryHDU(fits.getdata(path)[35:86, 35:86], header=fits.getheader(path)).writeto(small)
+    assert main(["estimate", str(small), "--no-lens-light", "-o", str(tmp_path / "s.asdf"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "covers only 11% of hst_wfc3's 7.68\" x 7.68\" field" in err and not (tmp_path / "s.asdf").exists()
+
+
+def test_a_network_reads_a_cutout_smaller_than_its_field_filled_with_noise_not_blank():
+    """hst_wfc3 on simulated lenses cut to 6.4" of its 7.68" field: the border blank (masked zeros) or filled."""
+    ds = lenskit.Simulator(source="sersic_clump", instrument=lenskit.get("instrument", "hst_wfc3")(test=True),
+                           seed=5).sample(40)
+    est = lenskit.load_estimator("hst_wfc3")
+    truth = np.asarray(ds.params["theta_E"], float)
+    err = {}
+    for outside in ("mask", "noise"):
+        stamps = [Cutout(ds.images[i, 0, 16:176, 16:176].astype(float), 0.04).resample(
+            0.04, (192, 192), centre=(79.5, 79.5), outside=outside) for i in range(len(ds))]
+        got = [float(est.predict(s.to_dataset(lens_light=False)).table["theta_E"][0].value) for s in stamps]
+        err[outside] = np.quantile(np.abs(np.array(got) - truth), 0.68)
+    full = np.quantile(np.abs(np.asarray(est.predict(ds).table["theta_E"], float) - truth), 0.68)
+    # measured: 0.116" with the whole field, 0.129" filled, 0.496" blank
+    assert err["noise"] < 1.5 * full and err["mask"] > 2.5 * err["noise"], (full, err)
 
 
 def test_cli_deblend_output_chains_into_estimate(tmp_path, capsys):

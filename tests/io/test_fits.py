@@ -56,6 +56,44 @@ def test_resample_propagates_noise():
     # outside the input: masked, infinite noise
     r2 = c.resample(0.1, (150, 150), centre=(99.5, 99.5))
     assert r2.mask[0, 0] and np.isinf(r2.noise[0, 0]) and not r2.mask[75, 75]
+    assert r2.outside_fraction == pytest.approx(1 - c.coverage(0.1, (150, 150), centre=(99.5, 99.5)))
+    assert r2.outside_fraction == pytest.approx(1 - (100 / 150) ** 2, abs=0.01)
+
+
+def test_resample_fills_the_grid_beyond_the_cutout_with_its_background():
+    rng = np.random.default_rng(5)
+    sigma, level = 0.3, 2.0
+    yy, xx = np.indices((100, 100))
+    img = level + rng.normal(0, sigma, (100, 100)) + 40 * np.exp(-0.5 * ((xx - 49.5) ** 2 + (yy - 49.5) ** 2) / 9)
+    for noise in (np.full((100, 100), sigma), None):  # the noise map's level, or the pixels' own scatter
+        c = Cutout(img, 0.05, noise=noise)
+        kept = c.resample(0.05, (160, 160), centre=(49.5, 49.5))
+        r = c.resample(0.05, (160, 160), centre=(49.5, 49.5), outside="noise")
+        beyond = kept.mask
+        assert r.outside_fraction == pytest.approx(1 - 100 ** 2 / 160 ** 2) == pytest.approx(beyond.mean())
+        assert not r.mask.any()  # filled, not masked
+        np.testing.assert_array_equal(r.image[~beyond], kept.image[~beyond])  # the cutout itself unchanged
+        fill = r.image[beyond]
+        # the cutout's median (the background, nudged by the galaxy) plus noise of its rms
+        assert fill.mean() == pytest.approx(np.median(kept.image[~beyond]), abs=0.01)
+        assert fill.mean() == pytest.approx(level, abs=0.03)
+        assert fill.std() == pytest.approx(sigma, rel=0.02 if noise is not None else 0.06)  # MAD: nudged too
+        if noise is not None:
+            np.testing.assert_allclose(r.noise[beyond], sigma, rtol=1e-6)
+        # the same fill every time: an estimate does not depend on when it was made
+        np.testing.assert_array_equal(r.image, c.resample(0.05, (160, 160), centre=(49.5, 49.5), outside="noise").image)
+    with pytest.raises(ValueError, match="outside must be 'mask' or 'noise'"):
+        c.resample(0.05, (160, 160), outside="zeros")
+
+
+def test_check_field_refuses_a_cutout_that_covers_under_half_of_a_network_field():
+    c = Cutout(np.random.default_rng(0).normal(0, 1, (100, 100)), 0.04, path="small.fits")
+    assert c.check_field(0.04, (96, 96), centre=(49.5, 49.5)) == 0.0  # inside the cutout: silent
+    with pytest.warns(lenskit.core.LenskitDataWarning, match=r"small.fits: 39% of hst_wfc3's 5.12\" x 5.12\" field"):
+        assert c.check_field(0.04, (128, 128), centre=(49.5, 49.5), what="hst_wfc3") == pytest.approx(1 - (100 / 128) ** 2)
+    with pytest.raises(ValueError, match=r"small.fits: the cutout \(4\" x 4\"\) covers only 27% of the estimator's "
+                                         r"7.68\" x 7.68\" field .* at least 7.68\" x 7.68\""):
+        c.to_stamp(0.04, (192, 192), centre=(49.5, 49.5))
 
 
 def test_read_slacs_cutout_with_wcs(shared_data):
