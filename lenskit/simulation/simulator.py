@@ -358,14 +358,18 @@ class Simulator:
         return dict(p=p, extra=extra, beta=beta, inside=inside, src=src, src_mag=src_mag, src_flux=src_flux,
                     light=light, lens_flux=lens_flux)
 
-    def _round(self, rng: np.random.Generator, keep_truth: bool) -> list[dict]:
+    def _round(self, rng: np.random.Generator, keep_truth: bool, limit: int | None = None) -> list[dict]:
         """
         One round: draw, place and render a batch of candidates chunk by chunk, observe and select them.
 
         Returns, per chunk with accepted systems, a dict of its tensors (``images``, ``variance``, ``masks``,
-        ``arcs``, ``lens_light``) and ``row``, the parameters of its systems.
+        ``arcs``, ``lens_light``) and ``row``, the parameters of its systems.  With ``limit``, the chunks stop
+        once that many systems are accepted: the chunks returned are those of the whole round (every chunk's
+        random numbers follow those of the chunks before it), so a caller that takes at most ``limit`` systems
+        from the round gets the same ones.
         """
         out = []
+        accepted = 0
         m = max(4 * self.chunk_size, 16)
         cand = self._candidates(m, rng)
         for start in range(0, m, self.chunk_size):
@@ -440,23 +444,32 @@ class Simulator:
             row["_src"] = cand["src"].take(sel)
             chunk["row"] = row
             out.append(chunk)
+            accepted += len(sel)
+            if limit is not None and accepted >= limit:
+                break
         return out
 
-    def _rounds(self, base: int, keep_truth: bool, workers: int, need) -> Iterator[list[dict]]:
+    def _rounds(self, base: int, keep_truth: bool, workers: int, need, truncate: bool = False) -> Iterator[list[dict]]:
         """
         Rounds 0, 1, 2 ... seeded from ``base``, in order, computed ``workers`` at a time (`lenskit.simulation.parallel`).
 
         ``need()`` is the number of systems the consumer still wants; no round is started that it will most
-        likely not use (so that the workers are idle between the batches of a `stream`).
+        likely not use (so that the workers are idle between the batches of a `stream`).  ``truncate``: a
+        consumer that takes once and stops (`sample`, `simulate`) needs no round's chunks beyond ``need()``
+        accepted systems, which `_round` then does not render (the systems taken are the same).
         """
         index = 0
+
+        def limit():
+            return need() if truncate else None
+
         if workers == 1 or self.device.type != "cpu":  # serial (a GPU runs each operation in parallel itself)
             while True:
-                yield self._round(round_rng(base, index), keep_truth)
+                yield self._round(round_rng(base, index), keep_truth, limit())
                 index += 1
         if self.compile and not self._warm:  # compile the kernels once, in this thread, before workers use them
             self._warm = True
-            yield self._round(round_rng(base, index), keep_truth)
+            yield self._round(round_rng(base, index), keep_truth, limit())
             index += 1
         ex = pool(workers)
         inflight = deque()
@@ -465,7 +478,7 @@ class Simulator:
             while True:
                 per_round = got / done if done else 0.0
                 while len(inflight) < workers and (not inflight or per_round * len(inflight) < need()):
-                    inflight.append(ex.submit(self._round, round_rng(base, index), keep_truth))
+                    inflight.append(ex.submit(self._round, round_rng(base, index), keep_truth, limit()))
                     index += 1
                 chunks = inflight.popleft().result()
                 done += 1
@@ -478,10 +491,11 @@ class Simulator:
     class _Flow:
         """Accepted systems of rounds ``0, 1, 2 ...`` of one base seed, taken ``n`` at a time (leftovers kept)."""
 
-        def __init__(self, sim, base, keep_truth, workers):
+        def __init__(self, sim, base, keep_truth, workers, once=False):
             self.sim = sim
             self.want = 0
-            self.rounds = sim._rounds(base, keep_truth, workers, lambda: self.want)
+            # once: one take, then closed (sample, simulate): no round renders chunks that take cannot use
+            self.rounds = sim._rounds(base, keep_truth, workers, lambda: self.want, truncate=once)
             self.left = deque()  # accepted chunks not yet taken
 
         def take(self, n, progress=None):
@@ -521,10 +535,11 @@ class Simulator:
         def close(self):
             self.rounds.close()
 
-    def _flow(self, rng, keep_truth, workers=None):
-        """A new flow of rounds whose base seed is one number from ``rng``."""
+    def _flow(self, rng, keep_truth, workers=None, once=False):
+        """A new flow of rounds whose base seed is one number from ``rng``; ``once``: for a single take."""
         tune_malloc()
-        return self._Flow(self, int(rng.integers(0, 2**63 - 1)), keep_truth, workers or self.workers or default_workers())
+        return self._Flow(self, int(rng.integers(0, 2**63 - 1)), keep_truth, workers or self.workers or default_workers(),
+                          once)
 
     def simulate(self, n: int, rng: np.random.Generator | None = None, keep_truth: bool = True,
                  workers: int | None = None) -> Accepted:
@@ -552,7 +567,7 @@ class Simulator:
         """
         n = check_int("n", n, minimum=0)
         workers = check_int("workers", workers, minimum=1, allow_none=True)
-        flow = self._flow(self.rng if rng is None else rng, keep_truth, workers)
+        flow = self._flow(self.rng if rng is None else rng, keep_truth, workers, once=True)
         try:
             return flow.take(n) if n else Accepted()
         finally:
@@ -583,7 +598,7 @@ class Simulator:
                      "lenskit.scale.simulate (lenskit simulate --workers N --shard-size M)")
         bar = tqdm(total=n, desc="simulating", unit="lens") if progress else None
         try:
-            flow = self._flow(self.rng, keep_truth)
+            flow = self._flow(self.rng, keep_truth, once=True)
             try:
                 parts = [flow.take(n, None if bar is None else bar.update)]
             finally:

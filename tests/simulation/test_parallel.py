@@ -36,6 +36,32 @@ def test_systems_do_not_depend_on_the_number_of_workers():
     assert a.provenance.checksums["images"] == array_checksum(a.images)
 
 
+def test_a_sample_renders_only_the_chunks_it_takes_and_takes_the_same_systems(monkeypatch):
+    sim = basic(workers=1, chunk_size=4)  # rounds of four chunks of four candidates
+    full = sim._round(parallel.round_rng(11, 0), True)
+    assert len(full) >= 2  # (the selection keeps some of the round's candidates in more than one chunk)
+    part = sim._round(parallel.round_rng(11, 0), True, limit=len(full[0]["images"]))
+    assert len(part) == 1
+    for k in ("images", "variance", "arcs"):  # the whole round's first chunk, to the bit
+        assert torch.equal(part[0][k], full[0][k])
+    # sample(n) renders no chunk it cannot use, and its systems are the first n of a larger sample
+    calls = []
+    observe = type(sim.instrument).observe
+    monkeypatch.setattr(type(sim.instrument), "observe", lambda self, *a, **k: calls.append(1) or observe(self, *a, **k))
+    small = basic(workers=1, chunk_size=4, selection=None).sample(3)
+    assert len(calls) == 1  # one chunk of four candidates, not the round's four
+    calls.clear()
+    big = basic(workers=1, chunk_size=4, selection=None).sample(30)
+    assert len(calls) == 8  # a whole round of 16 candidates, then the 14 more of the next (four chunks)
+    np.testing.assert_array_equal(small.images, big.images[:3])
+    for workers in (2, 3):  # rounds in other threads (a second one started at once): the same systems
+        np.testing.assert_array_equal(basic(workers=workers, chunk_size=4, selection=None).sample(3).images,
+                                      small.images)
+    # a stream keeps whole rounds: its later batches take what the earlier ones left
+    np.testing.assert_array_equal(next(basic(workers=1, chunk_size=4, selection=None).stream(3))[0].numpy(),
+                                  small.images)
+
+
 def test_simulate_takes_one_number_from_the_generator_per_call():
     sim = basic(workers=2)
     rng = np.random.default_rng(3)
