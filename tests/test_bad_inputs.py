@@ -155,6 +155,12 @@ def _lsst_gri_reordered(c):
                                instrument="lsst", provenance=ds.provenance)
 
 
+def _model_lens(*args, **kwargs):
+    from lenskit.modelling import model_lens  # heavy (torch, the fit): only for these cases
+
+    return model_lens(*args, **kwargs)
+
+
 def _cutout(**kw):
     from lenskit.io.fits import Cutout
 
@@ -430,6 +436,12 @@ API = [
     ("Cutout psf zero", lambda c: _cutout(psf=np.zeros((3, 3))), ValueError, r"psf"),
     ("Cutout resample pixel_scale -1", lambda c: _cutout().resample(-1, (16, 16)), ValueError, r"pixel_scale"),
     ("Cutout resample shape 2x2", lambda c: _cutout().resample(0.05, (2, 2)), ValueError, r"shape"),
+    ("Cutout resample outside unknown", lambda c: _cutout().resample(0.05, (16, 16), outside="zeros"), ValueError,
+     r"outside"),
+    ("Cutout to_stamp under half the field", lambda c: _cutout().to_stamp(0.04, (192, 192), centre=(15.5, 15.5)),
+     ValueError, r"covers only 4% of the estimator's 7\.68\" x 7\.68\" field"),
+    ("model_lens cutout under half the field", lambda c: _model_lens(_cutout(image=np.random.default_rng(0).normal(
+        size=(64, 64))), "hst_wfc3", refine=False), ValueError, r"covers only 17% of the estimator's 7\.68\""),
     ("read_cutout missing", lambda c: read_cutout("absent.fits"), FileNotFoundError, r"absent"),
     ("read_cutout without scale", lambda c: read_cutout(c.p("nowcs.fits")), ValueError,
      r"pixel_scale"),
@@ -619,6 +631,8 @@ CLI = [
     ("train --backend without --ddp", ["train", "--steps", "1", "-o", "w.asdf", "--backend", "gloo"], r"--backend"),
     ("train --ddp without torchrun", ["train", "--steps", "1", "-o", "w.asdf", "--ddp"], r"--ddp.*torchrun"),
     ("estimate missing input", ["estimate", "absent.asdf", "-o", "e.asdf"], r"absent\.asdf"),
+    ("estimate cutout under half the field", ["estimate", "{d}/cutout.fits", "--no-lens-light", "-o", "e.asdf"],
+     r"cutout\.fits: the cutout \(3\.2\" x 3\.2\"\) covers only 17% of hst_wfc3's 7\.68\" x 7\.68\" field"),
     ("estimate -o exists", ["estimate", "{d}/lsst.asdf", "-o", "{d}/lsst_r.asdf"], r"-o/--output.*exists"),
     ("estimate -o x.txt", ["estimate", "{d}/lsst.asdf", "-o", "e.txt"], r"-o/--output"),
     ("estimate --estimator a dataset", ["estimate", "{d}/lsst.asdf", "-o", "e.asdf", "--estimator",
