@@ -245,6 +245,19 @@ def test_a_network_reads_a_cutout_smaller_than_its_field_filled_with_noise_not_b
     full = np.quantile(np.abs(np.asarray(est.predict(ds).table["theta_E"], float) - truth), 0.68)
     # measured: 0.116" with the whole field, 0.129" filled, 0.496" blank
     assert err["noise"] < 1.5 * full and err["mask"] > 2.5 * err["noise"], (full, err)
+    # a 1" strip masked across the field (a chip gap): zeros against to_stamp's fill
+    strip = {}
+    for fill in (False, True):
+        got = []
+        for i in range(len(ds)):
+            m = np.zeros((192, 192), bool)
+            m[:, 130:155] = True
+            c = Cutout(ds.images[i, 0].astype(float), 0.04, mask=m)
+            s = c.to_stamp(0.04, (192, 192), centre=(95.5, 95.5)) if fill else c.resample(0.04, (192, 192),
+                                                                                             centre=(95.5, 95.5))
+            got.append(float(est.predict(s.to_dataset(lens_light=False)).table["theta_E"][0].value))
+        strip[fill] = np.quantile(np.abs(np.array(got) - truth), 0.68)
+    assert strip[True] < 1.5 * full and strip[False] > 2 * strip[True], (full, strip)
 
 
 def test_cli_deblend_output_chains_into_estimate(tmp_path, capsys):

@@ -86,6 +86,27 @@ def test_resample_fills_the_grid_beyond_the_cutout_with_its_background():
         c.resample(0.05, (160, 160), outside="zeros")
 
 
+def test_fill_large_masks_fills_regions_larger_than_the_training_masks_only():
+    rng = np.random.default_rng(6)
+    sigma, level = 0.2, 1.0
+    img = level + rng.normal(0, sigma, (120, 120))
+    mask = np.zeros(img.shape, bool)
+    mask[:, 60:70] = True  # a 0.4" x 4.8" strip (1.9 arcsec**2): larger than the training's masks
+    mask[10:13, 10:13] = True  # a cosmic ray (0.014 arcsec**2): as trained, it stays masked
+    c = Cutout(img, 0.04, noise=np.full(img.shape, sigma), mask=mask)
+    f = c.fill_large_masks()
+    assert f.mask[10:13, 10:13].all() and not f.mask[:, 60:70].any()
+    assert f.filled_fraction == pytest.approx(10 / 120)
+    strip = f.image[:, 60:70]
+    assert strip.mean() == pytest.approx(level, abs=0.02) and strip.std() == pytest.approx(sigma, rel=0.05)
+    np.testing.assert_array_equal(f.image[~mask], c.image[~mask])
+    np.testing.assert_allclose(f.noise[:, 60:70], sigma)
+    assert c.fill_large_masks(area=10.0).filled_fraction == 0.0  # the threshold is an area in arcsec**2
+    assert c.to_stamp(0.04, (120, 120), centre=(59.5, 59.5)).filled_fraction == pytest.approx(10 / 120)
+    with pytest.raises(ValueError, match="area"):
+        c.fill_large_masks(area=-1)
+
+
 def test_check_field_refuses_a_cutout_that_covers_under_half_of_a_network_field():
     c = Cutout(np.random.default_rng(0).normal(0, 1, (100, 100)), 0.04, path="small.fits")
     assert c.check_field(0.04, (96, 96), centre=(49.5, 49.5)) == 0.0  # inside the cutout: silent
