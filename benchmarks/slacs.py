@@ -116,7 +116,7 @@ def main(argv=None):
         spy = EightCopies(est) if args.copies is not None else est
         r = model_lens(lens["cutout"], spy, deblend=not lens["lens_subtracted"], psf=lens["psf"],
                        fit_kwargs={"shear": args.shear}, tta=args.tta)
-        v = {k: float(getattr(r[k], "value", r[k])) for k in r.table.colnames if k != "fit_at_bound"}
+        v = {k: float(getattr(r[k], "value", r[k])) for k in r.table.colnames if r.table[k].dtype.kind in "biuf"}
         row = {"lens": lens["name"], "published": {k: lens[k] for k in ("theta_E", "q", "pa")}}
         for who, pre in (("cnn", "cnn_"), ("fit", "")):
             row[who] = {"theta_E": v[f"{pre}theta_E"], "q": v[f"{pre}q"], "pa": v[f"{pre}pa"],

@@ -4,8 +4,9 @@ Refusals you can rely on
 
 lenskit answers a bad request with an error that names what is wrong, before
 any work and without writing anything.  This tutorial shows the refusals a user
-meets most: data that do not suit an estimator, a damaged file, and a request
-that cannot fit in memory (see :ref:`trust`).
+meets most: data that do not suit an estimator, a cutout too small for a
+network's field, a damaged file, and a request that cannot fit in memory (see
+:ref:`trust`).
 """
 
 import tempfile
@@ -61,6 +62,32 @@ try:
     lenskit.Simulator(priors={"theta_E": (1 * u.km / u.s, 2 * u.km / u.s)})
 except u.UnitConversionError as err:
     print(err)
+
+# %%
+# A cutout too small for the network's field
+# -------------------------------------------
+# The HST estimator reads a 7.68" field.  A real cutout (here lens-subtracted
+# arcs) smaller than that reaches it with the rest of the field filled with
+# the cutout's background noise -- a blank border, which no training image
+# had, would spoil the answer -- and with a warning; one that covers less
+# than half of the field is refused.
+from lenskit.io.fits import Cutout  # noqa: E402
+
+hst = lenskit.Simulator(source="sersic_clump", instrument=lenskit.get("instrument", "hst_wfc3")(test=True),
+                        seed=5).sample(1)
+arcs = hst.images[0, 0].astype(float)
+for size in (192, 160, 80):  # 7.68", 6.4" and 3.2" cut about the stamp's centre
+    c = (192 - size) // 2
+    cut = Cutout(arcs[c:c + size, c:c + size], 0.04)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            stamp = cut.to_stamp(0.04, (192, 192), centre=((size - 1) / 2, (size - 1) / 2))
+        answer = lenskit.load_estimator("hst_wfc3").predict(stamp.to_dataset(lens_light=False)).table["theta_E"][0]
+        print(f"{size * 0.04:.2f}\" cutout: {100 * stamp.outside_fraction:.0f}% of the field filled, theta_E "
+              f"{answer:.2f} (true {hst.params['theta_E'][0]:.2f}){'; ' + str(caught[0].message) if caught else ''}")
+    except ValueError as err:
+        print(f"{size * 0.04:.2f}\" cutout: {err}")
 
 # %%
 # A damaged file is refused

@@ -364,20 +364,6 @@ class Cutout:
             var = np.where(self.mask, 0.0, self.noise ** 2)
             noise = np.sqrt((wy ** 2) @ var @ (wx ** 2).T)
             noise = np.where(mask, np.inf, np.maximum(noise, 1e-30))
-        if outside == "noise" and beyond.any():
-            use = ~mask & ~beyond
-            if not use.any():
-                raise ValueError("no unmasked pixel of the cutout lies on the new grid: nothing to fill it from")
-            level = float(np.median(img[use]))
-            if noise is not None:
-                sigma = float(np.median(noise[use]))
-            else:
-                sigma = 1.4826 * float(np.median(np.abs(img[use] - level)))
-            fill = level + sigma * np.random.default_rng(0).standard_normal(img.shape)
-            img = np.where(beyond, fill, img)
-            mask &= ~beyond
-            if noise is not None:
-                noise = np.where(beyond, max(sigma, 1e-30), noise)
         psf = self.psf
         if psf is not None and not np.isclose(pixel_scale, s_in, rtol=1e-3):
             from scipy import ndimage  # heavy (scipy): `import lenskit` stays light
@@ -386,7 +372,37 @@ class Cutout:
             psf = k / k.sum() if k.sum() > 0 else None
         out = Cutout(np.where(mask, 0.0, img), pixel_scale, noise=noise, psf=psf, wcs=None, header=self.header,
                      path=self.path, mask=mask)
+        if outside == "noise" and beyond.any():
+            if not (~out.mask & ~beyond).any():
+                raise ValueError("no unmasked pixel of the cutout lies on the new grid: nothing to fill it from")
+            out = out._filled(beyond, seed=0)
         out.outside_fraction = float(np.mean(beyond))
+        return out
+
+    def _filled(self, region, seed):
+        """
+        A copy with the pixels of ``region`` replaced by the background -- the median of the other unmasked
+        pixels plus Gaussian noise of their median noise (the noise map's, else `robust_sigma` of the pixels),
+        drawn from ``seed`` -- and no longer masked: `resample` (``outside="noise"``) and `fill_large_masks`.
+        """
+        if not region.any():
+            out = Cutout(self.image, self.pixel_scale, noise=self.noise, psf=self.psf, wcs=self.wcs,
+                         header=self.header, path=self.path, mask=self.mask)
+            out.outside_fraction = self.outside_fraction
+            return out
+        from lenskit.core.statistics import robust_sigma  # astropy.stats (7 ms): `import lenskit` stays light
+
+        use = ~self.mask & ~region
+        level = float(np.median(self.image[use]))
+        if self.noise is not None and np.isfinite(self.noise[use]).any():
+            sigma = float(np.median(self.noise[use]))
+        else:
+            sigma = robust_sigma(self.image[use])
+        fill = level + sigma * np.random.default_rng(seed).standard_normal(self.shape)
+        out = Cutout(np.where(region, fill, self.image), self.pixel_scale,
+                     noise=None if self.noise is None else np.where(region, max(sigma, 1e-30), self.noise),
+                     psf=self.psf, wcs=self.wcs, header=self.header, path=self.path, mask=self.mask & ~region)
+        out.outside_fraction = self.outside_fraction
         return out
 
     def check_field(self, pixel_scale, shape, centre=None, what="the estimator"):
@@ -414,13 +430,15 @@ class Cutout:
                           f"on a cutout that covers the field", LenskitDataWarning, stacklevel=3)
         return outside
 
-    def to_stamp(self, pixel_scale, shape, centre=None, what="the estimator"):
+    def to_stamp(self, pixel_scale, shape, centre=None, what="the estimator", check=True):
         """
         The cutout on a network's grid: `check_field` (refused beyond half the field, warned beyond a fifth),
         then `resample` with ``outside="noise"``, then `fill_large_masks` (masked regions larger than the
-        training's masks filled with the background).
+        training's masks filled with the background).  ``check=False`` skips `check_field`, for a caller that
+        made it already, before its own work (`~lenskit.modelling.model_lens`, before the deblending).
         """
-        self.check_field(pixel_scale, shape, centre, what)
+        if check:
+            self.check_field(pixel_scale, shape, centre, what)
         return self.resample(pixel_scale, shape, centre=centre, outside="noise").fill_large_masks()
 
     def fill_large_masks(self, area=MASK_FILL_AREA):
@@ -443,23 +461,8 @@ class Cutout:
         labels, n = ndimage.label(self.mask, structure=np.ones((3, 3)))
         sizes = np.bincount(labels.ravel(), minlength=n + 1) * self.pixel_scale ** 2
         big = (sizes > area)[labels] & self.mask
-        out = Cutout(self.image, self.pixel_scale, noise=self.noise, psf=self.psf, wcs=self.wcs, header=self.header,
-                     path=self.path, mask=self.mask)
-        out.outside_fraction = self.outside_fraction
+        out = self._filled(big, seed=1)
         out.filled_fraction = float(big.mean())
-        if not big.any():
-            return out
-        use = ~self.mask
-        level = float(np.median(self.image[use]))
-        if self.noise is not None and np.isfinite(self.noise[use]).any():
-            sigma = float(np.median(self.noise[use]))
-        else:
-            sigma = 1.4826 * float(np.median(np.abs(self.image[use] - level)))
-        fill = level + sigma * np.random.default_rng(1).standard_normal(self.shape)
-        out.image = np.where(big, fill, self.image)
-        out.mask = self.mask & ~big
-        if out.noise is not None:
-            out.noise = np.where(big, max(sigma, 1e-30), out.noise)
         return out
 
     def phi_from_position_angle(self, pa_deg):

@@ -241,8 +241,7 @@ def model_lens(cutout: Cutout | str | os.PathLike | Any, estimator: str | Estima
     # -- CNN on the estimator's grid ------------------------------------------------------------------------
     def cnn_step(image):
         cut = Cutout(image, ps, noise=np.where(mask, np.nan, noise), psf=kern, wcs=cutout.wcs, mask=mask)
-        stamp = cut.resample(estimator.expects["pixel_scale"], estimator.in_shape[1:], centre=(cx, cy),
-                             outside="noise").fill_large_masks()
+        stamp = cut.to_stamp(estimator.expects["pixel_scale"], estimator.in_shape[1:], centre=(cx, cy), check=False)
         answer = estimator.predict(stamp.to_dataset(lens_light="deblended" if deblend else False),
                                    **({"tta": tta} if tta != 1 else {}),
                                    **({"conditions": conditions} if conditions else {}))
