@@ -230,7 +230,8 @@ def separable_convolve(stack, kernels, index=None):
             return _dense_convolve(stack, kernels, index)
     band = _band_toeplitz(kernels, BAND_BLOCK)
     out = _convolve_rows(stack, band, k // 2, BAND_BLOCK)
-    return _convolve_rows(out.transpose(1, 2), band, k // 2, BAND_BLOCK).transpose(1, 2)
+    # made contiguous here, once: a transposed result would make every later reshape of the images a copy
+    return _convolve_rows(out.transpose(1, 2), band, k // 2, BAND_BLOCK).transpose(1, 2).contiguous()
 
 
 def _dense_convolve(stack, kernels, index):
@@ -870,6 +871,23 @@ class GaussianNoise(Effect):
             self._amp[shape] = amp
         return self._amp[shape]
 
+    def white_split(self, shape):
+        """
+        The colouring split into white noise and the rest: ``(c, rest)`` with ``amplitude(shape)**2 = c + rest**2``.
+
+        ``c`` is the smallest power of the spectrum (its fraction of the
+        noise variance that is white), ``rest`` the amplitude of what remains
+        (the half-plane, as `torch.fft.rfft2` lays it out).  White noise of
+        variance ``c s**2`` plus white noise coloured by ``rest`` and scaled
+        by ``s`` is coloured noise of rms ``s``, exactly.
+        """
+        key = ("split", shape)
+        if key not in self._amp:
+            p = self.amplitude(shape) ** 2
+            c = float(p.min())
+            self._amp[key] = (c, np.sqrt(np.clip(p - c, 0, None))[:, : shape[1] // 2 + 1])
+        return self._amp[key]
+
     def __call__(self, obs, rng):
         frac, g, coloured = self._draw(rng, obs.n, obs.images.device)
         obs.images, sigma = self._add(obs.images, frac, coloured, g)
@@ -942,15 +960,20 @@ def poisson_gaussian_noise(obs, rng, poisson, gaussian):
     counts factors, rms and colouring.  The Gaussian rms is a fraction of each
     image's *noisy* peak, so the pixels that may hold it (``_peak_candidates``:
     all but those that reach it with probability below 3e-8 per image) get
-    exact Poisson counts first.  For a white-noise image whose Gaussian rms is
-    `POISSON_GAUSSIAN_MIN_RMS` (3) counts or more, every other pixel's sum of
-    a Poisson count of mean ``m`` and the noise of variance ``s**2`` is then
-    drawn from one normal through the Cornish-Fisher expansion of its
-    quantile function (``_cornish_fisher_sum``): its total-variation distance
-    to the exact sum is below 5e-5 for every ``m`` (largest near m = 1; 1e-5
-    at s = 5, 1e-6 at s = 10), where a Poisson draw costs 12-50 ns a pixel
-    on the CPU and this about 6.  Images with coloured noise or an rms
-    under 3 counts get both effects as before.
+    exact Poisson counts first.  Where the white part of the Gaussian noise
+    has an rms of `POISSON_GAUSSIAN_MIN_RMS` (3) counts or more, every other
+    pixel's sum of a Poisson count of mean ``m`` and that white noise of
+    variance ``w**2`` is then drawn from one normal through the Cornish-Fisher
+    expansion of its quantile function (``_cornish_fisher_sum``): its
+    total-variation distance to the exact sum is below 5e-5 for every ``m``
+    (largest near m = 1; 1e-5 at w = 5, 1e-6 at w = 10), where a Poisson draw
+    costs 12-50 ns a pixel on the CPU and this about 6.  White noise is all
+    white; coloured noise of rms ``s`` is split exactly into white noise of
+    variance ``c s**2`` (``c`` the smallest power of its spectrum,
+    `GaussianNoise.white_split`: 0.016 for ``"cosmos_acs_f814w"``) and the
+    remainder, coloured and added afterwards, so that its images fuse from
+    ``s = 3 / sqrt(c)`` (24 counts there).  Images whose white part is
+    under 3 counts rms get both effects as before.
 
     Parameters
     ----------
@@ -963,22 +986,24 @@ def poisson_gaussian_noise(obs, rng, poisson, gaussian):
     -------
     Observation
     """
-    n = obs.n
+    n, nb, h, w = obs.images.shape
     dt, dev = obs.images.dtype, obs.images.device
     f, gp = poisson._draw(rng, n, dev)
     frac, gg, coloured = gaussian._draw(rng, n, dev)
     mean, peak, ft = poisson._mean(obs.images, f)
-    # the pixels that may hold the noisy peak, which sets the rms: exact counts, first
+    # the pixels that may hold the noisy peak, which sets the rms: exact counts, first (no zero means)
     largest = mean.reshape(n, -1).amax(1)
-    # coloured images go the separate way: no candidates; no zero means either
-    thr = _peak_candidates(largest).clamp_(min=torch.finfo(dt).tiny)
-    thr = thr.masked_fill_(torch.as_tensor(coloured, device=dev), math.inf).reshape(n, 1, 1, 1)
+    thr = _peak_candidates(largest).clamp_(min=torch.finfo(dt).tiny).reshape(n, 1, 1, 1)
     cand = mean >= thr
     ci = cand.nonzero(as_tuple=True)
     xc = torch.poisson(mean[ci], generator=gp)
     top = torch.zeros(n, dtype=dt, device=dev).scatter_reduce_(0, ci[0], xc, reduce="amax")
     s = torch.as_tensor(frac, dtype=dt, device=dev) * top  # the Gaussian rms in counts
-    fuse = ((s >= POISSON_GAUSSIAN_MIN_RMS) & ~torch.as_tensor(coloured, device=dev)).cpu().numpy()
+    # the share of the noise variance drawn white with the photons: all of it, or the coloured spectrum's floor
+    c_white, rest = gaussian.white_split((h, w)) if coloured.any() else (1.0, None)
+    wf = torch.where(torch.as_tensor(coloured, device=dev), c_white, 1.0).to(dt)
+    sw = s * wf.sqrt()  # rms of the white part, counts
+    fuse = (sw >= POISSON_GAUSSIAN_MIN_RMS).cpu().numpy()
     # consecutive images of one kind at a time: views, not gathered copies of the images
     runs = np.split(np.arange(n), np.nonzero(np.diff(fuse))[0] + 1)
     y = torch.empty_like(mean) if len(runs) > 1 else None
@@ -986,7 +1011,7 @@ def poisson_gaussian_noise(obs, rng, poisson, gaussian):
     for r in runs:
         a, b = int(r[0]), int(r[-1]) + 1
         if fuse[a]:
-            part = _cornish_fisher_sum(mean[a:b], (s[a:b] ** 2).reshape(-1, 1, 1, 1), gg, top_mean).to(dt)
+            part = _cornish_fisher_sum(mean[a:b], (sw[a:b] ** 2).reshape(-1, 1, 1, 1), gg, top_mean).to(dt)
         else:
             part = poisson_counts(torch.where(cand[a:b], 0.0, mean[a:b]), gp)
         if y is None:  # one kind throughout: no copy
@@ -994,11 +1019,18 @@ def poisson_gaussian_noise(obs, rng, poisson, gaussian):
         else:
             y[a:b] = part
     fuse_t = torch.as_tensor(fuse, device=dev)
-    yc = xc.addcmul_(torch.randn(xc.shape, generator=gg, dtype=dt, device=dev), (s * fuse_t)[ci[0]])
-    y[ci] = yc  # the candidates' exact counts, plus the noise where it is drawn here
+    yc = xc.addcmul_(torch.randn(xc.shape, generator=gg, dtype=dt, device=dev), (sw * fuse_t)[ci[0]])
+    y[ci] = yc  # the candidates' exact counts, plus the white noise where it is drawn here
     images = y.div_(ft).mul_(peak)
     sigma = (s / ft.reshape(n) * peak.reshape(n)).masked_fill_(~fuse_t, 0)
-    for r in runs:  # coloured or faint noise: the Gaussian effect itself, on the Poisson images
+    both = np.nonzero(fuse & coloured)[0]
+    if len(both):  # the coloured remainder of the fused coloured images
+        ftype = torch.float64 if dt == torch.float64 else torch.float32
+        idx = torch.as_tensor(both, device=dev)
+        white = torch.randn((len(both), nb, h, w), generator=gg, dtype=ftype, device=dev)
+        col = torch.fft.irfft2(torch.fft.rfft2(white) * torch.as_tensor(rest, dtype=ftype, device=dev), s=(h, w))
+        images.index_add_(0, idx, col.mul_(sigma[idx].reshape(-1, 1, 1, 1).to(ftype)).to(dt))
+    for r in runs:  # faint noise: the Gaussian effect itself, on the Poisson images
         a, b = int(r[0]), int(r[-1]) + 1
         if not fuse[a]:
             images[a:b], sigma[a:b] = gaussian._add(images[a:b], frac[a:b], coloured[a:b], gg)
@@ -1329,20 +1361,21 @@ class CircularMasks(Effect):
     def __call__(self, obs, rng):
         n, nb, h, w = obs.images.shape
         dev = obs.images.device
-        ref = obs.truth.get(self.component, obs.images).sum(1)  # (N, H, W)
-        ref = torch.clamp(ref, min=0).to(torch.float64)
-        total = ref.reshape(n, -1).sum(1).clamp(min=1e-300)
+        comp = obs.truth.get(self.component, obs.images)
+        # (N, H*W) in the images' dtype: one pass (two for several bands); the flux fractions in float64
+        ref = torch.clamp(comp[:, 0] if comp.shape[1] == 1 else comp.sum(1), min=0).reshape(n, -1)
+        total = ref.sum(1).to(torch.float64).clamp(min=1e-300)  # torch sums float32 pairwise: to 1e-7
         r_pix = self.radius / obs.pixel_scale
         kmax = self.n_masks[1]
         count = rng.integers(self.n_masks[0], kmax + 1, n)
-        final = torch.zeros((n, h, w), dtype=torch.bool, device=dev)
+        final = None
         frac = np.zeros(n)
         if kmax > 0:
             cy = rng.uniform(-0.5, h - 0.5, (n, kmax))
             cx = rng.uniform(-0.5, w - 0.5, (n, kmax))
             # half of the masks sit on pixels drawn in proportion to the arc flux (inverse CDF)
             on_arc = (rng.random((n, kmax)) < 0.5) & (total.cpu().numpy() > 1e-300)[:, None]
-            cdf = torch.cumsum(ref.reshape(n, -1), dim=1)
+            cdf = torch.cumsum(ref, dim=1)  # where the on-arc masks fall: the images' precision is plenty
             draws = torch.as_tensor(rng.random((n, kmax)), dtype=cdf.dtype, device=dev) * cdf[:, -1:]
             pix = torch.clamp(torch.searchsorted(cdf, draws), max=h * w - 1).cpu().numpy()
             cy = np.where(on_arc, pix // w, cy)
@@ -1361,7 +1394,9 @@ class CircularMasks(Effect):
                 n, kmax, 1, 1)
             spare = h * w
             flat = torch.where(inside, py * w + px, spare).reshape(n, kmax, -1)
-            refn = F.pad((ref / total.reshape(n, 1, 1)).reshape(n, -1), (0, 1))
+            # each pixel's share of the flux, gathered where the circles are (the spare column: none)
+            share = torch.where(flat < spare, ref.gather(1, flat.reshape(n, -1).clamp(max=spare - 1)).reshape(
+                flat.shape).to(torch.float64) / total.reshape(n, 1, 1), 0.0)
             union = torch.zeros((n, spare + 1), dtype=torch.bool, device=dev)
             cov = torch.zeros(n, dtype=torch.float64, device=dev)
             frac_t = torch.zeros(n, dtype=torch.float64, device=dev)
@@ -1370,7 +1405,7 @@ class CircularMasks(Effect):
             for k in range(kmax):
                 idx = flat[:, k]
                 new = (idx < spare) & ~union.gather(1, idx)  # pixels of this circle not masked yet
-                cov = cov + (refn.gather(1, idx) * new).sum(1)
+                cov = cov + (share[:, k] * new).sum(1)
                 union.scatter_(1, idx, True)
                 # masks are kept while the union stays within the limit; the first one over it ends the list
                 open_ = open_ & (cov <= self.max_flux_fraction + 1e-12)
@@ -1381,6 +1416,8 @@ class CircularMasks(Effect):
             final.scatter_(1, torch.where(use, flat, spare).reshape(n, -1), True)
             final = final[:, :spare].reshape(n, h, w)
             frac = frac_t.cpu().numpy()
+        if final is None:
+            final = torch.zeros((n, h, w), dtype=torch.bool, device=dev)
         m4 = final.unsqueeze(1).expand(n, nb, h, w)
         obs.images = obs.images.masked_fill(m4, 0.0)
         obs.masks = m4.clone() if obs.masks is None else (obs.masks | m4)

@@ -74,7 +74,7 @@ def arc_snr(arcs, variance):
     sigma = torch.sqrt(variance.reshape(n, nb, -1).mean(2).double())
     a = arcs.reshape(n, nb, -1)  # compared and summed in place (a float64 copy of the arcs cost 6x the rest)
     npix = (a > (0.5 * sigma).to(a.dtype).unsqueeze(2)).sum(2).double()
-    ftot = a.sum(2, dtype=torch.float64)
+    ftot = a.sum(2).double()  # summed pairwise in the arcs' dtype (float32: to about 1e-7), no float64 copy
     snr = torch.where(npix > 0, ftot / (sigma * torch.sqrt(torch.clamp(npix, min=1)) + 1e-300),
                       torch.zeros_like(ftot))
     return snr.cpu().numpy()
