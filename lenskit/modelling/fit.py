@@ -69,10 +69,14 @@ class FitResult:
         The parameters that ended at an end of their range, with their value and that end
         (`~lenskit.modelling.transforms.ParameterTransform.at_bounds`): the optimum lies outside the range,
         and their values and errors (NaN) are not measurements.  Empty for a fit inside its ranges.
+    no_error : list of str
+        The parameters (not at a bound) without a Laplace error: the likelihood's curvature along them is not
+        positive at the optimum found (`~lenskit.modelling.search.laplace_covariance`), which is then no
+        minimum there or the parameters are degenerate.  Empty for a fit at a minimum (or without ``laplace``).
     """
 
     def __init__(self, params, model, residual, lens_light, chi2, dof, seconds, starts, covariance, names,
-                 mass_model=None, at_bound=()):
+                 mass_model=None, at_bound=(), no_error=()):
         self.params = params
         self.model = model
         self.residual = residual
@@ -85,6 +89,7 @@ class FitResult:
         self.names = list(names)
         self.mass_model = mass_model
         self.at_bound = list(at_bound)
+        self.no_error = list(no_error)
 
     def __getitem__(self, name):
         return self.params[name][0]
@@ -244,6 +249,13 @@ def fit(image: ArrayLike, noise: ArrayLike, pixel_scale: float | u.Quantity, psf
         ends = ", ".join(f"{n} = {v:.4g} at {b:.4g}" for n, v, b in at_bound)
         warnings.warn(f"fit: {ends}, an end of its range; the optimum lies outside the range, so these values and "
                       f"their errors (NaN) are not measurements (FitResult.at_bound)", LenskitFitWarning, stacklevel=2)
+    ended = {n for n, _, _ in at_bound}
+    no_error = [n for n in names if laplace and n not in ended and not np.isfinite(stds[n])]
+    if no_error:
+        warnings.warn(f"fit: the likelihood is flat or not at a minimum along {', '.join(no_error)} (its curvature "
+                      f"there is not positive: the search stopped short of the optimum, or these parameters are "
+                      f"degenerate), so their Laplace errors are NaN (FitResult.no_error)", LenskitFitWarning,
+                      stacklevel=2)
 
     # -- results --------------------------------------------------------------------------------------------
     row = QTable()
@@ -258,4 +270,4 @@ def fit(image: ArrayLike, noise: ArrayLike, pixel_scale: float | u.Quantity, psf
     model_np = model_img.numpy()
     lens_np = None if not lens_light else (amp[1] * lens).detach().numpy()
     return FitResult(row, model_np, np.where(m, 0.0, img - model_np), lens_np, 2 * best, dof,
-                     time.perf_counter() - t0, finals, cov, names, model, at_bound)
+                     time.perf_counter() - t0, finals, cov, names, model, at_bound, no_error)

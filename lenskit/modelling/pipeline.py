@@ -71,7 +71,8 @@ class LensModel:
         cutout's background noise: `~lenskit.io.fits.Cutout.check_field`),
         ``reduced_chi2``, ``fit_at_bound`` (the fitted parameters, comma-separated, that ended at an end of
         their range -- theta_E at the masked core or the box's edge: then the fit failed and its values are
-        not measurements; empty for a fit inside its ranges), ``seconds_cnn``, ``seconds_fit``,
+        not measurements; empty for a fit inside its ranges), ``fit_no_error`` (those inside their ranges
+        without a Laplace error: ``FitResult.no_error``), ``seconds_cnn``, ``seconds_fit``,
         ``seconds_deblend``.
     cutout : `~lenskit.io.fits.Cutout`
     arcs : ndarray
@@ -320,6 +321,8 @@ def model_lens(cutout: Cutout | str | os.PathLike | Any, estimator: str | Estima
         row["reduced_chi2"] = [result.reduced_chi2]
         # which fitted parameters ended at an end of their range (the core or the box for theta_E): not measurements
         row["fit_at_bound"] = [",".join(n for n, _, _ in result.at_bound)]
+        # ... and which have no Laplace error though inside their ranges (no minimum found along them)
+        row["fit_no_error"] = [",".join(result.no_error)]
         row["seconds_fit"] = [result.seconds] * u.s
     full_mask = np.ones(cutout.shape, bool)
     full_mask[sl] = fit_mask[sl]

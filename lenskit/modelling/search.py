@@ -85,16 +85,37 @@ def multistart(cheap_nll, full_nll, starts, search_steps, n_refine, adam_steps, 
     return best, finals
 
 
+#: `laplace_covariance`: Hessian eigenvalues at or below this fraction of the largest one's size are not curvature.
+FLAT_RTOL = 1e-10
+#: `laplace_covariance`: a parameter whose squared weight in the non-positive directions exceeds this has no error.
+FLAT_WEIGHT = 0.1
+
+
 def laplace_covariance(nll, z, transform):
     """
     Covariance of the physical parameters: the inverse Hessian of ``nll`` at ``z`` mapped by the transform's Jacobian.
 
-    Returns None when the Hessian is singular.
+    Where the Hessian is not positive definite -- the likelihood is flat or
+    falls along some directions, so that ``z`` is no minimum there (a search
+    stopped short, a saddle, degenerate parameters) -- its inverse is no
+    covariance: the parameters that carry those directions (squared weight
+    above ``FLAT_WEIGHT``, 0.1) get NaN rows and columns, and the others the inverse
+    over the directions of positive curvature.  Returns None when the
+    Hessian is not finite.
     """
     H = torch.autograd.functional.hessian(nll, z)
-    J = transform.jacobian(z)
-    try:
-        cov_free = torch.linalg.inv(H)
-    except RuntimeError:
+    H = 0.5 * (H + H.T)
+    if not bool(torch.isfinite(H).all()):
         return None
-    return (J @ cov_free @ J.T).numpy()
+    J = transform.jacobian(z)
+    lam, vec = torch.linalg.eigh(H)
+    good = lam > FLAT_RTOL * float(lam.abs().max().clamp(min=torch.finfo(lam.dtype).tiny))
+    if bool(good.all()):
+        return (J @ torch.linalg.inv(H) @ J.T).numpy()
+    v = vec[:, good]
+    cov = J @ ((v / lam[good]) @ v.T) @ J.T
+    flat = (vec[:, ~good] ** 2).sum(1) > FLAT_WEIGHT  # free parameters along the flat or falling directions
+    unmeasured = (J[:, flat] != 0).any(1)  # the physical parameters that depend on them
+    cov[unmeasured, :] = float("nan")
+    cov[:, unmeasured] = float("nan")
+    return cov.numpy()

@@ -44,7 +44,7 @@ def test_fit_recovers_truth_with_calibrated_errors(lens_image):
     assert r.params["theta_E"].unit == u.arcsec
     assert r.residual.std() == pytest.approx(sigma[0, 0], rel=0.15)
     assert r.lens_light.shape == img.shape
-    assert r.at_bound == []  # inside every range: no warning, every error finite
+    assert r.at_bound == [] and r.no_error == []  # inside every range, at a minimum: no warning, every error finite
 
 
 def test_fit_options_and_errors(lens_image):
@@ -140,6 +140,50 @@ def test_neighbour_mask_flags_far_sources_not_arcs_or_noise():
         neighbour_mask(img[None], 1.0, c, radius=45)
     with pytest.raises(ValueError, match="radius"):
         neighbour_mask(img, 1.0, c, radius=-1)
+
+
+class _Identity:
+    def jacobian(self, z):
+        return torch.eye(len(z), dtype=z.dtype)
+
+
+def test_laplace_errors_only_where_the_likelihood_curves_upwards():
+    """A saddle and a flat direction: those parameters get NaN, the others the inverse curvature."""
+    from lenskit.modelling.search import laplace_covariance
+
+    z = torch.zeros(4, dtype=torch.float64)
+    bowl = laplace_covariance(lambda t: (t**2 * torch.tensor([1.0, 2.0, 4.0, 0.5], dtype=t.dtype)).sum(), z,
+                              _Identity())
+    np.testing.assert_allclose(np.diag(bowl), [0.5, 0.25, 0.125, 1.0], rtol=1e-10)
+    # z2 a saddle (the likelihood falls along it), z3 flat: no errors for them, exact ones for the rest
+    saddle = laplace_covariance(lambda t: t[0] ** 2 + 2 * t[1] ** 2 - 3 * t[2] ** 2 + 0 * t[3], z, _Identity())
+    d = np.diag(saddle)
+    np.testing.assert_allclose(d[:2], [0.5, 0.25], rtol=1e-10)
+    assert np.isnan(d[2:]).all() and np.isnan(saddle[2]).all() and np.isfinite(saddle[:2, :2]).all()
+    # a degenerate pair (only their sum is measured): both unmeasured, the other exact
+    pair = laplace_covariance(lambda t: (t[0] + t[1]) ** 2 + t[2] ** 2 + t[3] ** 2, z, _Identity())
+    assert np.isnan(np.diag(pair)[:2]).all() and np.diag(pair)[2:] == pytest.approx([0.5, 0.5])
+    assert laplace_covariance(lambda t: (t**2).sum() * float("nan"), z, _Identity()) is None
+
+
+def test_fit_without_a_minimum_says_which_errors_are_missing(lens_image, monkeypatch):
+    import importlib
+
+    fitmod = importlib.import_module("lenskit.modelling.fit")  # the module (the package exports the function)
+    real = fitmod.laplace_covariance
+
+    def no_curvature_along_e1(nll, z, transform):  # as a search that stopped short along e1 leaves it
+        cov = real(nll, z, transform)
+        cov[1, :] = cov[:, 1] = np.nan
+        return cov
+
+    monkeypatch.setattr(fitmod, "laplace_covariance", no_curvature_along_e1)
+    img, sigma = lens_image
+    start = {"theta_E": 0.8, "e1": 0.08, "e2": -0.05, "x0": 0.03, "y0": -0.02}
+    with pytest.warns(LenskitFitWarning, match=r"not at a minimum along e1 .*FitResult\.no_error"):
+        r = fit(img, sigma, 0.05, psf=_psf(), init=start, n_starts=1, adam_steps=10, lbfgs_steps=3)
+    assert r.names[1] == "e1" and r.no_error == ["e1"] and r.at_bound == []
+    assert np.isnan(r["e1_std"]) and np.isfinite(r["e2_std"]) and np.isfinite(r["theta_E_std"].value)
 
 
 def test_theta_E_bounds_are_respected(lens_image):

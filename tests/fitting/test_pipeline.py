@@ -76,6 +76,7 @@ def test_model_lens_recovers_a_simulated_lens(simulated_cutout):
     assert f"+- {res['cnn_theta_E_std'].value:.3f}" in repr(res)
     # a fit inside its ranges says so: no parameter at an end (a failed fit names them, `fit(...).at_bound`)
     assert res["fit_at_bound"] == "" and res.fit.at_bound == [] and "end of its range" not in repr(res)
+    assert res["fit_no_error"] == "" and res.fit.no_error == []  # laplace off: no errors asked for, none missing
     assert res.mask[40, 20:26].all()  # the cosmic ray is not fitted
     assert res.lens_light is not None and res.fit.model.shape == res.arcs[res.box].shape
     assert "LensModel" in repr(res)
