@@ -2,8 +2,8 @@
 Neighbours in the stamp: what ``model_lens(mask_neighbours=True)`` changes, on simulated and on real lenses.
 
 `lenskit.modelling.model_lens` replaces by noise the sources that lie farther from the lens than its
-images can (``max(0.9 x`` the network stamp's half-width ``, 1.5 theta_E + 0.5")``, theta_E the CNN's
-first answer) and asks the CNN again.  This benchmark runs the documented path with the CNN alone
+images can (``max(0.9 x`` the network stamp's half-width ``, 2 theta_E + 0.5")``, theta_E the CNN's
+first answer less ``--sigmas`` of its standard deviations, default the package's 2) and asks the CNN again.  This benchmark runs the documented path with the CNN alone
 (``refine=False``) and reports the first answer (``cnn_theta_E_first``: what the path gave without the
 step) beside the second:
 
@@ -95,12 +95,22 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=41)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-slacs", action="store_true", help="skip the real lenses (no development data needed)")
+    ap.add_argument("--sigmas", type=float, default=None,
+                    help="the radius from the first answer less this many of its standard deviations "
+                         "(lenskit.modelling.pipeline.NEIGHBOUR_SIGMAS; default: the package's)")
     args = ap.parse_args(argv)
+    if args.sigmas is not None:
+        from lenskit.modelling import pipeline
+
+        pipeline.NEIGHBOUR_SIGMAS = args.sigmas
     if args.n < 1:
         ap.error(f"--n must be >= 1; got {args.n}")
     torch.set_num_threads(args.threads)
     est = lenskit.load_estimator(args.estimator)
-    out = {"estimator": args.estimator, "threads": torch.get_num_threads(), "seed": args.seed}
+    from lenskit.modelling import pipeline
+
+    out = {"estimator": args.estimator, "threads": torch.get_num_threads(), "seed": args.seed,
+           "neighbour_sigmas": pipeline.NEIGHBOUR_SIGMAS}
     t0 = time.time()
     out["simulated"] = simulated(est, args.n, args.seed, line_of_sight=False)
     out["simulated_line_of_sight"] = simulated(est, args.n, args.seed, line_of_sight=True)

@@ -46,10 +46,12 @@ from lenskit.plugins import get
 __all__ = ["model_lens", "LensModel"]
 
 #: `model_lens` (``mask_neighbours``): sources beyond ``max(NEIGHBOUR_FIELD x`` the network stamp's half-width,
-#: ``NEIGHBOUR_SCALE[0] x theta_E + NEIGHBOUR_SCALE[1]`` arcsec) of the lens centre are neighbours, theta_E the
-#: CNN's answer without them.
+#: ``NEIGHBOUR_SCALE[0] x theta_E + NEIGHBOUR_SCALE[1]`` arcsec) of the lens centre are neighbours, theta_E from
+#: the CNN's answer with them (below).
 NEIGHBOUR_FIELD = 0.9
 NEIGHBOUR_SCALE = (2.0, 0.5)
+#: ... with theta_E the CNN's first answer less this many of its own standard deviations (when it has one).
+NEIGHBOUR_SIGMAS = 2.0
 #: Starts of the fit's search that `model_lens` refines at full resolution (``fit(n_refine=...)``).
 MODEL_LENS_REFINE = 6
 
@@ -178,7 +180,9 @@ def model_lens(cutout: Cutout | str | os.PathLike | Any, estimator: str | Estima
         Sources farther from the lens than its images can lie are not the lens: after a first CNN
         estimate, the pixels of sources (`~lenskit.modelling.outliers.neighbour_mask`) beyond
         ``max(0.9 x`` the network stamp's half-width ``, 2 theta_E + 0.5")`` of the lens centre (3.46"
-        for ``hst_wfc3`` up to theta_E = 1.5") are replaced by noise of the noise map about the
+        for ``hst_wfc3`` up to theta_E = 1.5"), theta_E the first answer less two of the network's own
+        standard deviations (a neighbour that inflates the answer inflates its uncertainty more, and
+        must not widen the radius that protects it), are replaced by noise of the noise map about the
         background's median and the CNN asked again (``cnn_theta_E_first`` keeps its first answer,
         ``neighbour_pixels`` counts the replaced pixels).  The fit is not changed: masking them there
         moved SDSS J0029-0055's fit to another optimum (see :doc:`/real_lenses`).  The networks never
@@ -255,7 +259,9 @@ def model_lens(cutout: Cutout | str | os.PathLike | Any, estimator: str | Estima
     neighbours = np.zeros(cutout.shape, bool)
     if mask_neighbours:  # beyond where the images of the first answer can lie, and the stamp's inner 90%
         floor = NEIGHBOUR_FIELD * 0.5 * min(estimator.in_shape[1:]) * float(estimator.expects["pixel_scale"])
-        radius = max(floor, NEIGHBOUR_SCALE[0] * first + NEIGHBOUR_SCALE[1])
+        sd = est.table["theta_E_std"][0] if "theta_E_std" in est.table.colnames else 0.0
+        low = first - NEIGHBOUR_SIGMAS * float(getattr(sd, "value", sd))
+        radius = max(floor, NEIGHBOUR_SCALE[0] * low + NEIGHBOUR_SCALE[1])
         neighbours = neighbour_mask(arcs, noise, (cx, cy), radius / ps, mask=mask)
         if neighbours.any():  # noise in their place (the same draw every time), and the CNN asked again
             rest = ~mask & ~neighbours

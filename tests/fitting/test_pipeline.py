@@ -137,6 +137,30 @@ def test_model_lens_replaces_a_neighbour_beyond_the_images(simulated_cutout):
         res["cnn_theta_E_first"]
 
 
+def test_neighbour_radius_from_the_first_answer_less_two_of_its_sigmas(simulated_cutout, monkeypatch):
+    """A neighbour that inflates the first answer must not widen the radius that protects it (SDSS J0737+3216)."""
+    from lenskit.modelling import pipeline
+
+    path, _ = simulated_cutout
+    cut = read_cutout(path, noise=path, noise_hdu="NOISE", psf=path, psf_hdu="PSF")
+    radii, answers = [], []
+    real_mask = pipeline.neighbour_mask
+    monkeypatch.setattr(pipeline, "neighbour_mask", lambda *a, **k: radii.append(a[3]) or real_mask(*a, **k))
+    est = lenskit.load_estimator("hst_wfc3")
+    real_predict = est.predict
+    monkeypatch.setattr(est, "predict", lambda *a, **k: answers.append(real_predict(*a, **k)) or answers[-1])
+    floor = 0.9 * 0.5 * 192 * 0.04
+    for sigmas in (2.0, 0.0, -40.0):  # the default, the answer itself, an answer far larger than it
+        monkeypatch.setattr(pipeline, "NEIGHBOUR_SIGMAS", sigmas)
+        radii.clear()
+        answers.clear()
+        model_lens(cut, est, refine=False)
+        t = answers[0].table
+        first, sd = t["theta_E"][0].value, t["theta_E_std"][0].value
+        assert sd > 0 and radii[0] == pytest.approx(max(floor, 2 * (first - sigmas * sd) + 0.5) / cut.pixel_scale)
+    assert radii[0] > floor / cut.pixel_scale  # -40 sigma: beyond the floor, so the rule is what set it
+
+
 def test_pa_is_nan_without_a_wcs(simulated_cutout):
     path, _ = simulated_cutout
     cut = read_cutout(path)
