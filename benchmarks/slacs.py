@@ -123,7 +123,7 @@ def main(argv=None):
                         "d_theta_E": abs(v[f"{pre}theta_E"] - lens["theta_E"]), "d_q": abs(v[f"{pre}q"] - lens["q"]),
                         "d_pa": pa_diff(v[f"{pre}pa"], lens["pa"]) if np.isfinite(v[f"{pre}pa"]) else None}
         row["fit"].update(theta_E_std=v["theta_E_std"], reduced_chi2=v["reduced_chi2"],
-                          at_bound=str(r["fit_at_bound"]))
+                          at_bound=str(r["fit_at_bound"]), no_error=str(r["fit_no_error"]))
         if "cnn_theta_E_std" in v:  # the network's own uncertainty, and the error in units of it
             row["cnn"].update(theta_E_std=v["cnn_theta_E_std"],
                               d_theta_E_sigmas=row["cnn"]["d_theta_E"] / v["cnn_theta_E_std"])
@@ -156,6 +156,7 @@ def main(argv=None):
             pa = [f"{x:.0f}" if np.isfinite(x) else "-" for x in (c["pa"], f["pa"])]
             lines.append((r["lens"], f"{p['theta_E']:.2f}", f"{c['theta_E']:.2f}",
                           f"{f['theta_E']:.3f} at a bound" if "theta_E" in f["at_bound"].split(",")
+                          else f"{f['theta_E']:.3f} no minimum" if "theta_E" in f["no_error"].split(",")
                           else f"{f['theta_E']:.3f} +- {f['theta_E_std']:.3f}", f"{p['q']:.2f}", f"{c['q']:.2f}",
                           f"{f['q']:.2f}", f"{p['pa']:.0f}", pa[0], pa[1], f"{f['reduced_chi2']:.2f}"))
         s = summary

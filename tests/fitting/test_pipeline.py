@@ -99,7 +99,12 @@ def test_arcs_cutout_repeats_the_cnn_step_with_one_choice_changed(simulated_cuto
     res = model_lens(cut, "hst_wfc3", refine=False)
     a = res.arcs_cutout
     assert a.shape == cut.shape and a.mask[40, 20:26].all()  # the artefact mask the CNN step used
-    np.testing.assert_array_equal(a.image, res.arcs)
+    # ... and the core it masks after removing the lens light (cnn_core, 0.2"): the deblender's residuals
+    yy, xx = np.indices(cut.shape)
+    r = np.hypot(xx - res.centre[0], yy - res.centre[1]) * cut.pixel_scale
+    assert a.mask[r < 0.19].all() and not a.mask[(r > 0.21) & (r < 1.0)].any()
+    np.testing.assert_array_equal(a.image[~a.mask], res.arcs[~a.mask])
+    assert not a.image[a.mask].any()
     again = model_lens(a, "hst_wfc3", deblend=False, mask_outliers=False, mask_neighbours=False, centre=res.centre,
                        refine=False)
     assert again["cnn_theta_E"] == res["cnn_theta_E"] and again["cnn_e1"] == res["cnn_e1"]
@@ -123,7 +128,7 @@ def test_model_lens_replaces_a_neighbour_beyond_the_images(simulated_cutout):
     res = model_lens(with_neighbour, "hst_wfc3", refine=False)
     cx, cy = res.centre
     near = np.hypot(xx - gx, yy - gy) < 4
-    replaced = res.arcs_cutout.image != res.arcs
+    replaced = (res.arcs_cutout.image != res.arcs) & ~res.arcs_cutout.mask  # the masked core is zero, not noise
     assert res["neighbour_pixels"] == replaced.sum() > 0 and replaced[near].all()
     assert np.hypot(xx - cx, yy - cy)[replaced].min() * ps > 0.9 * 0.5 * 192 * 0.04  # beyond the radius
     assert np.abs(res.arcs_cutout.image[near]).max() < 5 * 0.05  # noise now, where the galaxy peaked at 8
@@ -174,6 +179,8 @@ def test_model_lens_bad_arguments(simulated_cutout):
     cut = read_cutout(path)
     with pytest.raises(ValueError, match="box must exceed core_radius"):
         model_lens(cut, box=0.2, core_radius=0.35)
+    with pytest.raises(ValueError, match="cnn_core must be >= 0 arcsec"):
+        model_lens(cut, cnn_core=-0.1)
     with pytest.raises(ValueError, match="tta must be 1, 2, 4 or 8"):
         model_lens(cut, tta=3)
     with pytest.raises(ValueError, match="psf"):
