@@ -97,7 +97,8 @@ def simulated(est, n, seed, population, radii):
         d = np.asarray(answers[r]) - truth
         out[f"cnn_core_{r:g}"] = {"theta_E_err68": float(np.percentile(np.abs(d), 68)),
                                   "theta_E_bias": float(d.mean()),
-                                  "theta_E_err68_below_0.8": float(np.percentile(np.abs(d[small]), 68))}
+                                  "theta_E_err68_below_0.8": float(np.percentile(np.abs(d[small]), 68))
+                                  if small.any() else None}
     return out
 
 
