@@ -386,6 +386,7 @@ def _image_or_hdu(value, image_path):
 
 def _cmd_model(args):
     from lenskit.modelling import model_lens  # heavy (torch): only for this command
+    from lenskit.modelling.pipeline import CNN_CORE
 
     out = _output(args, _TABLES, "the lens model")
     plot = None if args.no_plot else Path(args.plot) if args.plot else out.with_suffix(".png")
@@ -403,12 +404,14 @@ def _cmd_model(args):
                  f"CNN {args.estimator}", "maximum-likelihood refinement" if not args.no_refine else "no refinement"]
         print(f"modelling {args.input} ({cut.shape[1]}x{cut.shape[0]} px of {cut.pixel_scale:.4g}\"): "
               + ", then ".join(steps))
+    cnn_core = CNN_CORE if args.cnn_core is None else args.cnn_core
     res = model_lens(cut, est, deblend=not args.no_deblend, refine=not args.no_refine, tta=args.tta,
                      fit_kwargs={"shear": args.shear, "laplace": True}, conditions=dict(args.condition) or None,
-                     mask_neighbours=not args.keep_neighbours)
+                     mask_neighbours=not args.keep_neighbours, cnn_core=cnn_core)
     prov = Provenance.current(config={"command": "lenskit model", "estimator": args.estimator,
                                       "deblend": not args.no_deblend, "refine": not args.no_refine,
                                       "mask_neighbours": not args.keep_neighbours,
+                                      "cnn_core": cnn_core if not args.no_deblend else 0.0,
                                       "shear": args.shear, "tta": args.tta, "input": Path(args.input).name,
                                       **({"conditions": dict(args.condition)} if args.condition else {})},
                               checksums={"input": array_checksum(np.asarray(cut.image, np.float32))})
@@ -704,6 +707,9 @@ def build_parser():
     p.add_argument("--keep-neighbours", action="store_true",
                    help="leave sources beyond where the lens's images can lie in the CNN's stamp (default: replaced "
                         "by noise, model_lens(mask_neighbours=True))")
+    p.add_argument("--cnn-core", type=float, default=None, metavar="ARCSEC",
+                   help="radius of the lens's core masked in the CNN's input after the lens light is removed, where "
+                        "the deblender leaves its residuals (default 0.2, model_lens(cnn_core=...); 0 keeps it)")
     p.add_argument("--tta", type=int, choices=(1, 2, 4, 8), default=1,
                    help="average the CNN step over this many symmetries of the pixel grid")
     p.add_argument("--condition", action="append", type=_condition, default=[], metavar="NAME=VALUE",

@@ -232,11 +232,19 @@ def test_cli_model_writes_the_model_and_its_figure(simulated_cutout, tmp_path, c
     est = lenskit.read(out)
     assert 0.5 < est.table["cnn_theta_E"][0].value < 2.0 and est.provenance.config["command"] == "lenskit model"
     assert est.provenance.config["mask_neighbours"] is True and "neighbour_pixels" in est.table.colnames
+    assert est.provenance.config["cnn_core"] == 0.2  # the core masked for the CNN, recorded
     kept = tmp_path / "k.asdf"
     assert main(["model", str(path), "--noise", "NOISE", "--no-refine", "--keep-neighbours", "--no-plot", "-o",
                  str(kept)]) == 0
     k = lenskit.read(kept)
     assert k.provenance.config["mask_neighbours"] is False and k.table["neighbour_pixels"][0] == 0
+    core = tmp_path / "core.asdf"  # the core kept: another CNN input, so another answer
+    assert main(["model", str(path), "--noise", "NOISE", "--psf", "PSF", "--no-refine", "--cnn-core", "0",
+                 "--no-plot", "-o", str(core)]) == 0
+    c = lenskit.read(core)
+    assert c.provenance.config["cnn_core"] == 0.0 and c.table["cnn_theta_E"][0] != est.table["cnn_theta_E"][0]
+    assert main(["model", str(path), "--no-refine", "--cnn-core", "-1", "-o", str(tmp_path / "n.asdf")]) == 2
+    assert "cnn_core must be >= 0 arcsec" in capsys.readouterr().err and not (tmp_path / "n.asdf").exists()
     # a missing noise file is named; an existing output is not replaced
     assert main(["model", str(path), "--noise", "nowhere.fits", "-o", str(tmp_path / "x.asdf")]) == 2
     assert "nowhere.fits does not exist" in capsys.readouterr().err
