@@ -386,7 +386,7 @@ def _image_or_hdu(value, image_path):
 
 def _cmd_model(args):
     from lenskit.modelling import model_lens  # heavy (torch): only for this command
-    from lenskit.modelling.pipeline import CNN_CORE
+    from lenskit.modelling.pipeline import CNN_CORE  # heavy (torch), as above
 
     out = _output(args, _TABLES, "the lens model")
     plot = None if args.no_plot else Path(args.plot) if args.plot else out.with_suffix(".png")
