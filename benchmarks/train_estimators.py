@@ -69,7 +69,7 @@ import torch
 
 import lenskit
 from lenskit.estimators.metrics import summary
-from lenskit.estimators.training import native_bfloat16
+from lenskit.estimators.training import BankMix, native_bfloat16
 from lenskit.estimators.regression import CNNEstimator
 from lenskit.simulation import presets
 from lenskit.simulation.mixture import SimulatorMixture
@@ -235,6 +235,27 @@ def theta_E_rms_by_arc_snr(estimate, params, edges=(0, 20, 50, 100, np.inf)):
     return out
 
 
+def load_bank(folder, targets, fraction, seed):
+    """The shards of ``benchmarks/deblended_bank.py`` in ``folder`` as a `BankMix` of the estimator's targets."""
+    paths = sorted(Path(folder).glob("shard_*.npz"))
+    paths = [p for p in paths if not p.name.endswith(".tmp.npz")]
+    if not paths:
+        raise FileNotFoundError(f"--bank: no shard_*.npz in {folder} (benchmarks/deblended_bank.py writes them)")
+    images, masks, ys = [], [], []
+    for path in paths:
+        z = np.load(path)
+        names = [str(n) for n in z["names"]]
+        missing = [t for t in targets if t not in names]
+        if missing:
+            raise ValueError(f"--bank: {path} has no {missing} (it holds {names})")
+        if len(z["targets"]):
+            images.append(z["images"])
+            masks.append(z["masks"])
+            ys.append(z["targets"][:, [names.index(t) for t in targets]])
+    return BankMix(np.concatenate(images), np.concatenate(ys), targets, masks=np.concatenate(masks),
+                   fraction=fraction, seed=seed)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("name", choices=["hst_wfc3", "lsst_gri", "euclid_vis"])
@@ -325,6 +346,12 @@ def main(argv=None):
     ap.add_argument("--bfloat16", action="store_true",
                     help="train under bfloat16 autocast (weights, optimiser and loss float32): about 1.4x the training "
                          "images per second on CPUs with AVX-512 BF16 or AMX; in float32 (saying so) on others, where it is slower")
+    ap.add_argument("--bank", default=None, metavar="DIR",
+                    help="replace --bank-fraction of every batch by lenses drawn from the shards of "
+                         "benchmarks/deblended_bank.py in DIR (arcs that went through model_lens's Sérsic "
+                         "deblender; rotated and mirrored at random: lenskit.estimators.training.BankMix)")
+    ap.add_argument("--bank-fraction", type=float, default=0.25, metavar="FRACTION",
+                    help="fraction of every batch drawn from --bank (default 0.25)")
     ap.add_argument("--first-stride", type=int, choices=[1, 2], default=None,
                     help="stride of lenskit_net's first convolution (default: 1 for stamps under 96 pixels, else 2)")
     args = ap.parse_args(argv)
@@ -453,10 +480,14 @@ def main(argv=None):
         t0 = time.time()
         pairs = {} if args.shift_pairs is None and not args.symmetry_pairs else {
             "shift_pairs": args.shift_pairs, "shift_weight": args.shift_weight, "symmetry_pairs": args.symmetry_pairs}
+        if args.bank:
+            pairs["bank"] = load_bank(args.bank, est.targets, args.bank_fraction, seed)
+            print(json.dumps({"bank": args.bank, "systems": len(pairs["bank"])}), flush=True)
         bf16 = args.bfloat16 and native_bfloat16()
         if args.bfloat16 and not bf16:
             print(json.dumps({"bfloat16": "this CPU has no native bfloat16: training in float32"}), flush=True)
-        est.fit(sim, steps=steps, batch_size=args.batch_size // (2 if pairs else 1), lr=args.lr, validation=val,
+        paired = "shift_pairs" in pairs
+        est.fit(sim, steps=steps, batch_size=args.batch_size // (2 if paired else 1), lr=args.lr, validation=val,
                 checkpoint=ck, **pairs, bfloat16=bf16,
                 checkpoint_every=200, workers=args.workers, progress=False, time_limit=args.minutes * 60,
                 log=lambda r: print(json.dumps({k: v for k, v in r.items() if k != "validation"} |

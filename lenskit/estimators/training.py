@@ -41,13 +41,15 @@ from tqdm.auto import tqdm
 
 from lenskit.core.exceptions import LenskitFileError
 from lenskit.core.files import atomic_open, check_output_path
+from lenskit.core.provenance import array_checksum
 from lenskit.core.validation import check_int, check_number
 from lenskit.estimators.metrics import summary
 from lenskit.estimators.targets import TargetSpec, gaussian_nll
 from lenskit.estimators.tta import DIHEDRAL, INVARIANT, POSITION_PAIRS, SPIN2_PAIRS, _matrix, _spin2_matrix
 
-__all__ = ["train", "TrainingLoop", "Checkpoint", "SimulatedBatches", "FixedBatches", "ShiftPairs", "evaluate",
-           "init_ddp", "write_checkpoint", "cosine_schedule", "step_schedule", "native_bfloat16"]
+__all__ = ["train", "TrainingLoop", "Checkpoint", "SimulatedBatches", "FixedBatches", "ShiftPairs", "BankMix", "evaluate",
+           "init_ddp", "write_checkpoint", "cosine_schedule", "step_schedule", "native_bfloat16",
+           "transform_targets"]
 
 
 # -- batches ------------------------------------------------------------------------------------------------------
@@ -136,6 +138,37 @@ class FixedBatches:
             epoch += 1
 
 
+def transform_targets(y, which, targets):
+    """
+    The targets ``y`` (n, k), named ``targets``, of images transformed by ``DIHEDRAL[which[i]]``: positions
+    and spin-2 pairs change with the pixel grid's symmetry, the rest (`~lenskit.estimators.tta.INVARIANT`)
+    stays.
+    """
+    out = y.clone()
+    for j, t in enumerate(DIHEDRAL):
+        rows = torch.as_tensor(np.flatnonzero(which == j))
+        if not len(rows):
+            continue
+        # r' = M r for positions; a spin-2 pair measured on the transformed image maps back by S, so e' = S.T e
+        for pairs, m in ((POSITION_PAIRS, _matrix(t)), (SPIN2_PAIRS, _spin2_matrix(t).T)):
+            m = torch.as_tensor(m, dtype=y.dtype)
+            for a, b in pairs:
+                if a in targets:
+                    idx = [targets.index(a), targets.index(b)]
+                    out[rows[:, None], torch.as_tensor(idx)[None, :]] = y[rows][:, idx] @ m.T
+    return out
+
+
+def _symmetric_targets(targets, what):
+    """Refuse targets whose change under rotations and mirrors of the stamp is not known."""
+    paired = {name for pair in POSITION_PAIRS + SPIN2_PAIRS for name in pair}
+    unknown = [t for t in targets if t not in INVARIANT and t not in paired]
+    halves = [pair for pair in POSITION_PAIRS + SPIN2_PAIRS if (pair[0] in targets) != (pair[1] in targets)]
+    if unknown or halves:
+        raise ValueError(f"{what}: how the targets {unknown or halves} change under rotations and mirrors is not "
+                         "known (positions and spin-2 quantities come in pairs)")
+
+
 class ShiftPairs:
     """
     Batches paired with copies of themselves moved by a few pixels (and, optionally, rotated or mirrored), and the
@@ -190,13 +223,7 @@ class ShiftPairs:
         self.max_shift = check_int("max_shift", max_shift, minimum=0 if self.symmetries else 1)
         self.weight = check_number("weight", weight, low=0)
         if self.symmetries:
-            paired = {name for pair in POSITION_PAIRS + SPIN2_PAIRS for name in pair}
-            unknown = [t for t in self.targets if t not in INVARIANT and t not in paired]
-            halves = [pair for pair in POSITION_PAIRS + SPIN2_PAIRS if (pair[0] in self.targets) != (pair[1] in
-                                                                                                  self.targets)]
-            if unknown or halves:
-                raise ValueError(f"ShiftPairs(symmetries=True): how the targets {unknown or halves} change under "
-                                 "rotations and mirrors is not known (positions and spin-2 quantities come in pairs)")
+            _symmetric_targets(self.targets, "ShiftPairs(symmetries=True)")
             self.invariant = [i for i, t in enumerate(self.targets) if t in INVARIANT]
             if not self.invariant:
                 raise ValueError(f"ShiftPairs: none of the targets {self.targets} is unchanged by a move, rotation "
@@ -210,19 +237,7 @@ class ShiftPairs:
 
     def _transform_targets(self, y, which):
         """The targets ``y`` (n, k) of images transformed by ``DIHEDRAL[which[i]]``: positions and spin-2 pairs."""
-        out = y.clone()
-        for j, t in enumerate(DIHEDRAL):
-            rows = torch.as_tensor(np.flatnonzero(which == j))
-            if not len(rows):
-                continue
-            # r' = M r for positions; a spin-2 pair measured on the transformed image maps back by S, so e' = S.T e
-            for pairs, m in ((POSITION_PAIRS, _matrix(t)), (SPIN2_PAIRS, _spin2_matrix(t).T)):
-                m = torch.as_tensor(m, dtype=y.dtype)
-                for a, b in pairs:
-                    if a in self.targets:
-                        idx = [self.targets.index(a), self.targets.index(b)]
-                        out[rows[:, None], torch.as_tensor(idx)[None, :]] = y[rows][:, idx] @ m.T
-        return out
+        return transform_targets(y, which, self.targets)
 
     @staticmethod
     def _transform_image(im, t):
@@ -278,6 +293,100 @@ class ShiftPairs:
             return base(out, y) + self.weight * agree
 
         return loss
+
+
+class BankMix:
+    """
+    Simulated batches with some of their systems replaced by systems drawn from a fixed bank.
+
+    What cannot be simulated at the rate training consumes -- arcs that went through a real lens-light fit,
+    as `lenskit.modelling.model_lens` removes it (a few seconds a lens: ``benchmarks/deblended_bank.py``) --
+    can still be learnt from alongside the stream: in every batch the last ``round(fraction * n)`` systems
+    are replaced by systems drawn at random from the bank, each rotated or mirrored by one of the eight
+    symmetries of the square pixel grid (`lenskit.estimators.tta.DIHEDRAL`, its centre and spin-2 targets
+    transformed exactly), so that a bank of a few thousand lenses is seen in eight orientations.
+
+    Parameters
+    ----------
+    images : array-like (N, bands, H, W)
+        The network's inputs, as `~lenskit.estimators.cnn.CNNEstimator.predict` gives them to it (masked
+        pixels 0).
+    targets : array-like (N, k)
+        The true values of ``names``, in table units (arcsec for lengths).
+    names : sequence of str
+        The targets' names, in the order of the estimator's ``targets``.
+    masks : array-like of bool (N, bands, H, W) or (N, H, W), optional
+        True where masked.
+    fraction : float
+        Fraction of every batch drawn from the bank (0 < fraction < 1).
+    seed : int
+        The draws of a run that starts (or resumes) at step ``s`` are seeded with ``[seed, s]``.
+    """
+
+    def __init__(self, images, targets, names, masks=None, fraction=0.25, seed=0):
+        self.names = tuple(names)
+        _symmetric_targets(self.names, "BankMix")
+        x = np.asarray(images, dtype=np.float32)
+        if x.ndim != 4 or x.shape[0] < 1 or x.shape[-1] != x.shape[-2]:
+            raise ValueError(f"bank images must be shaped (N, bands, H, W) with square stamps and N >= 1; got "
+                             f"{x.shape}")
+        if not np.all(np.isfinite(x)):
+            raise ValueError("bank images must be finite (masked pixels are 0 in a network's inputs)")
+        y = np.asarray(targets, dtype=np.float64)
+        if y.shape != (x.shape[0], len(self.names)) or not np.all(np.isfinite(y)):
+            raise ValueError(f"bank targets must be finite and shaped ({x.shape[0]}, {len(self.names)}) for "
+                             f"{list(self.names)}; got {y.shape}")
+        m = None
+        if masks is not None:
+            m = np.asarray(masks)
+            if m.dtype != bool:
+                raise TypeError(f"bank masks must be boolean (True = masked); got dtype {m.dtype}")
+            if m.ndim == 3:
+                m = m[:, None]
+            try:
+                m = np.broadcast_to(m, x.shape)
+            except ValueError:
+                raise ValueError(f"bank masks must be shaped like the images {x.shape} or (N, H, W); got "
+                                 f"{np.shape(masks)}") from None
+        self.fraction = check_number("fraction", fraction, low=0, high=1, low_open=True, high_open=True)
+        self.seed = check_int("seed", seed, minimum=0)
+        self.images = torch.from_numpy(x)
+        self.targets = torch.from_numpy(y)
+        self.masks = None if m is None or not m.any() else torch.from_numpy(np.array(m))  # (a writable copy)
+        self.rng = np.random.default_rng([self.seed, 0])
+
+    def __len__(self):
+        return len(self.targets)
+
+    def mix(self, images, y, masks, *conditions):
+        """``(images, targets, masks)`` of a simulated batch with its last systems drawn from the bank."""
+        if conditions:
+            raise ValueError("BankMix: the bank has no conditions (an estimator that reads them cannot use it)")
+        n = images.shape[0]
+        k = int(round(self.fraction * n))
+        if k == 0:
+            return images, y, masks
+        if tuple(images.shape[1:]) != tuple(self.images.shape[1:]):
+            raise ValueError(f"the bank's stamps are {tuple(self.images.shape[1:])}; the batches' "
+                             f"{tuple(images.shape[1:])}")
+        pick = self.rng.integers(0, len(self), size=k)
+        which = self.rng.integers(0, len(DIHEDRAL), size=k)
+        bx = torch.stack([ShiftPairs._transform_image(self.images[i], DIHEDRAL[w]) for i, w in zip(pick, which)])
+        by = transform_targets(self.targets[torch.as_tensor(pick)].to(y.dtype), which, self.names)
+        images = torch.cat([images[:n - k], bx.to(images.dtype)])
+        y = torch.cat([y[:n - k], by])
+        if masks.numel() or self.masks is not None:
+            sim_m = masks if masks.numel() else torch.zeros(images.shape, dtype=torch.bool)
+            bank_m = (torch.stack([ShiftPairs._transform_image(self.masks[i], DIHEDRAL[w]) for i, w in zip(pick, which)])
+                      if self.masks is not None else torch.zeros(bx.shape, dtype=torch.bool))
+            masks = torch.cat([sim_m[:n - k].to(torch.bool), bank_m])
+        return images, y, masks
+
+    def batches(self, batches, start_step=0):
+        """Mix every batch of an iterator of ``(images, targets, masks)`` (see `mix`)."""
+        self.rng = np.random.default_rng([self.seed, int(start_step)])
+        for batch in batches:
+            yield self.mix(*batch)
 
 
 # -- schedules ----------------------------------------------------------------------------------------------------
@@ -637,7 +746,7 @@ def native_bfloat16():
 def train(estimator, simulator, steps=1000, batch_size=64, lr=1e-3, min_lr=None, weight_decay=0.0,
           validation=None, checkpoint=None, checkpoint_every=200, progress=True, workers=0, seed=0,
           standardize_samples=None, log=None, channels_last=True, time_limit=None, warmup=200, ddp=None,
-          shift_pairs=None, shift_weight=1.0, bfloat16=False, symmetry_pairs=False):
+          shift_pairs=None, shift_weight=1.0, bfloat16=False, symmetry_pairs=False, bank=None):
     """
     Train ``estimator`` on batches drawn from ``simulator``.
 
@@ -729,6 +838,17 @@ def train(estimator, simulator, steps=1000, batch_size=64, lr=1e-3, min_lr=None,
         pairs = ShiftPairs(estimator.targets, u.Quantity(simulator.instrument.pixel_scale, u.arcsec).to_value(u.arcsec),
                            max_shift=0 if shift_pairs is None else shift_pairs, weight=shift_weight, seed=seed,
                            symmetries=bool(symmetry_pairs))
+    if bank is not None:
+        if not isinstance(bank, BankMix):
+            raise TypeError(f"bank must be a BankMix; got {type(bank).__name__}")
+        if bank.names != tuple(estimator.targets):
+            raise ValueError(f"bank: its targets {list(bank.names)} are not the estimator's {list(estimator.targets)}")
+        if tuple(bank.images.shape[1:]) != tuple(estimator.in_shape):
+            raise ValueError(f"bank: its stamps are {tuple(bank.images.shape[1:])}; the estimator expects "
+                             f"{tuple(estimator.in_shape)}")
+        if getattr(estimator, "conditions", ()):
+            raise ValueError(f"bank: the estimator reads {list(estimator.conditions)} beside the image, which the "
+                             "bank does not hold")
     if checkpoint is not None:
         check_output_path(checkpoint, overwrite=True, name="checkpoint")
     if validation is not None and not hasattr(validation, "params"):
@@ -747,6 +867,9 @@ def train(estimator, simulator, steps=1000, batch_size=64, lr=1e-3, min_lr=None,
         config["shift_pairs"] = {"max_shift": pairs.max_shift, "weight": pairs.weight}
         if pairs.symmetries:
             config["shift_pairs"]["symmetries"] = True
+    if bank is not None:
+        config["bank"] = {"systems": len(bank), "fraction": bank.fraction, "seed": bank.seed,
+                          "checksum": array_checksum(bank.images.numpy())}
 
     def loss(out, y):
         spec = estimator.spec
@@ -791,6 +914,8 @@ def train(estimator, simulator, steps=1000, batch_size=64, lr=1e-3, min_lr=None,
     batches = data.batches(loop.step, workers)
     if conditions:  # the simulator's columns after the targets are the network's conditions
         batches = _split_conditions(batches, estimator)
+    if bank is not None:
+        batches = bank.batches(batches, start_step=loop.step)
     if pairs is not None:
         batches = pairs.batches(batches, start_step=loop.step)
     try:

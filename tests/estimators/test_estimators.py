@@ -62,6 +62,27 @@ def test_fit_with_shift_pairs(small):
         CNNEstimator(in_shape=(1, 48, 40)).fit(sim, steps=1, batch_size=4, progress=False, symmetry_pairs=True)
 
 
+def test_fit_with_a_bank(small):
+    from lenskit.estimators.training import BankMix
+
+    sim, _ = small
+    est = CNNEstimator(in_shape=(1, 48, 48))
+    rng = np.random.default_rng(5)
+    names = est.targets
+    bank = BankMix(rng.normal(size=(6, 1, 48, 48)).astype(np.float32), rng.uniform(0.2, 0.7, (6, len(names))), names,
+                   fraction=0.25, seed=2)
+    seen = []
+    est.fit(sim, steps=2, batch_size=8, progress=False, warmup=1, standardize_samples=64, bank=bank,
+            checkpoint_every=1, log=seen.append)
+    assert est.training["bank"]["systems"] == 6 and est.training["bank"]["fraction"] == 0.25
+    assert est.training["bank"]["checksum"].startswith("sha256:") and seen[-1]["images"] == 16
+    other = BankMix(np.zeros((2, 1, 48, 48), np.float32), np.zeros((2, 1)), ("theta_E",))
+    with pytest.raises(ValueError, match="not the estimator's"):  # refused before anything is simulated
+        est.fit(sim, steps=1, batch_size=4, progress=False, bank=other)
+    with pytest.raises(TypeError, match="BankMix"):
+        est.fit(sim, steps=1, batch_size=4, progress=False, bank=np.zeros((2, 1, 48, 48)))
+
+
 def test_fit_in_bfloat16_keeps_float32_weights(small):
     sim, _ = small
     est = CNNEstimator(in_shape=(1, 48, 48))

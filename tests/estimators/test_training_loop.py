@@ -206,3 +206,58 @@ def test_shift_pairs_loss_adds_the_disagreement_of_invariant_targets_only():
         ShiftPairs(("x0", "y0"), 0.04)
     with pytest.raises(ValueError, match="max_shift"):
         ShiftPairs(("theta_E",), 0.04, max_shift=0)
+
+
+def test_bank_mix_replaces_the_last_systems_with_transformed_bank_systems():
+    from lenskit.estimators.training import BankMix
+    from lenskit.estimators.tta import DIHEDRAL, transform_images
+
+    truths = [(0.2, -0.1, 0.3, 0.1), (-0.3, 0.25, -0.1, 0.35), (0.05, 0.3, 0.25, -0.2)]
+    bank_x = torch.stack([_elliptical_blob(x, y, a, b)[None] for x, y, a, b in truths])
+    bank_y = np.array([[0.9 + i, a, b, x, yy] for i, (x, yy, a, b) in enumerate(truths)])
+    bank_m = np.zeros((3, 40, 40), bool)
+    bank_m[:, 0, :5] = True  # a strip along the top row: where it goes shows the transform
+    mix = BankMix(bank_x.numpy(), bank_y, ("theta_E", "e1", "e2", "x0", "y0"), masks=bank_m, fraction=0.5, seed=4)
+    sim_x = torch.full((16, 1, 40, 40), 7.0)
+    sim_y = torch.full((16, 5), 3.0)
+    mixed = list(mix.batches(iter([(sim_x, sim_y, torch.zeros(0))] * 3)))
+    seen = set()
+    for x, y, m in mixed:
+        assert x.shape == (16, 1, 40, 40) and y.shape == (16, 5) and m.shape == (16, 1, 40, 40)
+        assert torch.equal(x[:8], sim_x[:8]) and torch.equal(y[:8], sim_y[:8]) and not m[:8].any()
+        for i in range(8, 16):
+            theta_E, a, b, x0, y0 = (float(v) for v in y[i])
+            j = int(round(theta_E - 0.9))  # which bank system: the Einstein radius is unchanged
+            seen.add(j)
+            assert abs(theta_E - bank_y[j, 0]) < 1e-6  # (float32 batches)
+            # the image is the bank's blob drawn at its transformed truths; its mask went with it
+            np.testing.assert_allclose(x[i, 0].numpy(), _elliptical_blob(x0, y0, a, b).numpy(), atol=2e-5)
+            t = [t for t in DIHEDRAL if np.allclose(transform_images(bank_x[j].numpy(), t), x[i].numpy())]
+            assert len(t) == 1 and np.array_equal(m[i, 0].numpy(), transform_images(bank_m[j], t[0]))
+    assert seen == {0, 1, 2}
+    # a resumed run draws what the uninterrupted one drew at the same step
+    again = list(mix.batches(iter([(sim_x, sim_y, torch.zeros(0))]), start_step=0))
+    assert torch.equal(again[0][0], mixed[0][0])
+
+
+def test_bank_mix_refuses_bad_banks_naming_them():
+    from lenskit.estimators.training import BankMix
+
+    x = np.zeros((4, 1, 16, 16), np.float32)
+    y = np.zeros((4, 3))
+    names = ("theta_E", "e1", "e2")
+    with pytest.raises(ValueError, match="square"):
+        BankMix(np.zeros((4, 1, 16, 12), np.float32), y, names)
+    with pytest.raises(ValueError, match="finite"):
+        BankMix(np.full((4, 1, 16, 16), np.nan, np.float32), y, names)
+    with pytest.raises(ValueError, match=r"targets must be finite and shaped \(4, 3\)"):
+        BankMix(x, np.zeros((4, 2)), names)
+    with pytest.raises(ValueError, match="x0"):
+        BankMix(x, np.zeros((4, 2)), ("theta_E", "x0"))  # half a position pair: its rotation is not known
+    with pytest.raises(TypeError, match="boolean"):
+        BankMix(x, y, names, masks=np.zeros((4, 16, 16)))
+    with pytest.raises(ValueError, match="fraction"):
+        BankMix(x, y, names, fraction=1.0)
+    mix = BankMix(x, y, names)
+    with pytest.raises(ValueError, match="stamps"):
+        mix.mix(torch.zeros(8, 1, 20, 20), torch.zeros(8, 3), torch.zeros(0))
