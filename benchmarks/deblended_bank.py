@@ -10,8 +10,8 @@ without the training-only effects (normalisation, random circular masks) -- and 
 `lenskit.modelling.model_lens` with the CNN alone: the Sérsic deblender (told a round Moffat PSF of the
 image's FWHM and wing index: a real analysis's approximate PSF), the artefact and neighbour masks, the
 core mask, the resampling onto the network's stamp about the lens light's centre.  Lenses whose stamp the
-path centres more than 0.2" from the lens galaxy (its light's peak taken on an arc or a neighbour) are left
-out.  It records the exact
+path centres more than 0.2" from the lens galaxy (its light's peak taken on an arc or a neighbour), and those
+whose arcs have an S/N below 10 (nothing to measure), are left out.  It records the exact
 images and masks the network was given and the true SIE-equivalent parameters in that stamp's frame
 (``x0``, ``y0`` measured from the stamp's centre), for `lenskit.estimators.training.train`'s ``bank``.
 
@@ -19,9 +19,14 @@ Shards of ``--shard`` lenses are written as ``OUT/shard_SEED_K.npz`` (atomically
 the script can be stopped at any time and continued later (``--n`` counts the lenses of every shard of this
 seed already written); the Sérsic fit takes 1-5 s a lens on one thread.
 
+``--evaluate W1,W2,...`` instead reads the shards of ``--seed`` already written and reports each estimator's
+theta_E errors on them from the recorded inputs (a held-out bank is a test set of the real path: seconds
+instead of the hours its Sérsic fits took).
+
 Usage::
 
     python benchmarks/deblended_bank.py OUT --n 2000 --seed 1 --threads 1
+    python benchmarks/deblended_bank.py OUT --seed 3 --evaluate hst_wfc3,new.asdf
 
 Prints a JSON summary (the shipped network's 68% theta_E error on the bank's lenses as it reads them).
 """
@@ -39,12 +44,18 @@ import torch
 
 import lenskit
 from lenskit.estimators.inputs import network_inputs
+from lenskit.estimators.regression import CNNEstimator
 from lenskit.instruments.effects import CircularMasks, Normalize, moffat_kernels
 from lenskit.io.fits import Cutout
 from lenskit.modelling import model_lens
 from lenskit.simulation.presets import robust_instrument, robust_priors
 
 TARGETS = ("theta_E", "e1", "e2", "x0", "y0")
+#: Lenses whose arcs are fainter than this (`lenskit.simulation.assembly.arc_snr`, the simulator's ``arc_snr``)
+#: are left out before the fit: nothing in them tells an Einstein radius, and no one models such a lens.
+MIN_ARC_SNR = 10.0
+#: Columns of the simulated systems kept beside each lens (for analyses of the bank).
+KEEP = ("arc_snr", "lens_mag", "light_R_e", "light_n", "source_mag", "magnification", "psf_fwhm", "slope")
 #: Arcsec between the centre the path takes (the lens light's peak) and the lens galaxy's beyond which a lens
 #: is left out.
 MAX_CENTRE_MISS = 0.2
@@ -82,8 +93,10 @@ def shard(est, seed, k, n, pixel_scale):
     p = ds.params
     h, w = ds.images.shape[-2:]
     rec = _Recorder(est)
-    images, masks, truth, answer = [], [], [], []
+    images, masks, truth, answer, kept = [], [], [], [], []
     for i in range(n):
+        if float(p["arc_snr"][i]) < MIN_ARC_SNR:
+            continue
         fwhm_pix = float(p["psf_fwhm"][i].to_value("arcsec")) / pixel_scale
         kern = moffat_kernels([fwhm_pix], [float(p["psf_beta"][i])])[0].numpy()
         cut = Cutout(ds.images[i, 0], pixel_scale, noise=ds.noise[i, 0], psf=kern)
@@ -113,9 +126,36 @@ def shard(est, seed, k, n, pixel_scale):
         masks.append(np.zeros(x.shape[1:], bool) if m is None else m[0])
         truth.append(t)
         answer.append([float(getattr(res[f"cnn_{c}"], "value", res[f"cnn_{c}"])) for c in TARGETS])
-    return {"images": np.asarray(images, np.float32), "masks": np.asarray(masks, bool),
-            "targets": np.asarray(truth, np.float64), "answers": np.asarray(answer, np.float64),
+        kept.append([float(getattr(p[c][i], "value", p[c][i])) for c in KEEP])
+    return {"columns": np.asarray(kept, np.float64).reshape(-1, len(KEEP)), "column_names": np.asarray(KEEP),
+            "images": np.asarray(images, np.float32).reshape((-1,) + tuple(est.in_shape)),
+            "masks": np.asarray(masks, bool).reshape((-1,) + tuple(est.in_shape)),
+            "targets": np.asarray(truth, np.float64).reshape(-1, len(TARGETS)),
+            "answers": np.asarray(answer, np.float64).reshape(-1, len(TARGETS)),
             "names": np.asarray(TARGETS)}
+
+
+def _metrics(d):
+    return {"theta_E_err68": float(np.percentile(np.abs(d), 68)), "theta_E_bias": float(d.mean()),
+            "theta_E_rms": float(np.sqrt(np.mean(d ** 2)))}
+
+
+def evaluate(out, seed, names, tta=1):
+    """Each estimator's theta_E errors on the shards of ``seed`` in ``out``, from their recorded inputs."""
+    paths = sorted(out.glob(f"shard_{seed}_*.npz"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))
+    paths = [p for p in paths if not p.name.endswith(".tmp.npz")]
+    if not paths:
+        raise FileNotFoundError(f"no shard_{seed}_*.npz in {out}")
+    z = [np.load(p) for p in paths]
+    x = np.concatenate([a["images"] for a in z])
+    m = np.concatenate([a["masks"] for a in z])
+    truth = np.concatenate([a["targets"][:, 0] for a in z])
+    res = {"lenses": int(len(truth)), "seed": seed, "tta": tta}
+    for name in names:
+        est = lenskit.load_estimator(name) if not Path(name).exists() else CNNEstimator.load(name)
+        got = np.asarray(est.predict(x, masks=m, batch_size=64, tta=tta).table["theta_E"].to_value("arcsec"))
+        res[name] = _metrics(got - truth)
+    return res
 
 
 def main(argv=None):
@@ -126,11 +166,19 @@ def main(argv=None):
     ap.add_argument("--shard", type=int, default=32, help="lenses per shard file")
     ap.add_argument("--estimator", default="hst_wfc3")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--evaluate", default=None, metavar="W1,W2",
+                    help="comma-separated estimators (shipped names or weight files) to measure on the shards of "
+                         "--seed instead of making any")
+    ap.add_argument("--tta", type=int, default=1, choices=[1, 2, 4, 8], help="with --evaluate")
     args = ap.parse_args(argv)
     if args.n < 1 or args.shard < 1:
         ap.error("--n and --shard must be >= 1")
     torch.set_num_threads(args.threads)
     out = Path(args.out)
+    if args.evaluate:
+        res = evaluate(out, args.seed, args.evaluate.split(","), args.tta)
+        print(json.dumps({**res, "threads": torch.get_num_threads()}, indent=1))
+        return
     out.mkdir(parents=True, exist_ok=True)
     est = lenskit.load_estimator(args.estimator)
     ps = float(est.expects["pixel_scale"])
@@ -152,8 +200,7 @@ def main(argv=None):
         z = np.load(path)
         d.append(z["answers"][:, 0] - z["targets"][:, 0])
     d = np.concatenate(d)
-    print(json.dumps({"lenses": int(d.size), "seed": args.seed, "estimator": args.estimator,
-                      "theta_E_err68": float(np.percentile(np.abs(d), 68)), "theta_E_bias": float(d.mean()),
+    print(json.dumps({"lenses": int(d.size), "seed": args.seed, "estimator": args.estimator, **_metrics(d),
                       "threads": torch.get_num_threads(), "seconds": time.perf_counter() - t0}, indent=1))
 
 
