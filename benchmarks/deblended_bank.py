@@ -8,7 +8,7 @@ simulator of `lenskit.simulation.presets.robust` for ``"hst"`` (power-law mass w
 the wide lens-light population, per-image Moffat PSFs, coloured noise, cosmic rays, line-of-sight galaxies),
 without the training-only effects (normalisation, random circular masks) -- and runs each through
 `lenskit.modelling.model_lens` with the CNN alone: the Sérsic deblender (told a round Moffat PSF of the
-image's FWHM and wing index: a real analysis's approximate PSF), the artefact and neighbour masks, the
+image's FWHM and wing index, 2.6" across: a real analysis's approximate PSF), the artefact and neighbour masks, the
 core mask, the resampling onto the network's stamp about the lens light's centre.  Lenses whose stamp the
 path centres more than 0.2" from the lens galaxy (its light's peak taken on an arc or a neighbour), and those
 whose arcs have an S/N below 10 (nothing to measure), are left out.  It records the exact
@@ -56,6 +56,8 @@ TARGETS = ("theta_E", "e1", "e2", "x0", "y0")
 MIN_ARC_SNR = 10.0
 #: Columns of the simulated systems kept beside each lens (for analyses of the bank).
 KEEP = ("arc_snr", "lens_mag", "light_R_e", "light_n", "source_mag", "magnification", "psf_fwhm", "slope")
+#: Half-width in pixels of the PSF model the deblender is told (65 x 65 pixels, 2.6" at 0.04").
+PSF_HALF = 32
 #: Arcsec between the centre the path takes (the lens light's peak) and the lens galaxy's beyond which a lens
 #: is left out.
 MAX_CENTRE_MISS = 0.2
@@ -98,7 +100,9 @@ def shard(est, seed, k, n, pixel_scale):
         if float(p["arc_snr"][i]) < MIN_ARC_SNR:
             continue
         fwhm_pix = float(p["psf_fwhm"][i].to_value("arcsec")) / pixel_scale
-        kern = moffat_kernels([fwhm_pix], [float(p["psf_beta"][i])])[0].numpy()
+        # a PSF model of PSF_HALF pixels about its centre, as an analysis has (the Moffat's full extent
+        # for beta 1.5 is ~500 pixels, whose convolutions took half of each fit)
+        kern = moffat_kernels([fwhm_pix], [float(p["psf_beta"][i])], half=PSF_HALF)[0].numpy()
         cut = Cutout(ds.images[i, 0], pixel_scale, noise=ds.noise[i, 0], psf=kern)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

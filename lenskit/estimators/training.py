@@ -47,8 +47,8 @@ from lenskit.estimators.metrics import summary
 from lenskit.estimators.targets import TargetSpec, gaussian_nll
 from lenskit.estimators.tta import DIHEDRAL, INVARIANT, POSITION_PAIRS, SPIN2_PAIRS, _matrix, _spin2_matrix
 
-__all__ = ["train", "TrainingLoop", "Checkpoint", "SimulatedBatches", "FixedBatches", "ShiftPairs", "BankMix", "evaluate",
-           "init_ddp", "write_checkpoint", "cosine_schedule", "step_schedule", "native_bfloat16",
+__all__ = ["train", "TrainingLoop", "Checkpoint", "SimulatedBatches", "FixedBatches", "ShiftPairs", "BankMix",
+           "evaluate", "init_ddp", "write_checkpoint", "cosine_schedule", "step_schedule", "native_bfloat16",
            "transform_targets"]
 
 
@@ -371,13 +371,14 @@ class BankMix:
                              f"{tuple(images.shape[1:])}")
         pick = self.rng.integers(0, len(self), size=k)
         which = self.rng.integers(0, len(DIHEDRAL), size=k)
-        bx = torch.stack([ShiftPairs._transform_image(self.images[i], DIHEDRAL[w]) for i, w in zip(pick, which)])
+        turn = ShiftPairs._transform_image
+        bx = torch.stack([turn(self.images[i], DIHEDRAL[w]) for i, w in zip(pick, which)])
         by = transform_targets(self.targets[torch.as_tensor(pick)].to(y.dtype), which, self.names)
         images = torch.cat([images[:n - k], bx.to(images.dtype)])
         y = torch.cat([y[:n - k], by])
         if masks.numel() or self.masks is not None:
             sim_m = masks if masks.numel() else torch.zeros(images.shape, dtype=torch.bool)
-            bank_m = (torch.stack([ShiftPairs._transform_image(self.masks[i], DIHEDRAL[w]) for i, w in zip(pick, which)])
+            bank_m = (torch.stack([turn(self.masks[i], DIHEDRAL[w]) for i, w in zip(pick, which)])
                       if self.masks is not None else torch.zeros(bx.shape, dtype=torch.bool))
             masks = torch.cat([sim_m[:n - k].to(torch.bool), bank_m])
         return images, y, masks
