@@ -19,7 +19,7 @@ import numpy as np
 from lenskit.core.dataset import UNKNOWN_BAND, LensDataset
 from lenskit.core.validation import check_images
 
-__all__ = ["check_expects", "network_inputs", "PIXEL_SCALE_RTOL"]
+__all__ = ["check_expects", "network_inputs", "as_masks", "PIXEL_SCALE_RTOL"]
 
 #: Relative pixel-scale difference tolerated between the data and ``expects``.
 PIXEL_SCALE_RTOL = 0.01
@@ -113,6 +113,25 @@ def check_expects(data, expects, what="estimator", strict=True):
     return problems
 
 
+def as_masks(masks, shape, name="masks"):
+    """
+    ``masks`` (True = masked; 0/1 integers accepted) as a boolean array broadcast to the images' ``shape``
+    (N, bands, H, W) from that shape or (N, H, W) (a read-only view), or an error naming ``name``.
+    """
+    m = np.asarray(masks)
+    if m.dtype.kind in "iu" and np.isin(m, (0, 1)).all():
+        m = m.astype(bool)
+    if m.dtype != bool:
+        raise TypeError(f"{name} must be boolean (True = masked); got dtype {m.dtype}")
+    if m.ndim == 3:
+        m = m[:, None]
+    try:
+        return np.broadcast_to(m, shape)
+    except ValueError:
+        raise ValueError(f"{name} must be shaped like images {tuple(shape)} or (N, H, W); got {np.shape(masks)}") \
+            from None
+
+
 def network_inputs(images, masks, in_shape, what="estimator", expects=None, strict=True):
     """
     Images (and masks) for a network expecting ``in_shape`` = (bands, H, W).
@@ -142,18 +161,7 @@ def network_inputs(images, masks, in_shape, what="estimator", expects=None, stri
                          f"first (lenskit.io.fits).")
     m = None
     if masks is not None:
-        m = np.asarray(masks)
-        if m.dtype.kind in "iu" and np.isin(m, (0, 1)).all():
-            m = m.astype(bool)
-        if m.dtype != bool:
-            raise TypeError(f"masks must be boolean (True = masked); got dtype {m.dtype}")
-        if m.ndim == 3:
-            m = m[:, None]
-        try:
-            m = np.broadcast_to(m, arr.shape)
-        except ValueError:
-            raise ValueError(f"masks must be shaped like images {arr.shape} or (N, H, W); got {np.shape(masks)}") \
-                from None
+        m = as_masks(masks, arr.shape)
         blind = np.flatnonzero(m.reshape(len(m), -1).all(axis=1))
         if len(blind):
             raise ValueError(f"masks cover every pixel of {len(blind)} image(s) (indices {blind[:10].tolist()}): "

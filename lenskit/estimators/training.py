@@ -43,6 +43,7 @@ from lenskit.core.exceptions import LenskitFileError
 from lenskit.core.files import atomic_open, check_output_path
 from lenskit.core.provenance import array_checksum
 from lenskit.core.validation import check_int, check_number
+from lenskit.estimators.inputs import as_masks
 from lenskit.estimators.metrics import summary
 from lenskit.estimators.targets import TargetSpec, gaussian_nll
 from lenskit.estimators.tta import DIHEDRAL, INVARIANT, POSITION_PAIRS, SPIN2_PAIRS, _matrix, _spin2_matrix
@@ -336,18 +337,7 @@ class BankMix:
         if y.shape != (x.shape[0], len(self.names)) or not np.all(np.isfinite(y)):
             raise ValueError(f"bank targets must be finite and shaped ({x.shape[0]}, {len(self.names)}) for "
                              f"{list(self.names)}; got {y.shape}")
-        m = None
-        if masks is not None:
-            m = np.asarray(masks)
-            if m.dtype != bool:
-                raise TypeError(f"bank masks must be boolean (True = masked); got dtype {m.dtype}")
-            if m.ndim == 3:
-                m = m[:, None]
-            try:
-                m = np.broadcast_to(m, x.shape)
-            except ValueError:
-                raise ValueError(f"bank masks must be shaped like the images {x.shape} or (N, H, W); got "
-                                 f"{np.shape(masks)}") from None
+        m = None if masks is None else as_masks(masks, x.shape, "bank masks")
         self.fraction = check_number("fraction", fraction, low=0, high=1, low_open=True, high_open=True)
         self.seed = check_int("seed", seed, minimum=0)
         self.images = torch.from_numpy(x)
