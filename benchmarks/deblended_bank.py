@@ -20,13 +20,14 @@ the script can be stopped at any time and continued later (``--n`` counts the le
 seed already written); the Sérsic fit takes 1-5 s a lens on one thread.
 
 ``--evaluate W1,W2,...`` instead reads the shards of ``--seed`` already written and reports each estimator's
-theta_E errors on them from the recorded inputs (a held-out bank is a test set of the real path: seconds
-instead of the hours its Sérsic fits took).
+theta_E errors on them from the recorded inputs, also by the arcs' S/N (a held-out bank is a test set of the
+real path: seconds instead of the hours its Sérsic fits took); ``--perfect`` also on the same lenses with
+their true lens light subtracted instead of fitted (what the deblender's residuals cost).
 
 Usage::
 
     python benchmarks/deblended_bank.py OUT --n 2000 --seed 1 --threads 1
-    python benchmarks/deblended_bank.py OUT --seed 3 --evaluate hst_wfc3,new.asdf
+    python benchmarks/deblended_bank.py OUT --seed 3 --evaluate hst_wfc3,new.asdf [--perfect]
 
 Prints a JSON summary (the shipped network's 68% theta_E error on the bank's lenses as it reads them).
 """
@@ -56,6 +57,8 @@ TARGETS = ("theta_E", "e1", "e2", "x0", "y0")
 MIN_ARC_SNR = 10.0
 #: Columns of the simulated systems kept beside each lens (for analyses of the bank).
 KEEP = ("arc_snr", "lens_mag", "light_R_e", "light_n", "source_mag", "magnification", "psf_fwhm", "slope")
+#: Arc S/N bins of `evaluate`.
+SNR_BINS = ((10, 40), (40, 80), (80, 160), (160, np.inf))
 #: Half-width in pixels of the PSF model the deblender is told (65 x 65 pixels, 2.6" at 0.04").
 PSF_HALF = 32
 #: Arcsec between the centre the path takes (the lens light's peak) and the lens galaxy's beyond which a lens
@@ -144,9 +147,40 @@ def _metrics(d):
             "theta_E_rms": float(np.sqrt(np.mean(d ** 2)))}
 
 
-def evaluate(out, seed, names, tta=1):
-    """Each estimator's theta_E errors on the shards of ``seed`` in ``out``, from their recorded inputs."""
-    paths = sorted(out.glob(f"shard_{seed}_*.npz"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))
+def perfect_inputs(path, seed, k, shard_size, est, pixel_scale):
+    """
+    The lenses of one shard again, their true lens light subtracted instead of fitted: the network's inputs
+    through ``model_lens(deblend=False)`` centred on the lens light's true centre (the simulation is drawn
+    again from its seed; the shard's lenses are found by their Einstein radii).
+    """
+    z = np.load(path)
+    ds = simulator(np.random.SeedSequence([seed, k])).sample(shard_size)
+    p = ds.params
+    h, w = ds.images.shape[-2:]
+    drawn = np.asarray(p["theta_E"].to_value("arcsec"))
+    light = np.asarray(ds.truth["lens_light"])
+    rec = _Recorder(est)
+    xs, ms = [], []
+    for t in z["targets"][:, 0]:
+        i = int(np.flatnonzero(drawn == t)[0])
+        lx = (w - 1) / 2 + float((p["x0"][i] + p["light_dx"][i]).to_value("arcsec")) / pixel_scale
+        ly = (h - 1) / 2 + float((p["y0"][i] + p["light_dy"][i]).to_value("arcsec")) / pixel_scale
+        cut = Cutout(ds.images[i, 0] - light[i, 0], pixel_scale, noise=ds.noise[i, 0])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model_lens(cut, rec, refine=False, deblend=False, centre=(lx, ly))
+        x, m = rec.last
+        xs.append(x[0])
+        ms.append(np.zeros(x.shape[1:], bool) if m is None else m[0])
+    return np.asarray(xs, np.float32), np.asarray(ms, bool)
+
+
+def evaluate(out, seed, names, tta=1, perfect=False, shard_size=32):
+    """
+    Each estimator's theta_E errors on the shards of ``seed`` in ``out``, from their recorded inputs (and,
+    with ``perfect``, on the same lenses with their true lens light subtracted, `perfect_inputs`).
+    """
+    paths = sorted(out.glob(f"shard_{seed}_*.npz"), key=lambda p: int(p.stem.split("_")[2].split(".")[0]))
     paths = [p for p in paths if not p.name.endswith(".tmp.npz")]
     if not paths:
         raise FileNotFoundError(f"no shard_{seed}_*.npz in {out}")
@@ -154,11 +188,24 @@ def evaluate(out, seed, names, tta=1):
     x = np.concatenate([a["images"] for a in z])
     m = np.concatenate([a["masks"] for a in z])
     truth = np.concatenate([a["targets"][:, 0] for a in z])
+    snr = np.concatenate([a["columns"][:, list(a["column_names"]).index("arc_snr")] for a in z])
     res = {"lenses": int(len(truth)), "seed": seed, "tta": tta}
-    for name in names:
-        est = lenskit.load_estimator(name) if not Path(name).exists() else CNNEstimator.load(name)
-        got = np.asarray(est.predict(x, masks=m, batch_size=64, tta=tta).table["theta_E"].to_value("arcsec"))
-        res[name] = _metrics(got - truth)
+    sets = {"deblended": (x, m)}
+    ests = {name: lenskit.load_estimator(name) if not Path(name).exists() else CNNEstimator.load(name)
+            for name in names}
+    if perfect:
+        first = ests[names[0]]
+        parts = [perfect_inputs(p, seed, int(p.stem.split("_")[2]), shard_size, first,
+                                float(first.expects["pixel_scale"])) for p in paths]
+        sets["perfect"] = (np.concatenate([a for a, _ in parts]), np.concatenate([b for _, b in parts]))
+    for name, est in ests.items():
+        res[name] = {}
+        for label, (xi, mi) in sets.items():
+            got = np.asarray(est.predict(xi, masks=mi, batch_size=64, tta=tta).table["theta_E"].to_value("arcsec"))
+            d = got - truth
+            res[name][label] = {**_metrics(d), "by_arc_snr": {
+                f"{lo:g}-{hi:g}": {"n": int(s.sum()), **_metrics(d[s])}
+                for lo, hi in SNR_BINS if (s := (snr >= lo) & (snr < hi)).any()}}
     return res
 
 
@@ -174,13 +221,16 @@ def main(argv=None):
                     help="comma-separated estimators (shipped names or weight files) to measure on the shards of "
                          "--seed instead of making any")
     ap.add_argument("--tta", type=int, default=1, choices=[1, 2, 4, 8], help="with --evaluate")
+    ap.add_argument("--perfect", action="store_true",
+                    help="with --evaluate: also on the same lenses with their true lens light subtracted (drawn "
+                         "again from the seed; --shard must be the bank's)")
     args = ap.parse_args(argv)
     if args.n < 1 or args.shard < 1:
         ap.error("--n and --shard must be >= 1")
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     if args.evaluate:
-        res = evaluate(out, args.seed, args.evaluate.split(","), args.tta)
+        res = evaluate(out, args.seed, args.evaluate.split(","), args.tta, args.perfect, args.shard)
         print(json.dumps({**res, "threads": torch.get_num_threads()}, indent=1))
         return
     out.mkdir(parents=True, exist_ok=True)
