@@ -22,7 +22,8 @@ seed already written); the Sérsic fit takes 1-5 s a lens on one thread.
 ``--evaluate W1,W2,...`` instead reads the shards of ``--seed`` already written and reports each estimator's
 theta_E errors on them from the recorded inputs, also by the arcs' S/N (a held-out bank is a test set of the
 real path: seconds instead of the hours its Sérsic fits took); ``--perfect`` also on the same lenses with
-their true lens light subtracted instead of fitted (what the deblender's residuals cost).
+their true lens light subtracted instead of fitted, the stamp's centre and core mask as the path had them
+(what the fit's residuals cost).
 
 Usage::
 
@@ -49,6 +50,7 @@ from lenskit.estimators.regression import CNNEstimator
 from lenskit.instruments.effects import CircularMasks, Normalize, moffat_kernels
 from lenskit.io.fits import Cutout
 from lenskit.modelling import model_lens
+from lenskit.modelling.pipeline import CNN_CORE
 from lenskit.simulation.presets import robust_instrument, robust_priors
 
 TARGETS = ("theta_E", "e1", "e2", "x0", "y0")
@@ -149,26 +151,31 @@ def _metrics(d):
 
 def perfect_inputs(path, seed, k, shard_size, est, pixel_scale):
     """
-    The lenses of one shard again, their true lens light subtracted instead of fitted: the network's inputs
-    through ``model_lens(deblend=False)`` centred on the lens light's true centre (the simulation is drawn
-    again from its seed; the shard's lenses are found by their Einstein radii).
+    The lenses of one shard again, their true lens light subtracted instead of fitted and everything else as
+    the path had it: the stamp about the centre the path took, the disc of ``CNN_CORE`` about it masked
+    (`lenskit.modelling.model_lens` ``deblend=False``; the simulation is drawn again from its seed, the
+    shard's lenses found by their Einstein radii).
     """
     z = np.load(path)
     ds = simulator(np.random.SeedSequence([seed, k])).sample(shard_size)
     p = ds.params
     h, w = ds.images.shape[-2:]
+    yy, xx = np.indices((h, w))
     drawn = np.asarray(p["theta_E"].to_value("arcsec"))
     light = np.asarray(ds.truth["lens_light"])
     rec = _Recorder(est)
     xs, ms = [], []
-    for t in z["targets"][:, 0]:
-        i = int(np.flatnonzero(drawn == t)[0])
-        lx = (w - 1) / 2 + float((p["x0"][i] + p["light_dx"][i]).to_value("arcsec")) / pixel_scale
-        ly = (h - 1) / 2 + float((p["y0"][i] + p["light_dy"][i]).to_value("arcsec")) / pixel_scale
-        cut = Cutout(ds.images[i, 0] - light[i, 0], pixel_scale, noise=ds.noise[i, 0])
+    for t in z["targets"]:
+        i = int(np.flatnonzero(drawn == t[0])[0])
+        # the centre the path took, from the truths in its stamp's frame
+        cx = (w - 1) / 2 + (float(p["x0"][i].to_value("arcsec")) - t[3]) / pixel_scale
+        cy = (h - 1) / 2 + (float(p["y0"][i].to_value("arcsec")) - t[4]) / pixel_scale
+        core = np.hypot(xx - cx, yy - cy) * pixel_scale < CNN_CORE
+        cut = Cutout(np.where(core, np.nan, ds.images[i, 0] - light[i, 0]), pixel_scale, noise=ds.noise[i, 0],
+                     mask=core)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model_lens(cut, rec, refine=False, deblend=False, centre=(lx, ly))
+            model_lens(cut, rec, refine=False, deblend=False, centre=(cx, cy))
         x, m = rec.last
         xs.append(x[0])
         ms.append(np.zeros(x.shape[1:], bool) if m is None else m[0])
