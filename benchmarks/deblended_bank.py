@@ -15,6 +15,9 @@ whose arcs have an S/N below 10 (nothing to measure), are left out.  It records 
 images and masks the network was given and the true SIE-equivalent parameters in that stamp's frame
 (``x0``, ``y0`` measured from the stamp's centre), for `lenskit.estimators.training.train`'s ``bank``.
 
+``--lens-light elliptical`` draws lens galaxies like the known lenses' instead (massive ellipticals: Sérsic
+indices 3-6.5, radii 0.5-2", at most a fifth of the light in a disc, F814W 17.5-19.5).
+
 Shards of ``--shard`` lenses are written as ``OUT/shard_SEED_K.npz`` (atomically, each on its own), so that
 the script can be stopped at any time and continued later (``--n`` counts the lenses of every shard of this
 seed already written); the Sérsic fit takes 1-5 s a lens on one thread.
@@ -83,19 +86,27 @@ class _Recorder:
         return self.real.predict(dataset, **kw)
 
 
-def simulator(seed):
+#: ``--lens-light elliptical``: lens galaxies like the known lenses' (massive ellipticals: bright, centrally
+#: concentrated, at most a faint disc) instead of the wide population's.
+ELLIPTICAL = {"light_n": (3.0, 6.5), "light_R_e": (0.5, 2.0), "light_disc_fraction": (0.0, 0.2),
+              "lens_mag": (17.5, 19.5)}
+
+
+def simulator(seed, lens_light="wide"):
     """The HST robust training simulator with the lens light kept and no training-only effects."""
     inst = robust_instrument("hst")
     keep = [e for e in inst.effects if not isinstance(e, (Normalize, CircularMasks))]
     inst = type(inst)(effects=keep)
+    priors = robust_priors("hst", inst.pixel_scale)
+    if lens_light == "elliptical":
+        priors.update(ELLIPTICAL)
     return lenskit.Simulator(mass_model=["epl", "external_shear"], source="sersic_clump", instrument=inst,
-                             seed=seed, lens_light=True, priors=robust_priors("hst", inst.pixel_scale),
-                             line_of_sight=True)
+                             seed=seed, lens_light=True, priors=priors, line_of_sight=True)
 
 
-def shard(est, seed, k, n, pixel_scale):
+def shard(est, seed, k, n, pixel_scale, lens_light="wide"):
     """``n`` lenses of shard ``k``: the network's inputs, masks, true targets and its answers."""
-    sim = simulator(np.random.SeedSequence([seed, k]))
+    sim = simulator(np.random.SeedSequence([seed, k]), lens_light)
     ds = sim.sample(n)
     p = ds.params
     h, w = ds.images.shape[-2:]
@@ -141,7 +152,7 @@ def shard(est, seed, k, n, pixel_scale):
             "masks": np.asarray(masks, bool).reshape((-1,) + tuple(est.in_shape)),
             "targets": np.asarray(truth, np.float64).reshape(-1, len(TARGETS)),
             "answers": np.asarray(answer, np.float64).reshape(-1, len(TARGETS)),
-            "names": np.asarray(TARGETS)}
+            "names": np.asarray(TARGETS), "lens_light": np.asarray(lens_light)}
 
 
 def _metrics(d):
@@ -157,7 +168,8 @@ def perfect_inputs(path, seed, k, shard_size, est, pixel_scale):
     shard's lenses found by their Einstein radii).
     """
     z = np.load(path)
-    ds = simulator(np.random.SeedSequence([seed, k])).sample(shard_size)
+    population = str(z["lens_light"]) if "lens_light" in z else "wide"
+    ds = simulator(np.random.SeedSequence([seed, k]), population).sample(shard_size)
     p = ds.params
     h, w = ds.images.shape[-2:]
     yy, xx = np.indices((h, w))
@@ -224,6 +236,9 @@ def main(argv=None):
     ap.add_argument("--shard", type=int, default=32, help="lenses per shard file")
     ap.add_argument("--estimator", default="hst_wfc3")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--lens-light", choices=["wide", "elliptical"], default="wide",
+                    help="the lens galaxies: the wide population of presets.robust (default), or massive "
+                         "ellipticals like the known lenses' (ELLIPTICAL); keep each in its own OUT")
     ap.add_argument("--evaluate", default=None, metavar="W1,W2",
                     help="comma-separated estimators (shipped names or weight files) to measure on the shards of "
                          "--seed instead of making any")
@@ -248,7 +263,7 @@ def main(argv=None):
     while done < args.n:
         path = out / f"shard_{args.seed}_{k}.npz"
         if not path.exists():
-            part = shard(est, args.seed, k, args.shard, ps)
+            part = shard(est, args.seed, k, args.shard, ps, args.lens_light)
             tmp = path.with_suffix(".tmp.npz")
             np.savez(tmp, **part)
             os.replace(tmp, path)
