@@ -194,15 +194,20 @@ def perfect_inputs(path, seed, k, shard_size, est, pixel_scale):
     return np.asarray(xs, np.float32), np.asarray(ms, bool)
 
 
+def shard_paths(out, seed="*"):
+    """The finished shards of ``seed`` (default every seed) in ``out``, in the order they were written."""
+    paths = [p for p in Path(out).glob(f"shard_{seed}_*.npz") if not p.name.endswith(".tmp.npz")]
+    if not paths:
+        raise FileNotFoundError(f"no shard_{seed}_*.npz in {out} (benchmarks/deblended_bank.py writes them)")
+    return sorted(paths, key=lambda p: tuple(int(v) for v in p.stem.split("_")[1:3]))
+
+
 def evaluate(out, seed, names, tta=1, perfect=False, shard_size=32):
     """
     Each estimator's theta_E errors on the shards of ``seed`` in ``out``, from their recorded inputs (and,
     with ``perfect``, on the same lenses with their true lens light subtracted, `perfect_inputs`).
     """
-    paths = sorted(out.glob(f"shard_{seed}_*.npz"), key=lambda p: int(p.stem.split("_")[2].split(".")[0]))
-    paths = [p for p in paths if not p.name.endswith(".tmp.npz")]
-    if not paths:
-        raise FileNotFoundError(f"no shard_{seed}_*.npz in {out}")
+    paths = shard_paths(out, seed)
     z = [np.load(p) for p in paths]
     x = np.concatenate([a["images"] for a in z])
     m = np.concatenate([a["masks"] for a in z])
@@ -272,7 +277,7 @@ def main(argv=None):
         done += len(np.load(path)["targets"])
         k += 1
     d = []
-    for path in sorted(out.glob(f"shard_{args.seed}_*.npz")):
+    for path in shard_paths(out, args.seed):
         z = np.load(path)
         d.append(z["answers"][:, 0] - z["targets"][:, 0])
     d = np.concatenate(d)

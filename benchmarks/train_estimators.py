@@ -61,6 +61,7 @@ Each prints its test metrics as JSON.
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -73,6 +74,9 @@ from lenskit.estimators.training import BankMix, native_bfloat16
 from lenskit.estimators.regression import CNNEstimator
 from lenskit.simulation import presets
 from lenskit.simulation.mixture import SimulatorMixture
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from deblended_bank import shard_paths  # noqa: E402  (the bank's format, beside this script)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("LENSKIT_SHARED", ROOT.parent / "shared")) / "data" / "sources"
@@ -237,12 +241,8 @@ def theta_E_rms_by_arc_snr(estimate, params, edges=(0, 20, 50, 100, np.inf)):
 
 def load_bank(folder, targets, fraction, seed):
     """The shards of ``benchmarks/deblended_bank.py`` in ``folder`` as a `BankMix` of the estimator's targets."""
-    paths = sorted(Path(folder).glob("shard_*.npz"))
-    paths = [p for p in paths if not p.name.endswith(".tmp.npz")]
-    if not paths:
-        raise FileNotFoundError(f"--bank: no shard_*.npz in {folder} (benchmarks/deblended_bank.py writes them)")
     images, masks, ys = [], [], []
-    for path in paths:
+    for path in shard_paths(folder):
         z = np.load(path)
         names = [str(n) for n in z["names"]]
         missing = [t for t in targets if t not in names]
@@ -252,6 +252,8 @@ def load_bank(folder, targets, fraction, seed):
             images.append(z["images"])
             masks.append(z["masks"])
             ys.append(z["targets"][:, [names.index(t) for t in targets]])
+    if not ys:
+        raise ValueError(f"--bank: the shards in {folder} hold no lenses")
     return BankMix(np.concatenate(images), np.concatenate(ys), targets, masks=np.concatenate(masks),
                    fraction=fraction, seed=seed)
 
@@ -361,6 +363,13 @@ def main(argv=None):
         ap.error(f"--tta must be comma-separated integers from 2, 4, 8 or 'none'; got {args.tta!r}")
     if any(n not in (2, 4, 8) for n in ttas):
         ap.error(f"--tta values must be 2, 4 or 8; got {args.tta!r}")
+    if args.bank:  # refused now, not after the simulations
+        try:
+            shard_paths(args.bank)
+        except FileNotFoundError as exc:
+            ap.error(f"--bank: {exc}")
+        if not 0 < args.bank_fraction < 1:
+            ap.error(f"--bank-fraction must be in (0, 1); got {args.bank_fraction}")
     if args.no_lens_light and args.name == "hst_wfc3":
         ap.error("--no-lens-light: the HST estimator is already trained without lens light (as Hezaveh et al.)")
     if not 0.0 <= args.hudf_sources <= 1.0 or args.pearson_sources + args.hudf_sources > 1.0:
@@ -478,17 +487,17 @@ def main(argv=None):
                                         "lens_light": sim.lens_light})
         ck = args.checkpoint or f"/tmp/lenskit_{label}.ckpt.asdf"
         t0 = time.time()
-        pairs = {} if args.shift_pairs is None and not args.symmetry_pairs else {
+        options = {} if args.shift_pairs is None and not args.symmetry_pairs else {
             "shift_pairs": args.shift_pairs, "shift_weight": args.shift_weight, "symmetry_pairs": args.symmetry_pairs}
         if args.bank:
-            pairs["bank"] = load_bank(args.bank, est.targets, args.bank_fraction, seed)
-            print(json.dumps({"bank": args.bank, "systems": len(pairs["bank"])}), flush=True)
+            options["bank"] = load_bank(args.bank, est.targets, args.bank_fraction, seed)
+            print(json.dumps({"bank": args.bank, "systems": len(options["bank"])}), flush=True)
         bf16 = args.bfloat16 and native_bfloat16()
         if args.bfloat16 and not bf16:
             print(json.dumps({"bfloat16": "this CPU has no native bfloat16: training in float32"}), flush=True)
-        paired = "shift_pairs" in pairs
+        paired = "shift_pairs" in options  # originals and their copies share the batch
         est.fit(sim, steps=steps, batch_size=args.batch_size // (2 if paired else 1), lr=args.lr, validation=val,
-                checkpoint=ck, **pairs, bfloat16=bf16,
+                checkpoint=ck, **options, bfloat16=bf16,
                 checkpoint_every=200, workers=args.workers, progress=False, time_limit=args.minutes * 60,
                 log=lambda r: print(json.dumps({k: v for k, v in r.items() if k != "validation"} |
                                                {"val_rms": {t: round(m["rms"], 4) for t, m in
