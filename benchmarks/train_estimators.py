@@ -52,6 +52,9 @@ Usage::
     # lenses that are not isothermal: half of the systems power laws in an external shear (regressed as their
     # SIE-equivalent parameters), fine-tuned on one thread:
     python benchmarks/train_estimators.py hst_wfc3 --power-law 0.5 --init lenskit/estimators/weights/hst_wfc3.asdf --minutes 90 --lr 1e-4 --workers 0 --threads 1 --out hst_pl.asdf
+    # arcs as real data leave them: half of the lenses have a lens galaxy whose light an imperfect model removed
+    # (its shot noise and the fit's residuals left), symmetry pairs as the shipped weights:
+    python benchmarks/train_estimators.py hst_wfc3 --residual-lens-light 0.5 --init lenskit/estimators/weights/hst_wfc3.asdf --symmetry-pairs --seed 6 --minutes 95 --lr 2e-4 --workers 0 --threads 1 --out hst_residual.asdf
     # re-measure shipped weights (e.g. after adding a test protocol) without training:
     python benchmarks/train_estimators.py lsst_gri --evaluate lenskit/estimators/weights/lsst_gri.asdf
 
@@ -323,6 +326,11 @@ def main(argv=None):
                          "(mass_model=['epl', 'external_shear'] with their default priors: slopes N(2, 0.1), shear "
                          "0-0.1), regressed as their SIE-equivalent theta_E, e1, e2, x0, y0; the rest SIEs; default "
                          "0 (with --robust every lens is one)")
+    ap.add_argument("--residual-lens-light", type=float, default=0.0, metavar="FRACTION",
+                    help="estimators of arcs without lens light (hst_wfc3, --no-lens-light): this fraction of the "
+                         "training systems have a lens galaxy whose observed light was removed by an imperfect model "
+                         "(lens_light='residual': its shot noise and a fit's residuals left in the arcs, as on "
+                         "real data after lenskit's deblenders), the rest none; default 0")
     ap.add_argument("--colour-scatter", type=float, default=None, metavar="MAG",
                     help="the training systems' colours scatter by this many magnitudes per band about the "
                          "instrument's typical lens and source colours (priors={'colour_scatter': MAG}; the default "
@@ -410,6 +418,12 @@ def main(argv=None):
     if args.power_law and (args.robust or args.line_of_sight):
         ap.error("--power-law mixes power-law lenses into the default simulator: not with --robust (whose lenses "
                  "are power laws already) or --line-of-sight")
+    if not 0.0 <= args.residual_lens_light <= 1.0:
+        ap.error(f"--residual-lens-light must be a fraction in [0, 1]; got {args.residual_lens_light}")
+    if args.residual_lens_light and (args.robust or (args.name != "hst_wfc3" and not args.no_lens_light)):
+        ap.error("--residual-lens-light mixes arcs left by an imperfect lens-light removal into the default "
+                 "simulator of an estimator without lens light (hst_wfc3 or --no-lens-light): not with --robust "
+                 "(whose HST arcs are such residuals already) or an estimator that reads the lens light")
     if not 0.0 <= args.pearson_sources <= 1.0:
         ap.error(f"--pearson-sources must be a fraction in [0, 1]; got {args.pearson_sources}")
     conditions = [c for c in (args.conditions or "").split(",") if c]
@@ -472,6 +486,11 @@ def main(argv=None):
                                        **colour, **train_light)
                 sim = SimulatorMixture([pl, sim], [args.power_law, 1.0 - args.power_law], seed=seed) \
                     if args.power_law < 1.0 else pl
+            if args.residual_lens_light:
+                res = lenskit.Simulator(source=src, instrument=inst, seed=seed + 4, lens_light="residual", **colour)
+                # the plain simulator first: the mixture's lens_light (the weights' expects) is its
+                sim = SimulatorMixture([sim, res], [1.0 - args.residual_lens_light, args.residual_lens_light],
+                                       seed=seed) if args.residual_lens_light < 1.0 else res
         val = lenskit.Simulator(source=test_source(), instrument=instrument(args.name, test=True), seed=7,
                                 split=None, **light).sample(256)
         steps = args.steps or 10**6  # time-limited: the schedule anneals by wall time

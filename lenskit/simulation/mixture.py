@@ -26,7 +26,9 @@ class SimulatorMixture:
     Parameters
     ----------
     simulators : sequence of `~lenskit.Simulator`
-        Two or more, with the same stamp shape, bands and pixel scale, and the same ``lens_light``.
+        Two or more, with the same stamp shape, bands and pixel scale, whose images all hold the lens
+        galaxy's light (``lens_light=True``) or none does (``False``, ``"subtracted"``, ``"residual"``: arcs
+        without lens light, with or without its shot noise and a fit's residuals, may be mixed).
     weights : sequence of float, optional
         Their shares of every batch (normalised; default equal).  The counts are the differences of the
         rounded cumulative shares (`shares`), so they always add up to the batch size; a simulator whose
@@ -59,9 +61,10 @@ class SimulatorMixture:
                 raise ValueError(f"simulators[{i}] makes {tuple(inst.bands)} stamps of {tuple(inst.shape)} at "
                                  f"{inst.pixel_scale}; simulators[0] makes {tuple(first.bands)} of "
                                  f"{tuple(first.shape)} at {first.pixel_scale}: a mixture needs the same")
-            if s.lens_light != sims[0].lens_light:
+            if (s.lens_light is True) != (sims[0].lens_light is True):
                 raise ValueError(f"simulators[{i}] has lens_light={s.lens_light!r}, simulators[0] "
-                                 f"{sims[0].lens_light!r}: a mixture needs the same")
+                                 f"{sims[0].lens_light!r}: a mixture's images must all hold the lens light or "
+                                 f"none")
         if weights is None:
             weights = np.ones(len(sims))
         w = np.asarray(weights, dtype=float)
@@ -78,6 +81,7 @@ class SimulatorMixture:
 
     @property
     def lens_light(self):
+        """The first simulator's ``lens_light`` (the others' images hold the lens light too, or none does)."""
         return self.simulators[0].lens_light
 
     @property

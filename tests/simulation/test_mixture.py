@@ -52,6 +52,20 @@ def test_bad_mixtures_are_refused_before_simulating():
             SimulatorMixture([a, _sim(0.2, 0.7)], w)
 
 
+def test_arcs_without_lens_light_mix_whatever_removed_it():
+    # no light, its exact subtraction (shot noise left) and an imperfect one: all arcs alone, one mixture
+    plain = _sim(0.2, 0.7)
+    residual = _sim(0.2, 0.7, seed=2, lens_light="residual")
+    mix = SimulatorMixture([plain, residual], seed=1)
+    assert mix.lens_light is False  # the first simulator's kind: what an estimator trained on it expects
+    images, y, _ = next(iter(mix.stream(8, steps=1)))
+    assert images.shape == (8, 1, 48, 48) and torch.isfinite(images).all()
+    kinds = [c["simulator"]["lens_light"] for c in mix.config["mixture"]]
+    assert kinds == [False, "residual"]
+    with pytest.raises(ValueError, match=r"simulators\[1\] has lens_light=True.*all hold the lens light or none"):
+        SimulatorMixture([residual, _sim(0.2, 0.7, lens_light=True)])
+
+
 def test_an_estimator_trains_on_a_mixture():
     mix = SimulatorMixture([_sim(0.2, 0.45), _sim(0.45, 0.7, seed=2)], seed=4)
     est = CNNEstimator(in_shape=(1, 48, 48))
