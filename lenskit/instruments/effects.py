@@ -75,6 +75,7 @@ class Observation:
     meta: dict = dataclasses.field(default_factory=dict)
     sum_of: tuple = ()
     _sum_of_images: tuple = dataclasses.field(default=None, init=False, repr=False, compare=False)
+    _reference: torch.Tensor = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         if not isinstance(self.images, torch.Tensor) or self.images.dim() != 4:
@@ -107,6 +108,28 @@ class Observation:
     @property
     def n(self):
         return self.images.shape[0]
+
+    def reference_peak(self):
+        """
+        Each image's peak, shaped (N,), to which Hezaveh et al.'s peak-relative effects scale their noise.
+
+        `PoissonNoise`, `GaussianNoise`, `CosmicRays` and `Normalize` follow Hezaveh et al. (2017), whose
+        images are lens-subtracted: photons and noise in proportion to the peak of the arcs.  Without the lens
+        galaxy's light in ``truth`` that is the images' own peak, taken when asked.  With it (``truth
+        ["lens_light"]``: ``Simulator(lens_light=True, "subtracted", "residual")``), it is the peak of the image
+        without that light, taken once, when the first such effect asks, from the noise-free images, and kept
+        (`Normalize` scales it with the images): the same exposure as the lens would have without its galaxy,
+        whose light adds its own photons and shot noise, instead of noise scaled to the galaxy's core.  It is
+        at least `LENS_LIGHT_PEAK_FLOOR` times the whole image's peak (arcs that vanish under their galaxy's
+        light do not get unbounded counts).
+        """
+        if self._reference is not None:
+            return self._reference
+        lens = self.truth.get("lens_light")
+        if lens is None:
+            return _peak(self.images)
+        self._reference = torch.maximum(_peak(self.images - lens), _peak(self.images) * LENS_LIGHT_PEAK_FLOOR)
+        return self._reference
 
 
 def torch_generator(rng, device="cpu"):
@@ -721,11 +744,18 @@ def _peak(x):
     return x.reshape(x.shape[0], -1).amax(1).clamp(min=torch.finfo(x.dtype).tiny)
 
 
+#: `Observation.reference_peak` of an image holding its lens galaxy's light is at least this fraction of the
+#: image's own peak.
+LENS_LIGHT_PEAK_FLOOR = 1e-3
+
+
 class PoissonNoise(Effect):
     """
     Photon noise on normalised images (Hezaveh et al. 2017).
 
-    Each image is scaled to a peak of 1, multiplied by a counts factor drawn
+    Each image is scaled to a peak of 1 (`Observation.reference_peak`: with
+    the lens galaxy's light in the image, the peak of the image without it,
+    whose light then adds its own photons), multiplied by a counts factor drawn
     from ``counts_factor`` (default 100-1000), replaced by a Poisson draw with
     that mean, and scaled back.  Pixels of 50 counts or more are drawn from
     the Cornish-Fisher expansion of `poisson_counts` (total-variation
@@ -743,7 +773,7 @@ class PoissonNoise(Effect):
 
     def __call__(self, obs, rng):
         f, g = self._draw(rng, obs.n, obs.images.device)
-        mean, peak, ft = self._mean(obs.images, f)
+        mean, peak, ft = self._mean(obs.images, f, obs.reference_peak())
         counts = poisson_counts(mean, g, exact=self.exact)
         obs.images = counts.div_(ft).mul_(peak)
         obs.variance = mean.mul_((peak / ft) ** 2).add_(obs.variance)
@@ -764,10 +794,13 @@ class PoissonNoise(Effect):
         return f, torch_generator(rng, device)
 
     @staticmethod
-    def _mean(images, f):
-        """Expected counts (each image scaled to a peak of its counts factor), the peaks and the factors."""
+    def _mean(images, f, peak=None):
+        """
+        Expected counts (each image's ``peak``, default its own, scaled to its counts factor), the peaks and the
+        factors.
+        """
         n = images.shape[0]
-        peak = _peak(images).reshape(n, 1, 1, 1)
+        peak = (_peak(images) if peak is None else peak).reshape(n, 1, 1, 1)
         ft = torch.as_tensor(f, dtype=images.dtype, device=images.device).reshape(n, 1, 1, 1)
         return torch.clamp(images, min=0).div_(peak).mul_(ft), peak, ft  # in place on the new tensor
 
@@ -822,7 +855,9 @@ class GaussianNoise(Effect):
     Parameters
     ----------
     rms : prior
-        rms as a fraction of the image peak (Hezaveh et al. 2017: 1-10%).
+        rms as a fraction of the image peak (Hezaveh et al. 2017: 1-10%;
+        `Observation.reference_peak`: with the lens galaxy's light in the
+        image, the noise-free peak of the image without it).
     correlation : str or array-like, optional
         A 2-D noise correlation function (centred), or the name of a measured
         one shipped with lenskit (`noise_correlation`, for example
@@ -890,7 +925,7 @@ class GaussianNoise(Effect):
 
     def __call__(self, obs, rng):
         frac, g, coloured = self._draw(rng, obs.n, obs.images.device)
-        obs.images, sigma = self._add(obs.images, frac, coloured, g)
+        obs.images, sigma = self._add(obs.images, frac, coloured, g, obs.reference_peak())
         obs.variance = obs.variance + (sigma**2).reshape(-1, 1, 1, 1)
         obs.meta["noise_rms"] = frac
         obs.meta["noise_coloured"] = coloured
@@ -907,11 +942,11 @@ class GaussianNoise(Effect):
             coloured = rng.random(n) < self.coloured_fraction
         return frac, g, coloured
 
-    def _add(self, images, frac, coloured, g):
-        """``images`` plus the noise (rms ``frac`` times each image's peak); returns it and the rms."""
+    def _add(self, images, frac, coloured, g, peak=None):
+        """``images`` plus the noise (rms ``frac`` times ``peak``, default each image's); returns it and the rms."""
         n, nb, h, w = images.shape
         dt, dev = images.dtype, images.device
-        sigma = torch.as_tensor(frac, dtype=dt, device=dev) * _peak(images)
+        sigma = torch.as_tensor(frac, dtype=dt, device=dev) * (_peak(images) if peak is None else peak)
         noise = torch.randn(images.shape, generator=g, dtype=dt, device=dev)
         if coloured.any():
             # the power spectrum is real and even (that of the symmetrised correlation function), so
@@ -990,7 +1025,9 @@ def poisson_gaussian_noise(obs, rng, poisson, gaussian):
     dt, dev = obs.images.dtype, obs.images.device
     f, gp = poisson._draw(rng, n, dev)
     frac, gg, coloured = gaussian._draw(rng, n, dev)
-    mean, peak, ft = poisson._mean(obs.images, f)
+    own = obs.truth.get("lens_light") is None  # the rms follows the noisy image's peak (else the reference's)
+    ref = obs.reference_peak()
+    mean, peak, ft = poisson._mean(obs.images, f, ref)
     # the pixels that may hold the noisy peak, which sets the rms: exact counts, first (no zero means)
     largest = mean.reshape(n, -1).amax(1)
     thr = _peak_candidates(largest).clamp_(min=torch.finfo(dt).tiny).reshape(n, 1, 1, 1)
@@ -998,7 +1035,9 @@ def poisson_gaussian_noise(obs, rng, poisson, gaussian):
     ci = cand.nonzero(as_tuple=True)
     xc = torch.poisson(mean[ci], generator=gp)
     top = torch.zeros(n, dtype=dt, device=dev).scatter_reduce_(0, ci[0], xc, reduce="amax")
-    s = torch.as_tensor(frac, dtype=dt, device=dev) * top  # the Gaussian rms in counts
+    # the Gaussian rms in counts: of the noisy peak, or, with the lens light in the images, of the reference
+    # peak without it (its counts factor, noise-free)
+    s = torch.as_tensor(frac, dtype=dt, device=dev) * (top if own else ft.reshape(n))
     # the share of the noise variance drawn white with the photons: all of it, or the coloured spectrum's floor
     c_white, rest = gaussian.white_split((h, w)) if coloured.any() else (1.0, None)
     wf = torch.where(torch.as_tensor(coloured, device=dev), c_white, 1.0).to(dt)
@@ -1033,7 +1072,8 @@ def poisson_gaussian_noise(obs, rng, poisson, gaussian):
     for r in runs:  # faint noise: the Gaussian effect itself, on the Poisson images
         a, b = int(r[0]), int(r[-1]) + 1
         if not fuse[a]:
-            images[a:b], sigma[a:b] = gaussian._add(images[a:b], frac[a:b], coloured[a:b], gg)
+            images[a:b], sigma[a:b] = gaussian._add(images[a:b], frac[a:b], coloured[a:b], gg,
+                                                    None if own else ref[a:b])
     obs.images = images
     obs.variance = mean.mul_((peak / ft) ** 2).add_(obs.variance).add_((sigma**2).reshape(n, 1, 1, 1))
     obs.meta["counts_factor"] = f
@@ -1262,7 +1302,7 @@ class CosmicRays(Effect):
         n, nb, h, w = obs.images.shape
         pick = rng.integers(0, self.bank_size, (n, nb))
         flips = rng.integers(0, 2, (n, nb, 2))
-        peak = _peak(obs.images).cpu().numpy()
+        peak = obs.reference_peak().cpu().numpy()
         maps = [self.bank_map((h, w), k) for k in pick.reshape(-1)]  # plane i * nb + b
         sizes = np.array([len(m[0]) for m in maps])
         plane = np.repeat(np.arange(n * nb), sizes)
@@ -1291,6 +1331,10 @@ class Normalize(Effect):
     """
     Normalise each image to a peak near 1 and add a zero-level bias (Hezaveh et al. 2017).
 
+    The peak is `Observation.reference_peak`: with the lens galaxy's light in
+    the image, that of the image without it (the lens-subtracted image Hezaveh
+    et al. normalised), so the galaxy's core may exceed 1.
+
     The peak becomes ``1 + N(0, peak_rms)`` and a constant ``N(0, bias_rms)``
     is added.  Truth components and variance are scaled alike.
     """
@@ -1308,7 +1352,9 @@ class Normalize(Effect):
         dt, dev = obs.images.dtype, obs.images.device
         target = 1 + rng.normal(0, self.peak_rms, n)
         bias = rng.normal(0, self.bias_rms, n)
-        s = torch.as_tensor(target, dtype=dt, device=dev) / _peak(obs.images)
+        s = torch.as_tensor(target, dtype=dt, device=dev) / obs.reference_peak()
+        if obs._reference is not None:  # the lens light's images: their reference scales with them
+            obs._reference = obs._reference * s
         s4 = s.reshape(n, 1, 1, 1)
         obs.images = obs.images * s4 + torch.as_tensor(bias, dtype=dt, device=dev).reshape(n, 1, 1, 1)
         obs.variance = obs.variance * s4**2

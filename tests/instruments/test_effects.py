@@ -709,3 +709,45 @@ def test_effect_argument_errors():
         Uniform(2, 1)
     with pytest.raises(ValueError, match="images must be a torch.Tensor"):
         Observation(images=np.zeros((1, 1, 4, 4)), pixel_scale=0.1)
+
+
+def _arcs_under_a_galaxy(n=60, size=48):
+    """Arcs of peak 1 (a ring) under a lens galaxy 50 times brighter at its core (a steep, round profile)."""
+    yy, xx = np.mgrid[:size, :size] - (size - 1) / 2
+    r = np.hypot(xx, yy)
+    arcs = np.exp(-0.5 * ((r - 12) / 1.5) ** 2)
+    lens = 50 * np.exp(-r / 2.0)
+    return np.broadcast_to(arcs, (n, 1, size, size)).copy(), np.broadcast_to(lens, (n, 1, size, size)).copy()
+
+
+@pytest.mark.parametrize("exact", [False, True])
+def test_noise_follows_the_arcs_peak_when_the_lens_light_is_in_the_image(exact):
+    # Hezaveh et al.'s noise is relative to the peak of lens-subtracted images: with the galaxy's light in the
+    # image, the same exposure (counts and rms scaled to the arcs' peak) plus the galaxy's own photons, not
+    # noise scaled to the galaxy's core (50 times the arcs': the arcs would vanish)
+    from lenskit.instruments.hst import HSTWFC3
+
+    arcs, lens = _arcs_under_a_galaxy()
+    cam = HSTWFC3(shape=(48, 48), effects=[PoissonNoise(counts_factor=400.0, exact=exact), GaussianNoise(rms=0.02)])
+    o = cam.observe(torch.as_tensor(arcs + lens), np.random.default_rng(3), arcs=torch.as_tensor(arcs),
+                    lens_light=torch.as_tensor(lens))
+    p = arcs.max()  # Poisson of arcs + lens at 400 counts per arcs' peak, Gaussian rms 2% of it
+    want = (arcs + lens) * p / 400.0 + (0.02 * p) ** 2
+    np.testing.assert_allclose(o.variance.numpy(), want, rtol=1e-4)
+    z = (o.images.numpy() - arcs - lens) / np.sqrt(want)
+    assert abs(z.mean()) < 0.01 and z.std() == pytest.approx(1.0, abs=0.01)
+    outer = np.hypot(*np.mgrid[:48, :48] - 23.5) > 18  # far from the galaxy: the arcs' own noise, 2% of their peak
+    assert np.std(o.images.numpy()[:, :, outer] - (arcs + lens)[:, :, outer]) == pytest.approx(0.02, rel=0.05)
+
+
+def test_normalize_and_cosmic_rays_follow_the_arcs_peak_under_the_lens_light():
+    arcs, lens = _arcs_under_a_galaxy(n=200)
+    o = obs_of(arcs + lens, arcs=arcs, lens_light=lens)
+    o = Normalize(peak_rms=0.0, bias_rms=0.0)(o, np.random.default_rng(1))
+    np.testing.assert_allclose((o.images - o.truth["lens_light"]).numpy().reshape(200, -1).max(1), 1.0, rtol=1e-5)
+    assert float(o.truth["lens_light"].max()) == pytest.approx(lens.max() / arcs.max(), rel=1e-6)  # core above 1
+    np.testing.assert_allclose(o.reference_peak().numpy(), 1.0, rtol=1e-5)  # kept, scaled with the images
+    before = o.images.clone()
+    o = CosmicRays(n_rays=(3, 6), hot_pixels=(0, 0), amplitude=(0.05, 0.5))(o, np.random.default_rng(2))
+    hits = (o.images - before).numpy()
+    assert 0.3 < hits.max() < 1.5  # amplitudes up to 0.5 of the arcs' peak (crossing rays add), not of the core's
