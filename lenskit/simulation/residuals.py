@@ -28,9 +28,12 @@ from lenskit.instruments.effects import _gaussian_kernels, separable_convolve
 __all__ = ["imperfect_model", "RESIDUAL_PRIORS"]
 
 #: Default priors of the imperfect model: amplitude (fraction of the light), shift (pixels, per axis) and profile
-#: mismatch.  On simulated HST WFC3 lenses their residuals match those of lenskit's Sérsic deblender at the median
-#: (rms within the central 1.6": 0.016 of the lens light's peak; 0.017 for the fit) but not its failures (90th
-#: percentile 0.023; 0.115 for the fit, some of whose fits fail).
+#: mismatch.  On the Hezaveh et al. recipe's lenses they leave an rms of 0.016 of the lens light's peak within the
+#: central 1.6" at the median (0.030 at the 90th percentile).  lenskit's Sérsic deblender, told the PSF, leaves
+#: 0.0035 at the median on the same lenses, 0.008 at the 75th percentile and 0.042 at the 90th (its failures);
+#: these priors were matched to its median when the recipe's noise under the lens light was scaled to the
+#: galaxy's core, several times today's (lenskit.instruments.effects.Observation.reference_peak), which made its
+#: fits worse.  They are now a pessimistic middle: four times the fit's median, under its tail.
 RESIDUAL_PRIORS = {"residual_amplitude": Normal(0.0, 0.03), "residual_shift": Normal(0.0, 0.4, -2.0, 2.0),
                    "residual_profile": Normal(0.0, 0.5, -1.5, 1.5)}
 
