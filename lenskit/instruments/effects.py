@@ -14,6 +14,7 @@ defaults where the paper gives them.
 """
 
 import dataclasses
+import json
 import math
 from importlib.resources import files
 
@@ -1177,6 +1178,10 @@ class CCDNoise(Effect):
 
 
 # ---------------------------------------------------------------------------- artefacts
+#: Cosmic-ray banks shared by the `CosmicRays` effects of one configuration in this process (its JSON -> maps).
+_SHARED_BANKS = {}
+
+
 class CosmicRays(Effect):
     """
     Cosmic rays and hot pixels (Hezaveh et al. 2017).
@@ -1240,6 +1245,8 @@ class CosmicRays(Effect):
         y, x = int(rng.integers(h)), int(rng.integers(w))
         angle = rng.uniform(0, 2 * np.pi)
         d = np.array([np.sin(angle), np.cos(angle)])
+        along = self._step_array @ d / self._step_norms  # each step's alignment with the track (fixed per ray)
+        steps = self._steps
         pix = [(y, x)]
         seen = {(y, x)}
         head = (y, x)
@@ -1248,9 +1255,10 @@ class CosmicRays(Effect):
             tries += 1
             # friends of the head (or, now and then, of any member: the track widens)
             base = head if rng.random() < 0.85 else pix[int(rng.integers(len(pix)))]
-            score = self._step_array @ d / self._step_norms + rng.normal(0, 0.35, 8)
-            for k in np.argsort(-score):
-                ny, nx = base[0] + self._steps[k][0], base[1] + self._steps[k][1]
+            score = (along + rng.normal(0, 0.35, 8)).tolist()
+            # the steps by decreasing score (a stable sort, as argsort of the negated scores for 8 values)
+            for k in sorted(range(8), key=score.__getitem__, reverse=True):
+                ny, nx = base[0] + steps[k][0], base[1] + steps[k][1]
                 if 0 <= ny < h and 0 <= nx < w and (ny, nx) not in seen:
                     seen.add((ny, nx))
                     pix.append((ny, nx))
@@ -1292,10 +1300,20 @@ class CosmicRays(Effect):
         return cat(ys, np.int64), cat(xs, np.int64), cat(vals, float), np.array(lengths, dtype=np.int64)
 
     def bank_map(self, shape, k):
-        """Map ``k`` of the bank for ``shape`` (drawn from seed ``[bank_seed, H, W, k]`` on first use)."""
+        """
+        Map ``k`` of the bank for ``shape`` (drawn from seed ``[bank_seed, H, W, k]`` on first use).
+
+        A map depends only on the effect's configuration, the shape and ``k``, so every `CosmicRays` of the same
+        configuration in the process shares one bank (`_SHARED_BANKS`): a second simulator does not draw it again.
+        """
         key = (int(shape[0]), int(shape[1]), int(k))
         if key not in self._bank:
-            self._bank[key] = self.draw_map(shape, np.random.default_rng([self.bank_seed, *key]))
+            if not self._bank:  # first use: join the bank of this configuration
+                config = json.dumps({**self.to_config(), "bank_size": None}, sort_keys=True)
+                if type(self) is CosmicRays:  # a subclass may draw its maps otherwise: its own bank
+                    self._bank = _SHARED_BANKS.setdefault(config, self._bank)
+            if key not in self._bank:
+                self._bank[key] = self.draw_map(shape, np.random.default_rng([self.bank_seed, *key]))
         return self._bank[key]
 
     def __call__(self, obs, rng):

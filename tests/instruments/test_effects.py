@@ -524,6 +524,21 @@ def test_cosmic_ray_lengths_and_connectivity():
     assert abs(lengths.mean() - 16) < 1.5  # uniform over 2..30
 
 
+def test_cosmic_ray_banks_are_shared_by_configuration_and_keep_their_maps(monkeypatch):
+    # map 3 of the default 192 x 192 bank as every earlier version drew it (training streams stay reproducible)
+    ys, xs, vals, lengths = CosmicRays().bank_map((192, 192), 3)
+    assert (len(ys), int(ys.sum()), int(xs.sum()), lengths.tolist()) == (153, 17064, 18095, [25, 2, 30, 16, 30, 2])
+    assert float(vals.sum()) == pytest.approx(31.539807, abs=1e-6)
+    # a second effect of the same configuration reuses the maps; another configuration draws its own
+    drawn = []
+    real = CosmicRays.draw_map
+    monkeypatch.setattr(CosmicRays, "draw_map", lambda self, shape, rng: drawn.append(shape) or real(self, shape, rng))
+    again = CosmicRays(bank_size=16).bank_map((192, 192), 3)
+    assert drawn == [] and all(np.array_equal(a, b) for a, b in zip(again, (ys, xs, vals, lengths)))
+    other = CosmicRays(bank_seed=987654).bank_map((192, 192), 3)  # a seed no other test uses
+    assert drawn == [(192, 192)] and not np.array_equal(other[0], ys)
+
+
 def test_hot_pixels_and_application():
     cr = CosmicRays(n_rays=(0, 0), hot_pixels=(100, 100), hot_amplitude=0.5, bank_size=4)
     img = np.zeros((3, 1, 64, 64))
