@@ -66,6 +66,10 @@ KEEP = ("arc_snr", "lens_mag", "light_R_e", "light_n", "source_mag", "magnificat
 SNR_BINS = ((10, 40), (40, 80), (80, 160), (160, np.inf))
 #: Half-width in pixels of the PSF model the deblender is told (65 x 65 pixels, 2.6" at 0.04").
 PSF_HALF = 32
+#: The shards' format: 2 since the HST effects' noise follows the arcs under the lens light
+#: (`lenskit.instruments.effects.Observation.reference_peak`).  Shards without a version (1) were made before,
+#: with noise scaled to the lens galaxy's core, and are refused.
+BANK_VERSION = 2
 #: Arcsec between the centre the path takes (the lens light's peak) and the lens galaxy's beyond which a lens
 #: is left out.
 MAX_CENTRE_MISS = 0.2
@@ -152,7 +156,7 @@ def shard(est, seed, k, n, pixel_scale, lens_light="wide"):
             "masks": np.asarray(masks, bool).reshape((-1,) + tuple(est.in_shape)),
             "targets": np.asarray(truth, np.float64).reshape(-1, len(TARGETS)),
             "answers": np.asarray(answer, np.float64).reshape(-1, len(TARGETS)),
-            "names": np.asarray(TARGETS), "lens_light": np.asarray(lens_light)}
+            "names": np.asarray(TARGETS), "lens_light": np.asarray(lens_light), "version": np.asarray(BANK_VERSION)}
 
 
 def _metrics(d):
@@ -195,10 +199,19 @@ def perfect_inputs(path, seed, k, shard_size, est, pixel_scale):
 
 
 def shard_paths(out, seed="*"):
-    """The finished shards of ``seed`` (default every seed) in ``out``, in the order they were written."""
+    """
+    The finished shards of ``seed`` (default every seed) in ``out``, in the order they were written; a shard
+    of another `BANK_VERSION` is refused (ValueError naming it).
+    """
     paths = [p for p in Path(out).glob(f"shard_{seed}_*.npz") if not p.name.endswith(".tmp.npz")]
     if not paths:
         raise FileNotFoundError(f"no shard_{seed}_*.npz in {out} (benchmarks/deblended_bank.py writes them)")
+    for p in paths:
+        with np.load(p) as z:
+            version = int(z["version"]) if "version" in z else 1
+        if version != BANK_VERSION:
+            raise ValueError(f"{p} is a bank shard of version {version}, made before the HST noise under the lens "
+                             f"light followed the arcs (version {BANK_VERSION}); make the bank again")
     return sorted(paths, key=lambda p: tuple(int(v) for v in p.stem.split("_")[1:3]))
 
 
@@ -256,6 +269,11 @@ def main(argv=None):
         ap.error("--n and --shard must be >= 1")
     torch.set_num_threads(args.threads)
     out = Path(args.out)
+    if args.evaluate or any(out.glob(f"shard_{args.seed}_*.npz")):  # shards of another version: refused now
+        try:
+            shard_paths(out, args.seed)
+        except (FileNotFoundError, ValueError) as exc:
+            ap.error(str(exc))
     if args.evaluate:
         res = evaluate(out, args.seed, args.evaluate.split(","), args.tta, args.perfect, args.shard)
         print(json.dumps({**res, "threads": torch.get_num_threads()}, indent=1))

@@ -42,7 +42,7 @@ MAG_BINS = ((17.5, 18.5), (18.5, 19.5), (19.5, 21.0))
 def mask_core(ds, radius):
     """The dataset's masks and the disc of ``radius`` arcsec about each lens centre (``x0``, ``y0``)."""
     n, nb, h, w = ds.images.shape
-    ps = float(ds.pixel_scale.to_value("arcsec")) if hasattr(ds.pixel_scale, "to_value") else float(ds.pixel_scale)
+    ps = float(ds.pixel_scale.to_value("arcsec"))
     yy, xx = np.mgrid[:h, :w]
     cx = (w - 1) / 2 + np.asarray(ds.params["x0"].to_value("arcsec")) / ps
     cy = (h - 1) / 2 + np.asarray(ds.params["y0"].to_value("arcsec")) / ps

@@ -374,7 +374,7 @@ def main(argv=None):
     if args.bank:  # refused now, not after the simulations
         try:
             shard_paths(args.bank)
-        except FileNotFoundError as exc:
+        except (FileNotFoundError, ValueError) as exc:
             ap.error(f"--bank: {exc}")
         if not 0 < args.bank_fraction < 1:
             ap.error(f"--bank-fraction must be in (0, 1); got {args.bank_fraction}")

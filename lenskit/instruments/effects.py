@@ -118,7 +118,8 @@ class Observation:
         images are lens-subtracted: photons and noise in proportion to the peak of the arcs.  Without the lens
         galaxy's light in ``truth`` that is the images' own peak, taken when asked.  With it (``truth
         ["lens_light"]``: ``Simulator(lens_light=True, "subtracted", "residual")``), it is the peak of the image
-        without that light, taken once, when the first such effect asks, from the noise-free images, and kept
+        without that light, taken once, when the first such effect asks (in Hezaveh et al.'s order the
+        `PoissonNoise`, before any noise), and kept
         (`Normalize` scales it with the images): the same exposure as the lens would have without its galaxy,
         whose light adds its own photons and shot noise, instead of noise scaled to the galaxy's core.  It is
         at least `LENS_LIGHT_PEAK_FLOOR` times the whole image's peak (arcs that vanish under their galaxy's
