@@ -7,7 +7,8 @@ using `astropy.modeling` (the bounded trust-region fitter
 `~astropy.modeling.fitting.TRFLSQFitter`), with the model integrated over
 pixels, optionally convolved with the PSF, and weighted by the noise; mask
 the arcs iteratively (pixels whose smoothed residual is significantly
-positive, grown by a margin) and refit until the mask settles; subtract.
+positive, grown by a margin) and refit until the mask settles; add a smooth
+model of what one Sérsic profile misses (`profile_correction`); subtract.
 Works on one band (each band of a multi-band input is fitted on its own).
 """
 
@@ -21,6 +22,7 @@ from astropy.modeling.models import Const2D
 from astropy.table import QTable
 from photutils.morphology import data_properties
 from scipy import ndimage
+from scipy.interpolate import BSpline
 from scipy.signal import fftconvolve
 from scipy.special import gammaincinv
 from tqdm.auto import tqdm
@@ -33,7 +35,7 @@ from lenskit.core.statistics import robust_sigma
 from lenskit.core.validation import as_float
 from lenskit.deblenders._common import as_cube, circular_mask
 
-__all__ = ["SersicDeblender", "PixelSersic2D"]
+__all__ = ["SersicDeblender", "PixelSersic2D", "profile_correction"]
 
 
 class PixelSersic2D(Fittable2DModel):
@@ -110,6 +112,146 @@ def _ring_noise(resid, excluded, cx, cy, floor, width=2.0):
     return out[ring]
 
 
+def _bspline_basis(x, breaks):
+    """Cubic B-splines on ``breaks`` (clamped at both ends) evaluated at ``x``: (len(x), len(breaks) + 2)."""
+    knots = np.concatenate([[breaks[0]] * 3, breaks, [breaks[-1]] * 3])
+    return BSpline.design_matrix(np.clip(x, breaks[0], breaks[-1]), knots, 3).toarray()
+
+
+def profile_correction(resid, excluded, x0, y0, q, theta, r_max, noise=None, harmonics=(2,), knot_ratio=1.4,
+                       clip=3.0):
+    """
+    What one Sérsic profile misses of a lens galaxy, from its residual in elliptical coordinates, as a map.
+
+    Real lens galaxies are not one Sérsic profile (a bulge and a disc, a core, a profile that steepens,
+    isophotes that twist or flatten outwards), and the fit's mismatch is a pattern of over- and
+    under-subtraction about the centre -- the residual a CNN must not read as arcs.  As in the lens-light
+    models of the SLACS papers (Bolton et al. 2006: B-splines in elliptical radius with angular multipoles),
+    the residual is fitted, by least squares over the pixels not ``excluded`` within ``r_max``, with cubic
+    B-splines in the fitted ellipse's semi-major radius ``a`` (breakpoints at 0 and at 2 pixels times powers
+    of ``knot_ratio``) and, for each order ``m`` of ``harmonics``, the same splines on every other
+    breakpoint times ``cos(m E)`` and ``sin(m E)`` (E the angle about the ellipse in its frame; tapered to
+    zero within 2 pixels of the centre).  So the correction is smooth in radius (a handful of terms per
+    factor of two: the noise it adds is small, and it makes no rings of its own) and cannot take the shape
+    of an arc.  A small penalty on the second differences of each term's coefficients (a thousandth of the
+    data's weight) bridges annuli without data (a masked ring of arcs) by interpolation instead of
+    fitting them, and a harmonic term with less than 30% of its weight on data is left out.  Pixels more
+    than ``clip`` sigmas from the fit (of ``noise``, or of the residual's scatter) are left out and the fit
+    repeated, twice.  The correction is tapered to zero over the last fifth of ``r_max`` -- or of the last
+    one-pixel annulus within it that is at least a quarter data: no extrapolation beyond the data.  Arcs
+    must be in ``excluded``: an unmasked ring (or, for the harmonics, a pair of opposite arcs) would be
+    taken for lens light.
+
+    Parameters
+    ----------
+    resid : ndarray (H, W)
+        Image minus the Sérsic model and sky.
+    excluded : ndarray of bool (H, W)
+        Pixels left out (arcs, defects).
+    x0, y0, q, theta : float
+        The fitted ellipse: centre (pixels), axis ratio, major axis counter-clockwise from +x (radians).
+    r_max : float
+        Semi-major radius (pixels) beyond which the correction is zero.
+    noise : ndarray (H, W), optional
+        1-sigma noise: the fit's weights and the clipping's scale.
+    harmonics : tuple of int
+        Angular orders fitted beside the radial profile (default ``(2,)``: an ellipticity or angle that
+        changes with radius; ``()`` for the radial profile alone).
+    knot_ratio : float
+        Ratio of successive breakpoints (default 1.4).
+    clip : float
+        Outliers' threshold in sigmas.
+
+    Returns
+    -------
+    ndarray (H, W)
+        The correction, to be added to the Sérsic model.
+    """
+    h, w = resid.shape
+    if not r_max > 2.0 or not knot_ratio > 1.0:
+        return np.zeros((h, w))
+    yy, xx = np.indices((h, w), dtype=float)
+    dx, dy = xx - x0, yy - y0
+    ct, st = np.cos(theta), np.sin(theta)
+    xm, ym = dx * ct + dy * st, (-dx * st + dy * ct) / max(q, 0.05)
+    a = np.hypot(xm, ym)
+    ang = np.arctan2(ym, xm)
+    good = ~excluded & np.isfinite(resid)
+    if noise is not None:
+        good &= np.isfinite(noise) & (noise > 0)
+    # no farther out than the last one-pixel annulus that is at least a quarter data: beyond it nothing would
+    # hold the splines but their extrapolation (a ring of arcs masked out to the galaxy's edge)
+    k = np.minimum(a, r_max).astype(int)
+    n_all = np.bincount(k[a < r_max], minlength=int(r_max) + 1)
+    n_good = np.bincount(k[(a < r_max) & good], minlength=int(r_max) + 1)
+    covered = np.flatnonzero((n_all >= 4) & (n_good >= 0.25 * n_all))
+    r_max = min(float(r_max), float(covered.max() + 1) if covered.size else 0.0)
+    if not r_max > 2.0:
+        return np.zeros((h, w))
+    within = a < r_max
+    use = within & good
+    if use.sum() < 50:
+        return np.zeros((h, w))
+    breaks = [0.0]
+    v = 2.0  # within two pixels a dozen pixels or fewer: one interval
+    while v < r_max / knot_ratio ** 0.5:
+        breaks.append(v)
+        v *= knot_ratio
+    breaks = np.asarray(breaks + [float(r_max)])
+    coarse = np.unique(np.concatenate([breaks[::2], breaks[-1:]]))
+    harmonics = tuple(int(m) for m in harmonics)
+
+    def design(sel):
+        cols = [_bspline_basis(a[sel], breaks)]
+        if harmonics:
+            hb = _bspline_basis(a[sel], coarse) * np.clip(a[sel] / 2.0, 0.0, 1.0)[:, None]
+            cols += [hb * f(m * ang[sel])[:, None] for m in harmonics for f in (np.cos, np.sin)]
+        return np.concatenate(cols, axis=1)
+
+    # each term's coverage: the share of its basis function's weight on pixels not excluded.  A harmonic term
+    # whose annuli are less than 30% data (a ring of arcs) is left out; the radial terms there follow their
+    # neighbours (the penalty on second differences below), so a masked ring is bridged, never fitted
+    full = design(within)
+    used = use[within]
+    nb, nc = len(breaks) + 2, len(coarse) + 2
+    radial_all = np.abs(full[:, :nb]).sum(0)
+    groups = [np.arange(nb)] + [nb + g * nc + np.arange(nc) for g in range(2 * len(harmonics))]
+    active = np.ones(full.shape[1], bool)
+    for g in groups[1:]:
+        cover = np.abs(full[used][:, g]).sum(0) / np.maximum(np.abs(full[:, g]).sum(0), 1e-12)
+        active[g] = cover >= 0.3
+    active[:nb] = radial_all > 0
+    X = full[used]
+    y = resid[within][used]
+    sig = noise[within][used] if noise is not None else None
+    wt = 1.0 / sig if sig is not None else np.ones(y.size)
+    # second differences of each group's coefficients, weighted to a thousandth of the data's: where data
+    # are, they decide; where none are, the coefficients are interpolated
+    diag = np.maximum(np.einsum("ij,ij->j", X * wt[:, None], X * wt[:, None]), 0)
+    lam = 1e-3 * float(np.median(diag[diag > 0])) if (diag > 0).any() else 1.0
+    pen = np.zeros((full.shape[1], full.shape[1]))
+    for g in groups:
+        d2 = np.diff(np.eye(len(g)), 2, axis=0)
+        pen[np.ix_(g, g)] += lam * d2.T @ d2
+    pen += 1e-9 * lam * np.eye(full.shape[1])
+    X, pen = X[:, active], pen[np.ix_(active, active)]
+    keep = np.ones(y.size, bool)
+    coef = np.zeros(X.shape[1])
+    for _ in range(3):
+        Xw, yw = X[keep] * wt[keep, None], y[keep] * wt[keep]
+        coef = np.linalg.solve(Xw.T @ Xw + pen, Xw.T @ yw)
+        dev = (y - X @ coef) * wt
+        scale = 1.0 if sig is not None else 1.4826 * np.median(np.abs(dev[keep]))
+        new = np.abs(dev) < clip * scale if scale > 0 else keep
+        if np.array_equal(new, keep) or new.sum() < 2 * X.shape[1]:
+            break
+        keep = new
+    corr = np.zeros((h, w))
+    corr[within] = full[:, active] @ coef
+    taper = np.clip((r_max - a) / (0.2 * r_max), 0.0, 1.0)
+    return corr * taper
+
+
 class SersicDeblender(Deblender):
     """
     Fit and subtract an elliptical Sérsic lens light, masking the arcs iteratively.
@@ -133,12 +275,18 @@ class SersicDeblender(Deblender):
         core, where a Sérsic mismatch is not an arc).  Default 0.15".
     fitter_maxiter : int
         Iterations of each TRF fit.
+    profile_correction : bool
+        Once the arc mask has settled, add to the Sérsic model a smooth fit of its residual in the
+        fitted ellipse's coordinates, arcs masked (`profile_correction`: B-splines in radius, with and
+        without the quadrupole): a lens galaxy is rarely one Sérsic profile, and the rings and four-leaved
+        patterns the mismatch leaves about its centre are what a CNN reading the arcs mistakes for them.
+        Default True.
     """
 
     name = "sersic"
 
     def __init__(self, oversample=3, max_iter=5, arc_threshold=3.0, model_fraction=0.2, grow=2.0,
-                 protect_radius=0.15, fitter_maxiter=200):
+                 protect_radius=0.15, fitter_maxiter=200, profile_correction=True):
         if int(oversample) != oversample or oversample < 1:
             raise ValueError(f"oversample must be a positive integer; got {oversample}")
         if int(max_iter) != max_iter or max_iter < 1:
@@ -152,11 +300,13 @@ class SersicDeblender(Deblender):
         self.grow = float(grow)
         self.protect_radius = as_float(protect_radius, "protect_radius", u.arcsec)
         self.fitter_maxiter = int(fitter_maxiter)
+        self.profile_correction = bool(profile_correction)
 
     def config(self):
         return {"deblender": self.name, "oversample": self.oversample, "max_iter": self.max_iter,
                 "arc_threshold": self.arc_threshold,
-                "model_fraction": self.model_fraction, "grow": self.grow, "protect_radius": self.protect_radius}
+                "model_fraction": self.model_fraction, "grow": self.grow, "protect_radius": self.protect_radius,
+                "profile_correction": self.profile_correction}
 
     def separate(self, images, masks=None, bands=None, pixel_scale=None, noise=None, psf=None, progress=False):
         """
@@ -299,14 +449,32 @@ class SersicDeblender(Deblender):
                 break
         s0, c0 = model[0], model[1]
         lens = s0(xx, yy)
+        if self.profile_correction:
+            lens = lens + self._correction(img - model(xx, yy), user_mask | arc, s0, sig, user_mask, xx, yy)
         dof = max(int((~(user_mask | arc)).sum()) - 8, 1)
-        chi2 = float(np.sum(((img - model(xx, yy)) / sig)[~(user_mask | arc)] ** 2) / dof)
+        chi2 = float(np.sum(((img - lens - c0.amplitude.value) / sig)[~(user_mask | arc)] ** 2) / dof)
         q = 1.0 - float(s0.ellip.value)
         row = {"x_pix": float(s0.x_0.value), "y_pix": float(s0.y_0.value), "r_eff_pix": float(s0.r_eff.value),
                "n": float(s0.n.value), "q": q, "phi": float(np.mod(s0.theta.value, np.pi)),
                "amplitude": float(s0.amplitude.value), "sky": float(c0.amplitude.value), "reduced_chi2": chi2,
                "iterations": iterations, "arc_fraction": float(arc.mean()), "converged": converged}
         return lens, arc, row
+
+    @staticmethod
+    def _correction(resid, excluded, s0, sig, user_mask, xx, yy):
+        """`profile_correction` of the fitted Sérsic ``s0``, out to where it falls below half the noise."""
+        h, w = resid.shape
+        lens = s0(xx, yy)
+        level = 0.5 * float(np.median(sig[~user_mask])) if (~user_mask).any() else 0.0
+        bright = (lens > level) & ~user_mask
+        if not bright.any():
+            return np.zeros((h, w))
+        x0, y0, theta = float(s0.x_0.value), float(s0.y_0.value), float(s0.theta.value)
+        q = max(1.0 - float(s0.ellip.value), 0.05)
+        dx, dy = xx - x0, yy - y0
+        a = np.hypot(dx * np.cos(theta) + dy * np.sin(theta), (-dx * np.sin(theta) + dy * np.cos(theta)) / q)
+        r_max = min(float(a[bright].max()), 0.5 * min(h, w))
+        return profile_correction(resid, excluded, x0, y0, q, theta, r_max, noise=sig)
 
     @staticmethod
     def _table(rows, pixel_scale, h, w):
