@@ -191,7 +191,16 @@ def test_sersic_deblender_corrects_a_bulge_and_disc_galaxy():
         assert res.arcs[0, 0][on_arcs].sum() == pytest.approx(arcs[on_arcs].sum(), rel=0.1)
     # one Sersic leaves three times the noise about the centre; corrected, the noise is what is left
     assert err[False] > 2.5 * noise and err[True] < 1.3 * noise
-    assert SersicDeblender().config()["profile_correction"] is True
+    # by default only with a PSF: without one most of the mismatch is the PSF's core
+    assert SersicDeblender().config()["profile_correction"] is None
+    assert res.diagnostics["profile_corrected"] is True
+    small = band[20:60, 20:60]
+    assert SersicDeblender().separate(small, pixel_scale=SCALE).diagnostics["profile_corrected"] is False
+    psf = np.exp(-0.5 * (np.indices((7, 7)) - 3.0) ** 2 / 0.8 ** 2).prod(0)
+    assert SersicDeblender(max_iter=1).separate(small, pixel_scale=SCALE, psf=psf / psf.sum()).diagnostics[
+        "profile_corrected"] is True
+    with pytest.raises(ValueError, match="profile_correction"):
+        SersicDeblender(profile_correction="yes")
 
 
 def test_profile_correction_leaves_an_einstein_ring_alone():
