@@ -167,8 +167,24 @@ def profile_correction(resid, excluded, x0, y0, q, theta, r_max, noise=None, har
     ndarray (H, W)
         The correction, to be added to the Sérsic model.
     """
+    resid = np.asarray(resid, float)
+    if resid.ndim != 2:
+        raise ValueError(f"resid must be a 2-D image; got shape {resid.shape}")
+    excluded = np.asarray(excluded)
+    if excluded.shape != resid.shape or excluded.dtype != bool:
+        raise ValueError(f"excluded must be a boolean mask shaped like resid {resid.shape}; got {excluded.dtype} "
+                         f"{excluded.shape}")
+    if noise is not None:
+        noise = np.asarray(noise, float)
+        if noise.shape != resid.shape:
+            raise ValueError(f"noise must be shaped like resid {resid.shape}; got {noise.shape}")
+    if not all(np.isfinite(v) for v in (x0, y0, q, theta, r_max)) or not 0 < q <= 1:
+        raise ValueError(f"x0, y0, theta and r_max must be finite and q in (0, 1]; got x0={x0}, y0={y0}, q={q}, "
+                         f"theta={theta}, r_max={r_max}")
+    if not knot_ratio > 1.0:
+        raise ValueError(f"knot_ratio must be > 1; got {knot_ratio}")
     h, w = resid.shape
-    if not r_max > 2.0 or not knot_ratio > 1.0:
+    if not r_max > 2.0:
         return np.zeros((h, w))
     yy, xx = np.indices((h, w), dtype=float)
     dx, dy = xx - x0, yy - y0

@@ -170,6 +170,15 @@ def test_profile_correction_recovers_an_elliptical_residual_and_ignores_masked_a
     # nothing to correct: a pure-noise residual gives a correction of a fraction of the noise (a few terms)
     flat = profile_correction(rng.normal(0, 0.01, (h, w)), np.zeros((h, w), bool), x0, y0, q, theta, 30.0)
     assert np.sqrt(np.mean(flat[inner] ** 2)) < 0.0025 and np.abs(flat[a > 3]).max() < 0.01
+    # bad input is named before any work
+    with pytest.raises(ValueError, match="excluded must be a boolean mask"):
+        profile_correction(resid, arc_mask[:10], x0, y0, q, theta, 30.0)
+    with pytest.raises(ValueError, match="noise must be shaped"):
+        profile_correction(resid, arc_mask, x0, y0, q, theta, 30.0, noise=np.ones(3))
+    with pytest.raises(ValueError, match="q in"):
+        profile_correction(resid, arc_mask, x0, y0, 1.5, theta, 30.0)
+    with pytest.raises(ValueError, match="resid must be a 2-D"):
+        profile_correction(resid[0], arc_mask, x0, y0, q, theta, 30.0)
 
 
 def test_sersic_deblender_corrects_a_bulge_and_disc_galaxy():
