@@ -8,7 +8,8 @@ simulator of `lenskit.simulation.presets.robust` for ``"hst"`` (power-law mass w
 the wide lens-light population, per-image Moffat PSFs, coloured noise, cosmic rays, line-of-sight galaxies),
 without the training-only effects (normalisation, random circular masks) -- and runs each through
 `lenskit.modelling.model_lens` with the CNN alone: the Sérsic deblender (told a round Moffat PSF of the
-image's FWHM and wing index, 2.6" across: a real analysis's approximate PSF), the artefact and neighbour masks, the
+image's FWHM and wing index, 2.6" across: a real analysis's approximate PSF; so with its profile correction),
+the artefact and neighbour masks, the
 core mask, the resampling onto the network's stamp about the lens light's centre.  Lenses whose stamp the
 path centres more than 0.2" from the lens galaxy (its light's peak taken on an arc or a neighbour), and those
 whose arcs have an S/N below 10 (nothing to measure), are left out.  It records the exact
@@ -66,10 +67,15 @@ KEEP = ("arc_snr", "lens_mag", "light_R_e", "light_n", "source_mag", "magnificat
 SNR_BINS = ((10, 40), (40, 80), (80, 160), (160, np.inf))
 #: Half-width in pixels of the PSF model the deblender is told (65 x 65 pixels, 2.6" at 0.04").
 PSF_HALF = 32
-#: The shards' format: 2 since the HST effects' noise follows the arcs under the lens light
-#: (`lenskit.instruments.effects.Observation.reference_peak`).  Shards without a version (1) were made before,
-#: with noise scaled to the lens galaxy's core, and are refused.
-BANK_VERSION = 2
+#: The shards' format: 3 since the Sérsic fit adds its profile correction
+#: (`lenskit.deblenders.sersic.profile_correction`); 2 since the HST effects' noise follows the arcs under the
+#: lens light (`lenskit.instruments.effects.Observation.reference_peak`).  Shards without a version (1) were
+#: made before, with noise scaled to the lens galaxy's core.  Training takes only the current version;
+#: ``--evaluate`` also version 2 (the one-Sérsic path, a test set of its own).
+BANK_VERSION = 3
+#: Why a shard of an older version is not the current path.
+_OLDER = {1: "made before the HST noise under the lens light followed the arcs",
+          2: "made with one Sérsic profile, before the fit's profile correction"}
 #: Arcsec between the centre the path takes (the lens light's peak) and the lens galaxy's beyond which a lens
 #: is left out.
 MAX_CENTRE_MISS = 0.2
@@ -198,20 +204,32 @@ def perfect_inputs(path, seed, k, shard_size, est, pixel_scale):
     return np.asarray(xs, np.float32), np.asarray(ms, bool)
 
 
-def shard_paths(out, seed="*"):
+def shard_versions(paths):
+    """The format version of each shard (1 where none is recorded)."""
+    out = []
+    for p in paths:
+        with np.load(p) as z:
+            out.append(int(z["version"]) if "version" in z else 1)
+    return out
+
+
+def shard_paths(out, seed="*", versions=(BANK_VERSION,)):
     """
     The finished shards of ``seed`` (default every seed) in ``out``, in the order they were written; a shard
-    of another `BANK_VERSION` is refused (ValueError naming it).
+    of a version not in ``versions`` (default the current `BANK_VERSION`), or a folder mixing versions, is
+    refused (ValueError naming it and why).
     """
     paths = [p for p in Path(out).glob(f"shard_{seed}_*.npz") if not p.name.endswith(".tmp.npz")]
     if not paths:
         raise FileNotFoundError(f"no shard_{seed}_*.npz in {out} (benchmarks/deblended_bank.py writes them)")
-    for p in paths:
-        with np.load(p) as z:
-            version = int(z["version"]) if "version" in z else 1
-        if version != BANK_VERSION:
-            raise ValueError(f"{p} is a bank shard of version {version}, made before the HST noise under the lens "
-                             f"light followed the arcs (version {BANK_VERSION}); make the bank again")
+    found = shard_versions(paths)
+    for p, version in zip(paths, found):
+        if version not in versions:
+            why = _OLDER.get(version, "of another format")
+            raise ValueError(f"{p} is a bank shard of version {version}, {why} (this script makes version "
+                             f"{BANK_VERSION}); make the bank again")
+    if len(set(found)) > 1:
+        raise ValueError(f"{out} mixes bank shards of versions {sorted(set(found))}; keep each in its own folder")
     return sorted(paths, key=lambda p: tuple(int(v) for v in p.stem.split("_")[1:3]))
 
 
@@ -220,13 +238,14 @@ def evaluate(out, seed, names, tta=1, perfect=False, shard_size=32):
     Each estimator's theta_E errors on the shards of ``seed`` in ``out``, from their recorded inputs (and,
     with ``perfect``, on the same lenses with their true lens light subtracted, `perfect_inputs`).
     """
-    paths = shard_paths(out, seed)
+    paths = shard_paths(out, seed, versions=(2, BANK_VERSION))
     z = [np.load(p) for p in paths]
     x = np.concatenate([a["images"] for a in z])
     m = np.concatenate([a["masks"] for a in z])
     truth = np.concatenate([a["targets"][:, 0] for a in z])
     snr = np.concatenate([a["columns"][:, list(a["column_names"]).index("arc_snr")] for a in z])
-    res = {"lenses": int(len(truth)), "seed": seed, "tta": tta}
+    res = {"lenses": int(len(truth)), "seed": seed, "tta": tta, "bank_version": shard_versions(paths[:1])[0],
+           "deblender": "one Sérsic profile" if shard_versions(paths[:1])[0] == 2 else "Sérsic, profile corrected"}
     sets = {"deblended": (x, m)}
     ests = {name: lenskit.load_estimator(name) if not Path(name).exists() else CNNEstimator.load(name)
             for name in names}
@@ -271,7 +290,7 @@ def main(argv=None):
     out = Path(args.out)
     if args.evaluate or any(out.glob(f"shard_{args.seed}_*.npz")):  # shards of another version: refused now
         try:
-            shard_paths(out, args.seed)
+            shard_paths(out, args.seed, versions=(2, BANK_VERSION) if args.evaluate else (BANK_VERSION,))
         except (FileNotFoundError, ValueError) as exc:
             ap.error(str(exc))
     if args.evaluate:
