@@ -244,8 +244,9 @@ def evaluate(out, seed, names, tta=1, perfect=False, shard_size=32):
     m = np.concatenate([a["masks"] for a in z])
     truth = np.concatenate([a["targets"][:, 0] for a in z])
     snr = np.concatenate([a["columns"][:, list(a["column_names"]).index("arc_snr")] for a in z])
-    res = {"lenses": int(len(truth)), "seed": seed, "tta": tta, "bank_version": shard_versions(paths[:1])[0],
-           "deblender": "one Sérsic profile" if shard_versions(paths[:1])[0] == 2 else "Sérsic, profile corrected"}
+    version = shard_versions(paths[:1])[0]  # one version in the folder: shard_paths refuses a mix
+    res = {"lenses": int(len(truth)), "seed": seed, "tta": tta, "bank_version": version,
+           "deblender": "one Sérsic profile" if version == 2 else "Sérsic, profile corrected"}
     sets = {"deblended": (x, m)}
     ests = {name: lenskit.load_estimator(name) if not Path(name).exists() else CNNEstimator.load(name)
             for name in names}

@@ -112,6 +112,15 @@ def _ring_noise(resid, excluded, cx, cy, floor, width=2.0):
     return out[ring]
 
 
+def _elliptical_coords(shape, x0, y0, q, theta):
+    """Semi-major radius and angle about an ellipse (centre in pixels, axis ratio, major axis from +x)."""
+    yy, xx = np.indices(shape, dtype=float)
+    dx, dy = xx - x0, yy - y0
+    ct, st = np.cos(theta), np.sin(theta)
+    xm, ym = dx * ct + dy * st, (-dx * st + dy * ct) / max(q, 0.05)
+    return np.hypot(xm, ym), np.arctan2(ym, xm)
+
+
 def _bspline_basis(x, breaks):
     """Cubic B-splines on ``breaks`` (clamped at both ends) evaluated at ``x``: (len(x), len(breaks) + 2)."""
     knots = np.concatenate([[breaks[0]] * 3, breaks, [breaks[-1]] * 3])
@@ -186,12 +195,7 @@ def profile_correction(resid, excluded, x0, y0, q, theta, r_max, noise=None, har
     h, w = resid.shape
     if not r_max > 2.0:
         return np.zeros((h, w))
-    yy, xx = np.indices((h, w), dtype=float)
-    dx, dy = xx - x0, yy - y0
-    ct, st = np.cos(theta), np.sin(theta)
-    xm, ym = dx * ct + dy * st, (-dx * st + dy * ct) / max(q, 0.05)
-    a = np.hypot(xm, ym)
-    ang = np.arctan2(ym, xm)
+    a, ang = _elliptical_coords((h, w), x0, y0, q, theta)
     good = ~excluded & np.isfinite(resid)
     if noise is not None:
         good &= np.isfinite(noise) & (noise > 0)
@@ -252,7 +256,6 @@ def profile_correction(resid, excluded, x0, y0, q, theta, r_max, noise=None, har
     pen += 1e-9 * lam * np.eye(full.shape[1])
     X, pen = X[:, active], pen[np.ix_(active, active)]
     keep = np.ones(y.size, bool)
-    coef = np.zeros(X.shape[1])
     for _ in range(3):
         Xw, yw = X[keep] * wt[keep, None], y[keep] * wt[keep]
         coef = np.linalg.solve(Xw.T @ Xw + pen, Xw.T @ yw)
@@ -475,7 +478,8 @@ class SersicDeblender(Deblender):
         s0, c0 = model[0], model[1]
         lens = s0(xx, yy)
         if correct:
-            lens = lens + self._correction(img - model(xx, yy), user_mask | arc, s0, sig, user_mask, xx, yy)
+            resid = img - lens - c0.amplitude.value
+            lens = lens + self._correction(resid, user_mask | arc, s0, lens, sig, user_mask)
         dof = max(int((~(user_mask | arc)).sum()) - 8, 1)
         chi2 = float(np.sum(((img - lens - c0.amplitude.value) / sig)[~(user_mask | arc)] ** 2) / dof)
         q = 1.0 - float(s0.ellip.value)
@@ -486,18 +490,17 @@ class SersicDeblender(Deblender):
         return lens, arc, row
 
     @staticmethod
-    def _correction(resid, excluded, s0, sig, user_mask, xx, yy):
-        """`profile_correction` of the fitted Sérsic ``s0``, out to where it falls below half the noise."""
+    def _correction(resid, excluded, s0, lens, sig, user_mask):
+        """`profile_correction` of the fitted Sérsic ``s0`` (its image ``lens``), out to where it falls below
+        half the noise."""
         h, w = resid.shape
-        lens = s0(xx, yy)
         level = 0.5 * float(np.median(sig[~user_mask])) if (~user_mask).any() else 0.0
         bright = (lens > level) & ~user_mask
         if not bright.any():
             return np.zeros((h, w))
         x0, y0, theta = float(s0.x_0.value), float(s0.y_0.value), float(s0.theta.value)
         q = max(1.0 - float(s0.ellip.value), 0.05)
-        dx, dy = xx - x0, yy - y0
-        a = np.hypot(dx * np.cos(theta) + dy * np.sin(theta), (-dx * np.sin(theta) + dy * np.cos(theta)) / q)
+        a, _ = _elliptical_coords((h, w), x0, y0, q, theta)
         r_max = min(float(a[bright].max()), 0.5 * min(h, w))
         return profile_correction(resid, excluded, x0, y0, q, theta, r_max, noise=sig)
 
