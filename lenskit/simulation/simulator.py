@@ -42,8 +42,10 @@ from lenskit.simulation.selection import Selection, as_selection
 
 __all__ = ["Simulator", "DEFAULT_TARGETS", "arc_snr", "GENERIC_PRIORS", "KNOWN_PRIORS", "PRIOR_UNITS"]
 
-#: (Sub-)pixels per plane of a chunk when ``chunk_size`` is not given (8 HST stamps, 32 LSST g, r, i ones).
-CHUNK_PIXELS = 2 ** 18
+#: (Sub-)pixels per plane of a chunk when ``chunk_size`` is not given (32 HST stamps, 128 LSST g, r, i ones).
+CHUNK_PIXELS = 2 ** 20
+#: The largest default ``chunk_size``.
+MAX_CHUNK = 128
 
 #: The five SIE parameters networks regress.
 DEFAULT_TARGETS = ("theta_E", "e1", "e2", "x0", "y0")
@@ -120,8 +122,10 @@ class Simulator:
         Sub-pixels per pixel side for ray tracing.  Default 1.
     chunk_size : int, optional
         Systems rendered together.  Default: a power of two that puts about
-        `CHUNK_PIXELS` (sub-)pixels in a chunk's plane (8 HST WFC3 stamps,
-        32 LSST g, r, i stamps), so that each step's working set stays in cache.
+        `CHUNK_PIXELS` (sub-)pixels in a chunk's plane (32 HST WFC3 stamps,
+        128 LSST g, r, i stamps; at most `MAX_CHUNK`): a chunk's tensors stay in
+        the CPU's last-level cache, and the per-chunk Python work (a few
+        milliseconds) is spread over enough systems.
     device : str or `torch.device`
         Where to render.  Default ``"cpu"``.
     dtype : `torch.dtype`
@@ -191,7 +195,7 @@ class Simulator:
         self.priors = build_priors(priors or {}, self.instrument, self.mass_model)
         if self.chunk_size is None:  # about CHUNK_PIXELS (sub-)pixels per plane of a chunk: cache-sized work
             pixels = len(self.instrument.bands) * int(np.prod(self.instrument.shape)) * self.supersample ** 2
-            self.chunk_size = int(min(64, 2 ** max(0, round(np.log2(CHUNK_PIXELS / pixels)))))
+            self.chunk_size = int(min(MAX_CHUNK, 2 ** max(0, round(np.log2(CHUNK_PIXELS / pixels)))))
         if line_of_sight is True:
             line_of_sight = LineOfSight()
         elif line_of_sight is False:
@@ -449,15 +453,23 @@ class Simulator:
                 break
         return out
 
-    def _rounds(self, base: int, keep_truth: bool, workers: int, need, truncate: bool = False) -> Iterator[list[dict]]:
+    def _rounds(self, base: int, keep_truth: bool, workers: int, need, truncate: bool = False,
+                state: dict | None = None, ahead=None) -> Iterator[list[dict]]:
         """
         Rounds 0, 1, 2 ... seeded from ``base``, in order, computed ``workers`` at a time (`lenskit.simulation.parallel`).
 
-        ``need()`` is the number of systems the consumer still wants; no round is started that it will most
-        likely not use (so that the workers are idle between the batches of a `stream`).  ``truncate``: a
-        consumer that takes once and stops (`sample`, `simulate`) needs no round's chunks beyond ``need()``
-        accepted systems, which `_round` then does not render (the systems taken are the same).
+        ``need()`` is the number of systems the consumer still wants.  ``truncate``: a consumer that takes
+        once and stops (`sample`, `simulate`) needs no round's chunks beyond ``need()`` accepted systems,
+        which `_round` then does not render (the systems taken are the same), and no round is started that
+        it will most likely not use.  Otherwise (a `stream`) a batch that needs new rounds starts one on
+        every worker, even when one round holds the whole batch, as far as ``ahead()`` (the systems the
+        consumer will take in all; default unbounded) is likely to use them; their systems serve the next
+        batches.  While ``need()`` is 0 no round is started and those in flight are yielded
+        (``state["inflight"]``: how many), so that a consumer can let them finish before it works
+        (`_Flow.take`: the workers are idle between a stream's batches).
         """
+        state = {} if state is None else state
+        state["inflight"] = 0
         index = 0
 
         def limit():
@@ -477,10 +489,14 @@ class Simulator:
         try:
             while True:
                 per_round = got / done if done else 0.0
-                while len(inflight) < workers and (not inflight or per_round * len(inflight) < need()):
+                wanted = upto = need()
+                if not truncate and not inflight:  # a stream's batch that needs rounds: one for every worker,
+                    upto = max(wanted, float("inf") if ahead is None else ahead())  # as far as it will use them
+                while wanted > 0 and len(inflight) < workers and (not inflight or per_round * len(inflight) < upto):
                     inflight.append(ex.submit(self._round, round_rng(base, index), keep_truth, limit()))
                     index += 1
                 chunks = inflight.popleft().result()
+                state["inflight"] = len(inflight)
                 done += 1
                 got += sum(len(c["images"]) for c in chunks)
                 yield chunks
@@ -494,9 +510,19 @@ class Simulator:
         def __init__(self, sim, base, keep_truth, workers, once=False):
             self.sim = sim
             self.want = 0
+            self.once = once
+            self.state = {"inflight": 0}
+            self.total = None  # the systems the consumer will take in all from now on, when it says (stream(steps=))
             # once: one take, then closed (sample, simulate): no round renders chunks that take cannot use
-            self.rounds = sim._rounds(base, keep_truth, workers, lambda: self.want, truncate=once)
+            self.rounds = sim._rounds(base, keep_truth, workers, lambda: self.want, truncate=once, state=self.state,
+                                      ahead=self._ahead)
             self.left = deque()  # accepted chunks not yet taken
+
+        def _ahead(self):
+            """Systems the consumer will still take beyond those taken or waiting (inf when it has not said)."""
+            if self.total is None:
+                return float("inf")
+            return max(0, self.total - sum(len(c["images"]) for c in self.left))
 
         def take(self, n, progress=None):
             acc = Accepted()
@@ -526,8 +552,14 @@ class Simulator:
                             getattr(acc, name).append(c[name])
                     acc.rows.append(c["row"])
                     got += k
+                    if self.total is not None:
+                        self.total -= k
                     if progress is not None:
                         progress(k)
+                self.want = 0
+                if not self.once:  # the rounds still in flight finish now: no worker runs while the consumer works
+                    while self.state["inflight"]:
+                        self.left.extend(next(self.rounds))
             finally:
                 self.want = 0
             return acc
@@ -656,6 +688,8 @@ class Simulator:
         # the other columns of the systems' table (what the effects drew ...) are known at the first batch
         unknown = [t for t in targets if t not in self.drawer.plain.values() and t not in self.mass_model.param_names]
         flow = self._flow(self.rng, False)
+        if steps is not None:
+            flow.total = steps * batch_size
         step = 0
         try:
             while steps is None or step < steps:

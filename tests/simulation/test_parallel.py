@@ -62,6 +62,30 @@ def test_a_sample_renders_only_the_chunks_it_takes_and_takes_the_same_systems(mo
                                   small.images)
 
 
+def test_a_stream_keeps_every_worker_busy_then_idle_between_batches(monkeypatch):
+    """Batches smaller than a round: the workers start rounds together, finish them before a batch is yielded."""
+    ref = [b[0].numpy() for b in basic(workers=1, chunk_size=4, selection=None).stream(5, steps=6)]
+    started = []
+    orig = lenskit.Simulator._round
+    monkeypatch.setattr(lenskit.Simulator, "_round", lambda self, rng, *a: started.append(1) or orig(self, rng, *a))
+    sim = basic(workers=3, chunk_size=4, selection=None)
+    flow = sim._flow(np.random.default_rng(0), False)
+    try:
+        flow.take(5)
+        assert len(started) == 3  # one round (16 systems) holds the batch; the other two workers start one too
+        assert flow.state["inflight"] == 0  # ... and finish it before take returns
+        assert sum(len(c["images"]) for c in flow.left) == 3 * 16 - 5
+        flow.take(40)  # 43 left: nothing new
+        assert len(started) == 3
+        flow.take(20)  # 3 left, 17 wanted: two rounds would do, the third worker starts one as well
+        assert len(started) == 6 and flow.state["inflight"] == 0
+    finally:
+        flow.close()
+    # the systems follow the rounds in order, whatever the number of workers
+    for got, want in zip(basic(workers=3, chunk_size=4, selection=None).stream(5, steps=6), ref):
+        np.testing.assert_array_equal(got[0].numpy(), want)
+
+
 def test_simulate_takes_one_number_from_the_generator_per_call():
     sim = basic(workers=2)
     rng = np.random.default_rng(3)
@@ -102,11 +126,11 @@ def test_round_rng_is_a_pure_function_of_base_and_index():
 
 
 def test_chunk_size_follows_the_stamp_size_and_is_recorded():
-    assert lenskit.Simulator(instrument="hst_wfc3").chunk_size == 8
-    assert lenskit.Simulator(instrument="lsst").chunk_size == 32
-    assert lenskit.Simulator(instrument="hst_wfc3", supersample=2).chunk_size == 2
+    assert lenskit.Simulator(instrument="hst_wfc3").chunk_size == 32
+    assert lenskit.Simulator(instrument="lsst").chunk_size == 128
+    assert lenskit.Simulator(instrument="hst_wfc3", supersample=2).chunk_size == 8
     sim = lenskit.Simulator(instrument="lsst")
-    assert lenskit.Simulator.from_config(sim.config).chunk_size == 32
+    assert lenskit.Simulator.from_config(sim.config).chunk_size == 128
     assert lenskit.Simulator(instrument="lsst", chunk_size=4).chunk_size == 4
 
 
