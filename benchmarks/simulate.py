@@ -27,7 +27,8 @@ Every lenskit line times a public call (``Simulator.sample`` or
   ``numpy_peer_1core`` (the same physics written per image in NumPy and SciPy);
 * on a CUDA device, when present: ``hst_basic_cuda`` and ``lsst_gri_cuda``.
 
-``ratios`` divides lenskit's figures by the peers'.
+``ratios`` divides lenskit's figures by the peers'; ``spread`` gives each line's slowest and fastest
+repeat (images per second), for the run-to-run noise of the machine.
 
 Usage: ``python benchmarks/simulate.py [--n 512] [--repeats 3] [--threads 2] [--no-compile] [--no-peers]``
 """
@@ -52,15 +53,24 @@ from lenskit.instruments.lsst import LSST
 NPIX, PIX = 192, 0.04
 
 
+class Rate(float):
+    """Images per second over the repeats' median time, with ``low`` and ``high``: the slowest and fastest repeat."""
+
+    def __new__(cls, n, times):
+        self = super().__new__(cls, n / statistics.median(times))
+        self.low, self.high = n / max(times), n / min(times)
+        return self
+
+
 def rate(fn, n, repeats):
-    """Images per second of ``fn(n)``: median of ``repeats`` after a warm-up."""
+    """Images per second of ``fn(n)``: median of ``repeats`` after a warm-up (a `Rate`)."""
     fn(min(n, 64))
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn(n)
         times.append(time.perf_counter() - t0)
-    return n / statistics.median(times)
+    return Rate(n, times)
 
 
 def basic_hst():
@@ -146,7 +156,7 @@ def lenstronomy_rate(n, repeats, epl=False):
             t0 = time.perf_counter()
             pool.starmap(lenstronomy_images, [(n // 2, 2 * r + 2, epl), (n - n // 2, 2 * r + 3, epl)])
             times.append(time.perf_counter() - t0)
-    return n / statistics.median(times)
+    return Rate(n, times)
 
 
 def caustics_rate(n, repeats, batch=64):
@@ -296,6 +306,8 @@ def main(argv=None):
         "n_per_repeat": n,
         "repeats": reps,
         "results": {k: round(v, 1) for k, v in res.items()},
+        # the slowest and fastest repeat: this machine's rate moves by 10-30% between calls
+        "spread": {k: [round(v.low, 1), round(v.high, 1)] for k, v in res.items() if isinstance(v, Rate)},
         "ratios": {k: round(v, 2) for k, v in ratios.items()},
         "notes": notes,
     }

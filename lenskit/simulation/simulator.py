@@ -47,6 +47,10 @@ CHUNK_PIXELS = 2 ** 20
 #: The largest default ``chunk_size``.
 MAX_CHUNK = 128
 
+#: A round that `Simulator.sample` starts beside others renders until it has accepted what the consumer wants less
+#: this share of what those are expected to yield (a round that then falls short is rendered again, further).
+EXPECTED_SHARE = 0.85
+
 #: The five SIE parameters networks regress.
 DEFAULT_TARGETS = ("theta_E", "e1", "e2", "x0", "y0")
 
@@ -59,6 +63,14 @@ def _resolve(kind, value, iface):
     if isinstance(value, iface):
         return value
     raise TypeError(f"{kind} must be a registered name or a {iface.__name__}; got {value!r}")
+
+
+class _Round(list):
+    """A round's accepted chunks (`Simulator._round`), with ``rendered``: how many of its candidates were rendered,
+    and ``complete``: whether that was all of them (no ``limit`` stopped it)."""
+
+    rendered = 0
+    complete = True
 
 
 def _split_chunk(c, k):
@@ -362,6 +374,10 @@ class Simulator:
         return dict(p=p, extra=extra, beta=beta, inside=inside, src=src, src_mag=src_mag, src_flux=src_flux,
                     light=light, lens_flux=lens_flux)
 
+    def _round_size(self) -> int:
+        """Candidates per round: four chunks (at least 16)."""
+        return max(4 * self.chunk_size, 16)
+
     def _round(self, rng: np.random.Generator, keep_truth: bool, limit: int | None = None) -> list[dict]:
         """
         One round: draw, place and render a batch of candidates chunk by chunk, observe and select them.
@@ -370,14 +386,16 @@ class Simulator:
         ``arcs``, ``lens_light``) and ``row``, the parameters of its systems.  With ``limit``, the chunks stop
         once that many systems are accepted: the chunks returned are those of the whole round (every chunk's
         random numbers follow those of the chunks before it), so a caller that takes at most ``limit`` systems
-        from the round gets the same ones.
+        from the round gets the same ones.  The list returned is a ``_Round``, which says how many candidates
+        were rendered and whether the limit stopped the round before its end.
         """
-        out = []
+        out = _Round()
         accepted = 0
-        m = max(4 * self.chunk_size, 16)
+        m = self._round_size()
         cand = self._candidates(m, rng)
         for start in range(0, m, self.chunk_size):
             sl = slice(start, min(start + self.chunk_size, m))
+            out.rendered = sl.stop
             idx = np.arange(sl.start, sl.stop)
             p = {k: v[idx] for k, v in cand["p"].items()}
             light = None if cand["light"] is None else {k: v[idx] for k, v in cand["light"].items()}
@@ -450,6 +468,7 @@ class Simulator:
             out.append(chunk)
             accepted += len(sel)
             if limit is not None and accepted >= limit:
+                out.complete = sl.stop == m
                 break
         return out
 
@@ -484,24 +503,41 @@ class Simulator:
             yield self._round(round_rng(base, index), keep_truth, limit())
             index += 1
         ex = pool(workers)
-        inflight = deque()
-        got = done = 0
+        inflight = deque()  # (round index, its limit, future)
+        got = rendered = 0
+        m = self._round_size()
         try:
             while True:
-                per_round = got / done if done else 0.0
+                # accepted systems a whole round yields (before any is done: half of its candidates)
+                per_round = got / rendered * m if rendered else m / 2
+
+                def expected():  # ... and what the rounds in flight are likely to yield, their limits considered
+                    return sum(per_round if lim is None else min(lim, per_round) for _, lim, _ in inflight)
+
                 wanted = upto = need()
                 if not truncate and not inflight:  # a stream's batch that needs rounds: one for every worker,
                     upto = max(wanted, float("inf") if ahead is None else ahead())  # as far as it will use them
-                while wanted > 0 and len(inflight) < workers and (not inflight or per_round * len(inflight) < upto):
-                    inflight.append(ex.submit(self._round, round_rng(base, index), keep_truth, limit()))
+                while wanted > 0 and len(inflight) < workers and (not inflight or expected() < upto):
+                    lim = None
+                    if truncate:  # a round started beside others renders about what they will likely not yield
+                        lim = max(1, wanted - int(EXPECTED_SHARE * expected()))
+                    inflight.append((index, lim, ex.submit(self._round, round_rng(base, index), keep_truth, lim)))
                     index += 1
-                chunks = inflight.popleft().result()
+                i, lim, future = inflight.popleft()
+                chunks = future.result()
                 state["inflight"] = len(inflight)
-                done += 1
                 got += sum(len(c["images"]) for c in chunks)
+                rendered += chunks.rendered
+                if not chunks.complete and sum(len(c["images"]) for c in chunks) < need():
+                    # the rounds before this one yielded less than expected: the consumer needs more of this
+                    # round than its limit rendered; the same round again, further (the same systems first)
+                    short = chunks
+                    chunks = self._round(round_rng(base, i), keep_truth, need())
+                    got += sum(len(c["images"]) for c in chunks) - sum(len(c["images"]) for c in short)
+                    rendered += chunks.rendered - short.rendered
                 yield chunks
         finally:
-            for f in inflight:
+            for _, _, f in inflight:
                 f.cancel()
 
     class _Flow:

@@ -62,6 +62,33 @@ def test_a_sample_renders_only_the_chunks_it_takes_and_takes_the_same_systems(mo
                                   small.images)
 
 
+def test_a_sample_renders_less_beside_rounds_in_flight_and_keeps_its_systems(monkeypatch):
+    """Rounds started beside others stop early; one that falls short is rendered again: the same systems."""
+    from lenskit.simulation import simulator as simmod
+
+    ref = basic(workers=1, chunk_size=4).sample(60)
+    rendered = []
+    orig = lenskit.Simulator._round
+
+    def count(self, rng, keep, limit=None):
+        out = orig(self, rng, keep, limit)
+        rendered.append(out.rendered)
+        return out
+
+    monkeypatch.setattr(lenskit.Simulator, "_round", count)
+    got = basic(workers=3, chunk_size=4).sample(60)
+    np.testing.assert_array_equal(got.images, ref.images)
+    plain = sum(rendered)
+    # every round after the first beside others asks for almost nothing: most fall short and are rendered again
+    monkeypatch.setattr(simmod, "EXPECTED_SHARE", 50.0)
+    rendered.clear()
+    again = basic(workers=3, chunk_size=4).sample(60)
+    np.testing.assert_array_equal(again.images, ref.images)
+    np.testing.assert_array_equal(again.truth["arcs"], ref.truth["arcs"])
+    assert sum(rendered) > plain  # the rounds rendered twice
+    assert 0 < sum(r < 16 for r in rendered)  # ... after stopping early
+
+
 def test_a_stream_keeps_every_worker_busy_then_idle_between_batches(monkeypatch):
     """Batches smaller than a round: the workers start rounds together, finish them before a batch is yielded."""
     ref = [b[0].numpy() for b in basic(workers=1, chunk_size=4, selection=None).stream(5, steps=6)]
