@@ -480,7 +480,9 @@ class Simulator:
         ``need()`` is the number of systems the consumer still wants.  ``truncate``: a consumer that takes
         once and stops (`sample`, `simulate`) needs no round's chunks beyond ``need()`` accepted systems,
         which `_round` then does not render (the systems taken are the same), and no round is started that
-        it will most likely not use.  Otherwise (a `stream`) a batch that needs new rounds starts one on
+        it will most likely not use; a round started beside others stops at what the consumer wants less
+        `EXPECTED_SHARE` of what those are expected to yield, and is rendered again, further, when the
+        consumer turns out to need more of it (the systems do not depend on the number of workers).  Otherwise (a `stream`) a batch that needs new rounds starts one on
         every worker, even when one round holds the whole batch, as far as ``ahead()`` (the systems the
         consumer will take in all; default unbounded) is likely to use them; their systems serve the next
         batches.  While ``need()`` is 0 no round is started and those in flight are yielded
