@@ -525,18 +525,15 @@ class Simulator:
                         lim = max(1, wanted - int(EXPECTED_SHARE * expected()))
                     inflight.append((index, lim, ex.submit(self._round, round_rng(base, index), keep_truth, lim)))
                     index += 1
-                i, lim, future = inflight.popleft()
+                i, _, future = inflight.popleft()
                 chunks = future.result()
                 state["inflight"] = len(inflight)
-                got += sum(len(c["images"]) for c in chunks)
-                rendered += chunks.rendered
                 if not chunks.complete and sum(len(c["images"]) for c in chunks) < need():
                     # the rounds before this one yielded less than expected: the consumer needs more of this
                     # round than its limit rendered; the same round again, further (the same systems first)
-                    short = chunks
                     chunks = self._round(round_rng(base, i), keep_truth, need())
-                    got += sum(len(c["images"]) for c in chunks) - sum(len(c["images"]) for c in short)
-                    rendered += chunks.rendered - short.rendered
+                got += sum(len(c["images"]) for c in chunks)
+                rendered += chunks.rendered
                 yield chunks
         finally:
             for _, _, f in inflight:
