@@ -96,10 +96,33 @@ def _open(path):
         raise FileNotFoundError(f"{path} does not exist")
     if path.stat().st_size == 0:
         raise LenskitFileError(f"{path} is empty")
-    try:
-        return fits.open(path, memmap=False)
-    except OSError as exc:
-        raise LenskitFileError(f"{path} could not be read as FITS: {type(exc).__name__}: {exc}") from exc
+    # every header and data unit is read here, so that a truncated or corrupt file fails now, with its name,
+    # rather than as a reshape error (data cut short) or a missing image (a header cut short: astropy warns and
+    # drops the unit) when a unit is first used
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            hdul = fits.open(path, memmap=False)
+        except OSError as exc:
+            raise LenskitFileError(f"{path} could not be read as FITS: {type(exc).__name__}: {exc}") from exc
+        try:
+            hdul.readall()
+            for h in hdul:
+                h.data  # noqa: B018 (astropy reads the data when it is first asked for)
+        except (OSError, ValueError, TypeError, IndexError) as exc:
+            hdul.close()
+            raise LenskitFileError(f"{path} is truncated or corrupt: a header or data unit could not be read "
+                                   f"({type(exc).__name__}: {exc})") from exc
+    seen = set()
+    for w in caught:
+        msg = str(w.message)
+        if issubclass(w.category, fits.verify.VerifyWarning) and "Error validating header" in msg:
+            hdul.close()
+            raise LenskitFileError(f"{path} is truncated or corrupt: {' '.join(msg.split())}")
+        if (w.category, msg) not in seen:  # the others as they came, once each (the reads above repeat some)
+            seen.add((w.category, msg))
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return hdul
 
 def _std_uncertainty():
     from astropy.nddata import StdDevUncertainty  # astropy.nddata: only for NDData input

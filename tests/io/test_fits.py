@@ -166,6 +166,27 @@ def test_counts_and_bad_files(tmp_path):
         Cutout(nan, 0.1)
 
 
+def test_truncated_files_are_refused_by_name_when_opened(tmp_path):
+    # an image in the second HDU, as HST pipelines write them: 2 header blocks, 64 x 64 float32 = 6 data blocks
+    img = np.arange(64 * 64, dtype=np.float32).reshape(64, 64)
+    hdul = fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(img, fits.Header({"PIXSCALE": 0.05}))])
+    hdul.writeto(tmp_path / "whole.fits")
+    raw = (tmp_path / "whole.fits").read_bytes()
+    assert len(raw) == 2880 * 8
+    cuts = {"header": 2880 + 2000, "header_end": 2880 * 2 - 80, "data": 2880 * 4}
+    for name, n in cuts.items():
+        path = tmp_path / f"{name}.fits"
+        path.write_bytes(raw[:n])
+        with pytest.raises(LenskitFileError, match=f"{path.name} is truncated or corrupt"):
+            read_cutout(path)
+    # only the last block's padding missing: every value is there, so the file is read (astropy warns)
+    path = tmp_path / "padding.fits"
+    path.write_bytes(raw[:-100])
+    with pytest.warns(Warning, match="truncated"):
+        c = read_cutout(path)
+    np.testing.assert_array_equal(c.image, img)
+
+
 def test_estimate_fits_round_trip(tmp_path):
     t = QTable({"theta_E": [1.0, 1.2] * u.arcsec, "theta_E_std": [0.1, 0.2] * u.arcsec, "e1": [0.1, -0.05]})
     est = Estimate(t)
