@@ -525,8 +525,9 @@ def _cmd_deblend(args):
 
 def _cmd_find(args):
     if args.scheduler is not None or args.workers is not None:
-        if args.fast or args.tta != 1:
-            raise ValueError("--fast and --tta apply to single-process runs; drop them with --scheduler / --workers")
+        if args.fast or args.tta != 1 or args.pixel_scale is not None:
+            raise ValueError("--fast, --tta and --pixel-scale apply to single-process runs; drop them with "
+                             "--scheduler / --workers")
         est = _run_distributed(args, args.finder, lens_fraction=args.lens_fraction)
         p = est.table["p_lens"].value
         rows = est.table.meta["inputs"]
@@ -546,7 +547,18 @@ def _cmd_find(args):
     if "p_lens" not in getattr(finder, "targets", ()):
         raise ValueError(f"--finder: {args.finder!r} is not a lens finder (its targets are "
                          f"{list(getattr(finder, 'targets', []))}, not p_lens); use a DeepLens weights file")
-    data = read_images(args.input)  # a LensDataset, or FITS cutouts as (N, bands, H, W)
+    data = _load_images(args.input)  # a LensDataset, or a FITS image / cube as stored
+    if not isinstance(data, LensDataset) and data.ndim == 2 and "pixel_scale" in finder.expects:
+        # one real cutout, as `lenskit estimate` takes it: resampled onto the finder's grid (flux conserved),
+        # refused if it covers under half of the finder's field
+        cut = read_cutout(args.input, pixel_scale=args.pixel_scale)
+        data = cut.to_stamp(finder.expects["pixel_scale"], finder.in_shape[1:], what=args.finder).to_dataset()
+        print(f"resampled {args.input} ({cut.pixel_scale:.3f}\"/px) onto {finder.in_shape[1]}x{finder.in_shape[2]} "
+              f"pixels of {finder.expects['pixel_scale']}\" centred on its central galaxy's light")
+    elif not isinstance(data, LensDataset):
+        if args.pixel_scale is not None:
+            raise ValueError("--pixel-scale applies to one 2-D cutout; a FITS cube must be on the finder's grid")
+        data = read_images(args.input)  # FITS cutouts as (N, bands, H, W)
     fast = {"bfloat16": True, "compile": True} if args.fast else {}
     est = finder.predict(data, batch_size=args.batch_size, lens_fraction=args.lens_fraction, progress=not args.quiet,
                          tta=args.tta, **fast)
@@ -731,11 +743,15 @@ def build_parser():
     p.set_defaults(func=_cmd_deblend)
 
     p = sub.add_parser("find", formatter_class=_HelpFormatter, epilog=_epilog("find"), help="score survey cutouts with the DeepLens lens finder")
-    p.add_argument("input", nargs="+", help="cutouts: a FITS cube (N, H, W) or (N, bands, H, W), or a LensDataset "
-                                            ".asdf (several, a shard directory or a glob with --scheduler / --workers)")
+    p.add_argument("input", nargs="+", help="cutouts: a FITS cube (N, H, W) or (N, bands, H, W) on the finder's "
+                                            "grid, one 2-D FITS cutout (resampled onto it), or a LensDataset .asdf "
+                                            "(several, a shard directory or a glob with --scheduler / --workers)")
     _dask_arguments(p)
     p.add_argument("-o", "--output", required=True, help="output candidates .asdf (p_lens per cutout)")
     p.add_argument("--finder", default="deeplens_lsst_g", help="shipped finder name or weights .asdf")
+    p.add_argument("--pixel-scale", type=_positive_float, default=None,
+                   help="arcsec per pixel of a single 2-D FITS cutout, which is resampled onto the finder's grid "
+                        "(default from its WCS or PIXSCALE)")
     p.add_argument("--lens-fraction", type=_fraction, default=None,
                    help="expected lens fraction of the data: maps p_lens with Lanusse et al. eq. 5")
     p.add_argument("--batch-size", type=_POSITIVE, default=128,

@@ -66,7 +66,7 @@ def test_cli_find(tmp_path, capsys):
     from lenskit.simulation.finder import LensFinderSimulator
 
     ds = LensFinderSimulator(seed=8, source="sersic").sample(40)
-    finder = DeepLensFinder(arch_kwargs={"units_per_stage": 1})
+    finder = DeepLensFinder(arch_kwargs={"units_per_stage": 1}, expects={"pixel_scale": 0.18})
     finder.set_statistics(ds)
     weights = tmp_path / "finder.asdf"
     finder.save(weights)
@@ -94,6 +94,29 @@ def test_cli_find(tmp_path, capsys):
     finder.save(weights)
     assert main(["find", str(cube), "-o", str(tmp_path / "t.asdf"), "--finder", str(weights), "-q", "--tta", "2"]) == 0
     assert lenskit.read(tmp_path / "t.asdf").table.meta["tta"] == 2
+    # one 2-D cutout at its own pixel scale is resampled onto the finder's grid, as `lenskit estimate` does
+    from lenskit.io.fits import Cutout, read_cutout
+
+    s = ds.pixel_scale.to_value("arcsec")
+    one = tmp_path / "one.fits"
+    fits.writeto(one, ds.images[0, 0], fits.Header({"PIXSCALE": s}))
+    coarse = Cutout(np.asarray(ds.images[0, 0], float), s).resample(0.2, (41, 41), outside="noise")
+    fits.writeto(tmp_path / "coarse.fits", coarse.image.astype(np.float32), fits.Header({"PIXSCALE": 0.2}))
+    for path in (one, tmp_path / "coarse.fits"):
+        assert main(["find", str(path), "-o", str(tmp_path / "one.asdf"), "--finder", str(weights),
+                     "--overwrite"]) == 0
+        assert "resampled" in capsys.readouterr().out
+        p = float(lenskit.read(tmp_path / "one.asdf").table["p_lens"][0])
+        # the documented path: the cutout centred on its galaxy's light and resampled onto the finder's grid
+        stamp = read_cutout(path).to_stamp(s, (45, 45)).to_dataset()
+        assert p == pytest.approx(float(finder.predict(stamp).table["p_lens"][0]), rel=1e-5)
+    small = tmp_path / "small.fits"
+    fits.writeto(small, ds.images[0, 0, 10:30, 10:30], fits.Header({"PIXSCALE": s}))
+    assert main(["find", str(small), "-o", str(tmp_path / "s.asdf"), "--finder", str(weights), "-q"]) == 2
+    assert "covers only" in capsys.readouterr().err and not (tmp_path / "s.asdf").exists()
+    assert main(["find", str(cube), "-o", str(tmp_path / "s.asdf"), "--finder", str(weights), "-q",
+                 "--pixel-scale", "0.2"]) == 2  # a cube is not resampled
+    assert "--pixel-scale" in capsys.readouterr().err
 
 
 def test_train_with_architecture_options(tmp_path, capsys):
