@@ -199,6 +199,26 @@ API = [
     ("sim colour_scatter arcsec", lambda c: sim(priors={"colour_scatter": 1 * u.arcsec}), UC, r"colour_scatter"),
     ("sim colour_scatter str", lambda c: sim(priors={"colour_scatter": "x"}), TypeError, r"colour_scatter"),
     ("sim chunk_size 0", lambda c: sim(chunk_size=0), ValueError, r"chunk_size"),
+    ("sim split typo", lambda c: sim(split="training"), ValueError, r"split"),
+    ("sim device unparsable", lambda c: sim(device="tpu9"), ValueError, r"device"),
+    ("sim device absent", lambda c: sim(device="cuda:7"), ValueError, r"device 'cuda:7'"),
+    ("estimator device absent", lambda c: lenskit.load_estimator("euclid_vis", device="cuda:7"), ValueError,
+     r"device 'cuda:7'"),
+    ("render rows disagree", lambda c: _render(source_positions=np.zeros((2, 2))), ValueError,
+     r"params\['theta_E'\].*one value per system"),
+    ("render theta_E nan", lambda c: _render(theta_E=[np.nan]), ValueError, r"params\['theta_E'\].*finite"),
+    ("render theta_E negative", lambda c: _render(theta_E=[-1.0]), ValueError, r"theta_E must be > 0"),
+    ("render theta_E kg", lambda c: _render(theta_E=[1.0] * u.kg), UC, r"params\['theta_E'\]"),
+    ("render positions 1-D", lambda c: _render(source_positions=[0.1, 0.0]), ValueError, r"source_positions"),
+    ("render flux negative", lambda c: _render(source_flux=[-1.0]), ValueError, r"source_flux"),
+    ("render light without flux", lambda c: _render(light={"light_R_e": [1.0], "light_n": [4.0],
+                                                            "light_e1": [0.0], "light_e2": [0.0]}), ValueError,
+     r"lens_flux"),
+    # datasets
+    ("dataset index out of range", lambda c: c.lsst[5], IndexError, r"index 5 is out of range.*2 system"),
+    ("dataset empty slice", lambda c: c.lsst[5:9], IndexError, r"selects none"),
+    ("dataset bool index", lambda c: c.lsst[True], TypeError, r"index"),
+    ("dataset mask too short", lambda c: c.lsst[np.array([True])], IndexError, r"index"),
     ("sim chunk_size 1.5", lambda c: sim(chunk_size=1.5), ValueError, r"chunk_size"),
     ("sim chunk_size text", lambda c: sim(chunk_size="8"), TypeError, r"chunk_size"),
     ("sim supersample 0", lambda c: sim(supersample=0), ValueError, r"supersample"),
@@ -538,6 +558,12 @@ def _one_blind(shape):
     m = np.zeros(shape, bool)
     m[1] = True
     return m
+
+
+def _render(source_positions=((0.1, 0.0),), source_flux=(100.0,), light=None, **mass):
+    params = {"theta_E": [1.0], "e1": [0.0], "e2": [0.0], "x0": [0.0], "y0": [0.0], **mass}
+    src = lenskit.get("source", "sersic")().sample(1, np.random.default_rng(0))
+    return lenskit.Simulator(seed=1).render(params, source_positions, src, source_flux, light=light)
 
 
 def _small_est():

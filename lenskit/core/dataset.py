@@ -277,9 +277,22 @@ class LensDataset:
         return self.images.shape
 
     def __getitem__(self, index):
+        n = len(self)
+        if isinstance(index, (bool, np.bool_)):
+            raise TypeError(f"index must be an integer, a slice or an integer or boolean array; got {index!r}")
         if isinstance(index, (int, np.integer)):
-            index = slice(index, index + 1 if index != -1 else None)
-        idx = np.arange(len(self))[index]
+            if not -n <= index < n:
+                raise IndexError(f"index {index} is out of range for a dataset of {n} system(s)")
+            index = [int(index) % n]
+        try:
+            idx = np.arange(n)[index]
+        except (IndexError, TypeError, ValueError) as exc:
+            raise type(exc)(f"index: {exc} (a dataset of {n} system(s) takes an integer, a slice or an integer "
+                            f"or boolean array)") from exc
+        if idx.ndim != 1:
+            raise IndexError(f"index must select systems along one axis; got {index!r}")
+        if not len(idx):
+            raise IndexError(f"index {index!r} selects none of the dataset's {n} system(s)")
         return LensDataset(
             self.images[idx], self.params[idx], bands=self.bands, pixel_scale=self.pixel_scale,
             instrument=self.instrument,

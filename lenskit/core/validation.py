@@ -21,6 +21,7 @@ __all__ = [
     "check_choice",
     "check_int",
     "check_number",
+    "as_device",
 ]
 
 
@@ -248,3 +249,28 @@ def check_number(name, value, low=None, high=None, low_open=False, high_open=Fal
     if high is not None and (v > high or (high_open and v == high)):
         raise ValueError(f"{name} must be {'<' if high_open else '<='} {high}; got {v}")
     return v
+
+
+def as_device(device, name="device"):
+    """
+    ``device`` as a `torch.device` this machine has: a `ValueError` naming ``name`` for a string torch does not
+    parse, or for a CUDA or MPS device that is not there (before any work, not at the first tensor moved).
+    """
+    import torch  # heavy: only where a device is asked for
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be a torch device such as 'cpu', 'cuda' or 'cuda:1'; got {device!r}") from exc
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{name} {device!r}: this machine's torch ({torch.__version__}) sees no CUDA device; "
+                             f"use 'cpu'")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"{name} {device!r}: there are {torch.cuda.device_count()} CUDA device(s) "
+                             f"(0 to {torch.cuda.device_count() - 1})")
+    elif dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ValueError(f"{name} {device!r}: MPS is not available on this machine; use 'cpu'")
+    return dev

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from lenskit.core.dataset import LensDataset
 from lenskit.core.estimate import Estimate
 from lenskit.core.provenance import Provenance, array_checksum
+from lenskit.core.validation import as_device
 from lenskit.core.weights import ModelWeights
 from lenskit.estimators.inputs import network_inputs
 from lenskit.estimators.network_estimator import NetworkEstimator
@@ -103,7 +104,7 @@ class CNNEstimator(NetworkEstimator):
         self.condition_range = None
         self.expects = dict(expects or {})
         self.expects.setdefault("shape", list(in_shape))
-        self.device = torch.device(device)
+        self.device = as_device(device)
         try:
             self.network = build(self.architecture, in_shape=in_shape, n_outputs=self.n_outputs, **self.arch_kwargs)
         except TypeError as exc:

@@ -18,6 +18,7 @@ from astropy.table import QTable
 
 from lenskit.core.estimate import Estimate
 from lenskit.core.provenance import Provenance, array_checksum
+from lenskit.core.validation import as_device
 from lenskit.core.weights import ModelWeights
 from lenskit.estimators.cnn import CNNEstimator
 from lenskit.estimators.targets import UNITS, TargetSpec, log_sigma
@@ -105,7 +106,7 @@ class EnsembleEstimator(CNNEstimator):
         self.uncertainty = True
         self.arch_kwargs = {}
         self.expects = dict(members[0].expects)
-        self.device = torch.device(device)
+        self.device = as_device(device)
         self.network = Combination(members, self.spec).to(self.device)
         self.metrics, self.training = {}, {}
 

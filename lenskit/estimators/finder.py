@@ -25,7 +25,7 @@ from lenskit.core.estimate import Estimate
 from lenskit.core.files import check_output_path
 from lenskit.core.provenance import Provenance, array_checksum
 from lenskit.core.statistics import robust_sigma
-from lenskit.core.validation import check_int, check_number
+from lenskit.core.validation import as_device, check_int, check_number
 from lenskit.core.weights import ModelWeights
 from lenskit.estimators.finder_metrics import auroc, prior_correction, threshold_at_fpr, tpr_at_fpr
 from lenskit.estimators.inputs import network_inputs
@@ -108,7 +108,7 @@ class DeepLensFinder(NetworkEstimator):
         self.arch_kwargs = dict(arch_kwargs or {})
         self.expects = dict(expects or {})
         self.expects.setdefault("shape", list(in_shape))
-        self.device = torch.device(device)
+        self.device = as_device(device)
         self.network = build("deeplens", in_shape=in_shape, n_outputs=1, **self.arch_kwargs).to(self.device)
         #: Lens fraction of the training set (for the prior correction).
         self.train_fraction = 0.5

@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+import astropy.units as u
 import numpy as np
 import torch
 from tqdm.auto import tqdm
@@ -27,7 +28,8 @@ from lenskit.core.config import ConfigError, Configurable, decode, describe, reb
 from lenskit.core.dataset import LensDataset
 from lenskit.core.interfaces import Instrument, MassModel, Source
 from lenskit.core.resources import check_memory
-from lenskit.core.validation import as_rng, check_int, check_number
+from lenskit.core.validation import (as_device, as_real_array, as_rng, check_choice, check_int, check_number,
+                                     to_value)
 from lenskit.instruments.camera import Camera
 from lenskit.mass_models.composite import CompositeMassModel
 from lenskit.plugins import get, plugin_module_allowed
@@ -177,8 +179,8 @@ class Simulator:
             mass_model = comps[0] if len(comps) == 1 else CompositeMassModel(comps)
         self.mass_model = _resolve("mass_model", mass_model, MassModel)
         self.source = _resolve("source", source, Source)
-        if split is not None:
-            self.source = self.source.with_split(split)
+        if split is not None:  # checked here too: sources without galaxies to split would take any name
+            self.source = self.source.with_split(check_choice("split", split, ("train", "validation", "test")))
         self.split = split
         self.instrument = _resolve("instrument", instrument, Instrument)
         if isinstance(selection, str) and selection == "default":
@@ -199,7 +201,7 @@ class Simulator:
         self.caustic_margin = check_number("caustic_margin", caustic_margin, low=0)
         self.supersample = check_int("supersample", supersample, minimum=1)
         self.chunk_size = check_int("chunk_size", chunk_size, minimum=1, allow_none=True)
-        self.device = torch.device(device)
+        self.device = as_device(device)
         if dtype not in (torch.float32, torch.float64):
             raise ValueError(f"dtype must be torch.float32 or torch.float64; got {dtype}")
         self.dtype = dtype
@@ -351,7 +353,52 @@ class Simulator:
         lens_light : `torch.Tensor` (n, bands, H, W) or None
         magnification : ndarray (n,)
         """
+        params, source_positions, source_flux, light, lens_flux = self._check_render(
+            params, source_positions, sources, source_flux, light, lens_flux)
         return self.renderer.render(params, source_positions, sources, source_flux, light, lens_flux)
+
+    def _check_render(self, params, source_positions, sources, source_flux, light, lens_flux):
+        """`render`'s arguments checked before any work: plain float arrays in the renderer's units, one row per
+        system, finite, the mass parameters in their model's domain."""
+        def values(v, unit, name):
+            arr = np.atleast_1d(as_real_array(to_value(v, unit, name) if unit is not None else v, name))
+            if not np.all(np.isfinite(arr)):
+                raise ValueError(f"{name} must be finite; got {arr.ravel()[~np.isfinite(arr.ravel())][:3]}")
+            return arr
+
+        def rows(arr, name, n, what="one value per system"):
+            if arr.shape[:1] != (n,):
+                raise ValueError(f"{name} must hold {what} ({n}, as source_positions has rows); got shape "
+                                 f"{arr.shape}")
+            return arr
+
+        if not isinstance(params, Mapping):
+            raise TypeError(f"params must be a dict of the mass parameters; got {type(params).__name__}")
+        pos = values(source_positions, u.arcsec, "source_positions")
+        if pos.ndim != 2 or pos.shape[1] != 2:
+            raise ValueError(f"source_positions must be an (n, 2) array of (x, y) in arcsec; got shape {pos.shape}")
+        n = len(pos)
+        units = self.mass_model.param_units
+        plain = {k: rows(values(v, units.get(k), f"params[{k!r}]"), f"params[{k!r}]", n) for k, v in params.items()}
+        self.mass_model.check_params(plain)  # names and domain (theta_E > 0, |e| < 1 ...), naming the model
+        if len(sources) != n:
+            raise ValueError(f"sources must hold one source per system ({n}); got {len(sources)}")
+        flux = values(source_flux, None, "source_flux")
+        rows(flux, "source_flux", n, "one flux (or one per band) per system")
+        if np.any(flux < 0):
+            raise ValueError("source_flux must be >= 0")
+        if light is not None:
+            if not isinstance(light, Mapping):
+                raise TypeError(f"light must be a dict of lens-light parameters; got {type(light).__name__}")
+            light = {k: rows(values(v, None, f"light[{k!r}]"), f"light[{k!r}]", n) for k, v in light.items()}
+            if lens_flux is None:
+                raise ValueError("lens_flux is needed with light: the lens light's total flux per band")
+        if lens_flux is not None:
+            if light is None:
+                raise ValueError("lens_flux needs light: the lens light's parameters")
+            lens_flux = values(lens_flux, None, "lens_flux")
+            rows(lens_flux, "lens_flux", n, "the lens light's flux per band per system")
+        return plain, pos, flux, light, lens_flux
 
     # -- the loop ------------------------------------------------------------------------
     def _seeing(self):
@@ -400,8 +447,9 @@ class Simulator:
             p = {k: v[idx] for k, v in cand["p"].items()}
             light = None if cand["light"] is None else {k: v[idx] for k, v in cand["light"].items()}
             src = cand["src"].take(idx)
-            arcs, lens, mu = self.render(p, cand["beta"][idx], src, cand["src_flux"][idx], light,
-                                          None if light is None else cand["lens_flux"][idx])
+            # the drawn candidates need none of the public render's checks
+            arcs, lens, mu = self.renderer.render(p, cand["beta"][idx], src, cand["src_flux"][idx], light,
+                                                  None if light is None else cand["lens_flux"][idx])
             state = {"theta_E": cand["extra"]["theta_E"][idx], "magnification": mu,
                      "multiply_imaged": cand["inside"][idx], "source_size": np.asarray(src.size),
                      "seeing": self._seeing()}
@@ -716,7 +764,7 @@ class Simulator:
         steps = check_int("steps", steps, minimum=1, allow_none=True)
         check_memory(2 * batch_size * self.bytes_per_system(False), "batch_size", batch_size,
                      "use smaller batches")
-        device = torch.device(device) if device is not None else self.device
+        device = as_device(device) if device is not None else self.device
         targets = list(targets)
         if not targets or not all(isinstance(t, str) for t in targets):
             raise ValueError(f"targets must be a non-empty sequence of column names; got {targets!r}")
