@@ -123,7 +123,8 @@ def main(argv=None):
                         "d_theta_E": abs(v[f"{pre}theta_E"] - lens["theta_E"]), "d_q": abs(v[f"{pre}q"] - lens["q"]),
                         "d_pa": pa_diff(v[f"{pre}pa"], lens["pa"]) if np.isfinite(v[f"{pre}pa"]) else None}
         row["fit"].update(theta_E_std=v["theta_E_std"], reduced_chi2=v["reduced_chi2"],
-                          at_bound=str(r["fit_at_bound"]), no_error=str(r["fit_no_error"]))
+                          at_bound=str(r["fit_at_bound"]), no_error=str(r["fit_no_error"]),
+                          cnn_tension=v.get("fit_cnn_tension"))
         if "cnn_theta_E_std" in v:  # the network's own uncertainty, and the error in units of it
             row["cnn"].update(theta_E_std=v["cnn_theta_E_std"],
                               d_theta_E_sigmas=row["cnn"]["d_theta_E"] / v["cnn_theta_E_std"])

@@ -23,8 +23,10 @@ the image's +x axis (columns) towards +y (rows), and is converted to a
 position angle east of north when the cutout has a WCS.
 """
 
+import math
 import os
 import time
+import warnings
 from typing import Any
 
 import astropy.units as u
@@ -33,6 +35,7 @@ from astropy.table import QTable
 from numpy.typing import ArrayLike
 
 from lenskit.core.conventions import ellipticity_to_q_phi, phi_to_position_angle
+from lenskit.core.exceptions import LenskitDataWarning
 from lenskit.core.interfaces import Estimator
 from lenskit.core.statistics import robust_sigma
 from lenskit.core.validation import as_float
@@ -57,6 +60,10 @@ NEIGHBOUR_SIGMAS = 2.0
 CNN_CORE = 0.2
 #: Starts of the fit's search that `model_lens` refines at full resolution (``fit(n_refine=...)``).
 MODEL_LENS_REFINE = 6
+#: `model_lens` warns when the refined fit's Einstein radius and the CNN's differ by more than this many of their
+#: combined standard deviations (``fit_cnn_tension``): the CNN's are calibrated on simulations (99.6% of its
+#: errors within three), so a larger difference says that one of them failed.
+FIT_CNN_TENSION = 3.0
 
 
 class LensModel:
@@ -77,7 +84,9 @@ class LensModel:
         ``reduced_chi2``, ``fit_at_bound`` (the fitted parameters, comma-separated, that ended at an end of
         their range -- theta_E at the masked core or the box's edge: then the fit failed and its values are
         not measurements; empty for a fit inside its ranges), ``fit_no_error`` (those inside their ranges
-        without a Laplace error: ``FitResult.no_error``), ``seconds_cnn``, ``seconds_fit``,
+        without a Laplace error: ``FitResult.no_error``), ``fit_cnn_tension`` (the fit's and the CNN's
+        Einstein radii apart in units of their combined standard deviation, for networks with uncertainties:
+        above `FIT_CNN_TENSION` `model_lens` warns that one of them failed), ``seconds_cnn``, ``seconds_fit``,
         ``seconds_deblend``.
     cutout : `~lenskit.io.fits.Cutout`
     arcs : ndarray
@@ -120,8 +129,18 @@ class LensModel:
         ml = "" if self.fit is None else f", fit theta_E={t['theta_E'].value:.3f}\" q={t['q']:.2f}"
         if self.fit is not None and self.fit.at_bound:
             ml += f" (at the end of its range: {t['fit_at_bound']})"
+        if "fit_cnn_tension" in t.colnames and t["fit_cnn_tension"] > FIT_CNN_TENSION:
+            ml += f" (fit and CNN {t['fit_cnn_tension']:.1f} sigma apart)"
         sd = f" +- {t['cnn_theta_E_std'].value:.3f}" if "cnn_theta_E_std" in t.colnames else ""
         return f"<LensModel CNN theta_E={t['cnn_theta_E'].value:.3f}{sd}\" q={t['cnn_q']:.2f}{ml}>"
+
+
+def _tension(fit_value, fit_std, cnn_value, cnn_std):
+    """``|fit - cnn|`` in units of their combined standard deviation (a fit without an error counts as exact)."""
+    fit_std = fit_std if math.isfinite(fit_std) else 0.0
+    sd = math.hypot(fit_std, cnn_std)
+    diff = abs(fit_value - cnn_value)
+    return diff / sd if sd > 0 else (0.0 if diff == 0 else math.inf)
 
 
 def _background_noise(image, mask):
@@ -348,6 +367,16 @@ def model_lens(cutout: Cutout | str | os.PathLike | Any, estimator: str | Estima
         # ... and which have no Laplace error though inside their ranges (no minimum found along them)
         row["fit_no_error"] = [",".join(result.no_error)]
         row["seconds_fit"] = [result.seconds] * u.s
+        if "cnn_theta_E_std" in row.colnames:
+            tension = _tension(vals["theta_E"], stds["theta_E"], cnn["theta_E"], row["cnn_theta_E_std"][0].value)
+            row["fit_cnn_tension"] = [tension]
+            if tension > FIT_CNN_TENSION:
+                warnings.warn(LenskitDataWarning(
+                    f"{cutout.path or 'the cutout'}: the fit's theta_E {vals['theta_E']:.3f}\" +- "
+                    f"{stds['theta_E']:.3f}\" and the CNN's {cnn['theta_E']:.3f}\" +- "
+                    f"{row['cnn_theta_E_std'][0].value:.3f}\" differ by {tension:.1f} of their standard "
+                    f"deviations: one of them failed (a fit in another optimum, or an image unlike the CNN's "
+                    f"training); look at the residuals (lenskit model's figure) before using either"), stacklevel=2)
     full_mask = np.ones(cutout.shape, bool)
     full_mask[sl] = fit_mask[sl]
     return LensModel(row, cutout, arcs, lens_light, full_mask, sl, est, result, centre=(cx, cy), arcs_cutout=arcs_cut)

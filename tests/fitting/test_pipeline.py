@@ -166,6 +166,48 @@ def test_neighbour_radius_from_the_first_answer_less_two_of_its_sigmas(simulated
     assert radii[0] > floor / cut.pixel_scale  # -40 sigma: beyond the floor, so the rule is what set it
 
 
+def test_model_lens_warns_when_the_fit_and_the_cnn_disagree(simulated_cutout, monkeypatch):
+    """A fit in another optimum (or a CNN off its training) must not pass as a measurement unflagged."""
+    import astropy.units as u
+    import warnings
+    from types import SimpleNamespace
+
+    from astropy.table import QTable
+
+    from lenskit.modelling import pipeline
+
+    path, _ = simulated_cutout
+    cut = read_cutout(path, noise=path, noise_hdu="NOISE", psf=path, psf_hdu="PSF")
+    est = lenskit.load_estimator("hst_wfc3")
+    shift = {}
+
+    def fake_fit(*args, init, **kwargs):  # the CNN's start moved by shift["theta_E"], with a 0.01" error
+        vals = {**{n: init[n] for n in ("theta_E", "e1", "e2", "x0", "y0")},
+                "theta_E": init["theta_E"] + shift["theta_E"]}
+        table = QTable({k: [v] * (u.arcsec if k in ("theta_E", "x0", "y0") else 1) for k, v in vals.items()})
+        for k in vals:
+            table[f"{k}_std"] = [0.01] * (u.arcsec if k in ("theta_E", "x0", "y0") else 1)
+        return SimpleNamespace(params=table, reduced_chi2=1.0, at_bound=[], no_error=[], seconds=0.0)
+
+    monkeypatch.setattr(pipeline, "fit", fake_fit)  # and no deblending or neighbour step: the flag is the point
+    shift["theta_E"] = 0.0
+    with warnings.catch_warnings(record=True) as caught:  # in agreement: no warning of it
+        warnings.simplefilter("always")
+        agree = model_lens(cut, est, deblend=False, mask_neighbours=False)
+    assert not [w for w in caught if "standard deviations" in str(w.message)]
+    assert agree["fit_cnn_tension"] == pytest.approx(0.0, abs=1e-9) and "apart" not in repr(agree)
+    sd = agree["cnn_theta_E_std"].value
+    for k, warned in ((2.0, False), (4.0, True)):  # k combined standard deviations apart
+        shift["theta_E"] = -k * float(np.hypot(sd, 0.01))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            res = model_lens(cut, est, deblend=False, mask_neighbours=False)
+        assert res["fit_cnn_tension"] == pytest.approx(k, rel=1e-4)
+        msgs = [str(w.message) for w in caught if issubclass(w.category, LenskitDataWarning)]
+        assert any("differ by 4.0 of their standard deviations" in m for m in msgs) == warned
+        assert ("sigma apart" in repr(res)) == warned
+
+
 def test_pa_is_nan_without_a_wcs(simulated_cutout):
     path, _ = simulated_cutout
     cut = read_cutout(path)
