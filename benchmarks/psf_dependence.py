@@ -10,6 +10,8 @@ HST (estimators of ``hst_wfc3``): the Hezaveh et al. test recipe (``HSTWFC3(test
 the test split) under a Gaussian of FWHM 0.09", Moffats of the same FWHM with beta 2.5 and 1.5 (the wings of a
 space PSF), and, where the development data are beside the checkout, the TinyTim ACS F814W PSF that the SLACS
 cutouts are analysed with: whether the wings of a real PSF, which the recipe's Gaussians lack, move the answer.
+Then the recipe's own PSFs on the network's 0.04" grid and on ACS's 0.05" pixels resampled onto it as a real
+cutout is (`lenskit.io.fits.Cutout.resample`): whether the resampler does.
 
 Usage::
 
@@ -64,6 +66,26 @@ def hst(ests, args):
         row = {}
         for name, est in ests.items():
             d = est.predict(ds, batch_size=64).table["theta_E"].value - true
+            row[name] = {"bias": float(d.mean()), "bias_se": float(d.std() / np.sqrt(len(d))),
+                         "rms": float(np.sqrt(np.mean(d ** 2))), "err68": float(np.percentile(np.abs(d), 68))}
+        out["theta_E"][label] = row
+    # the recipe's own PSFs, on the network's grid and on ACS's 0.05" pixels resampled onto it as real cutouts are
+    # (`Cutout.resample`, flux-conserving, about the stamp's middle): does the resampler move the answer?
+    from lenskit.io.fits import Cutout
+
+    for label, ps, npix in (("recipe_0.04", 0.04, 192), ("recipe_acs_0.05_resampled", 0.05, 154)):
+        inst = HSTWFC3(test=True, pixel_scale=ps, shape=(npix, npix))
+        ds = lenskit.Simulator(source=args.source, instrument=inst, seed=args.seed, split="test").sample(args.n)
+        true = ds.params["theta_E"].value
+        images = ds.images
+        if ps != 0.04:
+            c = (npix - 1) / 2
+            images = np.stack([Cutout(np.asarray(im[0], float), ps).resample(0.04, (192, 192), centre=(c, c),
+                                                                               outside="noise").image
+                               for im in ds.images])[:, None].astype(np.float32)
+        row = {}
+        for name, est in ests.items():
+            d = est.predict(images, batch_size=64).table["theta_E"].value - true
             row[name] = {"bias": float(d.mean()), "bias_se": float(d.std() / np.sqrt(len(d))),
                          "rms": float(np.sqrt(np.mean(d ** 2))), "err68": float(np.percentile(np.abs(d), 68))}
         out["theta_E"][label] = row
