@@ -214,6 +214,12 @@ API = [
     ("render light without flux", lambda c: _render(light={"light_R_e": [1.0], "light_n": [4.0],
                                                             "light_e1": [0.0], "light_e2": [0.0]}), ValueError,
      r"lens_flux"),
+    ("fit init misspelt", lambda c: lenskit.fit(np.ones((20, 20)), np.ones((20, 20)), 0.05, init={"thetaE": 1.0}),
+     ValueError, r"init: unknown parameter\(s\) \['thetaE'\]"),
+    ("fit init nan", lambda c: lenskit.fit(np.ones((20, 20)), np.ones((20, 20)), 0.05, init={"theta_E": np.nan}),
+     ValueError, r"init\['theta_E'\] must be finite"),
+    ("fit init str", lambda c: lenskit.fit(np.ones((20, 20)), np.ones((20, 20)), 0.05, init={"theta_E": "big"}),
+     TypeError, r"init\['theta_E'\]"),
     # datasets
     ("dataset index out of range", lambda c: c.lsst[5], IndexError, r"index 5 is out of range.*2 system"),
     ("dataset empty slice", lambda c: c.lsst[5:9], IndexError, r"selects none"),

@@ -115,6 +115,32 @@ def _check_psf(psf):
     return torch.as_tensor(k / k.sum())
 
 
+def _check_init(init, names):
+    """
+    ``init``'s starting values: finite numbers, and, in a plain dict, only the fit's parameter names (and
+    ``*_std`` columns, as an estimate's row has): a misspelt name would otherwise be ignored, and the fit start
+    from the defaults.  A table row (an `~lenskit.Estimate`'s) may carry other columns.
+    """
+    if init is None:
+        return
+    try:
+        values = dict(init)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"init must be a dict or a table row of starting values; got {type(init).__name__}") from exc
+    if isinstance(init, Mapping):
+        unknown = [k for k in values if k not in names and not str(k).endswith("_std")]
+        if unknown:
+            raise ValueError(f"init: unknown parameter(s) {unknown}; this fit has {names}")
+    for k, v in values.items():
+        if k in names:
+            try:
+                x = float(getattr(v, "value", v))
+            except (TypeError, ValueError) as exc:
+                raise TypeError(f"init[{k!r}] must be a number; got {v!r}") from exc
+            if not np.isfinite(x):
+                raise ValueError(f"init[{k!r}] must be finite; got {x}")
+
+
 def fit(image: ArrayLike, noise: ArrayLike, pixel_scale: float | u.Quantity, psf: ArrayLike | None = None,
         mask: ArrayLike | None = None, init: Mapping[str, Any] | None = None, shear: bool = True,
         lens_light: bool = True, n_starts: int = 12, search_steps: int = 60, n_refine: int = 2,
@@ -214,6 +240,7 @@ def fit(image: ArrayLike, noise: ArrayLike, pixel_scale: float | u.Quantity, psf
     if lens_light and cx not in names:
         names += [cx, cy]
     transform = ParameterTransform(names, ranges)
+    _check_init(init, names)
 
     # -- starts ----------------------------------------------------------------------------------------------
     base = start_values(model, init, light_centre(img, m, pixel_scale), lens_light)
