@@ -351,15 +351,31 @@ def _cmd_estimate(args):
                              f"{names}")
         extra["conditions"] = dict(args.condition)
     data = _load_images(args.input)
+    estimate = None
     if not isinstance(data, LensDataset) and data.ndim == 2 and "pixel_scale" in est.expects:
-        # a real cutout, centred on the lens light and resampled onto the estimator's grid (flux conserved); it
-        # records that its lens light is unknown (or absent, with --no-lens-light), which predict checks
         cut = read_cutout(args.input, pixel_scale=args.pixel_scale)
-        data = cut.to_stamp(est.expects["pixel_scale"], est.in_shape[1:], what=args.estimator).to_dataset(
-            lens_light=False if args.no_lens_light else "unknown")
-        print(f"resampled {args.input} ({cut.pixel_scale:.3f}\"/px) onto {est.in_shape[1]}x{est.in_shape[2]} "
-              f"pixels of {est.expects['pixel_scale']}\" centred on the lens light")
-    estimate = est.predict(data, batch_size=args.batch_size, progress=not args.quiet, **extra)
+        if args.no_lens_light and est.expects.get("lens_light") is False:
+            # a lens-subtracted cutout takes the one documented path, `lenskit model --no-deblend --no-refine`'s
+            # CNN step: artefacts masked, neighbours replaced, the stamp about the cutout's middle (its light
+            # centre would be an arc's), resampled onto the estimator's grid
+            from lenskit.modelling import model_lens  # heavy (the fit's modules): only for this input
+
+            res = model_lens(cut, args.estimator, deblend=False, refine=False, tta=args.tta,
+                             conditions=extra.get("conditions"))
+            estimate = res.estimate
+            print(f"estimated {args.input} ({cut.pixel_scale:.3f}\"/px) as `lenskit model --no-deblend "
+                  f"--no-refine` does: artefacts masked, neighbours replaced, resampled onto "
+                  f"{est.in_shape[1]}x{est.in_shape[2]} pixels of {est.expects['pixel_scale']}\" about the "
+                  f"cutout's middle")
+        else:
+            # a real cutout, centred on the lens light and resampled onto the estimator's grid (flux conserved);
+            # it records that its lens light is unknown (or absent, with --no-lens-light), which predict checks
+            data = cut.to_stamp(est.expects["pixel_scale"], est.in_shape[1:], what=args.estimator).to_dataset(
+                lens_light=False if args.no_lens_light else "unknown")
+            print(f"resampled {args.input} ({cut.pixel_scale:.3f}\"/px) onto {est.in_shape[1]}x{est.in_shape[2]} "
+                  f"pixels of {est.expects['pixel_scale']}\" centred on the lens light")
+    if estimate is None:
+        estimate = est.predict(data, batch_size=args.batch_size, progress=not args.quiet, **extra)
     if out.suffix.lower() in (".fits", ".fit"):
         write_estimate_fits(estimate, out, overwrite=args.overwrite)
     else:
@@ -687,8 +703,9 @@ def build_parser():
                    help="arcsec per pixel of a FITS cutout without WCS or PIXSCALE")
     p.add_argument("--batch-size", type=_POSITIVE, default=64, help="images per network pass")
     p.add_argument("--no-lens-light", action="store_true",
-                   help="the FITS image holds no lens light (already removed); otherwise an estimator trained "
-                        "without lens light refuses a FITS image: use `lenskit model` for one with lens light")
+                   help="the FITS image holds no lens light (already removed): it is estimated as `lenskit model "
+                        "--no-deblend --no-refine` does; otherwise an estimator trained without lens light refuses "
+                        "a FITS image: use `lenskit model` for one with lens light")
     p.add_argument("--tta", type=int, choices=(1, 2, 4, 8), default=1,
                    help="average over this many symmetries of the pixel grid (test-time augmentation: more accurate, "
                         "that many times slower)")

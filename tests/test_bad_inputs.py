@@ -467,7 +467,7 @@ API = [
     ("Cutout to_stamp under half the field", lambda c: _cutout().to_stamp(0.04, (192, 192), centre=(15.5, 15.5)),
      ValueError, r"covers only 4% of the estimator's 7\.68\" x 7\.68\" field"),
     ("model_lens cutout under half the field", lambda c: _model_lens(_cutout(image=np.random.default_rng(0).normal(
-        size=(64, 64))), "hst_wfc3", refine=False), ValueError, r"covers only 17% of the estimator's 7\.68\""),
+        size=(64, 64))), "hst_wfc3", refine=False), ValueError, r"covers only 17% of hst_wfc3's 7\.68\""),
     ("read_cutout missing", lambda c: read_cutout("absent.fits"), FileNotFoundError, r"absent"),
     ("read_cutout without scale", lambda c: read_cutout(c.p("nowcs.fits")), ValueError,
      r"pixel_scale"),

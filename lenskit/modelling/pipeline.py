@@ -224,7 +224,8 @@ def model_lens(cutout: Cutout | str | os.PathLike | Any, estimator: str | Estima
     """
     if not isinstance(cutout, Cutout):
         cutout = Cutout.from_nddata(cutout) if hasattr(cutout, "uncertainty") else read_cutout(cutout)
-    if isinstance(estimator, str):
+    what = str(estimator) if isinstance(estimator, (str, os.PathLike)) else "the estimator"  # for messages
+    if isinstance(estimator, (str, os.PathLike)):
         estimator = load_estimator(estimator)
     if "pixel_scale" not in getattr(estimator, "expects", {}):
         raise ValueError("estimator must record the pixel scale it expects (estimator.expects['pixel_scale'])")
@@ -265,7 +266,8 @@ def model_lens(cutout: Cutout | str | os.PathLike | Any, estimator: str | Estima
     else:
         cx, cy = (cutout.shape[1] - 1) / 2, (cutout.shape[0] - 1) / 2
     # how much of the network's field the cutout covers: refused (or warned about) before any work
-    field_outside = cutout.check_field(estimator.expects["pixel_scale"], estimator.in_shape[1:], centre=(cx, cy))
+    field_outside = cutout.check_field(estimator.expects["pixel_scale"], estimator.in_shape[1:], centre=(cx, cy),
+                                       what=what)
     # -- lens light ----------------------------------------------------------------------------------------
     t0 = time.perf_counter()
     lens_light = None

@@ -59,7 +59,7 @@ def test_model_lens_recovers_a_simulated_lens(simulated_cutout):
     path, truth = simulated_cutout
     cut = read_cutout(path, noise=path, noise_hdu="NOISE", psf=path, psf_hdu="PSF")
     # the 6.05" cutout covers about 61% of the network's 7.68" field: the rest is filled with its background noise
-    with pytest.warns(LenskitDataWarning, match=r"lens.fits: 3[89]% of the estimator's 7.68\" x 7.68\" field lies beyond"):
+    with pytest.warns(LenskitDataWarning, match=r"lens.fits: 3[89]% of hst_wfc3's 7.68\" x 7.68\" field lies beyond"):
         res = model_lens(cut, "hst_wfc3", fit_kwargs={"n_starts": 6, "laplace": False}, box=2.5)
     assert res["cnn_field_outside"] == pytest.approx(1 - cut.coverage(0.04, (192, 192), res.centre))
     assert 0.37 < res["cnn_field_outside"] < 0.40
@@ -233,8 +233,8 @@ def test_model_lens_bad_arguments(simulated_cutout):
         slacs_sample(path.parent)
     # a cutout that covers under half of the network's 7.68" field is refused before the deblending starts
     small = Cutout(cut.image[30:91, 30:91], cut.pixel_scale, path="small.fits")
-    with pytest.raises(ValueError, match=r"small.fits: the cutout \(3.05\" x 3.05\"\) covers only 16% of the "
-                                         r"estimator's 7.68\" x 7.68\" field"):
+    with pytest.raises(ValueError, match=r"small.fits: the cutout \(3.05\" x 3.05\"\) covers only 16% of "
+                                         r"hst_wfc3's 7.68\" x 7.68\" field"):
         model_lens(small)
 
 
@@ -304,6 +304,13 @@ def test_cli_estimate_refuses_a_fits_image_that_may_hold_lens_light(simulated_cu
     err = capsys.readouterr().err
     assert "lenskit model" in err and "--no-lens-light" in err and not (tmp_path / "e.asdf").exists()
     assert main(["estimate", str(path), "--no-lens-light", "-o", str(tmp_path / "e.asdf"), "-q"]) == 0
+    # one path: a lens-subtracted cutout is estimated as `lenskit model --no-deblend --no-refine` does
+    ref = model_lens(read_cutout(path), "hst_wfc3", deblend=False, refine=False)
+    got = lenskit.read(tmp_path / "e.asdf").table
+    for k in ("theta_E", "e1", "e2", "x0", "y0"):
+        assert float(getattr(got[k][0], "value", got[k][0])) == pytest.approx(float(ref[f"cnn_{k}"].value if
+                                                                                     hasattr(ref[f"cnn_{k}"], "value")
+                                                                                     else ref[f"cnn_{k}"]), abs=1e-6)
     # a cutout far smaller than the network's field is refused, naming the sizes, and nothing is written
     small = tmp_path / "small.fits"
     fits.PrimaryHDU(fits.getdata(path)[35:86, 35:86], header=fits.getheader(path)).writeto(small)
