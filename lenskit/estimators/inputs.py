@@ -93,8 +93,10 @@ def check_expects(data, expects, what="estimator", strict=True):
             if want in _NO_LIGHT:
                 problems.append(f"lens_light: a real cutout does not say whether it holds the lens galaxy's light, "
                                 f"and this {what} expects it removed; run it through lenskit.modelling.model_lens "
-                                f"(`lenskit model CUTOUT.fits`), which removes it first, or record that it has none "
-                                f"(Cutout.to_dataset(lens_light=False), `lenskit estimate --no-lens-light`)")
+                                f"(`lenskit model CUTOUT.fits`), which removes it first; for an image whose lens "
+                                f"light is already removed, model_lens(cutout, deblend=False) (`lenskit estimate "
+                                f"--no-lens-light`, `lenskit model --no-deblend`), which centres the stamp on the "
+                                f"cutout's middle, or record that it has none (Cutout.to_dataset(lens_light=False))")
         elif have is not None and (want in _NO_LIGHT) != (have in _NO_LIGHT):
             if want in _NO_LIGHT:
                 problems.append(f"lens_light: the images hold the lens galaxy's light, this {what} expects arcs with "
