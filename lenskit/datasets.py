@@ -81,6 +81,21 @@ class Archive:
     catalog: str | None = None
     description: str = ""
 
+    def __post_init__(self):
+        # checked when the archive is described, not after a download of gigabytes fails its checksum
+        if not isinstance(self.url, str):
+            raise TypeError(f"url must be a str; got {type(self.url).__name__}")
+        parts = urllib.parse.urlparse(self.url)
+        if parts.scheme not in ("https", "http", "file") or not Path(parts.path).name:
+            raise ValueError(f"url must be an https://, http:// or file:// address of a file; got {self.url!r}")
+        for name, n in (("sha256", 64), ("md5", 32)):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or len(value) != n
+                                      or any(c not in "0123456789abcdefABCDEF" for c in value)):
+                raise ValueError(f"{name} must be None or {n} hexadecimal digits; got {value!r}")
+            if value is not None:
+                object.__setattr__(self, name, value.lower())  # hexdigest() is lower case
+
     @property
     def filename(self):
         return Path(urllib.parse.urlparse(self.url).path).name
