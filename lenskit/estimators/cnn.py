@@ -244,6 +244,7 @@ class CNNEstimator(NetworkEstimator):
             raise ValueError(f"batch_size must be >= 1; got {batch_size}")
         check_targets(self.targets, tta, arr.shape)
         cond = self.condition_values(images, len(arr), conditions)
+        self._warn_untrained()
         means, stds = [], []
         it = range(0, len(arr), batch_size)
         if progress:

@@ -110,6 +110,10 @@ class EnsembleEstimator(CNNEstimator):
         self.network = Combination(members, self.spec).to(self.device)
         self.metrics, self.training = {}, {}
 
+    def is_trained(self):
+        """Whether every member has been trained (the combination starts as their average)."""
+        return all(m.is_trained() for m in self.members)
+
     def fit(self, simulator, steps=500, **kwargs):
         """Train only the combination layer (the members stay fixed)."""
 
@@ -121,6 +125,7 @@ class EnsembleEstimator(CNNEstimator):
         """As `CNNEstimator.predict`, plus ``<target>_spread``: the standard deviation of the members' means."""
 
         arr, m = self._inputs(images, masks, strict=strict)
+        self._warn_untrained()
         k = self.spec.k
         mus, sds, spreads = [], [], []
         self.network.eval()

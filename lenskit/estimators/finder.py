@@ -253,6 +253,7 @@ class DeepLensFinder(NetworkEstimator):
         thr = self._threshold_for(tta)
         z = self.logits(images, masks, batch_size=batch_size, progress=progress, bfloat16=bfloat16, compile=compile,
                         tta=tta, strict=strict)
+        self._warn_untrained()
         p = 1 / (1 + np.exp(-z))
         candidate = p >= thr  # decided before the (monotonic) prior map, so it cannot change
         if lens_fraction is not None:

@@ -909,9 +909,11 @@ def train(estimator, simulator, steps=1000, batch_size=64, lr=1e-3, min_lr=None,
         batches = bank.batches(batches, start_step=loop.step)
     if pairs is not None:
         batches = pairs.batches(batches, start_step=loop.step)
+    estimator._fitting = True  # its validation passes are not a user's predictions from untrained weights
     try:
         history = loop.run(batches)
     finally:
+        estimator._fitting = False
         del batches
     if ddp:
         config["ddp"]["weights_identical_on_all_ranks"] = loop.ranks_agree

@@ -201,6 +201,25 @@ def test_predict_validates_input(small):
     assert e.table["theta_E"].unit == u.arcsec and "theta_E_std" in e.table.colnames
 
 
+def test_an_untrained_network_warns_that_its_answers_are_random(small, tmp_path):
+    import warnings
+
+    from lenskit.core import LenskitDataWarning
+
+    sim, val = small
+    est = CNNEstimator(in_shape=(1, 48, 48))
+    assert not est.is_trained()
+    with pytest.warns(LenskitDataWarning, match="has not been trained"):
+        est.predict(val.images[:2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LenskitDataWarning)  # neither its validation passes nor its answers after
+        est.fit(sim, steps=2, batch_size=4, validation=val[:4], progress=False)
+        assert est.is_trained()
+        est.predict(val.images[:2])
+        est.save(tmp_path / "w.asdf")
+        lenskit.load_estimator(tmp_path / "w.asdf").predict(val.images[:2])  # the record travels with the weights
+
+
 def test_fit_checkpoint_resume_and_save(small, tmp_path):
     sim, val = small
     ck = tmp_path / "ck.asdf"
