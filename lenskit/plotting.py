@@ -8,6 +8,7 @@ import astropy.units as u
 import numpy as np
 
 from lenskit.core.statistics import robust_sigma
+from lenskit.core.validation import as_float, check_choice, check_int
 from lenskit.estimators.finder_metrics import auroc, check_scores, roc_curve
 from lenskit.lensing import caustics, critical_curves
 from lenskit.plugins import get
@@ -25,10 +26,18 @@ def show_image(ax, image, pixel_scale, stretch="asinh", mask=None, **kwargs):
     """
     Draw one band (H, W) or three bands (3, H, W, shown as RGB = (last, middle, first)) in arcsec.
 
-    Returns the matplotlib image.
+    ``stretch`` is ``"asinh"`` (default) or ``"linear"`` (between the 1st and 99.7th percentiles).  Returns
+    the matplotlib image.
     """
     img = np.asarray(image, dtype=float)
-    ps = pixel_scale.to_value(u.arcsec) if isinstance(pixel_scale, u.Quantity) else float(pixel_scale)
+    ps = as_float(pixel_scale, "pixel_scale", u.arcsec)
+    if not ps > 0:
+        raise ValueError(f"pixel_scale must be > 0 arcsec; got {ps}")
+    check_choice("stretch", stretch, ("asinh", "linear"))
+    if img.ndim not in (2, 3) or min(img.shape) < 1:
+        raise ValueError(f"image must be (H, W) or (bands, H, W); got shape {img.shape}")
+    if not np.isfinite(img).any():
+        raise ValueError("image has no finite pixel to show")
     if img.ndim == 3 and img.shape[0] == 3:
         rgb = np.moveaxis(img[::-1], 0, -1)
         scale = np.percentile(rgb, 99.5) or 1.0
@@ -96,6 +105,13 @@ def plot_gallery(dataset, n=8, ncols=4, mass_model=None, show_curves=True, figsi
     import matplotlib.pyplot as plt  # pyplot picks a backend when imported: only when a figure is drawn
     from matplotlib.lines import Line2D  # with pyplot
 
+    if not hasattr(dataset, "params") or not hasattr(dataset, "images"):
+        raise TypeError(f"dataset must be a LensDataset; got {type(dataset).__name__}")
+    n = check_int("n", n, minimum=1)
+    ncols = check_int("ncols", ncols, minimum=1)
+    if estimate is not None and len(getattr(estimate, "table", estimate)) != len(dataset):
+        raise ValueError(f"estimate must have one row per system of the dataset ({len(dataset)}); got "
+                         f"{len(getattr(estimate, 'table', estimate))}")
     n = min(n, len(dataset))
     nrows = int(np.ceil(n / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=figsize or (3 * ncols + 0.6, 3 * nrows + 0.5), squeeze=False)
@@ -177,7 +193,14 @@ def plot_predicted_vs_true(estimate, truth, targets=None, bins=12, axes=None, la
     import matplotlib.pyplot as plt  # pyplot picks a backend when imported: only when a figure is drawn
 
     t = estimate.table if hasattr(estimate, "table") else estimate
-    targets = targets or [c for c in t.colnames if not c.endswith("_std") and c in truth.colnames]
+    if len(t) != len(truth):
+        raise ValueError(f"estimate and truth must have the same rows; got {len(t)} and {len(truth)}")
+    bins = check_int("bins", bins, minimum=1)
+    both = [c for c in t.colnames if not c.endswith("_std") and c in truth.colnames]
+    targets = list(targets) if targets is not None else both
+    missing = [c for c in targets if c not in both]
+    if missing or not targets:
+        raise ValueError(f"targets must be columns of both the estimate and the truth ({both}); got {targets}")
     if axes is None:
         fig, axes = plt.subplots(1, len(targets), figsize=(3.2 * len(targets), 3.3), squeeze=False)
         axes = axes[0]
@@ -214,6 +237,13 @@ def plot_roc(scores, params, cuts=((0.0, 0.0), (1.4, 0.0), (1.4, 20.0)), fpr=0.0
     """ROC curves for cuts ``(theta_E_min, snr_min)`` of the lenses (Lanusse et al. Fig. 6), log FPR axis."""
     import matplotlib.pyplot as plt  # pyplot picks a backend when imported: only when a figure is drawn
 
+    missing = [c for c in ("is_lens", "theta_E", "arc_snr") if c not in params.colnames]
+    if missing:
+        raise ValueError(f"params must hold is_lens, theta_E and arc_snr (a lens-finder dataset's table); "
+                         f"missing {missing}")
+    if len(np.ravel(getattr(scores, "value", scores))) != len(params):
+        raise ValueError(f"scores must have one value per row of params ({len(params)}); got "
+                         f"{len(np.ravel(getattr(scores, 'value', scores)))}")
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 4.5))
     y = np.asarray(params["is_lens"], bool)
@@ -247,7 +277,11 @@ def plot_finder_gallery(images, scores, labels, n=5, fig=None, pixel_scale=None)
     import matplotlib.pyplot as plt  # pyplot picks a backend when imported: only when a figure is drawn
 
     s, y = check_scores(scores, labels)
+    n = check_int("n", n, minimum=1)
     imgs = np.asarray(images)
+    if imgs.ndim != 4 or len(imgs) != len(s):
+        raise ValueError(f"images must be (N, bands, H, W) with one cutout per score ({len(s)}); got shape "
+                         f"{imgs.shape}")
     groups = [("lenses, highest p", np.nonzero(y)[0][np.argsort(-s[y])][:n]),
               ("lenses, lowest p", np.nonzero(y)[0][np.argsort(s[y])][:n]),
               ("non-lenses, highest p", np.nonzero(~y)[0][np.argsort(-s[~y])][:n]),

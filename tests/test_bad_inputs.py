@@ -220,6 +220,24 @@ API = [
      ValueError, r"init\['theta_E'\] must be finite"),
     ("fit init str", lambda c: lenskit.fit(np.ones((20, 20)), np.ones((20, 20)), 0.05, init={"theta_E": "big"}),
      TypeError, r"init\['theta_E'\]"),
+    # plots
+    ("plot_gallery of an array", lambda c: _plotting().plot_gallery(c.lsst.images), TypeError, r"dataset"),
+    ("plot_gallery ncols 0", lambda c: _plotting().plot_gallery(c.lsst, ncols=0), ValueError, r"ncols"),
+    ("plot_gallery estimate rows", lambda c: _plotting().plot_gallery(c.lsst, estimate=lenskit.Estimate(
+        QTable({"theta_E": [1.0] * u.arcsec}))), ValueError, r"estimate must have one row per system"),
+    ("plot_predicted_vs_true unknown target", lambda c: _plotting().plot_predicted_vs_true(
+        lenskit.Estimate(QTable({"theta_E": [1.0, 1.1] * u.arcsec})), c.lsst.params, targets=["thetaE"]),
+     ValueError, r"targets must be columns of both"),
+    ("plot_predicted_vs_true rows", lambda c: _plotting().plot_predicted_vs_true(
+        lenskit.Estimate(QTable({"theta_E": [1.0] * u.arcsec})), c.lsst.params), ValueError, r"same rows"),
+    ("show_image stretch", lambda c: _plotting().show_image(None, np.ones((4, 4)), 0.2, stretch="cubic"),
+     ValueError, r"stretch"),
+    ("show_image all NaN", lambda c: _plotting().show_image(None, np.full((4, 4), np.nan), 0.2), ValueError,
+     r"image has no finite pixel"),
+    ("show_image pixel_scale 0", lambda c: _plotting().show_image(None, np.ones((4, 4)), 0), ValueError,
+     r"pixel_scale"),
+    ("plot_roc without labels", lambda c: _plotting().plot_roc(np.zeros(2), c.lsst.params), ValueError,
+     r"is_lens"),
     # datasets
     ("dataset index out of range", lambda c: c.lsst[5], IndexError, r"index 5 is out of range.*2 system"),
     ("dataset empty slice", lambda c: c.lsst[5:9], IndexError, r"selects none"),
@@ -571,6 +589,15 @@ def _one_blind(shape):
     m = np.zeros(shape, bool)
     m[1] = True
     return m
+
+
+def _plotting():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from lenskit import plotting
+
+    return plotting
 
 
 def _render(source_positions=((0.1, 0.0),), source_flux=(100.0,), light=None, **mass):
