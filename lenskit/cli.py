@@ -492,7 +492,9 @@ def _cmd_train(args):
                 expects={"instrument": instrument.name, "bands": list(instrument.bands),
                          "pixel_scale": instrument.pixel_scale.value, "shape": list(shape)})
         except TypeError as err:
-            raise ValueError(f"--arch: {args.estimator} does not take these options ({err})") from None
+            given = ", ".join(f"{k}={v!r}" for k, v in arch_kwargs.items())
+            raise ValueError(f"--arch: {args.estimator} was not built with {given or 'its defaults'}: an option it "
+                             f"does not take, or a value of the wrong type ({err})") from None
         val = None
         if rank == 0:
             val = lenskit.Simulator(source=args.source, instrument=instrument, seed=args.seed + 1,

@@ -694,6 +694,8 @@ CLI = [
     ("train --estimator unknown", ["train", "--steps", "1", "-o", "w.asdf", "--estimator", "resnet_typo"],
      r"resnet_typo"),
     ("train --arch malformed", ["train", "--steps", "1", "-o", "w.asdf", "--arch", "3=x"], r"--arch"),
+    ("train --arch value of the wrong type", ["train", "--steps", "1", "-o", "w.asdf", "--arch", "width=abc"],
+     r"--arch: lenskit_net was not built with width='abc'"),
     ("train --backend without --ddp", ["train", "--steps", "1", "-o", "w.asdf", "--backend", "gloo"], r"--backend"),
     ("train --ddp without torchrun", ["train", "--steps", "1", "-o", "w.asdf", "--ddp"], r"--ddp.*torchrun"),
     ("estimate missing input", ["estimate", "absent.asdf", "-o", "e.asdf"], r"absent\.asdf"),
