@@ -10,7 +10,7 @@ from astropy.table import QTable, Table
 
 from lenskit.core import storage
 from lenskit.core.provenance import Provenance, array_checksum
-from lenskit.core.validation import check_images, check_positive
+from lenskit.core.validation import check_images, check_positive, row_indices
 
 __all__ = ["LensDataset", "LazyArrays", "Deferred", "PARAM_UNITS", "UNKNOWN_BAND"]
 
@@ -277,22 +277,7 @@ class LensDataset:
         return self.images.shape
 
     def __getitem__(self, index):
-        n = len(self)
-        if isinstance(index, (bool, np.bool_)):
-            raise TypeError(f"index must be an integer, a slice or an integer or boolean array; got {index!r}")
-        if isinstance(index, (int, np.integer)):
-            if not -n <= index < n:
-                raise IndexError(f"index {index} is out of range for a dataset of {n} system(s)")
-            index = [int(index) % n]
-        try:
-            idx = np.arange(n)[index]
-        except (IndexError, TypeError, ValueError) as exc:
-            raise type(exc)(f"index: {exc} (a dataset of {n} system(s) takes an integer, a slice or an integer "
-                            f"or boolean array)") from exc
-        if idx.ndim != 1:
-            raise IndexError(f"index must select systems along one axis; got {index!r}")
-        if not len(idx):
-            raise IndexError(f"index {index!r} selects none of the dataset's {n} system(s)")
+        idx = row_indices(index, len(self), "a dataset", "system(s)")
         return LensDataset(
             self.images[idx], self.params[idx], bands=self.bands, pixel_scale=self.pixel_scale,
             instrument=self.instrument,

@@ -8,6 +8,7 @@ from astropy.table import QTable, Table
 
 from lenskit.core import storage
 from lenskit.core.provenance import Provenance
+from lenskit.core.validation import row_indices
 
 __all__ = ["Estimate"]
 
@@ -75,6 +76,21 @@ class Estimate:
 
     def __len__(self):
         return len(self.table)
+
+    def __getitem__(self, index):
+        """
+        A column by name, as an astropy table gives it (``estimate["theta_E"]``), or the estimate of some rows: an
+        integer, a slice, or an integer or boolean array, as a `~lenskit.LensDataset` is sliced
+        (``estimate[:10]``, ``estimate[estimate["candidate"]]``), with its covariance and provenance and the
+        table's metadata (a finder's threshold).
+        """
+        if isinstance(index, str):
+            if index not in self.table.colnames:
+                raise KeyError(f"the estimate has no column {index!r}; it has {self.table.colnames}")
+            return self.table[index]
+        idx = row_indices(index, len(self), "an estimate", "row(s)")
+        return Estimate(self.table[idx], covariance=None if self.covariance is None else self.covariance[idx],
+                        provenance=self.provenance)
 
     def __eq__(self, other):
         if not isinstance(other, Estimate):

@@ -22,6 +22,7 @@ __all__ = [
     "check_int",
     "check_number",
     "as_device",
+    "row_indices",
 ]
 
 
@@ -274,3 +275,27 @@ def as_device(device, name="device"):
         if mps is None or not mps.is_available():
             raise ValueError(f"{name} {device!r}: MPS is not available on this machine; use 'cpu'")
     return dev
+
+
+def row_indices(index, n, what="a dataset", unit="system(s)"):
+    """
+    The rows ``index`` selects of ``n`` (an integer, a slice, or an integer or boolean array) as an integer
+    array: an `IndexError` or `TypeError` naming the index for one out of range, of another kind, or selecting
+    none (so that an empty selection fails here, not at the first use of its arrays).
+    """
+    if isinstance(index, (bool, np.bool_)):
+        raise TypeError(f"index must be an integer, a slice or an integer or boolean array; got {index!r}")
+    if isinstance(index, (int, np.integer)):
+        if not -n <= index < n:
+            raise IndexError(f"index {index} is out of range for {what} of {n} {unit}")
+        return np.array([int(index) % n])
+    try:
+        idx = np.arange(n)[index]
+    except (IndexError, TypeError, ValueError) as exc:
+        raise type(exc)(f"index: {exc} ({what} of {n} {unit} takes an integer, a slice or an integer or "
+                        f"boolean array)") from exc
+    if idx.ndim != 1:
+        raise IndexError(f"index must select rows along one axis; got {index!r}")
+    if not len(idx):
+        raise IndexError(f"index {index!r} selects none of the {n} {unit} of {what}")
+    return idx

@@ -55,6 +55,22 @@ def test_estimate_validation():
         Estimate({"theta_E": [1.0] * u.arcsec}, covariance=np.zeros((1, 2, 2)))
 
 
+def test_estimate_rows_and_columns(tmp_path):
+    t = QTable({"theta_E": [1.0, 1.2, 0.8] * u.arcsec, "theta_E_std": [0.1, 0.2, 0.3] * u.arcsec})
+    t.meta["threshold"] = 0.7
+    cov = np.arange(3.0).reshape(3, 1, 1) + 1
+    e = Estimate(t, covariance=cov)
+    assert e["theta_E"] is e.table["theta_E"]  # a column, as an astropy table gives it
+    sub = e[1:]
+    assert len(sub) == 2 and list(sub["theta_E"].value) == [1.2, 0.8] and list(sub.covariance.ravel()) == [2, 3]
+    assert sub.table.meta["threshold"] == 0.7 and sub.provenance is e.provenance
+    one = e[-1]
+    assert len(one) == 1 and one["theta_E_std"][0] == 0.3 * u.arcsec
+    assert list(e[np.array([True, False, True])]["theta_E"].value) == [1.0, 0.8]
+    one.write(tmp_path / "one.asdf")  # a slice is an Estimate like any other
+    assert Estimate.read(tmp_path / "one.asdf") == one
+
+
 def test_ellipticity_round_trip():
     rng = np.random.default_rng(1)
     q = rng.uniform(0.1, 1, 100)
