@@ -220,6 +220,11 @@ API = [
      ValueError, r"init\['theta_E'\] must be finite"),
     ("fit init str", lambda c: lenskit.fit(np.ones((20, 20)), np.ones((20, 20)), 0.05, init={"theta_E": "big"}),
      TypeError, r"init\['theta_E'\]"),
+    # sources
+    ("sersic_clump size reaching 0", lambda c: lenskit.get("source", "sersic_clump")(size=(-0.1, 0.5)), ValueError,
+     r"size must stay > 0"),
+    ("sersic n beyond 10", lambda c: lenskit.get("source", "sersic")(n=(1, 12)), ValueError, r"n must stay"),
+    ("sersic R_e from 0", lambda c: lenskit.get("source", "sersic")(R_e=(0, 1)), ValueError, r"R_e must stay > 0"),
     # plots
     ("plot_gallery of an array", lambda c: _plotting().plot_gallery(c.lsst.images), TypeError, r"dataset"),
     ("plot_gallery ncols 0", lambda c: _plotting().plot_gallery(c.lsst, ncols=0), ValueError, r"ncols"),

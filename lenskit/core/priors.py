@@ -15,11 +15,14 @@ from astropy.cosmology import Planck18
 from lenskit.core.config import Configurable
 from lenskit.core.validation import as_float
 
-__all__ = ["Prior", "Fixed", "Uniform", "LogUniform", "Normal", "EinsteinRadius", "as_prior"]
+__all__ = ["Prior", "Fixed", "Uniform", "LogUniform", "Normal", "EinsteinRadius", "as_prior", "check_support"]
 
 
 class Prior(Configurable):
     """A one-dimensional distribution sampled with a `numpy.random.Generator`."""
+
+    #: The smallest and largest value a draw can take, where the distribution says (unknown: unbounded).
+    support = (-np.inf, np.inf)
 
     def sample(self, rng, n):
         raise NotImplementedError
@@ -31,6 +34,10 @@ class Prior(Configurable):
 class Fixed(Prior):
     def __init__(self, value, name="Fixed value", unit=None):
         self.value = as_float(value, name, unit)
+
+    @property
+    def support(self):
+        return (self.value, self.value)
 
     def sample(self, rng, n):
         return np.full(n, self.value)
@@ -54,6 +61,10 @@ class Uniform(Prior):
     def to_config(self):
         return {"uniform": [self.low, self.high]}
 
+    @property
+    def support(self):
+        return (self.low, self.high)
+
     def __repr__(self):
         return f"Uniform({self.low}, {self.high})"
 
@@ -69,6 +80,10 @@ class LogUniform(Prior):
 
     def to_config(self):
         return {"loguniform": [self.low, self.high]}
+
+    @property
+    def support(self):
+        return (self.low, self.high)
 
     def __repr__(self):
         return f"LogUniform({self.low}, {self.high})"
@@ -96,6 +111,10 @@ class Normal(Prior):
 
     def to_config(self):
         return {"normal": [self.mean, self.sigma, self.low, self.high]}
+
+    @property
+    def support(self):
+        return (self.low, self.high)
 
     def __repr__(self):
         return f"Normal({self.mean}, {self.sigma}, low={self.low}, high={self.high})"
@@ -165,6 +184,24 @@ class EinsteinRadius(Prior):
 
     def __repr__(self):
         return f"EinsteinRadius(sigma_v={self.sigma_v}, z_lens={self.z_lens}, z_source={self.z_source})"
+
+
+def check_support(prior, name, low=None, high=None, low_open=False, high_open=False):
+    """
+    Refuse, naming ``name``, a prior whose stated support (`Prior.support`: the bounds of a uniform, a fixed
+    value, a truncated normal's truncation) reaches beyond ``[low, high]`` (open ends with ``low_open`` /
+    ``high_open``): when it is built, not at the first draw that falls outside.  A prior without bounds
+    (an untruncated normal) passes; its draws are checked where they are used.
+    """
+    lo, hi = prior.support
+    bad_low = low is not None and (lo < low or (low_open and lo == low))
+    bad_high = high is not None and (hi > high or (high_open and hi == high))
+    if (bad_low and np.isfinite(lo)) or (bad_high and np.isfinite(hi)):
+        left = "" if low is None else f"{'>' if low_open else '>='} {low:g}"
+        right = "" if high is None else f"{'<' if high_open else '<='} {high:g}"
+        raise ValueError(f"{name} must stay {' and '.join(x for x in (left, right) if x)}; its prior {prior!r} "
+                         f"reaches [{lo:g}, {hi:g}]")
+    return prior
 
 
 def as_prior(value, name="prior", unit=None):

@@ -6,7 +6,7 @@ import torch
 from astropy.table import QTable
 
 from lenskit.core.interfaces import Source, SourceBatch
-from lenskit.core.priors import as_prior
+from lenskit.core.priors import as_prior, check_support
 from lenskit.lensing.light import elliptical_sersic, sersic_b, sersic_total_flux
 
 __all__ = ["SersicSource", "SersicBatch"]
@@ -66,8 +66,8 @@ class SersicSource(Source):
     name = "sersic"
 
     def __init__(self, R_e=(0.05, 0.8), n=(0.5, 4.0), ellipticity=(0.0, 0.5)):
-        self.R_e = as_prior(R_e, "R_e")
-        self.n = as_prior(n, "n")
+        self.R_e = check_support(as_prior(R_e, "R_e"), "R_e", low=0, low_open=True)
+        self.n = check_support(as_prior(n, "n"), "n", low=0.36, high=10)
         self.ellipticity = as_prior(ellipticity, "ellipticity")
 
     def sample(self, n, rng):

@@ -14,7 +14,7 @@ import torch
 from astropy.table import QTable
 
 from lenskit.core.interfaces import Source, SourceBatch
-from lenskit.core.priors import as_prior
+from lenskit.core.priors import as_prior, check_support
 from lenskit.lensing.light import elliptical_sersic, sersic_b, sersic_in_place, sersic_total_flux
 
 __all__ = ["SersicClumpSource", "SersicClumpBatch"]
@@ -117,9 +117,9 @@ class SersicClumpSource(Source):
         if not (1 <= lo <= hi):
             raise ValueError(f"n_clumps must be (low, high) with 1 <= low <= high; got {n_clumps}")
         self.n_clumps = (int(lo), int(hi))
-        self.size = as_prior(size, "size")
-        self.clump_R_e = as_prior(clump_R_e, "clump_R_e")
-        self.clump_n = as_prior(clump_n, "clump_n")
+        self.size = check_support(as_prior(size, "size"), "size", low=0, low_open=True)
+        self.clump_R_e = check_support(as_prior(clump_R_e, "clump_R_e"), "clump_R_e", low=0, low_open=True)
+        self.clump_n = check_support(as_prior(clump_n, "clump_n"), "clump_n", low=0.36, high=10)
         self.clump_ellipticity = as_prior(clump_ellipticity, "clump_ellipticity")
         if not 0 <= gaussian_fraction <= 1:
             raise ValueError(f"gaussian_fraction must lie in [0, 1]; got {gaussian_fraction}")
