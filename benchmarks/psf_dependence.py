@@ -53,6 +53,13 @@ def hst_psfs():
     return psfs
 
 
+def _errors(est, images, true):
+    """theta_E bias (with its standard error), RMS and 68% error of ``est`` on ``images`` against ``true``."""
+    d = est.predict(images, batch_size=64).table["theta_E"].value - true
+    return {"bias": float(d.mean()), "bias_se": float(d.std() / np.sqrt(len(d))),
+            "rms": float(np.sqrt(np.mean(d ** 2))), "err68": float(np.percentile(np.abs(d), 68))}
+
+
 def hst(ests, args):
     from lenskit.instruments.hst import HSTWFC3
 
@@ -63,12 +70,7 @@ def hst(ests, args):
         inst = HSTWFC3(test=True, effects=[psf(), *effects[1:]])
         ds = lenskit.Simulator(source=args.source, instrument=inst, seed=args.seed, split="test").sample(args.n)
         true = ds.params["theta_E"].value
-        row = {}
-        for name, est in ests.items():
-            d = est.predict(ds, batch_size=64).table["theta_E"].value - true
-            row[name] = {"bias": float(d.mean()), "bias_se": float(d.std() / np.sqrt(len(d))),
-                         "rms": float(np.sqrt(np.mean(d ** 2))), "err68": float(np.percentile(np.abs(d), 68))}
-        out["theta_E"][label] = row
+        out["theta_E"][label] = {name: _errors(est, ds.images, true) for name, est in ests.items()}
     # the recipe's own PSFs, on the network's grid and on ACS's 0.05" pixels resampled onto it as real cutouts are
     # (`Cutout.resample`, flux-conserving, about the stamp's middle): does the resampler move the answer?
     from lenskit.io.fits import Cutout
@@ -83,12 +85,7 @@ def hst(ests, args):
             images = np.stack([Cutout(np.asarray(im[0], float), ps).resample(0.04, (192, 192), centre=(c, c),
                                                                                outside="noise").image
                                for im in ds.images])[:, None].astype(np.float32)
-        row = {}
-        for name, est in ests.items():
-            d = est.predict(images, batch_size=64).table["theta_E"].value - true
-            row[name] = {"bias": float(d.mean()), "bias_se": float(d.std() / np.sqrt(len(d))),
-                         "rms": float(np.sqrt(np.mean(d ** 2))), "err68": float(np.percentile(np.abs(d), 68))}
-        out["theta_E"][label] = row
+        out["theta_E"][label] = {name: _errors(est, images, true) for name, est in ests.items()}
     return out
 
 
