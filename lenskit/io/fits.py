@@ -90,15 +90,16 @@ def _hdu_data(hdul, hdu, path, what):
     return found
 
 
-def _open(path):
+def _open(path, data=True):
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
     if path.stat().st_size == 0:
         raise LenskitFileError(f"{path} is empty")
-    # every header and data unit is read here, so that a truncated or corrupt file fails now, with its name,
-    # rather than as a reshape error (data cut short) or a missing image (a header cut short: astropy warns and
-    # drops the unit) when a unit is first used
+    # every header (and, with ``data``, every data unit) is read here, so that a truncated or corrupt file fails
+    # now, with its name, rather than as a reshape error (data cut short) or a missing image (a header cut short:
+    # astropy warns and drops the unit) when a unit is first used.  Readers of one unit of a large file (a
+    # survey mosaic beside its weight maps) pass ``data=False`` and check the one they read.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -107,7 +108,7 @@ def _open(path):
             raise LenskitFileError(f"{path} could not be read as FITS: {type(exc).__name__}: {exc}") from exc
         try:
             hdul.readall()
-            for h in hdul:
+            for h in hdul if data else ():
                 h.data  # noqa: B018 (astropy reads the data when it is first asked for)
         except (OSError, ValueError, TypeError, IndexError) as exc:
             hdul.close()
@@ -137,13 +138,14 @@ def read_image(path, hdu=0):
     A missing file is a `FileNotFoundError`; an empty, unreadable or
     non-image HDU is a `~lenskit.LenskitFileError` naming the file.
     """
-    with _open(path) as hl:
+    with _open(path, data=False) as hl:  # the other units' data (a mosaic's weight maps) are not read
         if isinstance(hdu, int) and hdu >= len(hl):
             raise LenskitFileError(f"{path} has {len(hl)} HDU(s); HDU {hdu} was asked for")
         try:
             data, header = hl[hdu].data, hl[hdu].header
         except Exception as exc:
-            raise LenskitFileError(f"{path} could not be read as FITS: {type(exc).__name__}: {exc}") from exc
+            raise LenskitFileError(f"{path} is truncated or corrupt: HDU {hdu!r} could not be read "
+                                   f"({type(exc).__name__}: {exc})") from exc
         if data is None or np.ndim(data) < 2:
             raise LenskitFileError(f"{path} HDU {hdu} holds no 2-D image")
         return np.array(data, dtype=float), header

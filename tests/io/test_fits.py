@@ -185,6 +185,16 @@ def test_truncated_files_are_refused_by_name_when_opened(tmp_path):
     with pytest.warns(Warning, match="truncated"):
         c = read_cutout(path)
     np.testing.assert_array_equal(c.image, img)
+    # one unit of a file (a mosaic beside its weight map) is read alone, and refused by name if it is cut short
+    from lenskit.io.fits import read_image
+
+    two = tmp_path / "two.fits"
+    fits.HDUList([fits.PrimaryHDU(img), fits.ImageHDU(img)]).writeto(two)
+    raw = two.read_bytes()
+    two.write_bytes(raw[:-2880 * 2])
+    np.testing.assert_array_equal(read_image(two, 0)[0], img)
+    with pytest.raises(LenskitFileError, match="two.fits is truncated or corrupt: HDU 1"):
+        read_image(two, 1)
 
 
 def test_estimate_fits_round_trip(tmp_path):
