@@ -121,7 +121,7 @@ def to_value(value, unit, name, equivalencies=None):
             return value.to_value(unit, equivalencies=equivalencies or [])
         except u.UnitConversionError as exc:
             raise u.UnitConversionError(
-                f"{name} must be in units convertible to {unit}; got {value.unit}"
+                f"{name} must be in units convertible to {str(unit) or 'dimensionless'}; got {value.unit}"
             ) from exc
     if unit is not None and unit != u.dimensionless_unscaled and hasattr(value, "unit"):
         raise TypeError(f"{name} has an unexpected unit attribute: {value!r}")

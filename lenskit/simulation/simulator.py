@@ -390,7 +390,9 @@ class Simulator:
         if light is not None:
             if not isinstance(light, Mapping):
                 raise TypeError(f"light must be a dict of lens-light parameters; got {type(light).__name__}")
-            light = {k: rows(values(v, None, f"light[{k!r}]"), f"light[{k!r}]", n) for k, v in light.items()}
+            # radii and offsets in arcsec, the rest (indices, ellipticities) dimensionless: Quantities converted
+            light = {k: rows(values(v, u.arcsec if k.endswith(("_R_e", "_dx", "_dy")) else u.dimensionless_unscaled,
+                                    f"light[{k!r}]"), f"light[{k!r}]", n) for k, v in light.items()}
             if lens_flux is None:
                 raise ValueError("lens_flux is needed with light: the lens light's total flux per band")
         if lens_flux is not None:
