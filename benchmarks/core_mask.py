@@ -15,7 +15,7 @@ the CNN alone (``refine=False``) for several radii:
     residuals a one-Sérsic fit leaves as real lens galaxies do.  The 68% theta_E error, the bias and the
     68% error of the lenses below 0.8".
 ``slacs``
-    The eight SLACS lenses of the development data (``../shared/data/real_lenses``, Bolton et al. 2008):
+    The eight SLACS lenses of `lenskit.datasets.slacs_lenses` (Bolton et al. 2008):
     the CNN's answer for each radius against the published Einstein radii (the core is masked only where
     ``model_lens`` removes the lens light itself: not SDSS J2303+1422, whose light was removed before).
 
@@ -41,13 +41,14 @@ import numpy as np
 import torch
 
 import lenskit
+from lenskit.datasets import slacs_lenses
 from lenskit.io.fits import Cutout
 from lenskit.modelling import model_lens
 from lenskit.modelling import pipeline
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from deblend import instrument, source  # noqa: E402  (the simulation of benchmarks/deblend.py)
-from devdata import shared_data, slacs_sample  # noqa: E402  (the development-data loader beside this script)
+from devdata import shared_data  # noqa: E402  (the development-data folder, when beside the checkout)
 
 
 class _OnceDeblender:
@@ -104,7 +105,7 @@ def simulated(est, n, seed, population, radii):
 
 def slacs(est, radii):
     rows = []
-    for lens in slacs_sample(shared_data() / "real_lenses"):
+    for lens in slacs_lenses(directory=shared_data()):
         row = {"lens": lens["name"], "published": lens["theta_E"]}
         for r in radii:
             res = model_lens(lens["cutout"], est, deblend=not lens["lens_subtracted"], refine=False,

@@ -14,7 +14,7 @@ step) beside the second:
     (``Simulator(line_of_sight=True)``), where it should help: the 68% theta_E error, the bias, the
     share of lenses whose answer moved by more than 0.1" and the largest move.
 ``slacs``
-    The eight SLACS lenses of the development data (``../shared/data/real_lenses``, Bolton et al. 2008):
+    The eight SLACS lenses of `lenskit.datasets.slacs_lenses` (Bolton et al. 2008):
     both answers against the published Einstein radii.
 
 Usage::
@@ -34,11 +34,12 @@ import numpy as np
 import torch
 
 import lenskit
+from lenskit.datasets import slacs_lenses
 from lenskit.io.fits import Cutout
 from lenskit.modelling import model_lens
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from devdata import shared_data, slacs_sample  # noqa: E402  (the development-data loader beside this script)
+from devdata import shared_data  # noqa: E402  (the development-data folder, when beside the checkout)
 
 
 def _value(x):
@@ -76,7 +77,7 @@ def simulated(est, n, seed, line_of_sight):
 
 def slacs(est):
     rows = []
-    for lens in slacs_sample(shared_data() / "real_lenses"):
+    for lens in slacs_lenses(directory=shared_data()):
         r = model_lens(lens["cutout"], est, deblend=not lens["lens_subtracted"], refine=False, psf=lens["psf"])
         rows.append({"lens": lens["name"], "published": lens["theta_E"], "without_step": _value(r["cnn_theta_E_first"]),
                      "with_step": _value(r["cnn_theta_E"]), "neighbour_pixels": int(r["neighbour_pixels"])})

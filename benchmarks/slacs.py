@@ -4,7 +4,8 @@ Real SLACS lenses against Bolton et al. (2008): the shipped CNN and the maximum-
 Runs `lenskit.pipeline.model_lens` (outlier mask, Sérsic lens-light
 subtraction, the shipped ``hst_wfc3`` CNN on the resampled arcs, then
 `lenskit.fit` with Laplace errors) on the eight SLACS lenses with published
-SIE parameters in ``../shared/data/real_lenses`` and compares theta_E, q and,
+SIE parameters (`lenskit.datasets.slacs_lenses`: read from ``../shared/data`` beside a
+checkout, else downloaded once, about 6 MB) and compares theta_E, q and,
 where the cutout has a WCS, the position angle with Bolton et al. (2008,
 Table 5).  Prints JSON (per lens and the medians of the absolute differences,
 seconds per stage, CPU threads); ``--rst FILE`` also writes the table that the
@@ -35,7 +36,8 @@ import numpy as np
 import torch
 
 import lenskit
-from devdata import shared_data, slacs_sample  # the development-data loader beside this script (not a benchmark)
+from devdata import shared_data  # the development-data folder, when beside the checkout (not a benchmark)
+from lenskit.datasets import slacs_lenses
 from lenskit.estimators.tta import DIHEDRAL, transform_images
 from lenskit.modelling import model_lens
 
@@ -112,7 +114,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     est = lenskit.load_estimator(args.estimator)
     rows = []
-    for lens in slacs_sample(shared_data() / "real_lenses"):
+    for lens in slacs_lenses(directory=shared_data()):
         spy = EightCopies(est) if args.copies is not None else est
         r = model_lens(lens["cutout"], spy, deblend=not lens["lens_subtracted"], psf=lens["psf"],
                        fit_kwargs={"shear": args.shear}, tta=args.tta)

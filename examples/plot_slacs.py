@@ -21,15 +21,16 @@ Table 5) measured by detailed modelling.  For each lens,
 
 Real lenses are never used for training.
 
+`lenskit.datasets.slacs_lenses` downloads the eight cutouts (17 files, about
+6 MB, each checked against its SHA-256) into lenskit's cache on first use, and
+reads them from there afterwards (``LENSKIT_OFFLINE=1`` never downloads).
+
 .. note::
 
-   This tutorial reads real telescope data from lenskit's development data
-   (``../shared/data`` beside a checkout). Where that folder is absent, the
-   documentation shows the code without running it.
+   The documentation is built offline: it runs this tutorial where lenskit's
+   development data sit beside the checkout (``../shared/data``, which holds
+   the same files) and otherwise shows the code without running it.
 """
-
-import sys
-from pathlib import Path
 
 import astropy.units as u
 import matplotlib.pyplot as plt
@@ -38,16 +39,11 @@ from astropy.table import QTable
 
 import lenskit
 from lenskit.core import ellipticity_to_q_phi
+from lenskit.datasets import slacs_lenses
 from lenskit.modelling import model_lens
 from lenskit.plotting import plot_lens_model, plot_predicted_vs_true
 
-# the validation lenses are development data (../shared beside a lenskit checkout); their loader lives with
-# the benchmarks, not in the installed package
-here = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
-sys.path.insert(0, str(here.parent / "benchmarks"))
-from devdata import shared_data, slacs_sample  # noqa: E402
-
-lenses = slacs_sample(shared_data() / "real_lenses")
+lenses = slacs_lenses(progress=False)  # cutouts (lenskit.io.fits.Cutout) with Bolton et al.'s theta_E, q and PA
 print(f"{len(lenses)} SLACS lenses:", ", ".join(lens["name"] for lens in lenses))
 
 # %%

@@ -5,6 +5,7 @@ import shutil
 import tarfile
 import warnings
 
+import numpy as np
 import pytest
 
 import lenskit
@@ -122,3 +123,83 @@ def test_registry_lists_public_archives():
     names = lds.available()
     assert {"cosmos_23.5", "cosmos_25.2", "candels_goodss_f160w"} <= set(names)
     assert all(a.url.startswith("https://") for k, a in lds.REGISTRY.items() if not k.startswith("test"))
+
+
+def test_archive_folder_is_checked():
+    with pytest.raises(ValueError, match="folder must be a relative path"):
+        lds.Archive(url="https://example.invalid/a.fits", unpack=False, folder="../up")
+    with pytest.raises(ValueError, match="folder must be a relative path"):
+        lds.Archive(url="https://example.invalid/a.fits", unpack=False, folder="/abs")
+    with pytest.raises(ValueError, match="folder is for a file that is not unpacked"):
+        lds.Archive(url="https://example.invalid/a.tar.gz", folder="x")
+    a = lds.Archive(url="https://example.invalid/d/SDSSJ0737%2B3216.fits", unpack=False, folder="x/y")
+    assert a.filename == "SDSSJ0737+3216.fits" and a.relative_path == "x/y/SDSSJ0737+3216.fits"
+
+
+def _slacs_tree(shared_data, dest):
+    """A copy of the development data's SLACS files (only those `slacs_lenses` reads), laid out as a mirror."""
+    for key, a in lds.REGISTRY.items():
+        if key.startswith("slacs/"):
+            (dest / a.folder).mkdir(parents=True, exist_ok=True)
+            shutil.copy(shared_data / a.relative_path, dest / a.relative_path)
+    return dest
+
+
+def test_slacs_lenses_in_place_match_the_published_table(shared_data):
+    import csv
+
+    lenses = lds.slacs_lenses(directory=shared_data)
+    assert [lens["name"] for lens in lenses] == [lens["name"] for lens in lds.SLACS_LENSES]
+    first = lenses[0]
+    assert first["name"] == "SDSSJ0029-0055" and first["theta_E"] == 0.96 and first["cutout"].wcs is not None
+    assert first["psf"] is not None and first["psf"].shape == (74, 74)
+    assert [lens["name"] for lens in lenses if lens["lens_subtracted"]] == ["SDSSJ2303+1422"]
+    assert all(lens["cutout"].pixel_scale == 0.05 for lens in lenses)
+    assert all((lens["psf"] is None) == (lens["cutout"].psf is not None) for lens in lenses)
+    # the parameters shipped in the package against the development data's copy of Bolton et al. (2008), Table 5
+    with open(shared_data / "real_lenses" / "bolton2008_table5.csv", newline="") as f:
+        table5 = {row["system"]: row for row in csv.DictReader(f)}
+    with open(shared_data / "real_lenses" / "lens_parameters.csv", newline="") as f:
+        redshifts = {row["lens"]: row for row in csv.DictReader(f)}
+    for lens in lenses:
+        row = table5["J" + lens["name"][5:]]
+        assert (lens["theta_E"], lens["q"], lens["pa"]) == (float(row["b_SIE_arcsec"]), float(row["q_SIE"]),
+                                                           float(row["PA_SIE"]))
+        z = redshifts[lens["name"]]
+        assert (lens["z_lens"], lens["z_source"]) == (float(z["z_lens"]), float(z["z_source"]))
+
+
+def test_slacs_lenses_download_verify_and_reuse(shared_data, tmp_path):
+    site = _slacs_tree(shared_data, tmp_path / "site")
+    cache = tmp_path / "cache"
+    got = lds.slacs_lenses(cache=cache, mirror=site.as_uri(), progress=False)
+    ref = lds.slacs_lenses(directory=shared_data)
+    for a, b in zip(got, ref):
+        assert a["name"] == b["name"] and np.array_equal(a["cutout"].image, b["cutout"].image, equal_nan=True)
+    assert (cache / "real_lenses" / "slacs_acs_f814w" / "198x198" / "SDSSJ0737+3216.fits").is_file()
+    assert not list(cache.rglob(".*"))  # no temporary files left
+    # a second call needs neither the site nor the network
+    shutil.rmtree(site)
+    again = lds.slacs_lenses(cache=cache, offline=True)
+    assert np.array_equal(again[4]["cutout"].noise, got[4]["cutout"].noise)
+
+
+def test_slacs_lenses_refuse_missing_and_damaged_files(shared_data, tmp_path):
+    with pytest.raises(LenskitFileError, match="not in the cache and lenskit is offline"):
+        lds.slacs_lenses(cache=tmp_path / "empty", offline=True)
+    with pytest.raises(LenskitFileError, match="is not a folder"):
+        lds.slacs_lenses(directory=tmp_path / "nowhere")
+    tree = _slacs_tree(shared_data, tmp_path / "tree")
+    damaged = tree / "real_lenses" / "slacs_acs_f814w" / "slacs0946+1006" / "psf.fits"
+    damaged.write_bytes(damaged.read_bytes()[:-2880])  # one FITS block short
+    with pytest.raises(LenskitFileError, match=r"slacs0946\+1006/psf.fits fails its checksum"):
+        lds.slacs_lenses(directory=tree)
+    # downloaded from a mirror holding the damaged file: refused, and nothing of it kept in the cache
+    cache = tmp_path / "cache"
+    with pytest.raises(LenskitFileError, match="fails its checksum"):
+        lds.slacs_lenses(cache=cache, mirror=tree.as_uri(), progress=False)
+    assert not (cache / "real_lenses" / "slacs_acs_f814w" / "slacs0946+1006" / "psf.fits").exists()
+    assert not list(cache.rglob(".*"))
+    damaged.unlink()
+    with pytest.raises(LenskitFileError, match=r"slacs0946\+1006/psf.fits is missing"):
+        lds.slacs_lenses(directory=tree)

@@ -1,7 +1,4 @@
-"""lenskit.modelling.model_lens: deblend, CNN, refine, on a simulated cutout with a WCS, and the SLACS sample."""
-
-import sys
-from pathlib import Path
+"""lenskit.modelling.model_lens: deblend, CNN, refine, on a simulated cutout with a WCS."""
 
 import numpy as np
 import pytest
@@ -15,9 +12,6 @@ from lenskit.core import LenskitDataWarning
 from lenskit.io.fits import Cutout, read_cutout
 from lenskit.modelling import render_model
 from lenskit.modelling.pipeline import _pa, model_lens
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from devdata import slacs_sample  # noqa: E402  (the development-data loader: not in the package)
 
 
 def _wcs(n, scale=0.05, rot_deg=30.0):
@@ -229,8 +223,6 @@ def test_model_lens_bad_arguments(simulated_cutout):
         model_lens(cut, psf=np.full((5, 5), np.nan))
     with pytest.raises(ValueError, match="reads no conditions"):  # the shipped HST network reads none
         model_lens(cut, conditions={"psf_fwhm": 0.1})
-    with pytest.raises(FileNotFoundError):
-        slacs_sample(path.parent)
     # a cutout that covers under half of the network's 7.68" field is refused before the deblending starts
     small = Cutout(cut.image[30:91, 30:91], cut.pixel_scale, path="small.fits")
     with pytest.raises(ValueError, match=r"small.fits: the cutout \(3.05\" x 3.05\"\) covers only 16% of "
@@ -250,17 +242,6 @@ def test_model_lens_passes_conditions(simulated_cutout):
     a = model_lens(cut, estimator=est, deblend=False, refine=False, conditions={"psf_fwhm": 0.08})
     b = model_lens(cut, estimator=est, deblend=False, refine=False, conditions={"psf_fwhm": 0.16})
     assert np.isfinite(a.table["cnn_theta_E"][0].value) and a.table["cnn_theta_E"][0] != b.table["cnn_theta_E"][0]
-
-
-def test_slacs_sample(shared_data):
-    lenses = slacs_sample(shared_data / "real_lenses")
-    assert len(lenses) == 8
-    first = lenses[0]
-    assert first["name"] == "SDSSJ0029-0055" and first["theta_E"] == 0.96 and first["cutout"].wcs is not None
-    assert first["psf"] is not None
-    sub = [lens["name"] for lens in lenses if lens["lens_subtracted"]]
-    assert sub == ["SDSSJ2303+1422"]
-    assert all(lens["cutout"].pixel_scale == 0.05 for lens in lenses)
 
 
 def test_cli_model_writes_the_model_and_its_figure(simulated_cutout, tmp_path, capsys):
@@ -365,3 +346,4 @@ def test_cli_deblend_output_chains_into_estimate(tmp_path, capsys):
     assert arcs.provenance.config["lens_light"] == "deblended" and arcs.pixel_scale.value == 0.04
     with pytest.raises(ValueError, match="lens_light"):
         lenskit.load_estimator("euclid_vis").predict(arcs, strict=True)
+
