@@ -328,6 +328,8 @@ def _cmd_estimate(args):
             raise ValueError("--tta applies to single-process runs; drop it with --scheduler / --workers")
         if args.condition:
             raise ValueError("--condition applies to single-process runs; drop it with --scheduler / --workers")
+        if args.band is not None:
+            raise ValueError("--band applies to one 2-D FITS cutout; drop it with --scheduler / --workers")
         _run_distributed(args, args.estimator)
         return 0
     if len(args.input) != 1:
@@ -352,7 +354,10 @@ def _cmd_estimate(args):
         extra["conditions"] = dict(args.condition)
     data = _load_images(args.input)
     estimate = None
-    if not isinstance(data, LensDataset) and data.ndim == 2 and "pixel_scale" in est.expects:
+    one_cutout = not isinstance(data, LensDataset) and data.ndim == 2 and "pixel_scale" in est.expects
+    if args.band is not None and not one_cutout:
+        raise ValueError("--band applies to one 2-D FITS cutout; a dataset or a FITS cube names its bands itself")
+    if one_cutout:
         cut = read_cutout(args.input, pixel_scale=args.pixel_scale)
         if args.no_lens_light and est.expects.get("lens_light") is False:
             # a lens-subtracted cutout takes the one documented path, `lenskit model --no-deblend --no-refine`'s
@@ -361,7 +366,7 @@ def _cmd_estimate(args):
             from lenskit.modelling import model_lens  # heavy (the fit's modules): only for this input
 
             res = model_lens(cut, args.estimator, deblend=False, refine=False, tta=args.tta,
-                             conditions=extra.get("conditions"))
+                             conditions=extra.get("conditions"), band=args.band)
             estimate = res.estimate
             print(f"estimated {args.input} ({cut.pixel_scale:.3f}\"/px) as `lenskit model --no-deblend "
                   f"--no-refine` does: artefacts masked, neighbours replaced, resampled onto "
@@ -371,7 +376,7 @@ def _cmd_estimate(args):
             # a real cutout, centred on the lens light and resampled onto the estimator's grid (flux conserved);
             # it records that its lens light is unknown (or absent, with --no-lens-light), which predict checks
             data = cut.to_stamp(est.expects["pixel_scale"], est.in_shape[1:], what=args.estimator).to_dataset(
-                lens_light=False if args.no_lens_light else "unknown")
+                band=args.band, lens_light=False if args.no_lens_light else "unknown")
             print(f"resampled {args.input} ({cut.pixel_scale:.3f}\"/px) onto {est.in_shape[1]}x{est.in_shape[2]} "
                   f"pixels of {est.expects['pixel_scale']}\" centred on the lens light")
     if estimate is None:
@@ -423,7 +428,7 @@ def _cmd_model(args):
     cnn_core = CNN_CORE if args.cnn_core is None else args.cnn_core
     res = model_lens(cut, est, deblend=not args.no_deblend, refine=not args.no_refine, tta=args.tta,
                      fit_kwargs={"shear": args.shear, "laplace": True}, conditions=dict(args.condition) or None,
-                     mask_neighbours=not args.keep_neighbours, cnn_core=cnn_core)
+                     mask_neighbours=not args.keep_neighbours, cnn_core=cnn_core, band=args.band)
     prov = Provenance.current(config={"command": "lenskit model", "estimator": args.estimator,
                                       "deblend": not args.no_deblend, "refine": not args.no_refine,
                                       "mask_neighbours": not args.keep_neighbours,
@@ -543,9 +548,10 @@ def _cmd_deblend(args):
 
 def _cmd_find(args):
     if args.scheduler is not None or args.workers is not None:
-        if args.fast or args.tta != 1 or args.pixel_scale is not None:
-            raise ValueError("--fast, --tta and --pixel-scale apply to single-process runs; drop them with "
-                             "--scheduler / --workers")
+        if (args.fast or args.tta != 1 or args.pixel_scale is not None or args.band is not None
+                or args.noise_match is not None):
+            raise ValueError("--fast, --tta, --pixel-scale, --band and --noise-match apply to single-process runs; "
+                             "drop them with --scheduler / --workers")
         est = _run_distributed(args, args.finder, lens_fraction=args.lens_fraction)
         p = est.table["p_lens"].value
         rows = est.table.meta["inputs"]
@@ -570,13 +576,27 @@ def _cmd_find(args):
         # one real cutout, as `lenskit estimate` takes it: resampled onto the finder's grid (flux conserved),
         # refused if it covers under half of the finder's field
         cut = read_cutout(args.input, pixel_scale=args.pixel_scale)
-        data = cut.to_stamp(finder.expects["pixel_scale"], finder.in_shape[1:], what=args.finder).to_dataset()
+        data = cut.to_stamp(finder.expects["pixel_scale"], finder.in_shape[1:], what=args.finder).to_dataset(
+            band=args.band)
         print(f"resampled {args.input} ({cut.pixel_scale:.3f}\"/px) onto {finder.in_shape[1]}x{finder.in_shape[2]} "
               f"pixels of {finder.expects['pixel_scale']}\" centred on its central galaxy's light")
-    elif not isinstance(data, LensDataset):
-        if args.pixel_scale is not None:
-            raise ValueError("--pixel-scale applies to one 2-D cutout; a FITS cube must be on the finder's grid")
-        data = read_images(args.input)  # FITS cutouts as (N, bands, H, W)
+        match = args.noise_match is not False
+    elif args.band is not None:
+        raise ValueError("--band applies to one 2-D FITS cutout; a dataset or a FITS cube names its bands itself")
+    else:
+        if not isinstance(data, LensDataset):
+            if args.pixel_scale is not None:
+                raise ValueError("--pixel-scale applies to one 2-D cutout; a FITS cube must be on the finder's grid")
+            data = read_images(args.input)  # FITS cutouts as (N, bands, H, W)
+        match = bool(args.noise_match)
+    if match:
+        data = finder.match_noise(data)
+        f = np.asarray(data.params["noise_scale"]) if isinstance(data, LensDataset) else None
+        if f is not None and len(f) == 1:
+            print(f"scaled by {f[0]:.4g} so that its background noise is the finder's training noise "
+                  f"({float(finder.network.pre.sigma[0]):.4g} per pixel; --no-noise-match leaves it)")
+        else:
+            print("scaled each cutout so that its background noise is the finder's training noise")
     fast = {"bfloat16": True, "compile": True} if args.fast else {}
     est = finder.predict(data, batch_size=args.batch_size, lens_fraction=args.lens_fraction, progress=not args.quiet,
                          tta=args.tta, **fast)
@@ -703,6 +723,10 @@ def build_parser():
     p.add_argument("--estimator", default="hst_wfc3", help="shipped estimator name or weights .asdf")
     p.add_argument("--pixel-scale", type=_positive_float, default=None,
                    help="arcsec per pixel of a FITS cutout without WCS or PIXSCALE")
+    p.add_argument("--band", default=None,
+                   help="the filter of a single 2-D FITS cutout, as the estimator names it (default: the header's "
+                        "FILTER), for an image from another instrument through a like filter; the estimator refuses "
+                        "bands it was not trained on")
     p.add_argument("--batch-size", type=_POSITIVE, default=64, help="images per network pass")
     p.add_argument("--no-lens-light", action="store_true",
                    help="the FITS image holds no lens light (already removed): it is estimated as `lenskit model "
@@ -732,6 +756,9 @@ def build_parser():
     p.add_argument("--pixel-scale", type=_positive_float, default=None,
                    help="arcsec per pixel of a cutout without WCS or PIXSCALE")
     p.add_argument("--estimator", default="hst_wfc3", help="shipped estimator name or weights .asdf")
+    p.add_argument("--band", default=None,
+                   help="the filter of the cutout, as the estimator names it (default: the header's FILTER), for "
+                        "an image taken through a like filter; the estimator refuses bands it was not trained on")
     p.add_argument("--no-deblend", action="store_true", help="the input's lens light is already removed")
     p.add_argument("--no-refine", action="store_true", help="the CNN alone (milliseconds instead of minutes)")
     p.add_argument("--shear", action="store_true", help="fit an external shear with the SIE")
@@ -771,6 +798,15 @@ def build_parser():
     p.add_argument("--pixel-scale", type=_positive_float, default=None,
                    help="arcsec per pixel of a single 2-D FITS cutout, which is resampled onto the finder's grid "
                         "(default from its WCS or PIXSCALE)")
+    p.add_argument("--band", default=None,
+                   help="the filter of a single 2-D FITS cutout, as the finder names it (default: the header's "
+                        "FILTER), for an image from another instrument through a like filter; the finder refuses "
+                        "bands it was not trained on")
+    p.add_argument("--noise-match", action=argparse.BooleanOptionalAction, default=None,
+                   help="scale each cutout so that its background noise is the finder's training noise "
+                        "(DeepLensFinder.match_noise): the network reads images in units of that noise, and a "
+                        "cutout in other units or of another depth gets a wrong score without it; default: on for "
+                        "one 2-D FITS cutout, off for a cube or dataset (in the finder's own units)")
     p.add_argument("--lens-fraction", type=_fraction, default=None,
                    help="expected lens fraction of the data: maps p_lens with Lanusse et al. eq. 5")
     p.add_argument("--batch-size", type=_POSITIVE, default=128,

@@ -105,11 +105,31 @@ def test_cli_find(tmp_path, capsys):
     for path in (one, tmp_path / "coarse.fits"):
         assert main(["find", str(path), "-o", str(tmp_path / "one.asdf"), "--finder", str(weights),
                      "--overwrite"]) == 0
-        assert "resampled" in capsys.readouterr().out
+        printed = capsys.readouterr().out
+        assert "resampled" in printed and "scaled by" in printed
         p = float(lenskit.read(tmp_path / "one.asdf").table["p_lens"][0])
-        # the documented path: the cutout centred on its galaxy's light and resampled onto the finder's grid
+        # the documented path: the cutout centred on its galaxy's light, resampled onto the finder's grid and
+        # scaled to the finder's training noise
         stamp = read_cutout(path).to_stamp(s, (45, 45)).to_dataset()
-        assert p == pytest.approx(float(finder.predict(stamp).table["p_lens"][0]), rel=1e-5)
+        assert p == pytest.approx(float(finder.predict(finder.match_noise(stamp)).table["p_lens"][0]), rel=1e-5)
+        assert main(["find", str(path), "-o", str(tmp_path / "raw.asdf"), "--finder", str(weights), "--overwrite",
+                     "--no-noise-match", "-q"]) == 0
+        raw = float(lenskit.read(tmp_path / "raw.asdf").table["p_lens"][0])
+        assert raw == pytest.approx(float(finder.predict(stamp).table["p_lens"][0]), rel=1e-5)
+    # the same cutout in other units (x 1000) gets the same score: its noise is matched, not its units
+    fits.writeto(tmp_path / "milli.fits", ds.images[0, 0] * 1000, fits.Header({"PIXSCALE": s}))
+    assert main(["find", str(tmp_path / "milli.fits"), "-o", str(tmp_path / "milli.asdf"), "--finder", str(weights),
+                 "-q"]) == 0
+    p_one = float(finder.predict(finder.match_noise(read_cutout(one).to_stamp(s, (45, 45)).to_dataset()))
+                  .table["p_lens"][0])
+    assert float(lenskit.read(tmp_path / "milli.asdf").table["p_lens"][0]) == pytest.approx(p_one, abs=1e-4)
+    # --band names the filter of one 2-D cutout; a cube names its own, and a Dask run takes neither option
+    assert main(["find", str(cube), "-o", str(tmp_path / "b.asdf"), "--finder", str(weights), "-q",
+                 "--band", "g"]) == 2
+    assert "--band applies to one 2-D FITS cutout" in capsys.readouterr().err
+    assert main(["find", str(cube), "-o", str(tmp_path / "b.asdf"), "--finder", str(weights), "-q", "--workers", "2",
+                 "--noise-match"]) == 2
+    assert "--noise-match" in capsys.readouterr().err and not (tmp_path / "b.asdf").exists()
     small = tmp_path / "small.fits"
     fits.writeto(small, ds.images[0, 0, 10:30, 10:30], fits.Header({"PIXSCALE": s}))
     assert main(["find", str(small), "-o", str(tmp_path / "s.asdf"), "--finder", str(weights), "-q"]) == 2

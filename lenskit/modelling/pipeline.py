@@ -161,7 +161,7 @@ def model_lens(cutout: Cutout | str | os.PathLike | Any, estimator: str | Estima
                core_radius: float | u.Quantity = 0.35, box: float | u.Quantity = 3.0, mask_outliers: bool = True,
                centre: tuple[float, float] | None = None, fit_kwargs: dict[str, Any] | None = None,
                tta: int = 1, conditions: dict[str, Any] | None = None, mask_neighbours: bool = True,
-               cnn_core: float | u.Quantity = CNN_CORE) -> LensModel:
+               cnn_core: float | u.Quantity = CNN_CORE, band: str | None = None) -> LensModel:
     """
     SIE parameters of a real lens in one band: deblend, estimate with a CNN, refine by maximum likelihood.
 
@@ -217,6 +217,12 @@ def model_lens(cutout: Cutout | str | os.PathLike | Any, estimator: str | Estima
         ``neighbour_pixels`` counts the replaced pixels).  The fit is not changed: masking them there
         moved SDSS J0029-0055's fit to another optimum (see :doc:`/real_lenses`).  The networks never
         saw neighbours in training.
+    band : str, optional
+        The filter the cutout was taken through, as the estimator names it
+        (default: the cutout's own, from its header's ``FILTER``; a cutout
+        whose header names none matches any).  The estimator refuses a band
+        it was not trained on, before any work: for an image taken through a
+        like filter (F775W for the F814W network), say so.
 
     Returns
     -------
@@ -235,6 +241,14 @@ def model_lens(cutout: Cutout | str | os.PathLike | Any, estimator: str | Estima
         if not hasattr(estimator, "condition_values"):
             raise ValueError(f"conditions: the estimator {estimator!r} reads none")
         estimator.condition_values(None, 1, conditions)  # refused now, not after the deblending
+    if band is not None and (not isinstance(band, str) or not band.strip()):
+        raise ValueError(f"band must be a filter name (a non-empty str); got {band!r}")
+    band = band if band is not None else cutout.band
+    want = [str(b) for b in estimator.expects.get("bands", ())]
+    if band is not None and len(want) == 1 and band != want[0]:  # refused now, as predict would after the work
+        raise ValueError(f"band: the cutout was taken through {band!r}, {what} was trained on {want[0]!r}; for "
+                         f"an image taken through a filter like {want[0]!r}, say so (model_lens(..., "
+                         f"band={want[0]!r}), `--band {want[0]}` on the command line)")
     core_radius = as_float(core_radius, "core_radius", u.arcsec)
     cnn_core = as_float(cnn_core, "cnn_core", u.arcsec)
     if not cnn_core >= 0:
@@ -287,7 +301,7 @@ def model_lens(cutout: Cutout | str | os.PathLike | Any, estimator: str | Estima
     def cnn_step(image):
         cut = Cutout(image, ps, noise=np.where(cnn_mask, np.nan, noise), psf=kern, wcs=cutout.wcs, mask=cnn_mask)
         stamp = cut.to_stamp(estimator.expects["pixel_scale"], estimator.in_shape[1:], centre=(cx, cy), check=False)
-        answer = estimator.predict(stamp.to_dataset(lens_light="deblended" if deblend else False),
+        answer = estimator.predict(stamp.to_dataset(band=band, lens_light="deblended" if deblend else False),
                                    **({"tta": tta} if tta != 1 else {}),
                                    **({"conditions": conditions} if conditions else {}))
         return cut, answer, {k: float(getattr(answer.table[k][0], "value", answer.table[k][0]))

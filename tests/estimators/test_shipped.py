@@ -98,3 +98,31 @@ def test_shipped_finder(name):
     p = finder.predict(ds).table["p_lens"].value
     assert np.all((p >= 0) & (p <= 1))
     assert auroc(p, np.asarray(ds.params["is_lens"], bool)) > 0.8
+
+
+def test_finder_noise_matching_makes_units_irrelevant():
+    """The finder reads images in units of its training noise: other units change its answers unless matched."""
+    from lenskit.estimators.finder_metrics import auroc
+    from lenskit.simulation.finder import LensFinderSimulator
+
+    finder = lenskit.load_estimator("deeplens_lsst_g")
+    ds = LensFinderSimulator(seed=78).sample(120)
+    labels = np.asarray(ds.params["is_lens"], bool)
+    raw = finder.predict(ds).table["p_lens"].value
+    tenfold = finder.predict(ds.images * 10).table["p_lens"].value
+    # the same sky in other units: most non-lenses become candidates
+    assert np.mean(raw[~labels] >= finder.threshold) < 0.1 < 0.3 < np.mean(tenfold[~labels] >= finder.threshold)
+    matched = finder.match_noise(ds)
+    f = np.asarray(matched.params["noise_scale"])
+    assert 0.8 < np.median(f) < 1.2  # lenskit's own cutouts are in the training's units already
+    assert np.allclose(matched.images, ds.images * f[:, None, None, None], rtol=1e-6)
+    p = finder.predict(matched).table["p_lens"].value
+    for k in (0.01, 10.0, 3e4):  # any units: the same images reach the network
+        assert np.allclose(finder.predict(finder.match_noise(ds.images * k)).table["p_lens"].value, p, atol=1e-4)
+    assert auroc(p, labels) > auroc(raw, labels) - 0.02
+    blank = ds.images.copy()
+    blank[3] = 0.0
+    with pytest.raises(ValueError, match="image 3 .* has no measurable background noise"):
+        finder.match_noise(blank)
+    with pytest.raises(ValueError, match=r"data must be \(N, 1, 45, 45\) cutouts"):
+        finder.match_noise(ds.images[:, :, :40])

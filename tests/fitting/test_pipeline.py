@@ -347,3 +347,34 @@ def test_cli_deblend_output_chains_into_estimate(tmp_path, capsys):
     with pytest.raises(ValueError, match="lens_light"):
         lenskit.load_estimator("euclid_vis").predict(arcs, strict=True)
 
+
+def test_model_lens_and_the_cli_refuse_a_band_the_network_was_not_trained_on(simulated_cutout, tmp_path, capsys):
+    from lenskit.cli import main
+
+    path, _ = simulated_cutout
+    cut = read_cutout(path)
+    named = Cutout(cut.image, cut.pixel_scale, noise=cut.noise, psf=cut.psf, wcs=cut.wcs,
+                   header=fits.Header({"FILTER": "F606W"}))
+    assert named.band == "F606W"
+    with pytest.raises(ValueError, match=r"band: the cutout was taken through 'F606W', hst_wfc3 was trained "
+                                         r"on 'F814W'.*band='F814W'"):
+        model_lens(named, "hst_wfc3")  # before any work
+    with pytest.raises(ValueError, match="band must be a filter name"):
+        model_lens(named, band=" ")
+    # the user says that the filter is like the network's: the same answer as a cutout that names none
+    a = model_lens(named, deblend=False, refine=False, band="F814W")
+    b = model_lens(cut, deblend=False, refine=False)
+    assert a.table["cnn_theta_E"][0] == b.table["cnn_theta_E"][0]
+    # the command line: `lenskit estimate` and `lenskit model` refuse it and take --band
+    fits.writeto(tmp_path / "f606w.fits", named.image, fits.Header({"FILTER": "F606W", "PIXSCALE": 0.05}))
+    assert main(["estimate", str(tmp_path / "f606w.fits"), "-o", str(tmp_path / "e.asdf"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "the images hold bands ['F606W'], this estimator was trained on ['F814W']" in err and "--band F814W" in err
+    assert main(["model", str(tmp_path / "f606w.fits"), "-o", str(tmp_path / "m.asdf"), "-q", "--no-refine"]) == 2
+    assert "--band F814W" in capsys.readouterr().err and not (tmp_path / "m.asdf").exists()
+    assert main(["estimate", str(tmp_path / "f606w.fits"), "-o", str(tmp_path / "e.asdf"), "-q", "--no-lens-light",
+                 "--band", "F814W"]) == 0
+    fits.writeto(tmp_path / "cube.fits", np.stack([named.image] * 2).astype(np.float32))
+    assert main(["estimate", str(tmp_path / "cube.fits"), "-o", str(tmp_path / "e2.asdf"), "-q",
+                 "--band", "F814W"]) == 2  # not a 2-D cutout
+    assert "--band applies to one 2-D FITS cutout" in capsys.readouterr().err
