@@ -357,6 +357,10 @@ def _cmd_estimate(args):
     one_cutout = not isinstance(data, LensDataset) and data.ndim == 2 and "pixel_scale" in est.expects
     if args.band is not None and not one_cutout:
         raise ValueError("--band applies to one 2-D FITS cutout; a dataset or a FITS cube names its bands itself")
+    if not isinstance(data, LensDataset) and not one_cutout:
+        # a FITS cube on the network's grid: as a dataset where its header (or --pixel-scale) gives the pixel
+        # scale, so that the estimator checks it; as the array otherwise
+        data = read_images(args.input, as_dataset=True, pixel_scale=args.pixel_scale)
     if one_cutout:
         cut = read_cutout(args.input, pixel_scale=args.pixel_scale)
         if args.no_lens_light and est.expects.get("lens_light") is False:
@@ -587,7 +591,8 @@ def _cmd_find(args):
         if not isinstance(data, LensDataset):
             if args.pixel_scale is not None:
                 raise ValueError("--pixel-scale applies to one 2-D cutout; a FITS cube must be on the finder's grid")
-            data = read_images(args.input)  # FITS cutouts as (N, bands, H, W)
+            # FITS cutouts as (N, bands, H, W); a dataset where the header gives the pixel scale, which is checked
+            data = read_images(args.input, as_dataset=True)
         match = bool(args.noise_match)
     if match:
         data = finder.match_noise(data)
@@ -722,7 +727,8 @@ def build_parser():
     p.add_argument("-o", "--output", required=True, help="output estimates: .asdf, or .fits for a FITS table")
     p.add_argument("--estimator", default="hst_wfc3", help="shipped estimator name or weights .asdf")
     p.add_argument("--pixel-scale", type=_positive_float, default=None,
-                   help="arcsec per pixel of a FITS cutout without WCS or PIXSCALE")
+                   help="arcsec per pixel of a FITS cutout or cube without WCS or PIXSCALE (a cube must be on the "
+                        "estimator's grid: it is checked, not resampled)")
     p.add_argument("--band", default=None,
                    help="the filter of a single 2-D FITS cutout, as the estimator names it (default: the header's "
                         "FILTER), for an image from another instrument through a like filter; the estimator refuses "

@@ -133,6 +133,10 @@ def inputs(tmp_path_factory):
     hdr = fits.Header({"PIXSCALE": 0.05})
     fits.PrimaryHDU(rng.normal(size=(64, 64)).astype(np.float32), header=hdr).writeto(d / "cutout.fits")
     fits.PrimaryHDU(rng.normal(size=(3, 57, 57)).astype(np.float32)).writeto(d / "cube.fits")
+    fits.PrimaryHDU(rng.normal(size=(3, 57, 57)).astype(np.float32), header=fits.Header({"PIXSCALE": 0.2})).writeto(
+        d / "cube_0.2.fits")
+    fits.PrimaryHDU(rng.normal(size=(3, 45, 45)).astype(np.float32), header=fits.Header({"PIXSCALE": 0.25})).writeto(
+        d / "finder_cube_0.25.fits")
     return SimpleNamespace(d=d, lsst=lsst, lsst_r=lsst_r, hst01=hst01)
 
 
@@ -776,6 +780,13 @@ CLI = [
     ("find wrong cutout size", ["find", "{d}/cube.fits", "-o", "f.asdf"], r"images must be shaped"),
     ("find -o exists", ["find", "{d}/cube.fits", "-o", "{d}/lsst.asdf"], r"-o/--output.*exists"),
     ("find --tta 3", ["find", "{d}/cube.fits", "-o", "f.asdf", "--tta", "3"], r"--tta"),
+    ("estimate a cube at another pixel scale", ["estimate", "{d}/cube_0.2.fits", "-o", "e.asdf", "--estimator",
+                                                "euclid_vis"], r"pixel_scale: the images have 0\.2\"/px"),
+    ("estimate a cube declared at another pixel scale", ["estimate", "{d}/cube.fits", "-o", "e.asdf", "--estimator",
+                                                         "euclid_vis", "--pixel-scale", "0.2"],
+     r"pixel_scale: the images have 0\.2\"/px"),
+    ("find a cube at another pixel scale", ["find", "{d}/finder_cube_0.25.fits", "-o", "f.asdf"],
+     r"pixel_scale: the images have 0\.25\"/px"),
     ("find --band on a cube", ["find", "{d}/cube.fits", "-o", "f.asdf", "--band", "g"],
      r"--band applies to one 2-D FITS cutout"),
     ("find --noise-match with workers", ["find", "{d}/cube.fits", "-o", "f.asdf", "--noise-match", "--workers", "2"],

@@ -42,7 +42,7 @@ from lenskit.core.exceptions import LenskitDataWarning, LenskitFileError
 from lenskit.core.files import atomic_path
 from lenskit.core.headers import SCALE_KEYWORDS, celestial_wcs, header_band, header_pixel_scale
 from lenskit.core.provenance import Provenance
-from lenskit.core.validation import as_float, as_real_array
+from lenskit.core.validation import as_float, as_real_array, check_positive
 from lenskit.io.asdf import read
 
 #: `Cutout.to_stamp`: more than this fraction of a network's field beyond the cutout is refused ...
@@ -151,7 +151,7 @@ def read_image(path, hdu=0):
         return np.array(data, dtype=float), header
 
 
-def read_images(path, as_cube=True):
+def read_images(path, as_cube=True, as_dataset=False, pixel_scale=None):
     """
     Images from a `~lenskit.LensDataset` ``.asdf`` file, the arcs of a `~lenskit.core.Deblended` one, or a FITS
     image / cube.
@@ -162,6 +162,15 @@ def read_images(path, as_cube=True):
     as_cube : bool
         Return FITS data as (N, bands, H, W): a 2-D image is one single-band
         cutout, a 3-D cube N single-band cutouts.  Otherwise as stored.
+    as_dataset : bool
+        Return FITS data whose pixel scale is known (from the header's WCS or
+        ``PIXSCALE``-like keyword, or ``pixel_scale``) as a `~lenskit.LensDataset`
+        (as a cube), so that an estimator checks it against the pixel scale
+        and band it was trained on (the header's ``FILTER`` names the band of
+        single-band data; otherwise the bands are unknown, and match any).
+        Without a known pixel scale the array, as without it.
+    pixel_scale : float or `~astropy.units.Quantity`, optional
+        Arcsec per pixel of FITS data, in place of the header's.
 
     Returns
     -------
@@ -187,11 +196,12 @@ def read_images(path, as_cube=True):
             if np.asarray(hdu.data).dtype.kind not in "iuf":
                 raise LenskitFileError(f"{path} holds {np.asarray(hdu.data).dtype} pixels; expected real numbers")
             data = np.asarray(hdu.data, dtype=np.float32)
+            header = hdu.header.copy()
         except LenskitFileError:
             raise
         except Exception as exc:
             raise LenskitFileError(f"{path} could not be read as FITS: {type(exc).__name__}: {exc}") from exc
-    if not as_cube:
+    if not as_cube and not as_dataset:
         return data
     if data.ndim == 2:
         data = data[None, None]
@@ -199,7 +209,18 @@ def read_images(path, as_cube=True):
         data = data[:, None]
     elif data.ndim != 4:
         raise LenskitFileError(f"{path} holds a {data.ndim}-D image; expected (H, W), (N, H, W) or (N, B, H, W)")
-    return data
+    if not as_dataset:
+        return data
+    if pixel_scale is not None:
+        scale = as_float(pixel_scale, "pixel_scale", u.arcsec)
+        check_positive("pixel_scale", scale)
+    else:
+        scale = header_pixel_scale(header, where=str(path))
+    if scale is None:  # nothing to check the data against: the array, as stored
+        return data
+    band = header_band(header) if data.shape[1] == 1 else None
+    return LensDataset(data, QTable({"source_file": [path.name] * len(data)}), bands=[band or UNKNOWN_BAND] *
+                       data.shape[1], pixel_scale=scale, provenance=Provenance.current(config={"source": str(path)}))
 
 
 class Cutout:

@@ -129,7 +129,7 @@ def estimate_shard(estimator, files, path, meta, batch_size, threads, lens_fract
     with torch_threads(threads):
         parts, inputs = [], []
         for f in files:
-            data = read_images(f)
+            data = read_images(f, as_dataset=True)  # a FITS cube's header pixel scale is checked
             kw = {} if lens_fraction is None else {"lens_fraction": lens_fraction}
             e = est.predict(data, batch_size=batch_size, **kw)
             parts.append(e)

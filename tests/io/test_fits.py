@@ -286,3 +286,32 @@ def test_a_real_cutout_does_not_reach_an_estimator_trained_without_lens_light_un
         est.predict(ready.to_dataset())
     assert len(est.predict(ready.to_dataset(lens_light=False))) == 1
     assert len(lenskit.load_estimator("euclid_vis").predict(cut.resample(0.1, (57, 57)).to_dataset())) == 1
+
+
+def test_read_images_as_dataset_records_the_pixel_scale_and_band(tmp_path):
+    from lenskit.core.dataset import UNKNOWN_BAND
+    from lenskit.io import read_images
+
+    rng = np.random.default_rng(3)
+    cube = rng.normal(size=(4, 57, 57)).astype(np.float32)
+    fits.writeto(tmp_path / "vis.fits", cube, fits.Header({"PIXSCALE": 0.1, "FILTER": "VIS"}))
+    fits.writeto(tmp_path / "plain.fits", cube)
+    fits.writeto(tmp_path / "gri.fits", rng.normal(size=(2, 3, 57, 57)).astype(np.float32),
+                 fits.Header({"PIXSCALE": 0.2, "FILTER": "r"}))
+    ds = read_images(tmp_path / "vis.fits", as_dataset=True)
+    assert isinstance(ds, lenskit.LensDataset) and ds.images.shape == (4, 1, 57, 57)
+    assert ds.pixel_scale.to_value("arcsec") == pytest.approx(0.1) and ds.bands == ("VIS",)
+    assert np.array_equal(ds.images, cube[:, None])
+    plain = read_images(tmp_path / "plain.fits", as_dataset=True)  # nothing to check it against: the array
+    assert isinstance(plain, np.ndarray) and plain.shape == (4, 1, 57, 57)
+    declared = read_images(tmp_path / "plain.fits", as_dataset=True, pixel_scale=0.2)
+    assert declared.pixel_scale.to_value("arcsec") == pytest.approx(0.2) and declared.bands == (UNKNOWN_BAND,)
+    gri = read_images(tmp_path / "gri.fits", as_dataset=True)  # one FILTER cannot name three bands
+    assert gri.bands == (UNKNOWN_BAND,) * 3
+    # the estimators check what the file records: a Euclid network refuses a cube at another pixel scale
+    est = lenskit.load_estimator("euclid_vis")
+    assert len(est.predict(ds)) == 4
+    with pytest.raises(ValueError, match=r"pixel_scale: the images have 0.2\"/px"):
+        est.predict(declared)
+    with pytest.raises(ValueError, match="pixel_scale must be > 0"):
+        read_images(tmp_path / "plain.fits", as_dataset=True, pixel_scale=-1)
