@@ -672,7 +672,7 @@ def _cmd_demo(args):
         for name, paper in HEZAVEH2017_TABLE1.items():
             mine = float(res["hst_wfc3"][name]["err68"])
             print(f"{name:<12}{mine:>10.3f}{paper:>8.2f}{mine / paper:>8.1f}")
-        print("(the README's accuracy row and the Benchmarks page give the same comparison on 2,000 lenses; "
+        print("(the README's 'How well it works' and the Benchmarks page give the same comparison on 2,000 lenses; "
               "`predict(tta=8)` narrows it)")
         fig = plot_predicted_vs_true(estimate, t)
         fig.savefig(out / "predicted_vs_true.png", dpi=90)
