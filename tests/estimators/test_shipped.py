@@ -106,7 +106,7 @@ def test_finder_noise_matching_makes_units_irrelevant():
     from lenskit.simulation.finder import LensFinderSimulator
 
     finder = lenskit.load_estimator("deeplens_lsst_g")
-    ds = LensFinderSimulator(seed=78).sample(120)
+    ds = LensFinderSimulator(seed=78).sample(80)
     labels = np.asarray(ds.params["is_lens"], bool)
     raw = finder.predict(ds).table["p_lens"].value
     tenfold = finder.predict(ds.images * 10).table["p_lens"].value
@@ -117,7 +117,7 @@ def test_finder_noise_matching_makes_units_irrelevant():
     assert 0.8 < np.median(f) < 1.2  # lenskit's own cutouts are in the training's units already
     assert np.allclose(matched.images, ds.images * f[:, None, None, None], rtol=1e-6)
     p = finder.predict(matched).table["p_lens"].value
-    for k in (0.01, 10.0, 3e4):  # any units: the same images reach the network
+    for k in (0.01, 3e4):  # any units: the same images reach the network
         assert np.allclose(finder.predict(finder.match_noise(ds.images * k)).table["p_lens"].value, p, atol=1e-4)
     assert auroc(p, labels) > auroc(raw, labels) - 0.02
     blank = ds.images.copy()

@@ -136,6 +136,7 @@ def test_model_lens_replaces_a_neighbour_beyond_the_images(simulated_cutout):
         res["cnn_theta_E_first"]
 
 
+@pytest.mark.slow  # 20 s: three runs of model_lens (CI's slow step)
 def test_neighbour_radius_from_the_first_answer_less_two_of_its_sigmas(simulated_cutout, monkeypatch):
     """A neighbour that inflates the first answer must not widen the radius that protects it (SDSS J0737+3216)."""
     from lenskit.modelling import pipeline
