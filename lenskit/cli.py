@@ -289,7 +289,7 @@ def _shard_output(output):
     return out, None
 
 
-def _run_distributed(args, estimator, lens_fraction=None):
+def _run_distributed(args, estimator, lens_fraction=None, match_noise=False):
     """`lenskit estimate` / `lenskit find` with --scheduler or --workers: shards on Dask, then one file."""
     from lenskit.scale import estimate  # heavy (torch): only for this command
 
@@ -298,7 +298,7 @@ def _run_distributed(args, estimator, lens_fraction=None):
         _output(args, _TABLES, "estimates")
     index = estimate(estimator, args.input, shard_dir, scheduler=args.scheduler, workers=args.workers,
                      files_per_task=args.files_per_task, batch_size=args.batch_size, lens_fraction=lens_fraction,
-                     overwrite=args.overwrite, progress=not args.quiet)
+                     match_noise=match_noise, overwrite=args.overwrite, progress=not args.quiet)
     result = index.concatenate()
     if combined is not None:
         if combined.suffix.lower() in (".fits", ".fit"):
@@ -552,11 +552,11 @@ def _cmd_deblend(args):
 
 def _cmd_find(args):
     if args.scheduler is not None or args.workers is not None:
-        if (args.fast or args.tta != 1 or args.pixel_scale is not None or args.band is not None
-                or args.noise_match is not None):
-            raise ValueError("--fast, --tta, --pixel-scale, --band and --noise-match apply to single-process runs; "
-                             "drop them with --scheduler / --workers")
-        est = _run_distributed(args, args.finder, lens_fraction=args.lens_fraction)
+        if args.fast or args.tta != 1 or args.pixel_scale is not None or args.band is not None:
+            raise ValueError("--fast, --tta, --pixel-scale and --band apply to single-process runs; drop them with "
+                             "--scheduler / --workers")
+        est = _run_distributed(args, args.finder, lens_fraction=args.lens_fraction,
+                               match_noise=bool(args.noise_match))
         p = est.table["p_lens"].value
         rows = est.table.meta["inputs"]
         starts = np.array([r["first_row"] for r in rows])

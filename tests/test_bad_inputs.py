@@ -537,6 +537,10 @@ API = [
                                                                          files_per_task=0), ValueError,
      r"files_per_task"),
     ("distributed open a missing index", lambda c: _dist().ShardIndex.open("absent"), FileNotFoundError, r"absent"),
+    ("distributed estimate match_noise for a regression network", lambda c: _dist().estimate(
+        "hst_wfc3", c.p("lsst.asdf"), "sc", match_noise=True), ValueError, r"match_noise applies to the lens finder"),
+    ("distributed find match_noise 'yes'", lambda c: _dist().find(c.p("lsst.asdf"), "sc", match_noise="yes"),
+     TypeError, r"match_noise must be True or False"),
     # archives and plugins
     ("fetch unknown archive", lambda c: lds.fetch("cosmos_typo", cache=str(c.out / "cache")), ValueError,
      r"cosmos_typo"),
@@ -789,8 +793,6 @@ CLI = [
      r"pixel_scale: the images have 0\.25\"/px"),
     ("find --band on a cube", ["find", "{d}/cube.fits", "-o", "f.asdf", "--band", "g"],
      r"--band applies to one 2-D FITS cutout"),
-    ("find --noise-match with workers", ["find", "{d}/cube.fits", "-o", "f.asdf", "--noise-match", "--workers", "2"],
-     r"--noise-match"),
     ("estimate --band on a dataset", ["estimate", "{d}/lsst.asdf", "-o", "e.asdf", "--estimator", "lsst_gri",
                                       "--band", "g"], r"--band applies to one 2-D FITS cutout"),
     ("model --band other filter", ["model", "{d}/cutout.fits", "-o", "m.asdf", "--band", "F606W"],

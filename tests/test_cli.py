@@ -128,8 +128,8 @@ def test_cli_find(tmp_path, capsys):
                  "--band", "g"]) == 2
     assert "--band applies to one 2-D FITS cutout" in capsys.readouterr().err
     assert main(["find", str(cube), "-o", str(tmp_path / "b.asdf"), "--finder", str(weights), "-q", "--workers", "2",
-                 "--noise-match"]) == 2
-    assert "--noise-match" in capsys.readouterr().err and not (tmp_path / "b.asdf").exists()
+                 "--band", "g"]) == 2
+    assert "--band" in capsys.readouterr().err and not (tmp_path / "b.asdf").exists()
     small = tmp_path / "small.fits"
     fits.writeto(small, ds.images[0, 0, 10:30, 10:30], fits.Header({"PIXSCALE": s}))
     assert main(["find", str(small), "-o", str(tmp_path / "s.asdf"), "--finder", str(weights), "-q"]) == 2

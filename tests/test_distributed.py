@@ -168,6 +168,24 @@ def test_find_on_fits_cubes_and_a_corrupt_file(client, tmp_path):
     np.testing.assert_allclose(idx.read(1).table["p_lens"].value, want, rtol=1e-5, atol=1e-7)
 
 
+
+def test_find_matches_the_noise_of_cutouts_in_other_units(tmp_path):
+    from astropy.io import fits
+
+    from lenskit.simulation.finder import LensFinderSimulator
+
+    ds = LensFinderSimulator(seed=4).sample(8)
+    fits.writeto(tmp_path / "e.fits", ds.images[:, 0])
+    fits.writeto(tmp_path / "nJy.fits", ds.images[:, 0] * 1e3)  # the same sky in other units
+    finder = lenskit.load_estimator("deeplens_lsst_g")
+    want = finder.predict(finder.match_noise(ds.images)).table["p_lens"].value
+    for name in ("e", "nJy"):
+        got = find([tmp_path / f"{name}.fits"], tmp_path / name, scheduler="serial", match_noise=True).concatenate()
+        np.testing.assert_allclose(got.table["p_lens"].value, want, atol=1e-4)
+    raw = find([tmp_path / "nJy.fits"], tmp_path / "raw", scheduler="serial").concatenate()
+    assert not np.allclose(raw.table["p_lens"].value, want, atol=1e-2)  # unmatched, the units change the answers
+
+
 def test_bad_input_is_refused_before_any_work(tmp_path):
     with pytest.raises(LenskitPluginError):
         estimate("no_such_estimator", [__file__], tmp_path / "x", scheduler="serial")

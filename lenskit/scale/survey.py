@@ -124,12 +124,14 @@ def resolve_estimator(spec):
     return _LOADED[key]
 
 
-def estimate_shard(estimator, files, path, meta, batch_size, threads, lens_fraction):
+def estimate_shard(estimator, files, path, meta, batch_size, threads, lens_fraction, match_noise=False):
     est = resolve_estimator(estimator)
     with torch_threads(threads):
         parts, inputs = [], []
         for f in files:
             data = read_images(f, as_dataset=True)  # a FITS cube's header pixel scale is checked
+            if match_noise:  # the finder's cutouts scaled to its training noise (DeepLensFinder.match_noise)
+                data = est.match_noise(data)
             kw = {} if lens_fraction is None else {"lens_fraction": lens_fraction}
             e = est.predict(data, batch_size=batch_size, **kw)
             parts.append(e)
@@ -174,7 +176,8 @@ def input_files(inputs):
 
 
 def estimate(estimator, inputs, directory, *, client=None, scheduler=None, workers=None, files_per_task=1,
-             batch_size=256, lens_fraction=None, retries=2, threads=1, overwrite=False, progress=False):
+             batch_size=256, lens_fraction=None, match_noise=False, retries=2, threads=1, overwrite=False,
+             progress=False):
     """
     Run an estimator or the lens finder over many datasets, shards or FITS cubes.
 
@@ -195,6 +198,11 @@ def estimate(estimator, inputs, directory, *, client=None, scheduler=None, worke
     batch_size : int
     lens_fraction : float, optional
         For the lens finder: the survey's lens fraction (Lanusse et al. eq. 5).
+    match_noise : bool
+        For the lens finder: scale every cutout so that its background noise
+        is the finder's training noise
+        (`~lenskit.estimators.finder.DeepLensFinder.match_noise`), for
+        cutouts in other units or of another depth than its training's.
     client, scheduler, workers, retries, threads, overwrite, progress
         As for `simulate`.
 
@@ -220,11 +228,17 @@ def estimate(estimator, inputs, directory, *, client=None, scheduler=None, worke
         est_obj, est_desc = estimator, {"object": repr(estimator)}
     if lens_fraction is not None and "p_lens" not in getattr(est_obj, "targets", ()):
         raise ValueError("lens_fraction applies to the lens finder only (an estimator whose target is p_lens)")
+    if not isinstance(match_noise, bool):
+        raise TypeError(f"match_noise must be True or False; got {match_noise!r}")
+    if match_noise and not hasattr(est_obj, "match_noise"):
+        raise ValueError("match_noise applies to the lens finder only (an estimator with match_noise)")
     groups = [files[i:i + int(files_per_task)] for i in range(0, len(files), int(files_per_task))]
     names = [f"shard-{i:05d}.asdf" for i in range(len(groups))]
     spec = {"what": "estimate", "estimator": est_desc, "files": files, "files_per_task": int(files_per_task),
             "batch_size": int(batch_size), "lens_fraction": lens_fraction, "threads": int(threads),
             "sizes": [os.path.getsize(f) for f in files]}
+    if match_noise:  # recorded only when asked for: the runs before it had none, and resume as they were
+        spec["match_noise"] = True
     client, owned = get_client(client, scheduler, workers)  # an unreachable scheduler fails before any write
     try:
         record, todo = prepare_run(directory, "estimate", spec, names, overwrite)
@@ -234,7 +248,7 @@ def estimate(estimator, inputs, directory, *, client=None, scheduler=None, worke
             [ref] = client.scatter([estimator], broadcast=True)
         tasks = [(i, (ref, groups[i], str(directory / names[i]), {"run_id": record["run_id"], "shard": i,
                                                                    "of": len(groups)},
-                      int(batch_size), int(threads), lens_fraction)) for i in todo]
+                      int(batch_size), int(threads), lens_fraction, match_noise)) for i in todo]
         return execute_tasks(estimate_shard, tasks, directory, record, client, retries, progress, "estimate")
     finally:
         close_client(client, owned)
