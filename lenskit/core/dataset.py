@@ -10,7 +10,7 @@ from astropy.table import QTable, Table
 
 from lenskit.core import storage
 from lenskit.core.provenance import Provenance, array_checksum
-from lenskit.core.validation import check_images, check_positive, row_indices
+from lenskit.core.validation import check_images, check_positive, indefinite, row_indices
 
 __all__ = ["LensDataset", "LazyArrays", "Deferred", "PARAM_UNITS", "UNKNOWN_BAND"]
 
@@ -327,5 +327,5 @@ class LensDataset:
         """Read a dataset written by `write`, validating it against its schema."""
         obj = storage.read(path, format=format)
         if not isinstance(obj, cls):
-            raise TypeError(f"{path} holds a {type(obj).__name__}, not a LensDataset")
+            raise TypeError(f"{path} holds {indefinite(type(obj).__name__)}, not a LensDataset")
         return obj

@@ -8,7 +8,7 @@ from astropy.table import QTable, Table
 
 from lenskit.core import storage
 from lenskit.core.provenance import Provenance
-from lenskit.core.validation import row_indices
+from lenskit.core.validation import indefinite, row_indices
 
 __all__ = ["Estimate"]
 
@@ -124,5 +124,5 @@ class Estimate:
         """Read an estimate written by `write` (any of its formats)."""
         obj = storage.read(path, format=format)
         if not isinstance(obj, cls):
-            raise TypeError(f"{path} holds a {type(obj).__name__}, not an Estimate")
+            raise TypeError(f"{path} holds {indefinite(type(obj).__name__)}, not an Estimate")
         return obj

@@ -23,6 +23,7 @@ __all__ = [
     "check_number",
     "as_device",
     "row_indices",
+    "indefinite",
 ]
 
 
@@ -299,3 +300,9 @@ def row_indices(index, n, what="a dataset", unit="system(s)"):
     if not len(idx):
         raise IndexError(f"index {index!r} selects none of the {n} {unit} of {what}")
     return idx
+
+
+def indefinite(noun):
+    """``noun`` with its indefinite article, for messages: ``"an Estimate"``, ``"a LensDataset"``."""
+    noun = str(noun)
+    return f"{'an' if noun[:1].lower() in 'aeiou' and noun[:1] else 'a'} {noun}"

@@ -24,6 +24,7 @@ from lenskit.core.dataset import LensDataset
 from lenskit.core.estimate import Estimate
 from lenskit.core.provenance import Provenance, array_checksum
 from lenskit.core.validation import as_device
+from lenskit.core.validation import indefinite as _a
 from lenskit.core.weights import ModelWeights
 from lenskit.estimators.inputs import network_inputs
 from lenskit.estimators.network_estimator import NetworkEstimator
@@ -345,7 +346,7 @@ class CNNEstimator(NetworkEstimator):
 
         w = read(path)
         if not isinstance(w, ModelWeights):
-            raise TypeError(f"{path} holds a {type(w).__name__}, not model weights")
+            raise TypeError(f"{path} holds {_a(type(w).__name__)}, not model weights")
         return cls.from_weights(w, device=device)
 
     def __repr__(self):

@@ -7,6 +7,7 @@ import torch
 
 from lenskit.core.exceptions import LenskitPluginError
 from lenskit.core.interfaces import Estimator
+from lenskit.core.validation import indefinite as _a
 from lenskit.core.weights import ModelWeights
 from lenskit.estimators.cnn import CNNEstimator
 from lenskit.io.asdf import read
@@ -86,7 +87,7 @@ def load_estimator(name: str | os.PathLike = "hst_wfc3", device: str | torch.dev
                 f"with lenskit.get('estimator', {str(name)!r})() and train it with .fit(simulator, steps)")
     weights = read(path)
     if not isinstance(weights, ModelWeights):
-        raise TypeError(f"name: {path} holds a {type(weights).__name__}, not estimator weights (an .asdf written "
+        raise TypeError(f"name: {path} holds {_a(type(weights).__name__)}, not estimator weights (an .asdf written "
                         f"by Estimator.save)")
     kind = weights.config.get("estimator") or "cnn"
     if kind == "cnn":

@@ -43,6 +43,7 @@ from lenskit.core.files import atomic_path
 from lenskit.core.headers import SCALE_KEYWORDS, celestial_wcs, header_band, header_pixel_scale
 from lenskit.core.provenance import Provenance
 from lenskit.core.validation import as_float, as_real_array, check_positive
+from lenskit.core.validation import indefinite as _a
 from lenskit.io.asdf import read
 
 #: `Cutout.to_stamp`: more than this fraction of a network's field beyond the cutout is refused ...
@@ -184,7 +185,7 @@ def read_images(path, as_cube=True, as_dataset=False, pixel_scale=None):
         if isinstance(obj, Deblended):  # the arcs of `lenskit deblend`, for estimators that expect no lens light
             return obj.to_dataset()
         if not isinstance(obj, LensDataset):
-            raise TypeError(f"{path} holds a {type(obj).__name__}, not a LensDataset or a Deblended")
+            raise TypeError(f"{path} holds {_a(type(obj).__name__)}, not a LensDataset or a Deblended")
         return obj
     if not (path.suffix.lower() in (".fits", ".fit", ".fz") or path.name.lower().endswith(".fits.gz")):
         raise ValueError(f"{path}: expected a .asdf dataset or a .fits image / cube")

@@ -29,6 +29,7 @@ from lenskit.core import storage
 from lenskit.core.estimate import Estimate
 from lenskit.core.files import atomic_path
 from lenskit.core.provenance import Provenance
+from lenskit.core.validation import indefinite as _a
 from lenskit.io.asdf import read as read_asdf
 from lenskit.io.asdf import write as write_asdf
 from lenskit.io.fits import read_estimate_fits, write_estimate_fits
@@ -72,7 +73,7 @@ def read_lenskit_table(path, **kwargs):
     if table is None:
         table = getattr(obj, "params", None)
     if table is None:
-        raise TypeError(f"{path} holds a {type(obj).__name__}, which has no table")
+        raise TypeError(f"{path} holds {_a(type(obj).__name__)}, which has no table")
     out = QTable(table, copy=True)
     out.meta[PROVENANCE_KEY] = obj.provenance.to_dict()
     return out
