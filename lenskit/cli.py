@@ -25,6 +25,7 @@ from lenskit.core.estimate import Estimate
 from lenskit.core.exceptions import LenskitError
 from lenskit.core.files import check_output_path
 from lenskit.core.provenance import Provenance, array_checksum
+from lenskit.estimators.inputs import check_expects
 from lenskit.io import read_images
 from lenskit.io.fits import read_band_images, read_cutout, write_estimate_fits
 from lenskit.plugins import plugins
@@ -378,9 +379,13 @@ def _cmd_estimate(args):
                   f"cutout's middle")
         else:
             # a real cutout, centred on the lens light and resampled onto the estimator's grid (flux conserved);
-            # it records that its lens light is unknown (or absent, with --no-lens-light), which predict checks
+            # it records that its lens light is unknown (or absent, with --no-lens-light), which predict checks:
+            # its band and lens light first, on the cutout as read, so that a refusal comes before the resampling
+            lens_light = False if args.no_lens_light else "unknown"
+            check_expects(cut.to_dataset(band=args.band, lens_light=lens_light),
+                          {k: est.expects[k] for k in ("bands", "lens_light") if k in est.expects})
             data = cut.to_stamp(est.expects["pixel_scale"], est.in_shape[1:], what=args.estimator).to_dataset(
-                band=args.band, lens_light=False if args.no_lens_light else "unknown")
+                band=args.band, lens_light=lens_light)
             print(f"resampled {args.input} ({cut.pixel_scale:.3f}\"/px) onto {est.in_shape[1]}x{est.in_shape[2]} "
                   f"pixels of {est.expects['pixel_scale']}\" centred on the lens light")
     if estimate is None:
@@ -580,6 +585,8 @@ def _cmd_find(args):
         # one real cutout, as `lenskit estimate` takes it: resampled onto the finder's grid (flux conserved),
         # refused if it covers under half of the finder's field
         cut = read_cutout(args.input, pixel_scale=args.pixel_scale)
+        if "bands" in finder.expects:  # a band the finder was not trained on: refused before the resampling
+            check_expects(cut.to_dataset(band=args.band), {"bands": finder.expects["bands"]}, what="finder")
         data = cut.to_stamp(finder.expects["pixel_scale"], finder.in_shape[1:], what=args.finder).to_dataset(
             band=args.band)
         print(f"resampled {args.input} ({cut.pixel_scale:.3f}\"/px) onto {finder.in_shape[1]}x{finder.in_shape[2]} "
