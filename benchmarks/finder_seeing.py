@@ -38,6 +38,16 @@ def figures(p, params):
             "lenses_theta_gt_1.4_snr_gt_20": int((lab & (th > 1.4) & (snr > 20)).sum())}
 
 
+def load_finders(ap, names):
+    """Name -> finder for each shipped name or weight file, refused through ``ap`` unless an LSST g lens finder."""
+    finders = {name: load_estimator(name) for name in names}
+    for name, f in finders.items():
+        if "p_lens" not in getattr(f, "targets", ()) or tuple(f.expects.get("bands", ())) != ("g",):
+            ap.error(f"{name} is not an LSST g lens finder (targets {getattr(f, 'targets', None)}, "
+                     f"expects {f.expects})")
+    return finders
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
     ap.add_argument("finders", nargs="+", help="shipped finders' names or weight files")
@@ -48,11 +58,7 @@ def main(argv=None):
     if args.n < 100:
         ap.error(f"--n must be at least 100; got {args.n}")
     torch.set_num_threads(args.threads)
-    finders = {name: load_estimator(name) for name in args.finders}
-    for name, f in finders.items():
-        if "p_lens" not in getattr(f, "targets", ()) or tuple(f.expects.get("bands", ())) != ("g",):
-            ap.error(f"{name} is not an LSST g lens finder (targets {getattr(f, 'targets', None)}, "
-                     f"expects {f.expects})")
+    finders = load_finders(ap, args.finders)
     make = lenskit.get("instrument", "lsst")
     out = {"n": args.n, "seed": args.seed, "cpu_threads": torch.get_num_threads(), "seeing_fwhm": {}}
     for fw in SEEINGS:

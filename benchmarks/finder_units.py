@@ -21,10 +21,9 @@ import json
 import numpy as np
 import torch
 
-from lenskit.estimators.pretrained import load_estimator
 from lenskit.simulation import presets
 
-from finder_seeing import figures  # the metrics of the seeing benchmark beside this script
+from finder_seeing import figures, load_finders  # the seeing benchmark's metrics and checks
 
 FACTORS = (0.1, 1.0, 10.0, 1000.0)
 
@@ -39,10 +38,7 @@ def main(argv=None):
     if args.n < 100:
         ap.error(f"--n must be at least 100; got {args.n}")
     torch.set_num_threads(args.threads)
-    finders = {name: load_estimator(name) for name in args.finders}
-    for name, f in finders.items():
-        if "p_lens" not in getattr(f, "targets", ()):
-            ap.error(f"{name} is not a lens finder (targets {getattr(f, 'targets', None)})")
+    finders = load_finders(ap, args.finders)
     ds = presets.lanusse2018(seed=args.seed).sample(args.n)
     lab = np.asarray(ds.params["is_lens"]).astype(bool)
     out = {"n": args.n, "seed": args.seed, "cpu_threads": torch.get_num_threads(), "finders": {}}

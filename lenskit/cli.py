@@ -250,10 +250,13 @@ def _simulate_with(sim, args, out, distributed):
     return 0
 
 
-def _load_images(path):
-    """A LensDataset from ASDF, or the image / cube of a FITS file as stored."""
+def _load_images(path, pixel_scale=None):
+    """
+    A LensDataset from ASDF; from FITS, one 2-D image as stored (a cutout), or a cube (N, bands, H, W): a dataset
+    where its header (or ``pixel_scale``) gives the pixel scale, so that the estimator checks it, else the array.
+    """
 
-    return read_images(path, as_cube=False)
+    return read_images(path, as_cube=False, as_dataset=True, pixel_scale=pixel_scale)
 
 
 def _display_table(table, input_name):
@@ -353,15 +356,11 @@ def _cmd_estimate(args):
             raise ValueError(f"--condition: {args.estimator!r} reads {list(reads) or 'no conditions'}; got "
                              f"{names}")
         extra["conditions"] = dict(args.condition)
-    data = _load_images(args.input)
+    data = _load_images(args.input, pixel_scale=args.pixel_scale)
     estimate = None
     one_cutout = not isinstance(data, LensDataset) and data.ndim == 2 and "pixel_scale" in est.expects
     if args.band is not None and not one_cutout:
         raise ValueError("--band applies to one 2-D FITS cutout; a dataset or a FITS cube names its bands itself")
-    if not isinstance(data, LensDataset) and not one_cutout:
-        # a FITS cube on the network's grid: as a dataset where its header (or --pixel-scale) gives the pixel
-        # scale, so that the estimator checks it; as the array otherwise
-        data = read_images(args.input, as_dataset=True, pixel_scale=args.pixel_scale)
     if one_cutout:
         cut = read_cutout(args.input, pixel_scale=args.pixel_scale)
         if args.no_lens_light and est.expects.get("lens_light") is False:
@@ -580,7 +579,7 @@ def _cmd_find(args):
     if "p_lens" not in getattr(finder, "targets", ()):
         raise ValueError(f"--finder: {args.finder!r} is not a lens finder (its targets are "
                          f"{list(getattr(finder, 'targets', []))}, not p_lens); use a DeepLens weights file")
-    data = _load_images(args.input)  # a LensDataset, or a FITS image / cube as stored
+    data = _load_images(args.input)  # a LensDataset, one 2-D FITS image, or a cube (a dataset if its scale is known)
     if not isinstance(data, LensDataset) and data.ndim == 2 and "pixel_scale" in finder.expects:
         # one real cutout, as `lenskit estimate` takes it: resampled onto the finder's grid (flux conserved),
         # refused if it covers under half of the finder's field
@@ -595,11 +594,8 @@ def _cmd_find(args):
     elif args.band is not None:
         raise ValueError("--band applies to one 2-D FITS cutout; a dataset or a FITS cube names its bands itself")
     else:
-        if not isinstance(data, LensDataset):
-            if args.pixel_scale is not None:
-                raise ValueError("--pixel-scale applies to one 2-D cutout; a FITS cube must be on the finder's grid")
-            # FITS cutouts as (N, bands, H, W); a dataset where the header gives the pixel scale, which is checked
-            data = read_images(args.input, as_dataset=True)
+        if args.pixel_scale is not None:
+            raise ValueError("--pixel-scale applies to one 2-D cutout; a FITS cube must be on the finder's grid")
         match = bool(args.noise_match)
     if match:
         data = finder.match_noise(data)

@@ -358,60 +358,55 @@ _AUTOLENS_COPY = ("https://raw.githubusercontent.com/jonathanfrawley/autolens_wo
 _AUTOLENS_TEST = "https://raw.githubusercontent.com/Jammy2211/autolens_workspace_test/"
 _SLACS_FOLDER = "real_lenses/slacs_acs_f814w"
 
-#: The files of `slacs_lenses`: (folder under ``real_lenses/slacs_acs_f814w``, file name, URL, SHA-256).
+#: The files of `slacs_lenses`: (folder under ``real_lenses/slacs_acs_f814w``, URL, SHA-256); each file keeps
+#: its URL's name.
 #: HST ACS F814W cutouts at 0.05" per pixel from phdenzel/slacs-match (GPL-3.0: drizzled, north-up, with
 #: a WCS; the TinyTim PSF) and from the PyAutoLens workspaces (MIT: with noise maps and PSFs, no WCS),
 #: each at a fixed commit.
 _SLACS_FILES = (
-    ("198x198", "SDSSJ0029-0055.fits", _SLACS_MATCH + "data/198x198/SDSSJ0029-0055.fits",
+    ("198x198", _SLACS_MATCH + "data/198x198/SDSSJ0029-0055.fits",
      "6916843dd0b89f4a8ccf877389d6fe09326df2509f08d369afc3d384a13b62cd"),
-    ("198x198", "SDSSJ0737+3216.fits", _SLACS_MATCH + "data/198x198/SDSSJ0737%2B3216.fits",
+    ("198x198", _SLACS_MATCH + "data/198x198/SDSSJ0737%2B3216.fits",
      "def94592ee59221afd248b39467bf0c75710ca23163be5de1f1d1765cc7d4227"),
-    ("198x198", "SDSSJ0956+5100.fits", _SLACS_MATCH + "data/198x198/SDSSJ0956%2B5100.fits",
+    ("198x198", _SLACS_MATCH + "data/198x198/SDSSJ0956%2B5100.fits",
      "33ffac3d1c8e6c0c7ec495fc86ca8ff3c5466abdcc5e0dd43a3a9211f4fde8d7"),
-    ("198x198", "SDSSJ1627-0053.fits", _SLACS_MATCH + "data/198x198/SDSSJ1627-0053.fits",
+    ("198x198", _SLACS_MATCH + "data/198x198/SDSSJ1627-0053.fits",
      "22ca36f27b47db315dc4edf60cadbe9a0760fe1f906f5051fc5095be81f2ef0d"),
-    ("psf", "tinytim_ACS.fits", _SLACS_MATCH + "psf/tinytim_ACS.fits",
+    ("psf", _SLACS_MATCH + "psf/tinytim_ACS.fits",
      "505088d50b902b47aeccbcefce98ab88046485aac946f40f1e2b8446872138b9"),
-    ("slacs1430+4105", "image.fits", _AUTOLENS_COPY + "slacs1430%2B4105/image.fits",
+    ("slacs1430+4105", _AUTOLENS_COPY + "slacs1430%2B4105/image.fits",
      "d3e98e13144f6772378811557b054cf153ca71bf8eea8f3d9dde58327b71b6bb"),
-    ("slacs1430+4105", "noise_map.fits", _AUTOLENS_COPY + "slacs1430%2B4105/noise_map.fits",
+    ("slacs1430+4105", _AUTOLENS_COPY + "slacs1430%2B4105/noise_map.fits",
      "13f53c7fd0614d6854057e0fb489570ee150e1d7afd65a0ae22acb9ea1ec05e2"),
-    ("slacs1430+4105", "psf.fits", _AUTOLENS_COPY + "slacs1430%2B4105/psf.fits",
+    ("slacs1430+4105", _AUTOLENS_COPY + "slacs1430%2B4105/psf.fits",
      "b96a9a6a23517d79a791f13e682a17fc9b77c3f1581ac187380a277b93de4c36"),
-    ("slacs2303+1422", "image.fits", _AUTOLENS_COPY + "slacs2303%2B1422/image.fits",
+    ("slacs2303+1422", _AUTOLENS_COPY + "slacs2303%2B1422/image.fits",
      "319beacfcede0602a643d660c975671a26343a12a2e0c06aef4f053844ccd56a"),
-    ("slacs2303+1422", "noise_map.fits", _AUTOLENS_COPY + "slacs2303%2B1422/noise_map.fits",
+    ("slacs2303+1422", _AUTOLENS_COPY + "slacs2303%2B1422/noise_map.fits",
      "f0eac86a915cba408cd60e292a48c28579ef013e0f04e2feac4dcaf0f9cc8080"),
-    ("slacs2303+1422", "psf.fits", _AUTOLENS_COPY + "slacs2303%2B1422/psf.fits",
+    ("slacs2303+1422", _AUTOLENS_COPY + "slacs2303%2B1422/psf.fits",
      "b0c3fbc931fbe02af3128cbb1a2e2079a483069ed85f697eee525e56f006b1d9"),
-    ("slacs0728+3835", "F814W_image.fits",
-     _AUTOLENS_TEST + "0ce7e3e0c190a1e79ac3ccddac07eb79b75d5ff9/dataset/slacs0728%2B3835/F814W_image.fits",
+    ("slacs0728+3835", _AUTOLENS_TEST + "0ce7e3e0c190a1e79ac3ccddac07eb79b75d5ff9/dataset/slacs0728%2B3835/F814W_image.fits",
      "e8b220f034766f4016ad8079d8e6aedd19cd735b950397d5c3b448679cc6ce93"),
-    ("slacs0728+3835", "F814W_noise_map.fits",
-     _AUTOLENS_TEST + "0ce7e3e0c190a1e79ac3ccddac07eb79b75d5ff9/dataset/slacs0728%2B3835/F814W_noise_map.fits",
+    ("slacs0728+3835", _AUTOLENS_TEST + "0ce7e3e0c190a1e79ac3ccddac07eb79b75d5ff9/dataset/slacs0728%2B3835/F814W_noise_map.fits",
      "8958f8f36207318c625547060b8768895ea3c0bcdf73c1bfd7f91a291c5bef72"),
-    ("slacs0728+3835", "F814W_psf.fits",
-     _AUTOLENS_TEST + "0ce7e3e0c190a1e79ac3ccddac07eb79b75d5ff9/dataset/slacs0728%2B3835/F814W_psf.fits",
+    ("slacs0728+3835", _AUTOLENS_TEST + "0ce7e3e0c190a1e79ac3ccddac07eb79b75d5ff9/dataset/slacs0728%2B3835/F814W_psf.fits",
      "c82b29354e010506a21bffab6344ac3978f581de1e7f2edbd7a58c46f8069b45"),
-    ("slacs0946+1006", "image_lens_light_scaled.fits",
-     _AUTOLENS_TEST + "7d99d6274cc1498505b5659787f89d7475092d0b/likelihood_pool/slacs0946%2B1006/"
+    ("slacs0946+1006", _AUTOLENS_TEST + "7d99d6274cc1498505b5659787f89d7475092d0b/likelihood_pool/slacs0946%2B1006/"
                       "image_lens_light_scaled.fits",
      "af99a99c773245f54747b2b89835b7f5adc75ec06af375f162b088c4fd0ce0b4"),
-    ("slacs0946+1006", "noise_map_scaled.fits",
-     _AUTOLENS_TEST + "7d99d6274cc1498505b5659787f89d7475092d0b/likelihood_pool/slacs0946%2B1006/"
+    ("slacs0946+1006", _AUTOLENS_TEST + "7d99d6274cc1498505b5659787f89d7475092d0b/likelihood_pool/slacs0946%2B1006/"
                       "noise_map_scaled.fits",
      "1f2d06fbee2dc0d1608ef5e153df56b77d75c566c22f5e4a63ef9a671a778000"),
-    ("slacs0946+1006", "psf.fits",
-     _AUTOLENS_TEST + "7d99d6274cc1498505b5659787f89d7475092d0b/likelihood_pool/slacs0946%2B1006/psf.fits",
+    ("slacs0946+1006", _AUTOLENS_TEST + "7d99d6274cc1498505b5659787f89d7475092d0b/likelihood_pool/slacs0946%2B1006/psf.fits",
      "d517253f9b70d62534304657aeeefad4781686f619336bde372a3e58c3d3ae92"),
 )
 
-for _folder, _name, _url, _sha in _SLACS_FILES:
-    REGISTRY[f"slacs/{_folder}/{_name}"] = Archive(
-        url=_url, sha256=_sha, unpack=False, folder=f"{_SLACS_FOLDER}/{_folder}",
-        description="SLACS lens, HST ACS F814W at 0.05\"/px (lenskit.datasets.slacs_lenses)")
-del _folder, _name, _url, _sha
+for _folder, _url, _sha in _SLACS_FILES:
+    _archive = Archive(url=_url, sha256=_sha, unpack=False, folder=f"{_SLACS_FOLDER}/{_folder}",
+                       description="SLACS lens, HST ACS F814W at 0.05\"/px (lenskit.datasets.slacs_lenses)")
+    REGISTRY[f"slacs/{_folder}/{_archive.filename}"] = _archive
+del _folder, _url, _sha, _archive
 
 #: The SLACS lenses of `slacs_lenses`, with the SIE parameters Bolton et al. (2008, ApJ 682, 964, Table 5)
 #: published: ``theta_E`` is their b_SIE (arcsec), whose intermediate-axis normalisation is lenskit's;

@@ -569,7 +569,7 @@ API = [
     ("model_lens band empty", lambda c: _model_lens(_cutout(), "hst_wfc3", band=""), ValueError,
      r"band must be a filter name"),
     ("model_lens band the network was not trained on", lambda c: _model_lens(_cutout(), "hst_wfc3", band="F606W"),
-     ValueError, r"band: the cutout was taken through 'F606W', hst_wfc3 was trained on 'F814W'"),
+     ValueError, r"bands: the images hold bands \['F606W'\], this estimator was trained on \['F814W'\]"),
     ("get unknown kind", lambda c: lenskit.get("lens_model", "sie"), ValueError, r"kind"),
     ("get name int", lambda c: lenskit.get("mass_model", 5), TypeError, r"name"),
     ("available unknown kind", lambda c: lenskit.available("sources"), ValueError, r"kind"),
@@ -796,7 +796,7 @@ CLI = [
     ("estimate --band on a dataset", ["estimate", "{d}/lsst.asdf", "-o", "e.asdf", "--estimator", "lsst_gri",
                                       "--band", "g"], r"--band applies to one 2-D FITS cutout"),
     ("model --band other filter", ["model", "{d}/cutout.fits", "-o", "m.asdf", "--band", "F606W"],
-     r"band: the cutout was taken through 'F606W'"),
+     r"bands: the images hold bands \['F606W'\]"),
     ("demo -n 0", ["demo", "-n", "0"], r"argument -n"),
     ("plugins --bogus", ["plugins", "--bogus"], r"unrecognized arguments"),
 ]

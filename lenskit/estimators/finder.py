@@ -328,7 +328,7 @@ class DeepLensFinder(NetworkEstimator):
         signal-to-noise than the same sky would have had in training: on
         lenskit's own LSST g test cutouts multiplied by 10 (the same images in
         other units) the shipped finder flags three quarters of them, lenses
-        or not (AUROC 0.39); divided by 10, it finds almost none.  Here each
+        or not (AUROC 0.42); divided by 10, it finds half the lenses.  Here each
         image's background noise is measured (`background_sigma`: the
         sigma-clipped MAD of the pixels outside its sources) and the image
         (with its noise map and truth) scaled by ``sigma / measured``,
@@ -339,9 +339,9 @@ class DeepLensFinder(NetworkEstimator):
         7: completeness at 1% false positives for theta_E > 1.4", S/N > 20
         0.894 -> 0.876, AUROC 0.981 either way; ``deeplens_lsst_g_robust``
         0.881 -> 0.845, AUROC 0.974 -> 0.971); in any other units it gives
-        those figures, where the unscaled ones are meaningless (times 10:
-        AUROC 0.42, 75% of the non-lenses candidates; divided by 10:
-        completeness 0.49).  ``lenskit find`` does it for a single real cutout
+        those figures, where the unscaled ones are meaningless (times 10: 75%
+        of the non-lenses candidates; divided by 10: completeness 0.49).
+        ``lenskit find`` does it for a single real cutout
         (``--no-noise-match`` leaves it as it is).
 
         Parameters
@@ -379,11 +379,11 @@ class DeepLensFinder(NetworkEstimator):
                                      f"constant or non-finite); the finder cannot match it to its training noise")
                 factor[i, b] = sigma[b] / measured
         scale = factor[:, :, None, None]
+        scaled = (imgs * scale).astype(np.float32)
         if not is_ds:
-            return (imgs * scale).astype(np.float32)
+            return scaled
         params = data.params.copy()
         params["noise_scale"] = factor[:, 0]
-        scaled = (imgs * scale).astype(np.float32)
         return LensDataset(scaled, params, bands=data.bands, pixel_scale=data.pixel_scale,
                            instrument=data.instrument,
                            noise=None if data.noise is None else np.asarray(data.noise) * scale,

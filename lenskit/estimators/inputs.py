@@ -84,7 +84,8 @@ def check_expects(data, expects, what="estimator", strict=True):
                 hint = ""
                 if len(want) == 1:  # one real cutout: its header's filter may name a like band otherwise
                     hint = (f"; for an image taken through a filter like {want[0]!r}, say so "
-                            f"(Cutout.to_dataset(band={want[0]!r}), `--band {want[0]}` on the command line)")
+                            f"(model_lens(..., band={want[0]!r}) or Cutout.to_dataset(band={want[0]!r}), "
+                            f"`--band {want[0]}` on the command line)")
                 problems.append(f"bands: the images hold bands {have}, this {what} was trained on {want}{hint}")
     want = expects.get("instrument")
     if want is not None and data.instrument is not None and data.instrument != want:

@@ -169,7 +169,9 @@ def read_images(path, as_cube=True, as_dataset=False, pixel_scale=None):
         (as a cube), so that an estimator checks it against the pixel scale
         and band it was trained on (the header's ``FILTER`` names the band of
         single-band data; otherwise the bands are unknown, and match any).
-        Without a known pixel scale the array, as without it.
+        Without a known pixel scale the array, as without it.  With
+        ``as_cube=False`` a 2-D image stays as stored (one cutout, for
+        `read_cutout`) and only cubes become datasets.
     pixel_scale : float or `~astropy.units.Quantity`, optional
         Arcsec per pixel of FITS data, in place of the header's.
 
@@ -202,7 +204,7 @@ def read_images(path, as_cube=True, as_dataset=False, pixel_scale=None):
             raise
         except Exception as exc:
             raise LenskitFileError(f"{path} could not be read as FITS: {type(exc).__name__}: {exc}") from exc
-    if not as_cube and not as_dataset:
+    if not as_cube and (not as_dataset or data.ndim == 2):  # as stored (with as_dataset: one 2-D image)
         return data
     if data.ndim == 2:
         data = data[None, None]

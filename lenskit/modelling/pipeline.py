@@ -39,6 +39,7 @@ from lenskit.core.exceptions import LenskitDataWarning
 from lenskit.core.interfaces import Estimator
 from lenskit.core.statistics import robust_sigma
 from lenskit.core.validation import as_float
+from lenskit.estimators.inputs import check_expects
 from lenskit.estimators.pretrained import load_estimator
 from lenskit.estimators.tta import check_targets
 from lenskit.io.fits import Cutout, read_cutout
@@ -244,11 +245,8 @@ def model_lens(cutout: Cutout | str | os.PathLike | Any, estimator: str | Estima
     if band is not None and (not isinstance(band, str) or not band.strip()):
         raise ValueError(f"band must be a filter name (a non-empty str); got {band!r}")
     band = band if band is not None else cutout.band
-    want = [str(b) for b in estimator.expects.get("bands", ())]
-    if band is not None and len(want) == 1 and band != want[0]:  # refused now, as predict would after the work
-        raise ValueError(f"band: the cutout was taken through {band!r}, {what} was trained on {want[0]!r}; for "
-                         f"an image taken through a filter like {want[0]!r}, say so (model_lens(..., "
-                         f"band={want[0]!r}), `--band {want[0]}` on the command line)")
+    if "bands" in estimator.expects:  # refused now, as the CNN step's predict would after the deblending
+        check_expects(cutout.to_dataset(band=band), {"bands": estimator.expects["bands"]})
     core_radius = as_float(core_radius, "core_radius", u.arcsec)
     cnn_core = as_float(cnn_core, "cnn_core", u.arcsec)
     if not cnn_core >= 0:

@@ -357,8 +357,8 @@ def test_model_lens_and_the_cli_refuse_a_band_the_network_was_not_trained_on(sim
     named = Cutout(cut.image, cut.pixel_scale, noise=cut.noise, psf=cut.psf, wcs=cut.wcs,
                    header=fits.Header({"FILTER": "F606W"}))
     assert named.band == "F606W"
-    with pytest.raises(ValueError, match=r"band: the cutout was taken through 'F606W', hst_wfc3 was trained "
-                                         r"on 'F814W'.*band='F814W'"):
+    with pytest.raises(ValueError, match=r"bands: the images hold bands \['F606W'\], this estimator was trained "
+                                         r"on \['F814W'\].*model_lens\(\.\.\., band='F814W'\)"):
         model_lens(named, "hst_wfc3")  # before any work
     with pytest.raises(ValueError, match="band must be a filter name"):
         model_lens(named, band=" ")
