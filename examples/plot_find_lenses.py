@@ -109,3 +109,20 @@ for name, f in (("deeplens_lsst_g", finder), ("deeplens_lsst_g_robust", robust))
 rare = finder.predict(test, lens_fraction=1e-3)
 print(f"median p_lens of the true lenses: {np.median(p[is_lens]):.3f} at 50%, "
       f"{np.median(rare.table['p_lens'].value[is_lens]):.4f} at a 0.1% lens fraction")
+
+# %%
+# Cutouts in another survey's units
+# ---------------------------------
+# The network reads its cutouts in units of its training noise (electrons per
+# second of its LSST exposures), so the same sky in other units -- here the
+# test cutouts times 10, as nanomaggies or counts would be -- reaches it at
+# the wrong signal-to-noise and most non-lenses become candidates.
+# ``match_noise`` measures each cutout's background noise outside its sources
+# and scales it to the training noise first; ``lenskit find`` does it for a
+# single real cutout.
+other_units = test.images * 10
+for label, data in (("as simulated", test.images), ("times 10", other_units),
+                    ("times 10, matched", finder.match_noise(other_units))):
+    q = finder.predict(data).table["p_lens"].value
+    print(f"{label:18s} AUROC {finder_summary(q, is_lens)['auroc']:.3f}, "
+          f"non-lenses above the threshold {np.mean(q[~is_lens] >= finder.threshold):.1%}")
