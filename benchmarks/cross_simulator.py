@@ -617,6 +617,9 @@ def main(argv=None):
     ap.add_argument("--mass", default="sie", choices=MASSES,
                     help="the lenses' mass model: SIE (the benchmark), or the same population as power laws with SLACS's "
                          "slopes in an external shear (epl_shear; the estimators' sets only, not stored)")
+    ap.add_argument("--finder-noise-match", action="store_true",
+                    help="score the finder's cutouts after DeepLensFinder.match_noise, as lenskit find scores a "
+                         "real cutout (a diagnosis: their units are the finder's already)")
     ap.add_argument("--finder-neighbours", default="all", choices=tuple(NEIGHBOURS),
                     help="a diagnosis, not the benchmark: render only some of the finder cutouts' line-of-sight "
                          f"galaxies (all drawn, so the cutouts are otherwise the same): near / far, within or beyond "
@@ -656,6 +659,9 @@ def main(argv=None):
         ap.error(f"unknown set(s) {bad}; expected some of {list(SETS)}")
     if args.finder_neighbours != "all" and "deeplens_lsst_g" not in sets:
         ap.error("--finder-neighbours applies to the finder's cutouts: pass --sets deeplens_lsst_g")
+    if args.finder_noise_match and (args.store or "deeplens_lsst_g" not in sets):
+        ap.error("--finder-noise-match measures the finder's cutouts matched to its noise (a diagnosis): pass --sets "
+                 "deeplens_lsst_g, without --store")
     if args.mass != "sie" and "deeplens_lsst_g" in sets:
         ap.error("--mass applies to the estimators' sets; the finder's cutouts stay SIE lenses")
     if args.weights and len(sets) != 1:
@@ -679,6 +685,8 @@ def main(argv=None):
         res["as_lenskit"] = list(as_lenskit)
     if args.finder_neighbours != "all":
         res["finder_neighbours"] = args.finder_neighbours
+    if args.finder_noise_match:
+        res["finder_noise_match"] = True
     cache = {}
     for name in sets:
         t0 = time.time()
@@ -697,7 +705,7 @@ def main(argv=None):
         render_seconds = round(time.time() - t0, 1)
         for tta in ttas:  # one rendering, measured with each augmentation
             t1 = time.time()
-            entry = measure(est, name, d, tta)
+            entry = measure(est, name, d, tta, match_noise=args.finder_noise_match)
             entry["seconds"] = {"render": render_seconds, "measure": round(time.time() - t1, 1)}
             key = name if len(ttas) == 1 else f"{name} tta{tta}"
             res["sets"][key] = entry
@@ -707,8 +715,9 @@ def main(argv=None):
     print(json.dumps(res, indent=1, default=float))
 
 
-def measure(est, name, d, tta):
-    """The figures of one network on one rendered set, with test-time augmentation ``tta``."""
+def measure(est, name, d, tta, match_noise=False):
+    """The figures of one network on one rendered set, with test-time augmentation ``tta`` (and, for the finder,
+    its cutouts matched to its training noise with ``match_noise``)."""
     from lenskit.estimators.finder_metrics import auroc, threshold_at_fpr, tpr_at_fpr
 
     if name.startswith(("lsst_gri", "euclid_vis")):
@@ -730,6 +739,8 @@ def measure(est, name, d, tta):
                 "candidates_rendered": d["tried"], "ratio": fig["theta_E_err68"] / own if own else None}
     ds = as_dataset(d["images"], None, d["params"], d["bands"], d["pixel_scale"],
                     est.expects.get("instrument"), True)
+    if match_noise:
+        ds = est.match_noise(ds)
     p = np.asarray(est.predict(ds, batch_size=256, **({"tta": tta} if tta != 1 else {}))
                    .table["p_lens"])
     lab = d["labels"]
