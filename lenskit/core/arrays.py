@@ -6,7 +6,8 @@ import torch
 
 from lenskit.core.validation import to_value
 
-__all__ = ["prepare_call", "from_tensor", "as_tensor", "broadcast_shape", "atan_", "atanh_", "exp_", "log_"]
+__all__ = ["prepare_call", "from_tensor", "as_tensor", "broadcast_shape", "atan_", "atanh_", "exp_", "log_",
+           "at_least", "flat_nonzero"]
 
 
 def broadcast_shape(*shapes):
@@ -86,6 +87,37 @@ def exp_(t):
 def log_(t):
     """``t.log_()``, through NumPy's vectorised loop where that is faster (see `atan_`)."""
     return _ufunc_(t, np.log, "log_")
+
+
+def _plain_cpu(t):
+    return t.device.type == "cpu" and t.is_contiguous() and not t.requires_grad
+
+
+def at_least(t, threshold):
+    """
+    ``t >= threshold`` as a boolean tensor, through NumPy for a contiguous CPU tensor and threshold.
+
+    Torch's comparison of a (N, ...) batch with a per-image threshold shaped
+    (N, 1, ..., 1) takes about 0.74 ns per element on one thread; NumPy's
+    0.2 ns (measured on 1.2 million float32 values, the development machine).
+    The simulator's noise compares every pixel with its image's threshold.
+    """
+    if _plain_cpu(t) and torch.is_tensor(threshold) and _plain_cpu(threshold) and threshold.dtype == t.dtype:
+        return torch.from_numpy(np.greater_equal(t.numpy(), threshold.numpy()))
+    return t >= threshold
+
+
+def flat_nonzero(mask):
+    """
+    The flat (row-major) indices of a boolean tensor's True elements, as a ``torch.long`` tensor.
+
+    ``mask.reshape(-1).nonzero()[:, 0]``, through NumPy's ``flatnonzero`` for a
+    contiguous CPU tensor: 0.17 against 2.5 ns per element for torch's
+    ``nonzero`` (one thread, 1.2 million elements, few of them True).
+    """
+    if _plain_cpu(mask):
+        return torch.from_numpy(np.flatnonzero(mask.numpy()))
+    return mask.reshape(-1).nonzero()[:, 0]
 
 
 def as_tensor(value, name, unit=u.arcsec, like=None, dtype=None):

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from astropy.io import fits
 from scipy.ndimage import zoom
 
+from lenskit.core.arrays import at_least, flat_nonzero
 from lenskit.core.config import Configurable
 from lenskit.core.priors import Fixed, as_prior
 from lenskit.core.validation import as_float
@@ -1030,13 +1031,15 @@ def poisson_gaussian_noise(obs, rng, poisson, gaussian):
     own = obs.truth.get("lens_light") is None  # the rms follows the noisy image's peak (else the reference's)
     ref = obs.reference_peak()
     mean, peak, ft = poisson._mean(obs.images, f, ref)
+    mean = mean.contiguous()  # (a new tensor, contiguous unless the images were strided): flat indices below
     # the pixels that may hold the noisy peak, which sets the rms: exact counts, first (no zero means)
     largest = mean.reshape(n, -1).amax(1)
     thr = _peak_candidates(largest).clamp_(min=torch.finfo(dt).tiny).reshape(n, 1, 1, 1)
-    cand = mean >= thr
-    ci = cand.nonzero(as_tuple=True)
-    xc = torch.poisson(mean[ci], generator=gp)
-    top = torch.zeros(n, dtype=dt, device=dev).scatter_reduce_(0, ci[0], xc, reduce="amax")
+    cand = at_least(mean, thr)
+    flat = flat_nonzero(cand)  # (mean and the counts y below are new, contiguous tensors: flat indices serve both)
+    ci = torch.div(flat, nb * h * w, rounding_mode="floor")  # the image of each candidate
+    xc = torch.poisson(mean.view(-1)[flat], generator=gp)
+    top = torch.zeros(n, dtype=dt, device=dev).scatter_reduce_(0, ci, xc, reduce="amax")
     # the Gaussian rms in counts: of the noisy peak, or, with the lens light in the images, of the reference
     # peak without it (its counts factor, noise-free)
     s = torch.as_tensor(frac, dtype=dt, device=dev) * (top if own else ft.reshape(n))
@@ -1060,8 +1063,8 @@ def poisson_gaussian_noise(obs, rng, poisson, gaussian):
         else:
             y[a:b] = part
     fuse_t = torch.as_tensor(fuse, device=dev)
-    yc = xc.addcmul_(torch.randn(xc.shape, generator=gg, dtype=dt, device=dev), (sw * fuse_t)[ci[0]])
-    y[ci] = yc  # the candidates' exact counts, plus the white noise where it is drawn here
+    yc = xc.addcmul_(torch.randn(xc.shape, generator=gg, dtype=dt, device=dev), (sw * fuse_t)[ci])
+    y.view(-1)[flat] = yc  # the candidates' exact counts, plus the white noise where it is drawn here
     images = y.div_(ft).mul_(peak)
     sigma = (s / ft.reshape(n) * peak.reshape(n)).masked_fill_(~fuse_t, 0)
     both = np.nonzero(fuse & coloured)[0]

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from lenskit.core.arrays import broadcast_shape
+from lenskit.core.arrays import at_least, broadcast_shape, flat_nonzero
 
 
 @pytest.mark.parametrize("shapes", [
@@ -87,3 +87,24 @@ def test_inplace_ufuncs_keep_torchs_special_values_without_warnings():
         assert torch.equal(exp_(torch.tensor([-np.inf, 0.0, -200.0])), torch.tensor([0.0, 1.0, 0.0]))
         assert torch.equal(atan_(torch.tensor([np.inf, -np.inf])), torch.tensor([np.pi / 2, -np.pi / 2]))
         assert torch.isnan(exp_(torch.tensor([np.nan]))).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_at_least_and_flat_nonzero_agree_with_torch(dtype):
+    g = torch.Generator().manual_seed(5)
+    t = torch.rand((6, 2, 9, 7), generator=g, dtype=dtype)
+    thr = torch.rand((6, 1, 1, 1), generator=g, dtype=dtype)
+    mask = at_least(t, thr)
+    assert mask.dtype == torch.bool and torch.equal(mask, t >= thr)
+    flat = flat_nonzero(mask)
+    assert flat.dtype == torch.long and torch.equal(flat, mask.reshape(-1).nonzero()[:, 0])
+    # equality counts, as torch's >= does
+    assert bool(at_least(thr.expand_as(t).contiguous(), thr).all())
+    # what NumPy cannot serve takes torch's path: a strided tensor, a float threshold, another dtype
+    strided = t.transpose(2, 3)
+    assert torch.equal(at_least(strided, thr), strided >= thr)
+    assert torch.equal(at_least(t, 0.5), t >= 0.5)
+    assert torch.equal(at_least(t, thr.float() if dtype == torch.float64 else thr.double()),
+                       t >= (thr.float() if dtype == torch.float64 else thr.double()))
+    assert torch.equal(flat_nonzero(mask.transpose(2, 3)), mask.transpose(2, 3).reshape(-1).nonzero()[:, 0])
+    assert len(flat_nonzero(torch.zeros((3, 4), dtype=torch.bool))) == 0
