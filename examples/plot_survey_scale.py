@@ -15,6 +15,7 @@ workers, and a second run resumes instead of starting over.
 """
 
 import json
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -100,3 +101,4 @@ fig.tight_layout()
 #     torchrun --nproc_per_node 4 -m lenskit train --ddp --instrument hst_wfc3 --steps 100000 -o hst.asdf
 client.close()
 cluster.close()
+shutil.rmtree(work)  # the shards of this example (about 60 MB)
