@@ -1436,7 +1436,6 @@ class CircularMasks(Effect):
         r_pix = self.radius / obs.pixel_scale
         kmax = self.n_masks[1]
         count = rng.integers(self.n_masks[0], kmax + 1, n)
-        final = None
         frac = np.zeros(n)
         if kmax > 0:
             cy = rng.uniform(-0.5, h - 0.5, (n, kmax))
@@ -1479,16 +1478,25 @@ class CircularMasks(Effect):
                 open_ = open_ & (cov <= self.max_flux_fraction + 1e-12)
                 kept = torch.where(open_, k + 1, kept)
                 frac_t = torch.where(open_, cov, frac_t)
-            final = torch.zeros((n, spare + 1), dtype=torch.bool, device=dev)
-            use = torch.arange(kmax, device=dev).reshape(1, kmax, 1) < kept.reshape(n, 1, 1)
-            final.scatter_(1, torch.where(use, flat, spare).reshape(n, -1), True)
-            final = final[:, :spare].reshape(n, h, w)
+            # the kept circles' pixels, as flat indices into the (N, H*W) planes: a few hundred per image
+            use = (torch.arange(kmax, device=dev).reshape(1, kmax, 1) < kept.reshape(n, 1, 1)) & (flat < spare)
+            image = torch.arange(n, device=dev).reshape(n, 1, 1).expand_as(flat)[use]
+            pixel = flat[use]
+            final = torch.zeros(n * spare, dtype=torch.bool, device=dev)
+            final[image * spare + pixel] = True
+            final = final.reshape(n, h, w)
             frac = frac_t.cpu().numpy()
-        if final is None:
+            # zeros written at those pixels of a copy of the images, in every band (masked_fill over whole
+            # planes took 1.3 ns per pixel; the copy 0.2)
+            images = obs.images.clone(memory_format=torch.contiguous_format)
+            band = torch.arange(nb, device=dev).reshape(-1, 1)
+            images.view(-1)[((image * nb + band) * spare + pixel).reshape(-1)] = 0.0
+            obs.images = images
+        else:
             final = torch.zeros((n, h, w), dtype=torch.bool, device=dev)
-        m4 = final.unsqueeze(1).expand(n, nb, h, w)
-        obs.images = obs.images.masked_fill(m4, 0.0)
-        obs.masks = m4.clone() if obs.masks is None else (obs.masks | m4)
+        m4 = final.unsqueeze(1)  # a new tensor: the masks themselves when one band, no copy
+        m4 = m4 if nb == 1 else m4.expand(n, nb, h, w).clone()
+        obs.masks = m4 if obs.masks is None else (obs.masks | m4)
         obs.meta["masked_flux_fraction"] = frac
         return obs
 

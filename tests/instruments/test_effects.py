@@ -599,6 +599,10 @@ def test_masks_leave_the_truth_alone_and_count_positive_flux(dtype, bands):
     rtol = 1e-12 if dtype == torch.float64 else 1e-6
     np.testing.assert_allclose(o.meta["masked_flux_fraction"], (m * ref).sum((1, 2)) / ref.sum((1, 2)), rtol=rtol)
     assert np.all(o.meta["masked_flux_fraction"] <= 0.3 + 1e-12) and m.any()
+    # every band masked alike: zeros under the masks, the images untouched elsewhere
+    mm = o.masks.numpy()
+    assert all(np.array_equal(mm[:, b], m) for b in range(bands))
+    assert np.all(o.images.numpy()[mm] == 0) and np.array_equal(o.images.numpy()[~mm], before.numpy()[~mm])
 
 
 def test_masks_on_the_stamp_corner_are_clipped_discs():
