@@ -33,7 +33,7 @@ from lenskit.core.validation import (as_device, as_real_array, as_rng, check_cho
 from lenskit.instruments.camera import Camera
 from lenskit.mass_models.composite import CompositeMassModel
 from lenskit.plugins import get, plugin_module_allowed
-from lenskit.simulation.assembly import Accepted, arc_snr, assemble, params_table
+from lenskit.simulation.assembly import Accepted, ImageSink, arc_snr, assemble, params_table
 from lenskit.simulation.drawing import GENERIC_PRIORS, KNOWN_PRIORS, PRIOR_UNITS, SystemDrawer, build_priors
 from lenskit.simulation.line_of_sight import LineOfSight
 from lenskit.simulation.parallel import default_workers, pool, round_rng, tune_malloc
@@ -609,7 +609,8 @@ class Simulator:
                 return float("inf")
             return max(0, self.total - sum(len(c["images"]) for c in self.left))
 
-        def take(self, n, progress=None):
+        def take(self, n, progress=None, sink=None):
+            """``n`` accepted systems; ``sink``: an `ImageSink` that takes their images (``acc.images`` stays empty)."""
             acc = Accepted()
             got, empty_rounds = 0, 0
             try:
@@ -632,7 +633,11 @@ class Simulator:
                     if k < len(c["images"]):
                         c, rest = _split_chunk(c, k)
                         self.left.appendleft(rest)
+                    if sink is not None:  # copied and hashed now, while the workers render the next rounds
+                        sink(c["images"])
                     for name in ("images", "variance", "masks", "arcs", "lens_light"):
+                        if name == "images" and sink is not None:
+                            continue
                         if name in ("images", "variance", "masks") or c[name] is not None:
                             getattr(acc, name).append(c[name])
                     acc.rows.append(c["row"])
@@ -714,10 +719,11 @@ class Simulator:
                      "simulate in batches with Simulator.stream(batch_size), or to disk in shards with "
                      "lenskit.scale.simulate (lenskit simulate --workers N --shard-size M)")
         bar = tqdm(total=n, desc="simulating", unit="lens") if progress else None
+        sink = ImageSink(n, (len(self.instrument.bands), *self.instrument.shape))
         try:
             flow = self._flow(self.rng, keep_truth, once=True)
             try:
-                parts = [flow.take(n, None if bar is None else bar.update)]
+                parts = [flow.take(n, None if bar is None else bar.update, sink=sink)]
             finally:
                 flow.close()
         finally:
@@ -730,7 +736,7 @@ class Simulator:
         else:
             table = params_table(rows, self.mass_model, self.drawer.plain)
         return assemble(parts, self.instrument, table, seed=self.seed, config=self.config, keep_truth=keep_truth,
-                        lens_light=bool(self.lens_light), workers=workers)
+                        lens_light=bool(self.lens_light), workers=workers, images=sink)
 
     def bytes_per_system(self, keep_truth=True):
         """

@@ -13,6 +13,7 @@ from lenskit.core.provenance import array_checksum
 from lenskit.instruments.effects import GaussianNoise, GaussianPSF, PoissonNoise, separable_convolve
 from lenskit.instruments.hst import HSTWFC3
 from lenskit.simulation import parallel
+from lenskit.simulation.assembly import ImageSink
 from lenskit.simulation.placement import SourcePlacer, _inside_any
 
 
@@ -31,9 +32,26 @@ def test_systems_do_not_depend_on_the_number_of_workers():
         np.testing.assert_array_equal(a.truth["arcs"], other.truth["arcs"])
         for col in a.params.colnames:
             np.testing.assert_array_equal(np.asarray(a.params[col]), np.asarray(other.params[col]))
-        # the checksum (and the table) made in a worker while the arrays are assembled: the same
+        # the checksum made chunk by chunk as the images arrive (and the table in a worker): the same
         assert other.provenance.checksums == a.provenance.checksums
     assert a.provenance.checksums["images"] == array_checksum(a.images)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_image_sink_is_the_concatenation_and_its_checksum(dtype):
+    g = torch.Generator().manual_seed(3)
+    chunks = [torch.rand((k, 2, 5, 6), generator=g, dtype=dtype) for k in (3, 1, 4)]
+    sink = ImageSink(8, (2, 5, 6))
+    with pytest.raises(RuntimeError, match="3 of its 8"):
+        sink(chunks[0])
+        sink.checksum()
+    for c in chunks[1:]:
+        sink(c)
+    whole = torch.cat(chunks).to(torch.float32).numpy()
+    np.testing.assert_array_equal(sink.array, whole)
+    assert sink.array.dtype == np.float32 and sink.checksum() == array_checksum(whole)
+    with pytest.raises(ValueError, match="holds 8 images"):
+        sink(chunks[1])
 
 
 def test_a_sample_renders_only_the_chunks_it_takes_and_takes_the_same_systems(monkeypatch):
