@@ -33,7 +33,7 @@ class Accepted:
     Attributes
     ----------
     images, variance : list of `torch.Tensor`
-        (k, bands, H, W) per chunk.
+        (k, bands, H, W) per chunk (``images`` empty when an `ImageSink` took them).
     masks : list of `torch.Tensor` or None
     arcs, lens_light : list of `torch.Tensor`
         Noise-free components (empty unless kept).
@@ -49,7 +49,7 @@ class Accepted:
     rows: list = dataclasses.field(default_factory=list)
 
     def __len__(self):
-        return sum(len(t) for t in self.images)
+        return sum(len(t) for t in self.variance)  # (every chunk keeps its variance; an ImageSink takes images)
 
 
 def arc_snr(arcs, variance):
