@@ -13,8 +13,7 @@ import torch
 from astropy.table import QTable, vstack
 
 from lenskit.core.dataset import Deferred, LazyArrays, LensDataset
-from lenskit.core.provenance import Provenance, array_checksum
-from lenskit.simulation.parallel import pool
+from lenskit.core.provenance import Provenance
 
 __all__ = ["Accepted", "ImageSink", "arc_snr", "params_table", "assemble"]
 
@@ -177,10 +176,10 @@ def _cat32(tensors):
     return _cat(tensors).astype(np.float32, copy=False)
 
 
-def assemble(parts, instrument, table, seed=None, config=None, keep_truth=True, lens_light=False, workers=1,
-             images=None):
+def assemble(parts, sink, instrument, table, seed=None, config=None, keep_truth=True, lens_light=False):
     """
-    One `~lenskit.LensDataset` from the `Accepted` parts of a run, in order.
+    One `~lenskit.LensDataset` from the `Accepted` parts of a run, in order, and the `ImageSink` that took
+    their images as they came (its array and checksum are the dataset's images and their SHA-256).
 
     Noise maps are the square root of the variance, made when first read
     (`~lenskit.core.dataset.Deferred`); masks are kept when every
@@ -188,22 +187,10 @@ def assemble(parts, instrument, table, seed=None, config=None, keep_truth=True, 
     `~lenskit.core.dataset.LazyArrays` that concatenates them when first read
     (on the CPU; chunks on another device are copied off it now).  The
     provenance records ``seed``, ``config`` and the images' checksum.
-    ``workers`` > 1: the images' checksum is computed in a thread of
-    `lenskit.simulation.parallel.pool` (idle once the rounds are done) after
-    the images are concatenated (hashing the chunks while this thread
-    concatenated them was slower: both are bound by memory).  ``table`` may
-    be a `~concurrent.futures.Future` of the table, made meanwhile.
-    ``images``: an `ImageSink` that took the parts' images as they came
-    (the parts then hold none), its array and checksum used as they are.
+    ``table`` may be a `~concurrent.futures.Future` of the table, made meanwhile.
     """
-    if images is not None:
-        checksum = images.checksum()
-        images = images.array
-    else:
-        images = _cat32([t for p in parts for t in p.images])
-        # the checksum in a worker while this thread makes the masks and waits for the table (hashlib leaves
-        # the GIL)
-        checksum = pool(workers).submit(array_checksum, images) if workers > 1 else None
+    checksum = sink.checksum()
+    images = sink.array
     variance = [t for p in parts for t in p.variance]
     if all(t.device.type == "cpu" for t in variance):  # made when first read: most uses never read it
         noise = Deferred(functools.partial(_noise_map, variance))
@@ -222,10 +209,6 @@ def assemble(parts, instrument, table, seed=None, config=None, keep_truth=True, 
             truth = LazyArrays({k: functools.partial(_cat32, ts) for k, ts in kept.items()})
         else:  # off the device now, not holding its memory until read
             truth = {k: _cat32(ts) for k, ts in kept.items()}
-    if checksum is None:
-        checksum = array_checksum(images)
-    elif isinstance(checksum, Future):
-        checksum = checksum.result()
     if isinstance(table, Future):  # made in a worker meanwhile
         table = table.result()
     provenance = Provenance.current(seed=seed, config=config, checksums={"images": checksum})

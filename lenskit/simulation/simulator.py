@@ -731,12 +731,12 @@ class Simulator:
                 bar.close()
         rows = [r for part in parts for r in part.rows]
         workers = (self.workers or default_workers()) if self.device.type == "cpu" else 1
-        if workers > 1:  # the table (Python, astropy) in an idle worker while this thread copies the arrays
+        if workers > 1:  # the table (Python, astropy) in an idle worker while this thread assembles the rest
             table = pool(workers).submit(params_table, rows, self.mass_model, self.drawer.plain)
         else:
             table = params_table(rows, self.mass_model, self.drawer.plain)
-        return assemble(parts, self.instrument, table, seed=self.seed, config=self.config, keep_truth=keep_truth,
-                        lens_light=bool(self.lens_light), workers=workers, images=sink)
+        return assemble(parts, sink, self.instrument, table, seed=self.seed, config=self.config,
+                        keep_truth=keep_truth, lens_light=bool(self.lens_light))
 
     def bytes_per_system(self, keep_truth=True):
         """
